@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/spf13/cobra"
+
+	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store/local"
+)
+
+func newBackupCommand(g *globalOptions) *cobra.Command {
+	var (
+		tags        []string
+		host        string
+		compression string
+		noParent    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "backup PATH...",
+		Short: "Save a snapshot of files and directories",
+		Long: `Save a snapshot of the given paths. Files whose size, modification time,
+change time and inode match the previous snapshot of the same host and paths
+are not read again; everything else is chunked and deduplicated.
+
+Files that cannot be read are reported and left out; the snapshot is still
+saved and the exit code is 3.`,
+		Args: args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			ctx := cmd.Context()
+			if host == "" {
+				host, _ = os.Hostname()
+			}
+			level, err := compressionLevel(compression)
+			if err != nil {
+				return err
+			}
+			r, err := g.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			if err := r.SetCompression(level); err != nil {
+				return err
+			}
+			if st, ok := r.Store().(*local.Local); ok {
+				st.CleanTemp(24 * time.Hour)
+			}
+			if n, err := r.IndexOrphans(ctx); err != nil {
+				g.warn("re-indexing packs: %v", err)
+			} else if n > 0 && !g.quiet {
+				g.warn("indexed %d packs left by an interrupted backup", n)
+			}
+			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}}
+			if !noParent {
+				abs, err := archiver.CleanPaths(paths)
+				if err != nil {
+					return err
+				}
+				list, err := r.Snapshots(ctx)
+				if err != nil {
+					g.warn("%v", err)
+				}
+				opts.Parent, _ = snapshot.Find(list, "latest", func(s *snapshot.Snapshot) bool {
+					return s.Hostname == host && s.SamePaths(abs)
+				})
+			}
+			opts.OnError = func(path string, err error) {
+				fmt.Fprintf(os.Stderr, "\r\033[Kerror: %v\n", err)
+			}
+			var m *meter
+			if g.progressEnabled() {
+				tot := scanTotals(paths)
+				p := opts.Progress
+				m = startMeter(func(el time.Duration) string {
+					return progressLine(el, p.Files.Load(), p.Bytes.Load(), tot.files.Load(), tot.bytes.Load(), tot.done.Load())
+				})
+			}
+			sn, err := archiver.Backup(ctx, r, paths, opts)
+			m.Stop()
+			if err != nil {
+				return err
+			}
+			s := sn.Summary
+			if g.json {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"snapshot": sn.ID, "parent": sn.Parent, "summary": s}); err != nil {
+					return err
+				}
+			} else {
+				d := s.End.Sub(s.Start)
+				g.printf("Files: %d new, %d changed, %d unmodified; %d directories\n", s.FilesNew, s.FilesChanged, s.FilesUnchanged, s.Dirs)
+				g.printf("Added %s to the repository (%d blobs); read %s of %s in %s (%s/s)\n",
+					fmtBytes(s.BytesAdded), s.BlobsAdded, fmtBytes(s.BytesRead), fmtBytes(s.TotalBytes),
+					d.Round(time.Millisecond), fmtBytes(int64(float64(s.TotalBytes)/max(d.Seconds(), 0.001))))
+				g.printf("snapshot %s saved\n", sn.ID.Short())
+			}
+			if s.Errors > 0 {
+				return fmt.Errorf("%w: %d left out of snapshot %s", errPartial, s.Errors, sn.ID.Short())
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&tags, "tag", nil, "add a tag to the snapshot (repeatable)")
+	f.StringVar(&host, "host", "", "hostname to record (default: this host's name)")
+	f.StringVar(&compression, "compression", "auto", "zstd level: auto, fastest, better, best, or off")
+	f.BoolVar(&noParent, "force", false, "read every file, ignoring the previous snapshot")
+	return cmd
+}
+
+// compressionLevel maps the --compression flag to a zstd level (nil: off).
+func compressionLevel(s string) (*zstd.EncoderLevel, error) {
+	levels := map[string]zstd.EncoderLevel{"auto": zstd.SpeedDefault, "fastest": zstd.SpeedFastest, "better": zstd.SpeedBetterCompression, "best": zstd.SpeedBestCompression}
+	if s == "off" {
+		return nil, nil
+	}
+	l, ok := levels[s]
+	if !ok {
+		return nil, usageError{fmt.Errorf("--compression %q: want auto, fastest, better, best or off", s)}
+	}
+	return &l, nil
+}

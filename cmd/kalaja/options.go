@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store/local"
+)
+
+// globalOptions are the flags every command shares, resolved against the
+// environment once by resolve.
+type globalOptions struct {
+	repo         string
+	passwordFile string
+	json         bool
+	quiet        bool
+}
+
+// env returns the flag's value, or the environment variable when unset.
+func env(flag, name string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv(name)
+}
+
+func (g *globalOptions) repoPath() (string, error) {
+	p := env(g.repo, "KALAJA_REPOSITORY")
+	if p == "" {
+		return "", usageError{errors.New("no repository given: use --repo or set KALAJA_REPOSITORY")}
+	}
+	return p, nil
+}
+
+// password returns the repository password from a file, the environment,
+// or the terminal. confirm asks twice on a terminal (for new passwords).
+func (g *globalOptions) password(confirm bool) ([]byte, error) {
+	return readPassword(env(g.passwordFile, "KALAJA_PASSWORD_FILE"), "KALAJA_PASSWORD", "password", confirm)
+}
+
+// readPassword reads a password from file (if set), else env variable
+// envName, else a terminal prompt naming what.
+func readPassword(file, envName, what string, confirm bool) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read %s file: %w", what, err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("%s file %s is empty", what, file)
+		}
+		return b, nil
+	}
+	if p := os.Getenv(envName); p != "" {
+		return []byte(p), nil
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		return nil, usageError{fmt.Errorf("no %s: set %s_FILE or %s, or run on a terminal", what, envName, envName)}
+	}
+	defer tty.Close()
+	ask := func(prompt string) ([]byte, error) {
+		fmt.Fprint(tty, prompt)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		return b, err
+	}
+	p, err := ask("enter " + what + ": ")
+	if err != nil {
+		return nil, err
+	}
+	if len(p) == 0 {
+		return nil, fmt.Errorf("empty %s", what)
+	}
+	if confirm {
+		again, err := ask("enter " + what + " again: ")
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(p, again) {
+			return nil, fmt.Errorf("the two %ss differ", what)
+		}
+	}
+	return p, nil
+}
+
+// open opens the repository; withIndex also loads the blob index.
+func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Repository, error) {
+	path, err := g.repoPath()
+	if err != nil {
+		return nil, err
+	}
+	st, err := local.Open(path)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s (create one with 'kalaja init')", errNoRepo, path)
+		}
+		return nil, err
+	}
+	if _, err := repo.LoadConfig(ctx, st); err != nil {
+		return nil, err
+	}
+	pw, err := g.password(false)
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, st, pw)
+	if err != nil {
+		return nil, err
+	}
+	if withIndex {
+		if err := r.LoadIndex(ctx); err != nil {
+			g.warn("%v (run 'kalaja check')", err)
+		}
+	}
+	return r, nil
+}
+
+// findSnapshot resolves a user's snapshot name.
+func findSnapshot(ctx context.Context, g *globalOptions, r *repo.Repository, name string) (*snapshot.Snapshot, error) {
+	list, err := r.Snapshots(ctx)
+	if err != nil {
+		g.warn("%v", err)
+	}
+	return snapshot.Find(list, name, nil)
+}
+
+// warn prints a warning to stderr.
+func (g *globalOptions) warn(format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	fmt.Fprintln(os.Stderr, "warning:", strings.ReplaceAll(msg, "\n", "\n  "))
+}
+
+// printf prints human output unless --quiet or --json.
+func (g *globalOptions) printf(format string, a ...any) {
+	if !g.quiet && !g.json {
+		fmt.Fprintf(os.Stdout, format, a...)
+	}
+}
+
+// printJSON writes v as one JSON document on stdout.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

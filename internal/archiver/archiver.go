@@ -1,0 +1,525 @@
+// Package archiver makes snapshots. It walks the given paths in one
+// goroutine, reusing the parent snapshot's content for files whose size,
+// mtime, ctime and inode are unchanged; file workers read and chunk the rest;
+// blob workers hash, deduplicate, compress, encrypt and pack every chunk and
+// tree. Each directory's tree is finished by its own goroutine as soon as its
+// children are, so the walk never waits for a directory to drain.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/chunker"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+)
+
+// Options configures one backup.
+type Options struct {
+	Parent   *snapshot.Snapshot // previous snapshot of the same paths, or nil
+	Hostname string
+	Tags     []string
+	Version  string // program version recorded in the snapshot
+	// OnError is called (from any goroutine, serialised) for every file or
+	// directory that cannot be read; the backup goes on without it.
+	OnError  func(path string, err error)
+	Progress *Progress // may be nil
+}
+
+// Progress counts work as it happens; read it from any goroutine.
+type Progress struct {
+	Files, Dirs, Bytes, Errors atomic.Int64
+}
+
+// fileWorkers read and chunk files; blob work is spread over all CPUs.
+const fileWorkers = 2
+
+type archiver struct {
+	repo   *repo.Repository
+	opts   Options
+	params chunker.Params
+	prog   *Progress
+
+	files  chan fileJob
+	chunks chan blobJob
+	bufs   sync.Pool
+
+	links map[[2]uint64]*fileResult // hard links seen, walker goroutine only
+
+	errMu sync.Mutex
+	err   error // first fatal error
+
+	filesNew, filesChanged, filesUnchanged, dirs, errors, blobsAdded atomic.Int64
+	bytesAdded, bytesRead, totalBytes, totalFiles                     atomic.Int64
+}
+
+type blobJob struct {
+	typ  blob.Type
+	data []byte
+	buf  *[]byte // pooled buffer holding data, or nil
+	out  *blob.ID
+	wg   *sync.WaitGroup
+}
+
+type fileJob struct {
+	path string
+	res  *fileResult
+}
+
+// fileResult is the future content of one file.
+type fileResult struct {
+	read chan struct{}  // closed when every chunk has been submitted
+	wg   sync.WaitGroup // chunks not yet saved
+	ids  []*blob.ID
+	size uint64
+	err  error
+}
+
+// dirResult is the future tree of one directory.
+type dirResult struct {
+	done chan struct{}
+	id   blob.ID
+}
+
+// Backup saves a snapshot of paths (made absolute and cleaned) and returns
+// it. Files that cannot be read are left out and reported to opts.OnError;
+// the returned snapshot's Summary.Errors counts them. Any repository error
+// aborts the backup without writing a snapshot.
+func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Options) (*snapshot.Snapshot, error) {
+	start := time.Now()
+	abs, err := CleanPaths(paths)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a := &archiver{
+		repo: r, opts: opts, params: r.Config().ChunkerParams(), prog: opts.Progress,
+		files:  make(chan fileJob, 64),
+		chunks: make(chan blobJob, 2*runtime.GOMAXPROCS(0)),
+		links:  map[[2]uint64]*fileResult{},
+	}
+	if a.prog == nil {
+		a.prog = &Progress{}
+	}
+	a.bufs.New = func() any { b := make([]byte, 0, a.params.Max); return &b }
+
+	r.StartWrites(ctx)
+	var fileWG, blobWG sync.WaitGroup
+	packers := make([]*repo.Packer, runtime.GOMAXPROCS(0))
+	for i := range packers {
+		packers[i] = r.NewPacker()
+		blobWG.Add(1)
+		go func() { defer blobWG.Done(); a.blobWorker(ctx, packers[i]) }()
+	}
+	for range fileWorkers {
+		fileWG.Add(1)
+		go func() { defer fileWG.Done(); a.fileWorker(ctx) }()
+	}
+
+	var parentTree *snapshot.Tree
+	if opts.Parent != nil {
+		if parentTree, err = r.LoadTree(ctx, opts.Parent.Tree); err != nil {
+			parentTree = nil // back up everything rather than fail
+		}
+	}
+	root := a.walkDir(ctx, "/", parentTree, rootSelection(abs))
+	<-root.done
+	close(a.files)
+	fileWG.Wait()
+	close(a.chunks)
+	blobWG.Wait()
+	for _, p := range packers {
+		if err := p.Close(ctx); err != nil {
+			a.fail(err)
+		}
+	}
+	if err := r.FinishWrites(); err != nil {
+		a.fail(err)
+	}
+	if err := a.failed(); err != nil {
+		return nil, err
+	}
+
+	sn := &snapshot.Snapshot{
+		Time: start.UTC(), Tree: root.id, Paths: abs, Hostname: opts.Hostname,
+		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Tags: opts.Tags, ProgramVersion: opts.Version,
+		Summary: &snapshot.Summary{
+			Start: start.UTC(), End: time.Now().UTC(),
+			FilesNew: int(a.filesNew.Load()), FilesChanged: int(a.filesChanged.Load()), FilesUnchanged: int(a.filesUnchanged.Load()),
+			Dirs: int(a.dirs.Load()), Errors: int(a.errors.Load()), BlobsAdded: int(a.blobsAdded.Load()),
+			BytesAdded: a.bytesAdded.Load(), BytesRead: a.bytesRead.Load(),
+			TotalBytes: a.totalBytes.Load(), TotalFiles: int(a.totalFiles.Load()),
+		},
+	}
+	if u, err := user.Current(); err == nil {
+		sn.Username = u.Username
+	}
+	if opts.Parent != nil {
+		sn.Parent = &opts.Parent.ID
+	}
+	if _, err := r.SaveSnapshot(ctx, sn); err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+// CleanPaths makes paths absolute and clean, sorts them and drops any that
+// lie inside another.
+func CleanPaths(paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("no path to back up")
+	}
+	var abs []string
+	for _, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", p, err)
+		}
+		if _, err := os.Lstat(a); err != nil {
+			return nil, fmt.Errorf("cannot back up %s: %w", p, err)
+		}
+		abs = append(abs, a)
+	}
+	slices.Sort(abs)
+	abs = slices.Compact(abs)
+	out := abs[:0]
+	for _, p := range abs {
+		if len(out) > 0 {
+			last := out[len(out)-1]
+			if last == "/" || strings.HasPrefix(p, last+"/") {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// selection names the entries of a directory to back up: nil means all;
+// otherwise each name maps to the selection below it.
+type selection map[string]selection
+
+// rootSelection builds the selection from "/" that reaches exactly paths.
+func rootSelection(paths []string) selection {
+	if len(paths) == 1 && paths[0] == "/" {
+		return nil
+	}
+	root := selection{}
+	for _, p := range paths {
+		cur := root
+		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+		for i, part := range parts {
+			if i == len(parts)-1 {
+				cur[part] = nil
+				break
+			}
+			next, ok := cur[part]
+			if !ok {
+				next = selection{}
+				cur[part] = next
+			}
+			cur = next
+		}
+	}
+	return root
+}
+
+func (a *archiver) fail(err error) {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	if a.err == nil {
+		a.err = err
+	}
+}
+
+func (a *archiver) failed() error {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return a.err
+}
+
+// report passes an unreadable path to OnError.
+func (a *archiver) report(path string, err error) {
+	a.errors.Add(1)
+	a.prog.Errors.Add(1)
+	if a.opts.OnError != nil {
+		a.errMu.Lock()
+		defer a.errMu.Unlock()
+		a.opts.OnError(path, err)
+	}
+}
+
+func (a *archiver) blobWorker(ctx context.Context, p *repo.Packer) {
+	for j := range a.chunks {
+		if a.failed() == nil {
+			id, n, err := p.Save(ctx, j.typ, j.data)
+			if err != nil {
+				a.fail(err)
+			}
+			*j.out = id
+			if n > 0 {
+				a.blobsAdded.Add(1)
+				a.bytesAdded.Add(int64(n))
+			}
+		}
+		if j.buf != nil {
+			a.bufs.Put(j.buf)
+		}
+		j.wg.Done()
+	}
+}
+
+func (a *archiver) fileWorker(ctx context.Context) {
+	c := chunker.New(nil, a.repo.Keys().Chunker, a.params)
+	for j := range a.files {
+		a.readFile(ctx, c, j)
+	}
+}
+
+// readFile chunks one file and submits its chunks; it never blocks forever
+// once ctx is done.
+func (a *archiver) readFile(ctx context.Context, c *chunker.Chunker, j fileJob) {
+	res := j.res
+	defer close(res.read)
+	f, err := openFile(j.path)
+	if err != nil {
+		res.err = err
+		return
+	}
+	defer f.Close()
+	c.Reset(f)
+	for {
+		bp := a.bufs.Get().(*[]byte)
+		data, err := c.Next((*bp)[:0])
+		if err == io.EOF {
+			a.bufs.Put(bp)
+			return
+		}
+		if err != nil {
+			a.bufs.Put(bp)
+			res.err = fmt.Errorf("read %s: %w", j.path, err)
+			return
+		}
+		*bp = data
+		id := new(blob.ID)
+		res.ids = append(res.ids, id)
+		res.size += uint64(len(data))
+		a.bytesRead.Add(int64(len(data)))
+		a.prog.Bytes.Add(int64(len(data)))
+		res.wg.Add(1)
+		select {
+		case a.chunks <- blobJob{blob.Data, data, bp, id, &res.wg}:
+		case <-ctx.Done():
+			res.wg.Done()
+			a.bufs.Put(bp)
+			res.err = ctx.Err()
+			return
+		}
+	}
+}
+
+// pending is a node whose content or subtree is still being saved.
+type pending struct {
+	i    int // index in the directory's nodes
+	path string
+	file *fileResult
+	dir  *dirResult
+}
+
+// walkDir records directory path (with sel choosing entries, nil for all),
+// schedules its files and subdirectories, and returns the future of its
+// tree. parent is the same directory's tree in the parent snapshot, or nil.
+func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tree, sel selection) *dirResult {
+	a.dirs.Add(1)
+	a.prog.Dirs.Add(1)
+	var names []string
+	if sel == nil {
+		var err error
+		if names, err = readDirNames(path); err != nil {
+			a.report(path, err)
+		}
+	} else {
+		for name := range sel {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+	}
+	var nodes []snapshot.Node
+	var waits []pending
+	for _, name := range names {
+		if ctx.Err() != nil {
+			break
+		}
+		p := filepath.Join(path, name)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			a.report(p, err)
+			continue
+		}
+		n, err := nodeFromInfo(name, fi)
+		if err != nil {
+			a.report(p, err)
+			continue
+		}
+		if n.Xattrs, err = readXattrs(p); err != nil {
+			a.report(p, err)
+			continue
+		}
+		var pn *snapshot.Node
+		if parent != nil {
+			pn = parent.Find(name)
+		}
+		switch n.Kind {
+		case snapshot.Symlink:
+			t, err := os.Readlink(p)
+			if err != nil {
+				a.report(p, err)
+				continue
+			}
+			n.Target = snapshot.Name(t)
+		case snapshot.File:
+			if res := a.scheduleFile(ctx, p, &n, pn); res != nil {
+				waits = append(waits, pending{i: len(nodes), path: p, file: res})
+			}
+		case snapshot.Dir:
+			var sub *snapshot.Tree
+			if pn != nil && pn.Kind == snapshot.Dir && pn.Subtree != nil {
+				sub, _ = a.repo.LoadTree(ctx, *pn.Subtree) // unreadable parent tree: back up in full
+			}
+			var childSel selection
+			if sel != nil {
+				childSel = sel[name]
+			}
+			waits = append(waits, pending{i: len(nodes), path: p, dir: a.walkDir(ctx, p, sub, childSel)})
+		}
+		nodes = append(nodes, n)
+	}
+	res := &dirResult{done: make(chan struct{})}
+	go a.finishDir(ctx, res, nodes, waits)
+	return res
+}
+
+func readDirNames(path string) ([]string, error) {
+	d, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	sort.Strings(names)
+	return names, err
+}
+
+// scheduleFile fills n's content from the parent snapshot when the file is
+// unchanged, or submits it for reading and returns its future.
+func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.Node, pn *snapshot.Node) *fileResult {
+	a.totalFiles.Add(1)
+	if pn != nil && pn.Kind == snapshot.File && pn.Size == n.Size && pn.MTime == n.MTime &&
+		pn.CTime == n.CTime && pn.Inode == n.Inode && a.allIndexed(pn.Content) {
+		n.Content = pn.Content
+		a.filesUnchanged.Add(1)
+		a.totalBytes.Add(int64(n.Size))
+		a.prog.Files.Add(1)
+		a.prog.Bytes.Add(int64(n.Size))
+		return nil
+	}
+	if pn != nil {
+		a.filesChanged.Add(1)
+	} else {
+		a.filesNew.Add(1)
+	}
+	key := [2]uint64{n.Device, n.Inode}
+	if n.Links > 1 {
+		if res, ok := a.links[key]; ok {
+			return res
+		}
+	}
+	res := &fileResult{read: make(chan struct{})}
+	if n.Links > 1 {
+		a.links[key] = res
+	}
+	select {
+	case a.files <- fileJob{path, res}:
+	case <-ctx.Done():
+		res.err = ctx.Err()
+		close(res.read)
+	}
+	return res
+}
+
+func (a *archiver) allIndexed(ids []blob.ID) bool {
+	idx := a.repo.Index()
+	for _, id := range ids {
+		if !idx.Has(blob.Handle{Type: blob.Data, ID: id}) {
+			return false
+		}
+	}
+	return true
+}
+
+// finishDir waits for a directory's children, then saves its tree.
+func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapshot.Node, waits []pending) {
+	defer close(res.done)
+	drop := map[int]bool{}
+	for _, w := range waits {
+		switch {
+		case w.file != nil:
+			<-w.file.read
+			w.file.wg.Wait()
+			if w.file.err != nil {
+				if ctx.Err() == nil {
+					a.report(w.path, w.file.err)
+				}
+				drop[w.i] = true
+				continue
+			}
+			n := &nodes[w.i]
+			n.Size = w.file.size
+			n.Content = make([]blob.ID, len(w.file.ids))
+			for i, id := range w.file.ids {
+				n.Content[i] = *id
+			}
+			a.totalBytes.Add(int64(n.Size))
+			a.prog.Files.Add(1)
+		case w.dir != nil:
+			<-w.dir.done
+			id := w.dir.id
+			nodes[w.i].Subtree = &id
+		}
+	}
+	tree := &snapshot.Tree{Nodes: make([]snapshot.Node, 0, len(nodes))}
+	for i, n := range nodes {
+		if !drop[i] {
+			tree.Nodes = append(tree.Nodes, n)
+		}
+	}
+	tree.Sort()
+	data, err := tree.Encode()
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	select {
+	case a.chunks <- blobJob{typ: blob.Tree, data: data, out: &res.id, wg: &wg}:
+		wg.Wait()
+	case <-ctx.Done():
+		a.fail(ctx.Err())
+	}
+}

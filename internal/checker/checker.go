@@ -1,0 +1,304 @@
+// Package checker verifies a repository: every index file decodes, every
+// indexed pack exists with the right size and header, every snapshot decodes
+// and every tree and content blob it needs is present (and, when asked,
+// readable: ReadData decrypts and hashes every blob). Problems are reported
+// with the snapshots and file paths they damage, so an operator knows what
+// is lost and what still restores.
+package checker
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"path"
+	"runtime"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/pack"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// Options selects how deep to check.
+type Options struct {
+	// ReadData reads every pack in full and verifies every blob.
+	ReadData bool
+	// OnPack is called after each pack is checked (for progress); may be nil.
+	OnPack func()
+}
+
+// Damage is one file or directory of one snapshot that cannot be restored
+// in full.
+type Damage struct {
+	Snapshot string `json:"snapshot"`
+	Path     string `json:"path"`
+	Blob     string `json:"blob"`
+	Reason   string `json:"reason"`
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	Snapshots int      `json:"snapshots"`
+	Packs     int      `json:"packs"`
+	Blobs     int      `json:"blobs"`
+	Errors    []string `json:"errors"`  // problems with repository objects
+	Notes     []string `json:"notes"`   // harmless findings (e.g. unindexed packs)
+	Damaged   []Damage `json:"damaged"` // what the errors cost
+}
+
+// OK reports whether the check found no error.
+func (r *Report) OK() bool { return len(r.Errors) == 0 && len(r.Damaged) == 0 }
+
+type checker struct {
+	repo *repo.Repository
+	opts Options
+	rep  *Report
+	mu   sync.Mutex
+	bad  map[blob.Handle]string // blob -> why it cannot be read
+	memo map[blob.ID][]Damage   // tree -> damage below it (paths relative)
+}
+
+func (c *checker) errorf(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rep.Errors = append(c.rep.Errors, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) markBad(h blob.Handle, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.bad[h]; !ok {
+		c.bad[h] = why
+	}
+}
+
+// Check checks r (whose index must not be loaded yet) and returns a report.
+// The error is for failures of the check itself, such as a store that
+// cannot be listed; what is wrong with the repository is in the report.
+func Check(ctx context.Context, r *repo.Repository, opts Options) (*Report, error) {
+	c := &checker{repo: r, opts: opts, rep: &Report{}, bad: map[blob.Handle]string{}, memo: map[blob.ID][]Damage{}}
+	if err := r.LoadIndex(ctx); err != nil {
+		var ie *repo.IndexError
+		for _, e := range unjoin(err) {
+			if !errors.As(e, &ie) {
+				return nil, err
+			}
+			c.errorf("%v", e)
+		}
+	}
+	if err := c.checkPacks(ctx); err != nil {
+		return nil, err
+	}
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		var se *repo.SnapshotError
+		for _, e := range unjoin(err) {
+			if !errors.As(e, &se) {
+				return nil, err
+			}
+			c.errorf("%v", e)
+		}
+	}
+	c.rep.Snapshots = len(snaps)
+	for _, sn := range snaps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for _, d := range c.tree(ctx, sn.Tree) {
+			d.Snapshot = sn.ID.String()
+			c.rep.Damaged = append(c.rep.Damaged, d)
+		}
+	}
+	c.rep.Blobs = r.Index().Len()
+	sort.Strings(c.rep.Errors)
+	return c.rep, nil
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// checkPacks compares the packs in the store with the index and checks
+// each one's header (or, with ReadData, all of it).
+func (c *checker) checkPacks(ctx context.Context) error {
+	r := c.repo
+	stored := map[blob.ID]int64{}
+	if err := r.Store().List(ctx, store.Packs, func(fi store.FileInfo) error {
+		id, err := blob.ParseID(fi.Name)
+		if err != nil {
+			c.errorf("pack file %q: name is not an ID", fi.Name)
+			return nil
+		}
+		stored[id] = fi.Size
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list packs: %w", err)
+	}
+	expected := r.Index().ByPack()
+	c.rep.Packs = len(stored)
+	for id := range stored {
+		if _, ok := expected[id]; !ok {
+			c.mu.Lock()
+			c.rep.Notes = append(c.rep.Notes, fmt.Sprintf("pack %s is not in any index (left by an interrupted backup, or its index file is lost); the next backup indexes it again", id.Short()))
+			c.mu.Unlock()
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
+	for id, p := range expected {
+		g.Go(func() error {
+			defer func() {
+				if c.opts.OnPack != nil {
+					c.opts.OnPack()
+				}
+			}()
+			size, ok := stored[id]
+			want := packSize(p)
+			var problem error
+			switch {
+			case !ok:
+				problem = fmt.Errorf("pack %s is missing", id.Short())
+			case size != want:
+				problem = fmt.Errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
+			case c.opts.ReadData:
+				problem = c.readPack(gctx, p, size)
+			default:
+				hdr, err := r.ReadPackHeader(gctx, id, size)
+				if err == nil && !sameEntries(hdr.Entries, p.Entries) {
+					err = fmt.Errorf("pack %s: header does not match the index", id.Short())
+				}
+				problem = err
+			}
+			if problem != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				c.errorf("%v", problem)
+				for _, e := range p.Entries {
+					c.markBad(e.Handle(), problem.Error())
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// packSize is the size a pack with p's entries must have.
+func packSize(p index.Pack) int64 {
+	var data int64
+	for _, e := range p.Entries {
+		data += int64(e.Length)
+	}
+	return data + int64(len(p.Entries))*pack.EntrySize + crypto.Overhead + pack.TrailerSize
+}
+
+func sameEntries(a, b []pack.Entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// readPack reads a whole pack, checks its name, header and every blob.
+// Blobs that fail are marked bad; the returned error summarises.
+func (c *checker) readPack(ctx context.Context, p index.Pack, size int64) error {
+	r := c.repo
+	h := store.Handle{Type: store.Packs, Name: p.ID.String()}
+	data, err := r.Store().Load(ctx, h)
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", p.ID.Short(), err)
+	}
+	if sha256.Sum256(data) != p.ID {
+		// Name mismatch: go on to find which blobs are still readable.
+		c.errorf("pack %s: content does not match its name", p.ID.Short())
+	}
+	ids := r.Keys().NewIDHasher()
+	var failed int
+	var buf []byte
+	for _, e := range p.Entries {
+		loc := index.Location{Pack: p.ID, Ephemeral: p.Ephemeral, Entry: e}
+		end := int64(e.Offset) + int64(e.Length)
+		if end > int64(len(data)) {
+			c.markBad(e.Handle(), "beyond the end of its pack")
+			failed++
+			continue
+		}
+		ct := append([]byte(nil), data[e.Offset:end]...)
+		if buf, err = r.OpenBlob(loc, ct, buf, ids); err != nil {
+			c.markBad(e.Handle(), err.Error())
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("pack %s: %d of %d blobs are damaged", p.ID.Short(), failed, len(p.Entries))
+	}
+	return nil
+}
+
+// tree returns the damage below tree id, memoised across snapshots.
+func (c *checker) tree(ctx context.Context, id blob.ID) []Damage {
+	if d, ok := c.memo[id]; ok {
+		return d
+	}
+	var out []Damage
+	h := blob.Handle{Type: blob.Tree, ID: id}
+	t, err := c.loadTree(ctx, h)
+	if err != nil {
+		out = []Damage{{Path: "/", Blob: id.String(), Reason: err.Error()}}
+		c.memo[id] = out
+		return out
+	}
+	for _, n := range t.Nodes {
+		name := string(n.Name)
+		switch n.Kind {
+		case snapshot.Dir:
+			for _, d := range c.tree(ctx, *n.Subtree) {
+				d.Path = path.Join("/", name, d.Path)
+				out = append(out, d)
+			}
+		case snapshot.File:
+			for _, b := range n.Content {
+				if why, bad := c.blobProblem(blob.Handle{Type: blob.Data, ID: b}); bad {
+					out = append(out, Damage{Path: "/" + name, Blob: b.String(), Reason: why})
+					break
+				}
+			}
+		}
+	}
+	c.memo[id] = out
+	return out
+}
+
+func (c *checker) blobProblem(h blob.Handle) (string, bool) {
+	if why, ok := c.bad[h]; ok {
+		return why, true
+	}
+	if !c.repo.Index().Has(h) {
+		return "not in any index", true
+	}
+	return "", false
+}
+
+func (c *checker) loadTree(ctx context.Context, h blob.Handle) (*snapshot.Tree, error) {
+	if why, bad := c.blobProblem(h); bad {
+		return nil, fmt.Errorf("tree %s: %s", h.ID.Short(), why)
+	}
+	return c.repo.LoadTree(ctx, h.ID)
+}

@@ -1,0 +1,124 @@
+package crypto
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/kalaja/kalaja/internal/blob"
+)
+
+// KeyFileVersion is the version of the key file format.
+const KeyFileVersion = 1
+
+// KDFParams are the Argon2id parameters of one key file.
+type KDFParams struct {
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+	Salt      []byte `json:"salt"`
+}
+
+// DefaultKDF returns the parameters new key files use: RFC 9106's second
+// recommended option (t=3, 64 MiB, 4 lanes) with a fresh 16-byte salt.
+func DefaultKDF() (KDFParams, error) {
+	p := KDFParams{Time: 3, MemoryKiB: 64 << 10, Threads: 4, Salt: make([]byte, 16)}
+	_, err := rand.Read(p.Salt)
+	return p, err
+}
+
+// validate refuses parameters a hostile key file could use to exhaust memory
+// or time, and ones too weak to be ours.
+func (p KDFParams) validate() error {
+	switch {
+	case p.Time < 1 || p.Time > 64:
+		return fmt.Errorf("argon2id time %d out of range 1..64", p.Time)
+	case p.MemoryKiB < 8<<10 || p.MemoryKiB > 4<<20:
+		return fmt.Errorf("argon2id memory %d KiB out of range 8 MiB..4 GiB", p.MemoryKiB)
+	case p.Threads < 1:
+		return errors.New("argon2id threads must be at least 1")
+	case len(p.Salt) < 16 || len(p.Salt) > 64:
+		return fmt.Errorf("argon2id salt of %d bytes, want 16..64", len(p.Salt))
+	}
+	return nil
+}
+
+// KeyFile is the stored form of one key: the repository keys sealed under a
+// key derived from a password. Everything but Data is public metadata.
+type KeyFile struct {
+	Version  int       `json:"version"`
+	Created  time.Time `json:"created"`
+	Host     string    `json:"host,omitempty"`
+	Username string    `json:"username,omitempty"`
+	KDF      KDFParams `json:"kdf"`
+	// Data is XChaCha20-Poly1305(Argon2id(password), nonce, keys JSON) as
+	// nonce || ciphertext, with additional data "kalaja key v1".
+	Data []byte `json:"data"`
+}
+
+var keyFileAAD = []byte("kalaja key v1")
+
+// SealKeyFile seals keys under password and returns the encoded key file.
+func SealKeyFile(keys *Keys, password []byte, kdf KDFParams, meta KeyFile) ([]byte, error) {
+	if err := kdf.validate(); err != nil {
+		return nil, fmt.Errorf("seal key file: %w", err)
+	}
+	plain, err := json.Marshal(keys)
+	if err != nil {
+		return nil, fmt.Errorf("seal key file: %w", err)
+	}
+	aead, err := chacha20poly1305.NewX(argon2.IDKey(password, kdf.Salt, kdf.Time, kdf.MemoryKiB, kdf.Threads, KeySize))
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("seal key file: %w", err)
+	}
+	meta.Version = KeyFileVersion
+	meta.KDF = kdf
+	meta.Data = aead.Seal(nonce, nonce, plain, keyFileAAD)
+	return json.MarshalIndent(meta, "", "  ")
+}
+
+// ParseKeyFile decodes a key file's public part without opening it.
+func ParseKeyFile(data []byte) (*KeyFile, error) {
+	var kf KeyFile
+	if err := json.Unmarshal(data, &kf); err != nil {
+		return nil, fmt.Errorf("decode key file: %v: %w", err, blob.ErrCorrupt)
+	}
+	if kf.Version != KeyFileVersion {
+		return nil, fmt.Errorf("key file version %d: %w", kf.Version, blob.ErrUnsupported)
+	}
+	if err := kf.KDF.validate(); err != nil {
+		return nil, fmt.Errorf("key file: %v: %w", err, blob.ErrCorrupt)
+	}
+	if len(kf.Data) < chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
+		return nil, fmt.Errorf("key file: sealed data truncated: %w", blob.ErrCorrupt)
+	}
+	return &kf, nil
+}
+
+// Open derives the key from password and opens the sealed keys. It returns
+// an error wrapping blob.ErrWrongPassword if authentication fails.
+func (kf *KeyFile) Open(password []byte) (*Keys, error) {
+	aead, err := chacha20poly1305.NewX(argon2.IDKey(password, kf.KDF.Salt, kf.KDF.Time, kf.KDF.MemoryKiB, kf.KDF.Threads, KeySize))
+	if err != nil {
+		return nil, err
+	}
+	n := chacha20poly1305.NonceSizeX
+	plain, err := aead.Open(nil, kf.Data[:n], kf.Data[n:], keyFileAAD)
+	if err != nil {
+		return nil, blob.ErrWrongPassword
+	}
+	var k Keys
+	if err := json.Unmarshal(plain, &k); err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	return &k, nil
+}

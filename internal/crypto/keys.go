@@ -1,0 +1,147 @@
+// Package crypto holds Kalaja's key hierarchy and every use of a cipher:
+// Argon2id-sealed key files, keyed blob IDs, per-pack content keys wrapped for
+// an X25519 public key, and sealed objects (index and snapshot files).
+//
+// The key hierarchy separates what a host needs to add data from what it needs
+// to read it (docs/design.md, "Keys"):
+//
+//   - ID key: HMAC-SHA256 key naming blobs, so equal chunks deduplicate and a
+//     stored ID does not reveal a known file to someone without the key.
+//   - Chunker key: seeds the content-defined chunker's gear table.
+//   - Index key: AES-256-GCM key for index files, which map blob IDs to packs.
+//   - Content key pair (X25519): every pack and snapshot is encrypted under a
+//     fresh key derived from an ephemeral key agreement with the public half;
+//     only the private half decrypts. A write-only host holds the public half.
+//
+// All ciphers are authenticated (AES-256-GCM, XChaCha20-Poly1305). Nothing in
+// this package logs or returns secret bytes in errors.
+package crypto
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"hash"
+
+	"golang.org/x/crypto/curve25519"
+
+	"github.com/kalaja/kalaja/internal/blob"
+)
+
+// KeySize is the length of every symmetric key and X25519 key.
+const KeySize = 32
+
+// Keys is the repository's key material, as sealed inside a key file.
+// A full key has every field; a write-only key (see docs/design.md) lacks
+// ContentPrivate. Keys must not be copied into logs or errors.
+type Keys struct {
+	RepoID         blob.ID       `json:"repo_id"`
+	ID             [KeySize]byte `json:"-"`
+	Chunker        [KeySize]byte `json:"-"`
+	Index          [KeySize]byte `json:"-"`
+	ContentPublic  [KeySize]byte `json:"-"`
+	ContentPrivate [KeySize]byte `json:"-"`
+}
+
+// keysJSON is the serialised form: byte slices encode as base64.
+type keysJSON struct {
+	RepoID         blob.ID `json:"repo_id"`
+	ID             []byte  `json:"id_key"`
+	Chunker        []byte  `json:"chunker_key"`
+	Index          []byte  `json:"index_key"`
+	ContentPublic  []byte  `json:"content_public"`
+	ContentPrivate []byte  `json:"content_private,omitempty"`
+}
+
+// MarshalJSON encodes the keys for sealing in a key file.
+func (k *Keys) MarshalJSON() ([]byte, error) {
+	j := keysJSON{k.RepoID, k.ID[:], k.Chunker[:], k.Index[:], k.ContentPublic[:], nil}
+	if k.CanRead() {
+		j.ContentPrivate = k.ContentPrivate[:]
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes keys and checks every field's length and that the
+// content key pair matches.
+func (k *Keys) UnmarshalJSON(b []byte) error {
+	var j keysJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return fmt.Errorf("decode keys: %w", err)
+	}
+	fields := []struct {
+		name string
+		src  []byte
+		dst  *[KeySize]byte
+		opt  bool
+	}{
+		{"id_key", j.ID, &k.ID, false},
+		{"chunker_key", j.Chunker, &k.Chunker, false},
+		{"index_key", j.Index, &k.Index, false},
+		{"content_public", j.ContentPublic, &k.ContentPublic, false},
+		{"content_private", j.ContentPrivate, &k.ContentPrivate, true},
+	}
+	for _, f := range fields {
+		if f.opt && len(f.src) == 0 {
+			continue
+		}
+		if len(f.src) != KeySize {
+			return fmt.Errorf("decode keys: %s has %d bytes, want %d: %w", f.name, len(f.src), KeySize, blob.ErrCorrupt)
+		}
+		copy(f.dst[:], f.src)
+	}
+	k.RepoID = j.RepoID
+	if k.CanRead() {
+		pub, err := curve25519.X25519(k.ContentPrivate[:], curve25519.Basepoint)
+		if err != nil || !hmac.Equal(pub, k.ContentPublic[:]) {
+			return fmt.Errorf("decode keys: content key pair does not match: %w", blob.ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// NewKeys returns fresh random keys for a new repository named repoID.
+func NewKeys(repoID blob.ID) (*Keys, error) {
+	k := &Keys{RepoID: repoID}
+	for _, b := range []*[KeySize]byte{&k.ID, &k.Chunker, &k.Index, &k.ContentPrivate} {
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("generate keys: %w", err)
+		}
+	}
+	pub, err := curve25519.X25519(k.ContentPrivate[:], curve25519.Basepoint)
+	if err != nil {
+		return nil, fmt.Errorf("generate content key: %w", err)
+	}
+	copy(k.ContentPublic[:], pub)
+	return k, nil
+}
+
+// CanRead reports whether k holds the content private key, i.e. can decrypt
+// packs and snapshots.
+func (k *Keys) CanRead() bool { return k.ContentPrivate != [KeySize]byte{} }
+
+// WriteOnly returns a copy of k without the content private key: enough to
+// chunk, deduplicate, index and add packs and snapshots, not to read them.
+func (k *Keys) WriteOnly() *Keys {
+	c := *k
+	c.ContentPrivate = [KeySize]byte{}
+	return &c
+}
+
+// IDHasher computes blob IDs. It is not safe for concurrent use; make one
+// per goroutine with Keys.NewIDHasher.
+type IDHasher struct{ mac hash.Hash }
+
+// NewIDHasher returns a hasher keyed with the repository's ID key.
+func (k *Keys) NewIDHasher() *IDHasher { return &IDHasher{hmac.New(sha256.New, k.ID[:])} }
+
+// Sum returns the blob ID of plaintext: HMAC-SHA256(ID key, plaintext).
+func (h *IDHasher) Sum(plaintext []byte) blob.ID {
+	h.mac.Reset()
+	h.mac.Write(plaintext)
+	var id blob.ID
+	h.mac.Sum(id[:0])
+	return id
+}

@@ -1,0 +1,333 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/pack"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// packKeyCache remembers derived pack keys (one X25519 agreement each).
+type packKeyCache struct {
+	mu   sync.Mutex
+	keys map[blob.ID]*crypto.PackKey
+}
+
+const packKeyCacheSize = 4096
+
+func (r *Repository) packKey(id blob.ID, eph [crypto.KeySize]byte) (*crypto.PackKey, error) {
+	c := &r.packKeys
+	c.mu.Lock()
+	k, ok := c.keys[id]
+	c.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := r.keys.OpenPackKey(eph)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.keys == nil || len(c.keys) >= packKeyCacheSize {
+		c.keys = map[blob.ID]*crypto.PackKey{}
+	}
+	c.keys[id] = k
+	c.mu.Unlock()
+	return k, nil
+}
+
+// IndexError reports an index file that could not be used.
+type IndexError struct {
+	Name string
+	Err  error
+}
+
+func (e *IndexError) Error() string { return fmt.Sprintf("index %s: %v", shortName(e.Name), e.Err) }
+func (e *IndexError) Unwrap() error { return e.Err }
+
+// LoadIndex reads every index file into the in-memory index. Files that
+// cannot be read, decrypted or decoded are skipped and returned as
+// *IndexError values joined in the error; the index holds everything else.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	var names []string
+	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	var mu sync.Mutex
+	var errs []error
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
+	for _, name := range names {
+		g.Go(func() error {
+			packs, err := r.loadIndexFile(ctx, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				mu.Lock()
+				errs = append(errs, &IndexError{name, err})
+				mu.Unlock()
+				return nil
+			}
+			for _, p := range packs {
+				r.idx.Add(p)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Repository) loadIndexFile(ctx context.Context, name string) ([]index.Pack, error) {
+	b, err := r.loadVerified(ctx, store.Handle{Type: store.Index, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.keys.OpenObject("index", b)
+	if err != nil {
+		return nil, err
+	}
+	return index.Decode(plain)
+}
+
+// loadVerified loads an object and checks that its name is the SHA-256 of
+// its bytes: a renamed, swapped or altered object is blob.ErrCorrupt.
+func (r *Repository) loadVerified(ctx context.Context, h store.Handle) ([]byte, error) {
+	b, err := r.st.Load(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if blob.Hash(b).String() != h.Name {
+		return nil, fmt.Errorf("%v: content does not match its name: %w", h, blob.ErrCorrupt)
+	}
+	return b, nil
+}
+
+// storeReaderAt adapts one stored object to io.ReaderAt.
+type storeReaderAt struct {
+	ctx context.Context
+	st  store.Loader
+	h   store.Handle
+}
+
+func (s storeReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := s.st.ReadAt(s.ctx, s.h, p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ReadPackHeader reads the header of a stored pack of the given size.
+func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64) (index.Pack, error) {
+	h := store.Handle{Type: store.Packs, Name: id.String()}
+	entries, _, err := pack.ReadHeader(r.keys, storeReaderAt{ctx, r.st, h}, size)
+	if err != nil {
+		return index.Pack{}, fmt.Errorf("pack %s: %w", id.Short(), err)
+	}
+	tb := make([]byte, pack.TrailerSize)
+	if err := r.st.ReadAt(ctx, h, tb, size-pack.TrailerSize); err != nil {
+		return index.Pack{}, err
+	}
+	t, err := pack.ParseTrailer(tb)
+	if err != nil {
+		return index.Pack{}, err
+	}
+	return index.Pack{ID: id, Ephemeral: t.Ephemeral, Entries: entries}, nil
+}
+
+// IndexOrphans finds packs that no index file lists (left by a backup that
+// crashed before writing its index, or by a lost index file), reads their
+// headers, adds them to the index and writes an index file for them, so that
+// their blobs are reused. It returns how many packs it indexed; packs whose
+// header cannot be read are skipped and reported in the error.
+func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
+	var orphans []store.FileInfo
+	if err := r.st.List(ctx, store.Packs, func(fi store.FileInfo) error {
+		id, err := blob.ParseID(fi.Name)
+		if err == nil && !r.idx.HasPack(id) {
+			orphans = append(orphans, fi)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("list packs: %w", err)
+	}
+	var found []index.Pack
+	var errs []error
+	for _, fi := range orphans {
+		id, _ := blob.ParseID(fi.Name)
+		p, err := r.ReadPackHeader(ctx, id, fi.Size)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.idx.Add(p)
+		found = append(found, p)
+	}
+	if len(found) > 0 {
+		if _, err := r.SaveIndex(ctx, found); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(found), errors.Join(errs...)
+}
+
+// LoadBlob returns the plaintext of blob h, appended to buf[:0]. It verifies
+// the plaintext's keyed hash: a blob whose content is not its ID is an error
+// wrapping blob.ErrCorrupt. A blob missing from the index wraps
+// blob.ErrNotFound.
+func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	loc, ok := r.idx.Lookup(h)
+	if !ok {
+		return nil, fmt.Errorf("blob %v: %w", h, blob.ErrNotFound)
+	}
+	ct := make([]byte, loc.Length)
+	if err := r.st.ReadAt(ctx, store.Handle{Type: store.Packs, Name: loc.Pack.String()}, ct, int64(loc.Offset)); err != nil {
+		return nil, fmt.Errorf("blob %v in pack %s: %w", h, loc.Pack.Short(), err)
+	}
+	return r.OpenBlob(loc, ct, buf, nil)
+}
+
+// OpenBlob decrypts, decompresses and verifies the ciphertext of the blob at
+// loc, appending the plaintext to buf[:0]. ids may be nil (a fresh hasher is
+// used); pass one to avoid its allocation in loops.
+func (r *Repository) OpenBlob(loc index.Location, ciphertext, buf []byte, ids *crypto.IDHasher) ([]byte, error) {
+	key, err := r.packKey(loc.Pack, loc.Ephemeral)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := loc.Entry.Open(key, ciphertext, ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", loc.Pack.Short(), err)
+	}
+	if loc.RawLength != 0 {
+		if loc.RawLength > 64<<20 {
+			return nil, fmt.Errorf("blob %v: raw length %d: %w", loc.Handle(), loc.RawLength, blob.ErrCorrupt)
+		}
+		out, err := r.dec.DecodeAll(plain, buf[:0])
+		if err != nil || len(out) != int(loc.RawLength) {
+			return nil, fmt.Errorf("blob %v in pack %s: decompress: %w", loc.Handle(), loc.Pack.Short(), blob.ErrCorrupt)
+		}
+		plain = out
+	} else {
+		plain = append(buf[:0], plain...)
+	}
+	if ids == nil {
+		ids = r.keys.NewIDHasher()
+	}
+	if ids.Sum(plain) != loc.ID {
+		return nil, fmt.Errorf("blob %v in pack %s: content does not match its ID: %w", loc.Handle(), loc.Pack.Short(), blob.ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// LoadTree loads and decodes a tree blob.
+func (r *Repository) LoadTree(ctx context.Context, id blob.ID) (*snapshot.Tree, error) {
+	b, err := r.LoadBlob(ctx, blob.Handle{Type: blob.Tree, ID: id}, nil)
+	if err != nil {
+		return nil, err
+	}
+	t, err := snapshot.DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.Short(), err)
+	}
+	return t, nil
+}
+
+// SaveSnapshot seals and stores sn, sets sn.ID and returns it.
+func (r *Repository) SaveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	b, err := sn.Encode()
+	if err != nil {
+		return blob.ID{}, err
+	}
+	sealed, err := r.keys.SealObject("snapshot", b)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	sn.ID = blob.Hash(sealed)
+	if err := r.st.Save(ctx, store.Handle{Type: store.Snapshots, Name: sn.ID.String()}, sealed); err != nil {
+		return sn.ID, fmt.Errorf("store snapshot: %w", err)
+	}
+	return sn.ID, nil
+}
+
+// LoadSnapshot loads, verifies and decodes one snapshot.
+func (r *Repository) LoadSnapshot(ctx context.Context, id blob.ID) (*snapshot.Snapshot, error) {
+	b, err := r.loadVerified(ctx, store.Handle{Type: store.Snapshots, Name: id.String()})
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.keys.OpenObject("snapshot", b)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+	}
+	sn, err := snapshot.Decode(plain)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+	}
+	sn.ID = id
+	return sn, nil
+}
+
+// SnapshotError reports a snapshot file that could not be used.
+type SnapshotError struct {
+	Name string
+	Err  error
+}
+
+func (e *SnapshotError) Error() string { return fmt.Sprintf("snapshot %s: %v", shortName(e.Name), e.Err) }
+func (e *SnapshotError) Unwrap() error { return e.Err }
+
+// Snapshots loads every snapshot, oldest first. Unusable snapshot files are
+// skipped and returned as *SnapshotError values joined in the error.
+func (r *Repository) Snapshots(ctx context.Context) ([]*snapshot.Snapshot, error) {
+	var names []string
+	if err := r.st.List(ctx, store.Snapshots, func(fi store.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	list := make([]*snapshot.Snapshot, len(names))
+	errs := make([]error, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
+	for i, name := range names {
+		g.Go(func() error {
+			id, err := blob.ParseID(name)
+			if err == nil {
+				list[i], err = r.LoadSnapshot(gctx, id)
+			}
+			if err != nil {
+				errs[i] = &SnapshotError{name, err}
+			}
+			return gctx.Err()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := list[:0]
+	for _, s := range list {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	snapshot.Sort(out)
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,291 @@
+// Package repo is a Kalaja repository over a store: it opens keys, keeps the
+// blob index, saves blobs into packs (deduplicated, compressed, encrypted),
+// loads them back, and reads and writes snapshots and trees.
+//
+// Write ordering (docs/design.md, "Crash safety"): packs are stored before
+// the index files that list them, and both before a snapshot that uses them.
+// Nothing is rewritten: every object's name is the SHA-256 of its bytes.
+// Adding data needs no lock: concurrent writers only ever create new names.
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/chunker"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// ConfigVersion is the repository format version this build writes and reads.
+const ConfigVersion = 1
+
+// Config is the repository's public configuration, stored unencrypted as
+// JSON in the object "config" so that a version mismatch is reported before
+// any password is asked for.
+type Config struct {
+	Version int       `json:"version"`
+	ID      blob.ID   `json:"id"`
+	Created time.Time `json:"created"`
+	Chunker struct {
+		Min int `json:"min"`
+		Avg int `json:"avg"`
+		Max int `json:"max"`
+	} `json:"chunker"`
+}
+
+// ChunkerParams returns the chunk sizes the repository was created with.
+func (c Config) ChunkerParams() chunker.Params {
+	return chunker.Params{Min: c.Chunker.Min, Avg: c.Chunker.Avg, Max: c.Chunker.Max}
+}
+
+// Repository is an open repository. Its methods are safe for concurrent use.
+type Repository struct {
+	st      store.Store
+	keys    *crypto.Keys
+	cfg     Config
+	keyName string
+	idx     *index.Index
+
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+
+	packKeys packKeyCache
+	w        *writer
+}
+
+// LoadConfig reads and checks the repository configuration.
+func LoadConfig(ctx context.Context, st store.Store) (Config, error) {
+	var cfg Config
+	b, err := st.Load(ctx, store.Handle{Type: store.Config})
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config of %s: %v: %w", st.Location(), err, blob.ErrCorrupt)
+	}
+	if cfg.Version != ConfigVersion {
+		return cfg, fmt.Errorf("repository %s has format version %d, this kalaja reads version %d: %w", st.Location(), cfg.Version, ConfigVersion, blob.ErrUnsupported)
+	}
+	if err := cfg.ChunkerParams().Validate(); err != nil {
+		return cfg, fmt.Errorf("config of %s: %v: %w", st.Location(), err, blob.ErrCorrupt)
+	}
+	return cfg, nil
+}
+
+// Init creates a repository in an empty store: a key file sealed with
+// password, then the config (whose presence marks the repository as made).
+func Init(ctx context.Context, st store.Store, password []byte, kdf crypto.KDFParams) (*Repository, error) {
+	cfg := Config{Version: ConfigVersion, Created: time.Now().UTC()}
+	if _, err := rand.Read(cfg.ID[:]); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	p := chunker.DefaultParams()
+	cfg.Chunker.Min, cfg.Chunker.Avg, cfg.Chunker.Max = p.Min, p.Avg, p.Max
+	keys, err := crypto.NewKeys(cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRepository(st, keys, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if r.keyName, err = r.AddKey(ctx, password, kdf); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Save(ctx, store.Handle{Type: store.Config}, b); err != nil {
+		return nil, fmt.Errorf("write config: %w", err)
+	}
+	return r, nil
+}
+
+// Open opens the repository in st with password, trying every key file. It
+// returns an error wrapping blob.ErrWrongPassword if none opens. The index is
+// not loaded: call LoadIndex before reading or writing blobs.
+func Open(ctx context.Context, st store.Store, password []byte) (*Repository, error) {
+	cfg, err := LoadConfig(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if err := st.List(ctx, store.Keys, func(fi store.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, name := range names {
+		keys, err := openKey(ctx, st, name, password)
+		if err != nil {
+			if !errors.Is(err, blob.ErrWrongPassword) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if keys.RepoID != cfg.ID {
+			errs = append(errs, fmt.Errorf("key %s belongs to another repository: %w", shortName(name), blob.ErrCorrupt))
+			continue
+		}
+		r, err := newRepository(st, keys, cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.keyName = name
+		return r, nil
+	}
+	return nil, errors.Join(append([]error{fmt.Errorf("open %s: %w", st.Location(), blob.ErrWrongPassword)}, errs...)...)
+}
+
+func openKey(ctx context.Context, st store.Store, name string, password []byte) (*crypto.Keys, error) {
+	b, err := st.Load(ctx, store.Handle{Type: store.Keys, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	kf, err := crypto.ParseKeyFile(b)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", shortName(name), err)
+	}
+	return kf.Open(password)
+}
+
+func newRepository(st store.Store, keys *crypto.Keys, cfg Config) (*Repository, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec}, nil
+}
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Keys returns the open key material. Callers must not log it.
+func (r *Repository) Keys() *crypto.Keys { return r.keys }
+
+// Store returns the underlying store.
+func (r *Repository) Store() store.Store { return r.st }
+
+// Index returns the in-memory blob index.
+func (r *Repository) Index() *index.Index { return r.idx }
+
+// KeyName returns the name of the key file that opened the repository.
+func (r *Repository) KeyName() string { return r.keyName }
+
+// SetCompression selects the zstd level for blobs saved from now on; nil
+// disables compression. It must not be called while writes are under way.
+func (r *Repository) SetCompression(level *zstd.EncoderLevel) error {
+	if level == nil {
+		r.enc = nil
+		return nil
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(*level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return err
+	}
+	r.enc = enc
+	return nil
+}
+
+func shortName(name string) string {
+	if len(name) > 8 {
+		return name[:8]
+	}
+	return name
+}
+
+// KeyInfo describes a key file for listing.
+type KeyInfo struct {
+	Name     string    `json:"id"`
+	Created  time.Time `json:"created"`
+	Host     string    `json:"host"`
+	Username string    `json:"username"`
+	Current  bool      `json:"current"`
+}
+
+// AddKey seals the repository keys under a new password and stores the key
+// file; it returns the file's name.
+func (r *Repository) AddKey(ctx context.Context, password []byte, kdf crypto.KDFParams) (string, error) {
+	meta := crypto.KeyFile{Created: time.Now().UTC()}
+	meta.Host, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		meta.Username = u.Username
+	}
+	b, err := crypto.SealKeyFile(r.keys, password, kdf, meta)
+	if err != nil {
+		return "", err
+	}
+	name := blob.Hash(b).String()
+	if err := r.st.Save(ctx, store.Handle{Type: store.Keys, Name: name}, b); err != nil {
+		return "", fmt.Errorf("write key: %w", err)
+	}
+	return name, nil
+}
+
+// ListKeys describes every key file; unreadable ones are reported in the
+// returned error after the readable ones are listed.
+func (r *Repository) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	var list []KeyInfo
+	var errs []error
+	err := r.st.List(ctx, store.Keys, func(fi store.FileInfo) error {
+		b, err := r.st.Load(ctx, store.Handle{Type: store.Keys, Name: fi.Name})
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		kf, err := crypto.ParseKeyFile(b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("key %s: %w", shortName(fi.Name), err))
+			return nil
+		}
+		list = append(list, KeyInfo{fi.Name, kf.Created, kf.Host, kf.Username, fi.Name == r.keyName})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, errors.Join(errs...)
+}
+
+// RemoveKey deletes key file name (a unique prefix works). It refuses to
+// remove the key that opened the repository, so a repository never loses
+// its last key by this path.
+func (r *Repository) RemoveKey(ctx context.Context, rm store.Remover, name string) error {
+	keys, err := r.ListKeys(ctx)
+	if err != nil && len(keys) == 0 {
+		return err
+	}
+	var match []string
+	for _, k := range keys {
+		if len(name) >= 4 && len(name) <= len(k.Name) && k.Name[:len(name)] == name {
+			match = append(match, k.Name)
+		}
+	}
+	switch {
+	case len(match) == 0:
+		return fmt.Errorf("key %q: %w", name, blob.ErrNotFound)
+	case len(match) > 1:
+		return fmt.Errorf("key prefix %q is ambiguous", name)
+	case match[0] == r.keyName:
+		return fmt.Errorf("key %s is the one in use; open the repository with another key to remove it", shortName(name))
+	}
+	return rm.Remove(ctx, store.Handle{Type: store.Keys, Name: match[0]})
+}

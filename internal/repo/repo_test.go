@@ -1,0 +1,174 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/local"
+)
+
+func cheapKDF(t testing.TB) crypto.KDFParams {
+	p, err := crypto.DefaultKDF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Time, p.MemoryKiB, p.Threads = 1, 8<<10, 1
+	return p
+}
+
+func newRepo(t *testing.T) (*Repository, *local.Local) {
+	t.Helper()
+	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Init(context.Background(), st, []byte("pw"), cheapKDF(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, st
+}
+
+func randomBlobs(n, size int) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out [][]byte
+	for i := range n {
+		b := make([]byte, size)
+		for j := range b {
+			b[j] = byte(rng.UintN(256))
+		}
+		if i%2 == 0 {
+			b = bytes.Repeat([]byte(fmt.Sprintf("compressible %d ", i)), size/16)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func TestSaveLoad(t *testing.T) {
+	ctx := context.Background()
+	r, st := newRepo(t)
+	blobs := randomBlobs(40, 1<<20)
+	r.StartWrites(ctx)
+	var ids []blob.ID
+	p1, p2 := r.NewPacker(), r.NewPacker()
+	for i, b := range blobs {
+		p := p1
+		if i%2 == 1 {
+			p = p2
+		}
+		id, n, err := p.Save(ctx, blob.Data, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatalf("blob %d not added", i)
+		}
+		ids = append(ids, id)
+	}
+	if _, n, _ := p1.Save(ctx, blob.Data, blobs[3]); n != 0 {
+		t.Fatal("duplicate stored twice")
+	}
+	for _, p := range []*Packer{p1, p2} {
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.FinishWrites(); err != nil {
+		t.Fatal(err)
+	}
+
+	r2, err := Open(ctx, st, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r2.Index().Len() != len(blobs) {
+		t.Fatalf("index has %d blobs, want %d", r2.Index().Len(), len(blobs))
+	}
+	for i, id := range ids {
+		got, err := r2.LoadBlob(ctx, blob.Handle{Type: blob.Data, ID: id}, nil)
+		if err != nil || !bytes.Equal(got, blobs[i]) {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+	}
+	if _, err := Open(ctx, st, []byte("wrong")); !errors.Is(err, blob.ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+func TestSnapshotsAndSwap(t *testing.T) {
+	ctx := context.Background()
+	r, st := newRepo(t)
+	var ids []blob.ID
+	for i := range 2 {
+		id, err := r.SaveSnapshot(ctx, &snapshot.Snapshot{Time: time.Unix(int64(i), 0), Tree: blob.Hash([]byte{byte(i)}), Paths: []string{"/p"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	list, err := r.Snapshots(ctx)
+	if err != nil || len(list) != 2 || list[0].ID != ids[0] {
+		t.Fatalf("snapshots: %v %v", list, err)
+	}
+	// Swap the two snapshot files: both must be reported, neither trusted.
+	dir := filepath.Join(st.Location(), "snapshots")
+	a, b := filepath.Join(dir, ids[0].String()), filepath.Join(dir, ids[1].String())
+	os.Rename(a, a+".x")
+	os.Rename(b, a)
+	os.Rename(a+".x", b)
+	list, err = r.Snapshots(ctx)
+	if len(list) != 0 || !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("swapped snapshots accepted: %v %v", list, err)
+	}
+}
+
+func TestIndexOrphans(t *testing.T) {
+	ctx := context.Background()
+	r, st := newRepo(t)
+	r.StartWrites(ctx)
+	p := r.NewPacker()
+	id, _, err := p.Save(ctx, blob.Data, []byte("orphan data, its index is lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close(ctx)
+	if err := r.FinishWrites(); err != nil {
+		t.Fatal(err)
+	}
+	var idx []string
+	st.List(ctx, store.Index, func(fi store.FileInfo) error { idx = append(idx, fi.Name); return nil })
+	for _, n := range idx {
+		os.Remove(filepath.Join(st.Location(), "index", n))
+	}
+	r2, _ := Open(ctx, st, []byte("pw"))
+	r2.LoadIndex(ctx)
+	if r2.Index().Len() != 0 {
+		t.Fatal("index not lost")
+	}
+	n, err := r2.IndexOrphans(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("IndexOrphans = %d, %v", n, err)
+	}
+	if _, err := r2.LoadBlob(ctx, blob.Handle{Type: blob.Data, ID: id}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r3, _ := Open(ctx, st, []byte("pw"))
+	if err := r3.LoadIndex(ctx); err != nil || r3.Index().Len() != 1 {
+		t.Fatalf("re-index not persisted: %v", err)
+	}
+}

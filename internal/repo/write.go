@@ -1,0 +1,242 @@
+package repo
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/pack"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// Tuning of the write path.
+const (
+	// PackSize is the size at which a pack is finished and stored.
+	PackSize = 16 << 20
+	// packsPerIndex is how many stored packs are listed in one index file
+	// written during a backup; a crash loses at most that many packs' index
+	// entries, and the next backup re-indexes them (IndexOrphans).
+	packsPerIndex = 32
+	// uploaders is the number of goroutines storing finished packs.
+	uploaders = 2
+)
+
+// writer is the state of a write session (StartWrites .. FinishWrites).
+type writer struct {
+	ctx     context.Context
+	packs   chan finished
+	wg      sync.WaitGroup
+	bufs    sync.Pool
+	mu      sync.Mutex
+	pending map[blob.Handle]struct{} // reserved by a packer, not yet stored
+	unindex []index.Pack             // stored, not yet in an index file
+	err     error
+}
+
+type finished struct {
+	data []byte
+	p    index.Pack
+}
+
+// StartWrites begins a write session; the session's uploads stop when ctx
+// is done. Every successful StartWrites must be followed by FinishWrites.
+func (r *Repository) StartWrites(ctx context.Context) {
+	w := &writer{ctx: ctx, packs: make(chan finished), pending: map[blob.Handle]struct{}{}}
+	w.bufs.New = func() any { return make([]byte, 0, PackSize+(8<<20)) }
+	r.w = w
+	for range uploaders {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for f := range w.packs {
+				r.storePack(f)
+			}
+		}()
+	}
+}
+
+func (w *writer) setErr(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// storePack saves one finished pack, indexes its blobs, and writes an index
+// file when enough packs are waiting for one.
+func (r *Repository) storePack(f finished) {
+	w := r.w
+	defer w.bufs.Put(f.data[:0])
+	if w.failed() != nil {
+		return
+	}
+	f.p.ID = sha256.Sum256(f.data)
+	err := r.st.Save(w.ctx, store.Handle{Type: store.Packs, Name: f.p.ID.String()}, f.data)
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		w.setErr(fmt.Errorf("store pack: %w", err))
+		return
+	}
+	w.mu.Lock()
+	r.idx.Add(f.p)
+	for _, e := range f.p.Entries {
+		delete(w.pending, e.Handle())
+	}
+	w.unindex = append(w.unindex, f.p)
+	var batch []index.Pack
+	if len(w.unindex) >= packsPerIndex {
+		batch, w.unindex = w.unindex, nil
+	}
+	w.mu.Unlock()
+	if batch != nil {
+		if _, err := r.SaveIndex(w.ctx, batch); err != nil {
+			w.setErr(err)
+		}
+	}
+}
+
+// FinishWrites waits for every pack to be stored and lists the remaining
+// ones in an index file. Packers must be closed first. It returns the first
+// error of the session.
+func (r *Repository) FinishWrites() error {
+	w := r.w
+	close(w.packs)
+	w.wg.Wait()
+	r.w = nil
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if len(w.unindex) > 0 {
+		if _, err := r.SaveIndex(w.ctx, w.unindex); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SaveIndex writes an index file listing packs and returns its ID.
+func (r *Repository) SaveIndex(ctx context.Context, packs []index.Pack) (blob.ID, error) {
+	sealed, err := r.keys.SealObject("index", index.Encode(packs))
+	if err != nil {
+		return blob.ID{}, err
+	}
+	id := blob.Hash(sealed)
+	if err := r.st.Save(ctx, store.Handle{Type: store.Index, Name: id.String()}, sealed); err != nil && !errors.Is(err, store.ErrExists) {
+		return id, fmt.Errorf("store index: %w", err)
+	}
+	return id, nil
+}
+
+// reserve claims h for saving: false if it is indexed or another packer
+// already holds it.
+func (r *Repository) reserve(h blob.Handle) bool {
+	w := r.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r.idx.Has(h) {
+		return false
+	}
+	if _, ok := w.pending[h]; ok {
+		return false
+	}
+	w.pending[h] = struct{}{}
+	return true
+}
+
+// Packer adds blobs to the repository from one goroutine. Make one per
+// worker with NewPacker during a write session, and Close each before
+// FinishWrites. A Packer is not safe for concurrent use.
+type Packer struct {
+	r     *Repository
+	ids   *crypto.IDHasher
+	pw    *pack.Writer
+	zbuf  []byte
+	added int64
+}
+
+// NewPacker returns a packer for the current write session.
+func (r *Repository) NewPacker() *Packer {
+	return &Packer{r: r, ids: r.keys.NewIDHasher()}
+}
+
+// ID returns the blob ID of data without saving it.
+func (p *Packer) ID(data []byte) blob.ID { return p.ids.Sum(data) }
+
+// Save stores data as a blob of type t unless the repository already has
+// it, and returns its ID and the number of bytes it added to packs (0 for a
+// duplicate). data may be reused by the caller once Save returns.
+func (p *Packer) Save(ctx context.Context, t blob.Type, data []byte) (blob.ID, int, error) {
+	h := blob.Handle{Type: t, ID: p.ids.Sum(data)}
+	if err := p.r.w.failed(); err != nil {
+		return h.ID, 0, err
+	}
+	if !p.r.reserve(h) {
+		return h.ID, 0, nil
+	}
+	if p.pw == nil {
+		pw, err := pack.NewWriter(p.r.keys, p.r.w.bufs.Get().([]byte))
+		if err != nil {
+			return h.ID, 0, err
+		}
+		p.pw = pw
+	}
+	stored, raw := p.compress(data)
+	before := p.pw.Size()
+	if err := p.pw.Add(h, stored, raw); err != nil {
+		return h.ID, 0, err
+	}
+	n := p.pw.Size() - before
+	p.added += int64(n)
+	if p.pw.Size() >= PackSize {
+		if err := p.flush(ctx); err != nil {
+			return h.ID, n, err
+		}
+	}
+	return h.ID, n, nil
+}
+
+// compress returns data zstd-compressed with its raw length, or data itself
+// and 0 when compression is off or saves less than 1/32 of the size.
+func (p *Packer) compress(data []byte) ([]byte, uint32) {
+	if p.r.enc == nil || len(data) < 64 {
+		return data, 0
+	}
+	p.zbuf = p.r.enc.EncodeAll(data, p.zbuf[:0])
+	if len(p.zbuf) >= len(data)-len(data)/32 {
+		return data, 0
+	}
+	return p.zbuf, uint32(len(data))
+}
+
+// flush hands the current pack to the uploaders.
+func (p *Packer) flush(ctx context.Context) error {
+	if p.pw == nil || p.pw.Count() == 0 {
+		return nil
+	}
+	data, entries := p.pw.Finish()
+	f := finished{data: data, p: index.Pack{Ephemeral: p.pw.Ephemeral(), Entries: entries}}
+	p.pw = nil
+	select {
+	case p.r.w.packs <- f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stores the packer's partly filled pack.
+func (p *Packer) Close(ctx context.Context) error { return p.flush(ctx) }
+
+// Added returns the bytes this packer added to packs.
+func (p *Packer) Added() int64 { return p.added }

@@ -1,0 +1,406 @@
+// Package restorer writes a snapshot back to disk. It first lays out the
+// tree (directories, links, special files, empty regular files of the right
+// size), then restores file content in parallel: each file is cut into jobs
+// of consecutive blobs, blobs that lie next to each other in a pack are read
+// with one call, and all-zero blocks are skipped so sparse files stay sparse.
+// Metadata is applied to a file when its last job ends and to directories,
+// deepest first, at the very end. Every blob is verified against its ID.
+package restorer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// Options configures a restore.
+type Options struct {
+	Target string
+	// Include selects what to restore by snapshot path ("/home/a/x"); a
+	// selected directory brings everything below it. nil selects all.
+	Include func(path string) bool
+	// OnError is called (serialised) for every path that could not be
+	// restored; the restore goes on with the rest.
+	OnError  func(path string, err error)
+	Progress *Progress // may be nil
+}
+
+// Progress counts restored files and bytes; read it from any goroutine.
+type Progress struct {
+	Files, Bytes atomic.Int64
+}
+
+// Stats summarises a finished restore.
+type Stats struct {
+	Files, Dirs, Other int
+	Bytes              int64
+	Errors             int
+}
+
+// jobBytes is the most content one job restores; large files are cut into
+// several jobs so that one file keeps every CPU busy.
+const jobBytes = 8 << 20
+
+type file struct {
+	path      string
+	node      snapshot.Node
+	remaining atomic.Int32 // jobs not yet done
+	failed    atomic.Bool
+}
+
+type job struct {
+	f      *file
+	offset int64     // in the file, of the first blob
+	blobs  []blob.ID // consecutive content
+}
+
+type dir struct {
+	path string
+	node snapshot.Node
+}
+
+type restorer struct {
+	repo   *repo.Repository
+	opts   Options
+	prog   *Progress
+	mu     sync.Mutex
+	stats  Stats
+	links  map[[2]uint64]string
+	files  []*file
+	dirs   []dir
+	isRoot bool
+}
+
+// Restore writes snapshot sn under opts.Target. It returns the first error
+// that stops it (a tree that cannot be read) or, when it completed, stats
+// whose Errors counts the paths reported to OnError.
+func Restore(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot, opts Options) (Stats, error) {
+	rs := &restorer{repo: r, opts: opts, prog: opts.Progress, links: map[[2]uint64]string{}, isRoot: os.Geteuid() == 0}
+	if rs.prog == nil {
+		rs.prog = &Progress{}
+	}
+	if err := os.MkdirAll(opts.Target, 0o700); err != nil {
+		return rs.stats, fmt.Errorf("restore target: %w", err)
+	}
+	if _, err := rs.layout(ctx, sn.Tree, "/", opts.Include == nil); err != nil {
+		return rs.stats, err
+	}
+	if err := rs.content(ctx); err != nil {
+		return rs.stats, err
+	}
+	for _, d := range slices.Backward(rs.dirs) {
+		if err := rs.setMeta(d.path, &d.node); err != nil {
+			rs.report(d.path, err)
+		}
+	}
+	return rs.stats, ctx.Err()
+}
+
+func (rs *restorer) report(path string, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.stats.Errors++
+	if rs.opts.OnError != nil {
+		rs.opts.OnError(path, err)
+	}
+}
+
+func (rs *restorer) dest(snapPath string) string { return filepath.Join(rs.opts.Target, snapPath) }
+
+// layout creates everything but file content below tree id at snapshot path
+// p. all says that p is selected, so every node below is. It reports whether
+// anything was restored below p.
+func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) (bool, error) {
+	tree, err := rs.repo.LoadTree(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("restore %s: %w", p, err)
+	}
+	any := false
+	for _, n := range tree.Nodes {
+		if err := ctx.Err(); err != nil {
+			return any, err
+		}
+		sp := filepath.Join(p, string(n.Name))
+		sel := all || rs.opts.Include(sp)
+		if n.Kind == snapshot.Dir {
+			if sel {
+				if err := os.MkdirAll(rs.dest(sp), 0o700); err != nil {
+					rs.report(sp, err)
+					continue
+				}
+			}
+			idx := len(rs.dirs)
+			rs.dirs = append(rs.dirs, dir{rs.dest(sp), n})
+			below, err := rs.layout(ctx, *n.Subtree, sp, sel)
+			if err != nil {
+				return any, err
+			}
+			if !sel && !below {
+				rs.dirs = slices.Delete(rs.dirs, idx, idx+1)
+				continue
+			}
+			rs.stats.Dirs++
+			any = true
+			continue
+		}
+		if !sel {
+			continue
+		}
+		any = true
+		if err := os.MkdirAll(rs.dest(p), 0o700); err != nil {
+			rs.report(sp, err)
+			continue
+		}
+		if err := rs.create(sp, n); err != nil {
+			rs.report(sp, err)
+		}
+	}
+	return any, nil
+}
+
+// create makes a non-directory node; regular files are created empty at
+// their final size and queued for content.
+func (rs *restorer) create(sp string, n snapshot.Node) error {
+	path := rs.dest(sp)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if n.Kind == snapshot.File && n.Links > 1 {
+		key := [2]uint64{n.Device, n.Inode}
+		if first, ok := rs.links[key]; ok {
+			rs.stats.Files++
+			return os.Link(first, path)
+		}
+		rs.links[key] = path
+	}
+	switch n.Kind {
+	case snapshot.File:
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return err
+		}
+		err = f.Truncate(int64(n.Size))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		rs.stats.Files++
+		rs.stats.Bytes += int64(n.Size)
+		rs.files = append(rs.files, &file{path: path, node: n})
+		return nil
+	case snapshot.Symlink:
+		if err := os.Symlink(string(n.Target), path); err != nil {
+			return err
+		}
+	case snapshot.FIFO:
+		if err := unix.Mkfifo(path, 0o600); err != nil {
+			return &os.PathError{Op: "mkfifo", Path: path, Err: err}
+		}
+	case snapshot.Socket, snapshot.Dev, snapshot.CharDev:
+		mode := map[snapshot.Kind]uint32{snapshot.Socket: unix.S_IFSOCK, snapshot.Dev: unix.S_IFBLK, snapshot.CharDev: unix.S_IFCHR}[n.Kind]
+		if err := unix.Mknod(path, mode|0o600, int(n.Rdev)); err != nil {
+			return &os.PathError{Op: "mknod", Path: path, Err: err}
+		}
+	}
+	rs.stats.Other++
+	return rs.setMeta(path, &n)
+}
+
+// setMeta applies ownership, mode, extended attributes and times.
+func (rs *restorer) setMeta(path string, n *snapshot.Node) error {
+	var errs []error
+	if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil && rs.isRoot {
+		errs = append(errs, err)
+	}
+	if n.Kind != snapshot.Symlink {
+		if err := unix.Chmod(path, n.Mode); err != nil {
+			errs = append(errs, &os.PathError{Op: "chmod", Path: path, Err: err})
+		}
+	}
+	for _, x := range n.Xattrs {
+		if err := unix.Lsetxattr(path, string(x.Name), x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			errs = append(errs, &os.PathError{Op: "setxattr " + string(x.Name), Path: path, Err: err})
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		errs = append(errs, &os.PathError{Op: "utimes", Path: path, Err: err})
+	}
+	return errors.Join(errs...)
+}
+
+// content restores every queued file's content with a pool of workers.
+func (rs *restorer) content(ctx context.Context) error {
+	jobs := make(chan job, 64)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) + 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := worker{rs: rs, ids: rs.repo.Keys().NewIDHasher()}
+			for j := range jobs {
+				w.run(ctx, j)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(jobs)
+	for _, f := range rs.files {
+		var js []job
+		cur := job{f: f}
+		var size, off int64
+		for _, id := range f.node.Content {
+			loc, ok := rs.repo.Index().Lookup(blob.Handle{Type: blob.Data, ID: id})
+			n := int64(jobBytes)
+			if ok && loc.RawLength != 0 {
+				n = int64(loc.RawLength)
+			} else if ok {
+				n = int64(loc.Length - crypto.Overhead)
+			}
+			if len(cur.blobs) > 0 && size+n > jobBytes {
+				js = append(js, cur)
+				cur = job{f: f, offset: off}
+				size = 0
+			}
+			cur.blobs = append(cur.blobs, id)
+			size += n
+			off += n
+		}
+		if len(cur.blobs) > 0 {
+			js = append(js, cur)
+		}
+		if len(js) == 0 {
+			rs.finishFile(f)
+			continue
+		}
+		f.remaining.Store(int32(len(js)))
+		for _, j := range js {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// finishFile applies a file's metadata once its content is complete.
+func (rs *restorer) finishFile(f *file) {
+	if f.failed.Load() {
+		return
+	}
+	if err := rs.setMeta(f.path, &f.node); err != nil {
+		rs.report(f.path, err)
+	}
+	rs.prog.Files.Add(1)
+}
+
+type worker struct {
+	rs    *restorer
+	ids   *crypto.IDHasher
+	ct    []byte
+	plain []byte
+}
+
+var zeros [64 << 10]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+func (w *worker) run(ctx context.Context, j job) {
+	f := j.f
+	defer func() {
+		if f.remaining.Add(-1) == 0 {
+			w.rs.finishFile(f)
+		}
+	}()
+	if f.failed.Load() {
+		return
+	}
+	if err := w.write(ctx, j); err != nil {
+		if !f.failed.Swap(true) {
+			w.rs.report(f.path, err)
+		}
+	}
+}
+
+// write restores one job: it reads runs of blobs adjacent in one pack with
+// a single read, and writes every non-zero blob at its offset.
+func (w *worker) write(ctx context.Context, j job) error {
+	out, err := os.OpenFile(j.f.path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	idx := w.rs.repo.Index()
+	locs := make([]index.Location, len(j.blobs))
+	for i, id := range j.blobs {
+		loc, ok := idx.Lookup(blob.Handle{Type: blob.Data, ID: id})
+		if !ok {
+			return fmt.Errorf("content blob %s: %w", id.Short(), blob.ErrNotFound)
+		}
+		locs[i] = loc
+	}
+	off := j.offset
+	for i := 0; i < len(locs); {
+		end := i + 1
+		span := int(locs[i].Length)
+		for end < len(locs) && locs[end].Pack == locs[i].Pack && locs[end].Offset == locs[end-1].Offset+locs[end-1].Length && span < jobBytes {
+			span += int(locs[end].Length)
+			end++
+		}
+		if cap(w.ct) < span {
+			w.ct = make([]byte, span)
+		}
+		ct := w.ct[:span]
+		h := store.Handle{Type: store.Packs, Name: locs[i].Pack.String()}
+		if err := w.rs.repo.Store().ReadAt(ctx, h, ct, int64(locs[i].Offset)); err != nil {
+			return fmt.Errorf("read pack %s: %w", locs[i].Pack.Short(), err)
+		}
+		for k := i; k < end; k++ {
+			n := locs[k].Length
+			plain, err := w.rs.repo.OpenBlob(locs[k], ct[:n], w.plain, w.ids)
+			if err != nil {
+				return err
+			}
+			w.plain = plain
+			ct = ct[n:]
+			if !isZero(plain) {
+				if _, err := out.WriteAt(plain, off); err != nil {
+					return err
+				}
+			}
+			off += int64(len(plain))
+			w.rs.prog.Bytes.Add(int64(len(plain)))
+		}
+		i = end
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+// Package snapshot defines the records a backup leaves: snapshots, trees and
+// the nodes in them, with their JSON encodings, and how users name snapshots
+// ("latest", ID prefixes). It is pure: no I/O.
+package snapshot
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kalaja/kalaja/internal/blob"
+)
+
+// TreeVersion is the version of the tree encoding, checked on decode.
+const TreeVersion = 1
+
+// Kind is the file type of a node.
+type Kind string
+
+// Node kinds. Only files have content; only directories have subtrees.
+const (
+	File    Kind = "file"
+	Dir     Kind = "dir"
+	Symlink Kind = "symlink"
+	Dev     Kind = "dev"     // block device
+	CharDev Kind = "chardev" // character device
+	FIFO    Kind = "fifo"
+	Socket  Kind = "socket"
+)
+
+func (k Kind) valid() bool {
+	switch k {
+	case File, Dir, Symlink, Dev, CharDev, FIFO, Socket:
+		return true
+	}
+	return false
+}
+
+// Name is a byte string from the file system (a file name, link target or
+// attribute name). It encodes as a JSON string when it is valid UTF-8 and as
+// {"base64": "..."} otherwise, so no byte is ever lost.
+type Name string
+
+// MarshalJSON implements json.Marshaler.
+func (n Name) MarshalJSON() ([]byte, error) {
+	if utf8.ValidString(string(n)) {
+		return json.Marshal(string(n))
+	}
+	return json.Marshal(map[string][]byte{"base64": []byte(n)})
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *Name) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var m struct {
+			B64 []byte `json:"base64"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		*n = Name(m.B64)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*n = Name(s)
+	return nil
+}
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Name  Name   `json:"name"`
+	Value []byte `json:"value"`
+}
+
+// Node is one entry of a directory. Times are nanoseconds since the Unix
+// epoch. Inode, Device and Links serve change detection and hard links.
+type Node struct {
+	Name    Name      `json:"name"`
+	Kind    Kind      `json:"type"`
+	Mode    uint32    `json:"mode"` // permission bits with setuid, setgid, sticky (07777)
+	UID     uint32    `json:"uid"`
+	GID     uint32    `json:"gid"`
+	Size    uint64    `json:"size,omitempty"`
+	MTime   int64     `json:"mtime"`
+	CTime   int64     `json:"ctime,omitempty"`
+	Inode   uint64    `json:"inode,omitempty"`
+	Device  uint64    `json:"device,omitempty"` // st_dev of the file system holding the node
+	Links   uint64    `json:"links,omitempty"`
+	Rdev    uint64    `json:"rdev,omitempty"` // device number of device nodes
+	Target  Name      `json:"target,omitempty"`
+	Xattrs  []Xattr   `json:"xattrs,omitempty"`
+	Content []blob.ID `json:"content,omitempty"`
+	Subtree *blob.ID  `json:"subtree,omitempty"`
+}
+
+// Tree is a directory listing, nodes sorted by name (byte order), names
+// unique and valid as single path elements.
+type Tree struct {
+	Nodes []Node `json:"nodes"`
+}
+
+type treeJSON struct {
+	Version int    `json:"v"`
+	Nodes   []Node `json:"nodes"`
+}
+
+// Sort orders the nodes by name.
+func (t *Tree) Sort() {
+	slices.SortFunc(t.Nodes, func(a, b Node) int { return strings.Compare(string(a.Name), string(b.Name)) })
+}
+
+// Find returns the node called name, or nil.
+func (t *Tree) Find(name string) *Node {
+	i, ok := slices.BinarySearchFunc(t.Nodes, name, func(n Node, name string) int { return strings.Compare(string(n.Name), name) })
+	if !ok {
+		return nil
+	}
+	return &t.Nodes[i]
+}
+
+// Encode returns the tree's canonical encoding. Call Sort first.
+func (t *Tree) Encode() ([]byte, error) {
+	return json.Marshal(treeJSON{TreeVersion, t.Nodes})
+}
+
+// DecodeTree parses and validates a tree encoding. Anything that a restore
+// could be tricked by (names with a slash, "." or "..", duplicates, disorder,
+// content on a directory) is an error wrapping blob.ErrCorrupt.
+func DecodeTree(b []byte) (*Tree, error) {
+	var tj treeJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&tj); err != nil {
+		return nil, fmt.Errorf("decode tree: %v: %w", err, blob.ErrCorrupt)
+	}
+	if tj.Version != TreeVersion {
+		return nil, fmt.Errorf("tree version %d: %w", tj.Version, blob.ErrUnsupported)
+	}
+	t := &Tree{Nodes: tj.Nodes}
+	for i, n := range t.Nodes {
+		if err := n.validate(); err != nil {
+			return nil, fmt.Errorf("decode tree: node %d: %v: %w", i, err, blob.ErrCorrupt)
+		}
+		if i > 0 && string(t.Nodes[i-1].Name) >= string(n.Name) {
+			return nil, fmt.Errorf("decode tree: nodes not sorted or duplicate at %q: %w", n.Name, blob.ErrCorrupt)
+		}
+	}
+	return t, nil
+}
+
+func (n *Node) validate() error {
+	switch {
+	case n.Name == "" || n.Name == "." || n.Name == ".." || strings.ContainsAny(string(n.Name), "/\x00"):
+		return fmt.Errorf("invalid name %q", n.Name)
+	case !n.Kind.valid():
+		return fmt.Errorf("%q: unknown type %q", n.Name, n.Kind)
+	case n.Mode&^0o7777 != 0:
+		return fmt.Errorf("%q: mode %o has bits beyond 07777", n.Name, n.Mode)
+	case n.Kind == Dir && n.Subtree == nil:
+		return fmt.Errorf("%q: directory without subtree", n.Name)
+	case n.Kind != Dir && n.Subtree != nil:
+		return fmt.Errorf("%q: %s with a subtree", n.Name, n.Kind)
+	case n.Kind != File && len(n.Content) > 0:
+		return fmt.Errorf("%q: %s with content", n.Name, n.Kind)
+	case n.Kind != Symlink && n.Target != "":
+		return fmt.Errorf("%q: %s with a link target", n.Name, n.Kind)
+	}
+	return nil
+}

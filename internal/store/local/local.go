@@ -1,0 +1,289 @@
+// Package local stores a repository in a directory of the local file system.
+//
+// Layout: config, keys/NAME, data/NN/NAME (NN: first two characters of NAME),
+// index/NAME, snapshots/NAME, and tmp/ for objects being written. Every write
+// goes to tmp/, is fsynced, renamed into place without replacing (renameat2
+// RENAME_NOREPLACE, falling back to link+unlink), and the directory is fsynced.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// Local is a store in a local directory. It is safe for concurrent use,
+// including by several processes on one or more hosts sharing the directory.
+type Local struct {
+	root string
+}
+
+var (
+	_ store.Store   = (*Local)(nil)
+	_ store.Remover = (*Local)(nil)
+)
+
+var dirs = []store.FileType{store.Keys, store.Packs, store.Index, store.Snapshots, "tmp"}
+
+// Create makes the directory layout for a new repository at root. root may
+// exist but must not hold a config.
+func Create(root string) (*Local, error) {
+	l := &Local{root: root}
+	if _, err := os.Stat(l.path(store.Handle{Type: store.Config})); err == nil {
+		return nil, fmt.Errorf("create repository at %s: a repository already exists there", root)
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, string(d)), 0o700); err != nil {
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+	}
+	for i := range 256 {
+		if err := os.MkdirAll(filepath.Join(root, string(store.Packs), fmt.Sprintf("%02x", i)), 0o700); err != nil {
+			return nil, fmt.Errorf("create repository: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Open opens the repository directory at root. It returns an error wrapping
+// blob.ErrNotFound if root holds no repository.
+func Open(root string) (*Local, error) {
+	l := &Local{root: root}
+	if _, err := os.Stat(l.path(store.Handle{Type: store.Config})); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no repository at %s: %w", root, blob.ErrNotFound)
+		}
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	return l, nil
+}
+
+// Location returns the directory.
+func (l *Local) Location() string { return l.root }
+
+func (l *Local) dir(t store.FileType, name string) string {
+	if t == store.Packs && len(name) >= 2 {
+		return filepath.Join(l.root, string(t), name[:2])
+	}
+	return filepath.Join(l.root, string(t))
+}
+
+func (l *Local) path(h store.Handle) string {
+	if h.Type == store.Config {
+		return filepath.Join(l.root, "config")
+	}
+	return filepath.Join(l.dir(h.Type, h.Name), h.Name)
+}
+
+func validName(h store.Handle) error {
+	if h.Type == store.Config {
+		return nil
+	}
+	if h.Name == "" || strings.ContainsAny(h.Name, `/\`) || h.Name[0] == '.' {
+		return fmt.Errorf("invalid object name %q", h.Name)
+	}
+	return nil
+}
+
+// Save implements store.Saver.
+func (l *Local) Save(ctx context.Context, h store.Handle, data []byte) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), string(h.Type)+"-*")
+	if err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %v: sync: %w", h, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	final := l.path(h)
+	if err := renameNoReplace(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("save %v: %w", h, store.ErrExists)
+		}
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	ok = true
+	return syncDir(filepath.Dir(final))
+}
+
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EEXIST) {
+		return fs.ErrExist
+	}
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	// The file system lacks RENAME_NOREPLACE: link fails if the name exists.
+	if err := os.Link(from, to); err != nil {
+		return err
+	}
+	return os.Remove(from)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func notFound(h store.Handle, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%v: %w", h, blob.ErrNotFound)
+	}
+	return fmt.Errorf("%v: %w", h, err)
+}
+
+// Load implements store.Loader.
+func (l *Local) Load(ctx context.Context, h store.Handle) ([]byte, error) {
+	if err := validName(h); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(l.path(h))
+	if err != nil {
+		return nil, notFound(h, err)
+	}
+	return b, nil
+}
+
+// ReadAt implements store.Loader.
+func (l *Local) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	f, err := os.Open(l.path(h))
+	if err != nil {
+		return notFound(h, err)
+	}
+	defer f.Close()
+	n, err := f.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read %v at %d: %w", h, off, err)
+}
+
+// Stat implements store.Lister.
+func (l *Local) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error) {
+	if err := validName(h); err != nil {
+		return store.FileInfo{}, err
+	}
+	fi, err := os.Stat(l.path(h))
+	if err != nil {
+		return store.FileInfo{}, notFound(h, err)
+	}
+	return store.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+}
+
+// List implements store.Lister.
+func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
+	base := filepath.Join(l.root, string(t))
+	dirs := []string{base}
+	if t == store.Packs {
+		sub, err := os.ReadDir(base)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		dirs = dirs[:0]
+		for _, s := range sub {
+			if s.IsDir() {
+				dirs = append(dirs, filepath.Join(base, s.Name()))
+			}
+		}
+	}
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			fi, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("list %s: %w", t, err)
+			}
+			if err := fn(store.FileInfo{Name: e.Name(), Size: fi.Size()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Remove implements store.Remover.
+func (l *Local) Remove(ctx context.Context, h store.Handle) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	if err := os.Remove(l.path(h)); err != nil {
+		return notFound(h, err)
+	}
+	return syncDir(l.dir(h.Type, h.Name))
+}
+
+// CleanTemp removes files in tmp/ older than age: leftovers of writers that
+// crashed. Younger files may belong to a backup still running elsewhere.
+func (l *Local) CleanTemp(age time.Duration) error {
+	dir := filepath.Join(l.root, "tmp")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean temporary files: %w", err)
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err == nil && time.Since(fi.ModTime()) > age {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package store defines where repository objects live: the role interfaces
+// the rest of Kalaja uses, and the names of object kinds. Implementations are
+// in subpackages (local). A store moves bytes; it does not know formats.
+//
+// The interfaces are append-only on purpose: Saver never overwrites and there
+// is no delete in Store. Removal is the separate Remover interface, which only
+// administrative code paths receive.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrExists reports that Save found an object of that name already stored.
+var ErrExists = errors.New("object already exists")
+
+// FileType is a kind of object; its value is the directory (or key prefix)
+// the objects live under.
+type FileType string
+
+// Object kinds.
+const (
+	Config    FileType = "config"
+	Keys      FileType = "keys"
+	Packs     FileType = "data"
+	Index     FileType = "index"
+	Snapshots FileType = "snapshots"
+)
+
+// Handle names one object.
+type Handle struct {
+	Type FileType
+	Name string
+}
+
+// String returns "type/name".
+func (h Handle) String() string {
+	if h.Type == Config {
+		return string(h.Type)
+	}
+	return fmt.Sprintf("%s/%s", h.Type, h.Name)
+}
+
+// FileInfo describes a stored object.
+type FileInfo struct {
+	Name string
+	Size int64
+}
+
+// Saver adds objects.
+type Saver interface {
+	// Save stores data under h atomically and durably: when it returns nil
+	// the object survives a crash, and a crash before that leaves no object
+	// named h. It never replaces an existing object: it returns an error
+	// wrapping ErrExists instead.
+	Save(ctx context.Context, h Handle, data []byte) error
+}
+
+// Loader reads objects. A missing object is reported with an error wrapping
+// blob.ErrNotFound.
+type Loader interface {
+	// Load returns the whole object.
+	Load(ctx context.Context, h Handle) ([]byte, error)
+	// ReadAt fills p from the object starting at off; a short object is an
+	// error wrapping io.ErrUnexpectedEOF.
+	ReadAt(ctx context.Context, h Handle, p []byte, off int64) error
+}
+
+// Lister enumerates objects.
+type Lister interface {
+	// List calls fn for every object of type t, in no particular order,
+	// stopping at the first error fn returns.
+	List(ctx context.Context, t FileType, fn func(FileInfo) error) error
+	// Stat describes one object.
+	Stat(ctx context.Context, h Handle) (FileInfo, error)
+}
+
+// Store is what ordinary clients get: add, read, list. No deletion.
+type Store interface {
+	Saver
+	Loader
+	Lister
+	// Location names the store for messages, e.g. a directory path.
+	Location() string
+}
+
+// Remover deletes objects. Only administrative paths (key removal on a local
+// repository, and later prune) receive it.
+type Remover interface {
+	Remove(ctx context.Context, h Handle) error
+}
