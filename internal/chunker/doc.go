@@ -38,7 +38,7 @@
 // If no L matches, the chunk is r[:n]. The first Min−1 bytes of a chunk are
 // never hashed, and each chunk starts with h = 0. Thus every chunk except the
 // last is between Min and Max bytes long, the last is between 1 and Max, and
-// the expected length on random data is about 1.15·Avg for Avg = 4·Min.
+// the expected length on random data is about 1.14·Avg when Avg = 4·Min.
 //
 // # Security
 //
