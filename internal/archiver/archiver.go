@@ -110,7 +110,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	a := &archiver{
 		repo: r, opts: opts, params: r.Config().ChunkerParams(), prog: opts.Progress,
 		files:  make(chan fileJob, 64),
-		chunks: make(chan blobJob, 2*runtime.GOMAXPROCS(0)),
+		chunks: make(chan blobJob, runtime.GOMAXPROCS(0)),
 		links:  map[[2]uint64]*fileResult{},
 	}
 	if a.prog == nil {

@@ -16,8 +16,10 @@ import (
 
 // Tuning of the write path.
 const (
-	// PackSize is the size at which a pack is finished and stored.
-	PackSize = 16 << 20
+	// PackSize is the size at which a pack is finished and stored. Packs
+	// are built in memory, so this bounds the write path's memory (about
+	// four packs: one filling per CPU, one being stored per uploader).
+	PackSize = 8 << 20
 	// packsPerIndex is how many stored packs are listed in one index file
 	// written during a backup; a crash loses at most that many packs' index
 	// entries, and the next backup re-indexes them (IndexOrphans).
@@ -47,7 +49,8 @@ type finished struct {
 // is done. Every successful StartWrites must be followed by FinishWrites.
 func (r *Repository) StartWrites(ctx context.Context) {
 	w := &writer{ctx: ctx, packs: make(chan finished), pending: map[blob.Handle]struct{}{}}
-	w.bufs.New = func() any { return make([]byte, 0, PackSize+(8<<20)) }
+	maxChunk := r.cfg.ChunkerParams().Max
+	w.bufs.New = func() any { return make([]byte, 0, PackSize+maxChunk+pack.TrailerSize+(64<<10)) }
 	r.w = w
 	for range uploaders {
 		w.wg.Add(1)

@@ -1,0 +1,25 @@
+// Package kalaja is the root of the Kalaja module. It holds no code: this
+// comment tours the packages. The binary is built from cmd/kalaja; the
+// repository format is specified in docs/design.md.
+//
+// Packages, lowest layer first (a package imports only packages above it in
+// this list; layers_test.go enforces it):
+//
+//	internal/blob        IDs, blob types, sentinel errors
+//	internal/chunker     content-defined chunking, FastCDC with a keyed table (pure)
+//	internal/crypto      key hierarchy, Argon2id key files, sealed objects, pack keys
+//	internal/pack        pack codec: encrypted blobs, header, trailer (pure)
+//	internal/index       blob -> pack location in memory; index file codec
+//	internal/snapshot    snapshot, tree and node records and their codecs (pure)
+//	internal/store       role interfaces for object storage (no Delete in Store)
+//	internal/store/local a repository in a local directory
+//	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
+//	internal/archiver    backup: walk, detect changes, chunk, save
+//	internal/restorer    restore: lay out, parallel content, metadata
+//	internal/checker     check: indexes, packs, snapshots, reachability, data
+//	cmd/kalaja           the command line: one file per subcommand
+//
+// Test support: internal/testtree (generates and compares file trees),
+// internal/store/storetest (the conformance suite every store passes) and
+// internal/store/faulty (a store that injects faults).
+package kalaja

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: vet, every test, then every fuzz target briefly.
+# README.md and .ci/run call exactly this. FUZZTIME (default 5s) sets how
+# long each fuzz target runs; FUZZTIME=0 skips fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${FUZZTIME:-5s}
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 ./...
+
+if [ "$fuzztime" != "0" ]; then
+	echo "== fuzz ($fuzztime each)"
+	# Every Fuzz function of every package, found by reading the test files.
+	grep -rl --include='*_test.go' '^func Fuzz' internal cmd | while read -r file; do
+		pkg="./$(dirname "$file")"
+		for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | cut -d' ' -f2); do
+			echo "-- $pkg $fn"
+			go test "$pkg" -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" -fuzzminimizetime 200x >/dev/null
+		done
+	done
+	echo "fuzz: all targets ran without a failure"
+fi
