@@ -290,7 +290,9 @@ type SnapshotError struct {
 	Err  error
 }
 
-func (e *SnapshotError) Error() string { return fmt.Sprintf("snapshot %s: %v", shortName(e.Name), e.Err) }
+func (e *SnapshotError) Error() string {
+	return fmt.Sprintf("snapshot %s: %v", shortName(e.Name), e.Err)
+}
 func (e *SnapshotError) Unwrap() error { return e.Err }
 
 // Snapshots loads every snapshot, oldest first. Unusable snapshot files are
