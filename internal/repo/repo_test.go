@@ -172,3 +172,54 @@ func TestIndexOrphans(t *testing.T) {
 		t.Fatalf("re-index not persisted: %v", err)
 	}
 }
+
+func TestCompressionDecision(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRepo(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	random := make([]byte, 1<<20)
+	for i := range random {
+		random[i] = byte(rng.UintN(256))
+	}
+	text := bytes.Repeat([]byte("func main() { fmt.Println(\"kalaja\") }\n"), 1<<15)
+	small := []byte("short but repetitive repetitive repetitive repetitive repetitive text")
+	tests := []struct {
+		name       string
+		data       []byte
+		compressed bool
+	}{
+		{"random", random, false},
+		{"text", text, true},
+		{"small text", small, true},
+		{"tiny", []byte("x"), false},
+	}
+	r.StartWrites(ctx)
+	p := r.NewPacker()
+	ids := make([]blob.ID, len(tests))
+	for i, tt := range tests {
+		id, _, err := p.Save(ctx, blob.Data, tt.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	p.Close(ctx)
+	if err := r.FinishWrites(); err != nil {
+		t.Fatal(err)
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			loc, ok := r.Index().Lookup(blob.Handle{Type: blob.Data, ID: ids[i]})
+			if !ok {
+				t.Fatal("not indexed")
+			}
+			if got := loc.RawLength != 0; got != tt.compressed {
+				t.Fatalf("compressed = %v, want %v (stored %d of %d bytes)", got, tt.compressed, loc.Length, len(tt.data))
+			}
+			back, err := r.LoadBlob(ctx, loc.Handle(), nil)
+			if err != nil || !bytes.Equal(back, tt.data) {
+				t.Fatalf("load: %v", err)
+			}
+		})
+	}
+}

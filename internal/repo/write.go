@@ -161,11 +161,12 @@ func (r *Repository) reserve(h blob.Handle) bool {
 // worker with NewPacker during a write session, and Close each before
 // FinishWrites. A Packer is not safe for concurrent use.
 type Packer struct {
-	r     *Repository
-	ids   *crypto.IDHasher
-	pw    *pack.Writer
-	zbuf  []byte
-	added int64
+	r      *Repository
+	ids    *crypto.IDHasher
+	pw     *pack.Writer
+	zbuf   []byte
+	sample []byte
+	added  int64
 }
 
 // NewPacker returns a packer for the current write session.
@@ -210,9 +211,14 @@ func (p *Packer) Save(ctx context.Context, t blob.Type, data []byte) (blob.ID, i
 }
 
 // compress returns data zstd-compressed with its raw length, or data itself
-// and 0 when compression is off or saves less than 1/32 of the size.
+// and 0 when compression is off, when samples of data do not compress (so
+// already-compressed and random data costs a fraction of a full attempt), or
+// when it saves less than 1/32 of the size.
 func (p *Packer) compress(data []byte) ([]byte, uint32) {
 	if p.r.enc == nil || len(data) < 64 {
+		return data, 0
+	}
+	if !p.samplesCompress(data) {
 		return data, 0
 	}
 	p.zbuf = p.r.enc.EncodeAll(data, p.zbuf[:0])
@@ -220,6 +226,29 @@ func (p *Packer) compress(data []byte) ([]byte, uint32) {
 		return data, 0
 	}
 	return p.zbuf, uint32(len(data))
+}
+
+// Sampling: chunks of at least sampleMin bytes are tried as sampleCount
+// evenly spaced slices of sampleSize bytes before being compressed whole.
+const (
+	sampleMin   = 256 << 10
+	sampleSize  = 8 << 10
+	sampleCount = 4
+)
+
+// samplesCompress reports whether data is worth compressing whole, judged
+// by compressing evenly spaced samples of it.
+func (p *Packer) samplesCompress(data []byte) bool {
+	if len(data) < sampleMin {
+		return true
+	}
+	p.sample = p.sample[:0]
+	step := len(data) / sampleCount
+	for i := range sampleCount {
+		p.sample = append(p.sample, data[i*step:i*step+sampleSize]...)
+	}
+	p.zbuf = p.r.enc.EncodeAll(p.sample, p.zbuf[:0])
+	return len(p.zbuf) < len(p.sample)-len(p.sample)/32
 }
 
 // flush hands the current pack to the uploaders.
