@@ -66,19 +66,30 @@ type Repository struct {
 
 // LoadConfig reads and checks the repository configuration.
 func LoadConfig(ctx context.Context, st store.Store) (Config, error) {
-	var cfg Config
 	b, err := st.Load(ctx, store.Handle{Type: store.Config})
 	if err != nil {
-		return cfg, fmt.Errorf("read config: %w", err)
+		return Config{}, fmt.Errorf("read config: %w", err)
 	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return cfg, fmt.Errorf("repository %s: %w", st.Location(), err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and checks a config object: malformed bytes or bad
+// chunker parameters wrap blob.ErrCorrupt, another version
+// blob.ErrUnsupported.
+func ParseConfig(b []byte) (Config, error) {
+	var cfg Config
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return cfg, fmt.Errorf("config of %s: %v: %w", st.Location(), err, blob.ErrCorrupt)
+		return cfg, fmt.Errorf("config: %v: %w", err, blob.ErrCorrupt)
 	}
 	if cfg.Version != ConfigVersion {
-		return cfg, fmt.Errorf("repository %s has format version %d, this kalaja reads version %d: %w", st.Location(), cfg.Version, ConfigVersion, blob.ErrUnsupported)
+		return cfg, fmt.Errorf("format version %d, this kalaja reads version %d: %w", cfg.Version, ConfigVersion, blob.ErrUnsupported)
 	}
 	if err := cfg.ChunkerParams().Validate(); err != nil {
-		return cfg, fmt.Errorf("config of %s: %v: %w", st.Location(), err, blob.ErrCorrupt)
+		return cfg, fmt.Errorf("config: %v: %w", err, blob.ErrCorrupt)
 	}
 	return cfg, nil
 }
