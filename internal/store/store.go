@@ -54,7 +54,9 @@ type Saver interface {
 	// Save stores data under h atomically and durably: when it returns nil
 	// the object survives a crash, and a crash before that leaves no object
 	// named h. It never replaces an existing object: it returns an error
-	// wrapping ErrExists instead.
+	// wrapping ErrExists instead. It refuses unknown types and names that
+	// are empty, start with "." or contain a slash, and returns ctx.Err()
+	// (leaving no object) when ctx is already done.
 	Save(ctx context.Context, h Handle, data []byte) error
 }
 

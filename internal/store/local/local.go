@@ -73,8 +73,8 @@ func Open(root string) (*Local, error) {
 func (l *Local) Location() string { return l.root }
 
 func (l *Local) dir(t store.FileType, name string) string {
-	if t == store.Packs && len(name) >= 2 {
-		return filepath.Join(l.root, string(t), name[:2])
+	if t == store.Packs {
+		return filepath.Join(l.root, string(t), name[:min(2, len(name))])
 	}
 	return filepath.Join(l.root, string(t))
 }
@@ -86,9 +86,21 @@ func (l *Local) path(h store.Handle) string {
 	return filepath.Join(l.dir(h.Type, h.Name), h.Name)
 }
 
+// listable reports whether t is a type of named objects, kept in a directory.
+func listable(t store.FileType) bool {
+	switch t {
+	case store.Keys, store.Packs, store.Index, store.Snapshots:
+		return true
+	}
+	return false
+}
+
 func validName(h store.Handle) error {
 	if h.Type == store.Config {
 		return nil
+	}
+	if !listable(h.Type) {
+		return fmt.Errorf("invalid object type %q", h.Type)
 	}
 	if h.Name == "" || strings.ContainsAny(h.Name, `/\`) || h.Name[0] == '.' {
 		return fmt.Errorf("invalid object name %q", h.Name)
@@ -103,6 +115,17 @@ func (l *Local) Save(ctx context.Context, h store.Handle, data []byte) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if h.Type == store.Packs {
+		// Create made the fan-out directories of lowercase hex names; make
+		// any other one now, durably.
+		if err := os.Mkdir(l.dir(h.Type, h.Name), 0o700); err == nil {
+			if err := syncDir(filepath.Join(l.root, string(store.Packs))); err != nil {
+				return fmt.Errorf("save %v: %w", h, err)
+			}
+		} else if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("save %v: %w", h, err)
+		}
 	}
 	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), string(h.Type)+"-*")
 	if err != nil {
@@ -219,6 +242,9 @@ func (l *Local) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error
 
 // List implements store.Lister.
 func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
+	if !listable(t) {
+		return fmt.Errorf("list %q: not a type of named objects", t)
+	}
 	base := filepath.Join(l.root, string(t))
 	dirs := []string{base}
 	if t == store.Packs {
@@ -268,7 +294,7 @@ func (l *Local) Remove(ctx context.Context, h store.Handle) error {
 	if err := os.Remove(l.path(h)); err != nil {
 		return notFound(h, err)
 	}
-	return syncDir(l.dir(h.Type, h.Name))
+	return syncDir(filepath.Dir(l.path(h)))
 }
 
 // CleanTemp removes files in tmp/ older than age: leftovers of writers that

@@ -1,0 +1,226 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/local"
+	"github.com/kalaja/kalaja/internal/store/storetest"
+)
+
+func newLocal(t *testing.T) *local.Local {
+	t.Helper()
+	l, err := local.Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return newLocal(t) })
+}
+
+var packName = blob.Hash([]byte("pack")).String()
+
+func TestOpen(t *testing.T) {
+	ctx := t.Context()
+	l := newLocal(t)
+	for _, root := range []string{l.Location(), filepath.Join(t.TempDir(), "missing")} {
+		if _, err := local.Open(root); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("Open(%s) without a config = %v, want blob.ErrNotFound", root, err)
+		}
+	}
+	if err := l.Save(ctx, store.Handle{Type: store.Config}, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+	o, err := local.Open(l.Location())
+	if err != nil {
+		t.Fatalf("Open after the config was saved: %v", err)
+	}
+	if _, err := o.Stat(ctx, store.Handle{Type: store.Config}); err != nil {
+		t.Errorf("the opened store does not see the config: %v", err)
+	}
+}
+
+func TestCreate(t *testing.T) {
+	root := t.TempDir() // exists and is empty: allowed
+	l, err := local.Create(root)
+	if err != nil {
+		t.Fatalf("Create in an empty directory: %v", err)
+	}
+	if _, err := local.Create(root); err != nil {
+		t.Fatalf("Create again before a config is saved: %v", err)
+	}
+	if err := l.Save(t.Context(), store.Handle{Type: store.Config}, []byte("config")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.Create(root); err == nil {
+		t.Fatal("Create succeeded over an existing repository")
+	}
+	if b, err := l.Load(t.Context(), store.Handle{Type: store.Config}); err != nil || string(b) != "config" {
+		t.Fatalf("the config after a refused Create = %q, %v", b, err)
+	}
+}
+
+func TestLayout(t *testing.T) {
+	ctx := t.Context()
+	l := newLocal(t)
+	saves := map[store.Handle]string{
+		{Type: store.Config}:                      "config",
+		{Type: store.Keys, Name: "k1"}:            "keys/k1",
+		{Type: store.Packs, Name: packName}:       "data/" + packName[:2] + "/" + packName,
+		{Type: store.Packs, Name: "Zoo"}:          "data/Zo/Zoo",
+		{Type: store.Index, Name: "i1"}:           "index/i1",
+		{Type: store.Snapshots, Name: "s1"}:       "snapshots/s1",
+		{Type: store.Packs, Name: "q"}:            "data/q/q",
+		{Type: store.Keys, Name: "name with sp"}:  "keys/name with sp",
+		{Type: store.Index, Name: packName + "x"}: "index/" + packName + "x",
+	}
+	for h, rel := range saves {
+		if err := l.Save(ctx, h, []byte(rel)); err != nil {
+			t.Fatalf("Save(%v): %v", h, err)
+		}
+		b, err := os.ReadFile(filepath.Join(l.Location(), rel))
+		if err != nil || string(b) != rel {
+			t.Errorf("%v is not stored at %s: %q, %v", h, rel, b, err)
+		}
+	}
+}
+
+// tmpFiles returns the names in the store's tmp/ directory.
+func tmpFiles(t *testing.T, l *local.Local) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(l.Location(), "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestSaveLeavesNoTemp(t *testing.T) {
+	ctx := t.Context()
+	l := newLocal(t)
+	h := store.Handle{Type: store.Packs, Name: packName}
+	if err := l.Save(ctx, h, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save(ctx, h, []byte("second")); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Save = %v, want store.ErrExists", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := l.Save(cancelled, store.Handle{Type: store.Index, Name: "i"}, []byte("x")); err == nil {
+		t.Fatal("Save with a cancelled context succeeded")
+	}
+	if names := tmpFiles(t, l); len(names) != 0 {
+		t.Fatalf("tmp/ holds %v after saves returned", names)
+	}
+}
+
+// A writer that crashes before its rename leaves a file in tmp/ and no
+// object: the leftover is invisible to every reader.
+func TestCrashLeavesOnlyTemp(t *testing.T) {
+	ctx := t.Context()
+	l := newLocal(t)
+	f, err := os.CreateTemp(filepath.Join(l.Location(), "tmp"), "data-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("half a pa"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, ft := range []store.FileType{store.Keys, store.Packs, store.Index, store.Snapshots} {
+		if err := l.List(ctx, ft, func(fi store.FileInfo) error {
+			t.Errorf("List(%s) reports %s, want nothing", ft, fi.Name)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Stat(ctx, store.Handle{Type: store.Packs, Name: filepath.Base(f.Name())}); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Stat of the leftover's name = %v, want blob.ErrNotFound", err)
+	}
+}
+
+func TestCleanTemp(t *testing.T) {
+	l := newLocal(t)
+	dir := filepath.Join(l.Location(), "tmp")
+	now := time.Now()
+	ages := map[string]time.Duration{
+		"data-old":    48 * time.Hour,
+		"index-old":   2 * time.Hour,
+		"data-young":  time.Minute,
+		"keys-future": -time.Hour,
+	}
+	for name, age := range ages {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.CleanTemp(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for name, age := range ages {
+		_, err := os.Stat(filepath.Join(dir, name))
+		switch {
+		case age > time.Hour && !errors.Is(err, fs.ErrNotExist):
+			t.Errorf("%s (age %v) survived CleanTemp(1h): %v", name, age, err)
+		case age <= time.Hour && err != nil:
+			t.Errorf("%s (age %v) was removed by CleanTemp(1h): %v", name, age, err)
+		}
+	}
+}
+
+// Repositories hold key files and sealed data: nothing in one may be readable
+// by other users.
+func TestPermissions(t *testing.T) {
+	ctx := t.Context()
+	l := newLocal(t)
+	for _, h := range []store.Handle{
+		{Type: store.Config},
+		{Type: store.Keys, Name: "k"},
+		{Type: store.Packs, Name: packName},
+		{Type: store.Packs, Name: "ZZ-made-on-demand"},
+	} {
+		if err := l.Save(ctx, h, []byte("secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := filepath.WalkDir(l.Location(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %v, want %v", p, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
