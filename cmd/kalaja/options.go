@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"golang.org/x/term"
@@ -120,6 +121,9 @@ func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Reposit
 	if err != nil {
 		return nil, err
 	}
+	// Argon2id's 64 MiB are garbage now: hand them back before the real
+	// work starts, so they neither count in the peak nor set the GC's goal.
+	debug.FreeOSMemory()
 	if withIndex {
 		if err := r.LoadIndex(ctx); err != nil {
 			g.warn("%v (run 'kalaja check')", err)

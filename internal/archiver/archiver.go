@@ -116,7 +116,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	if a.prog == nil {
 		a.prog = &Progress{}
 	}
-	a.bufs.New = func() any { b := make([]byte, 0, a.params.Max); return &b }
+	a.bufs.New = func() any { return new([]byte) } // grown by the chunker to the chunk sizes seen
 
 	r.StartWrites(ctx)
 	var fileWG, blobWG sync.WaitGroup

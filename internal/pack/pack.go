@@ -63,34 +63,40 @@ func (e Entry) Open(key *crypto.PackKey, dst, ciphertext []byte) ([]byte, error)
 	return plain, nil
 }
 
-// Writer builds one pack in memory. It is not safe for concurrent use.
+// Writer writes one pack to an io.Writer, blob by blob, so a pack never
+// has to be held in memory. It is not safe for concurrent use.
 type Writer struct {
+	w       io.Writer
 	key     *crypto.PackKey
 	eph     [crypto.KeySize]byte
-	buf     []byte
+	buf     []byte // sealing buffer, reused
+	size    int
 	entries []Entry
 }
 
-// NewWriter starts a pack for keys, appending to buf[:0] (which may be nil;
-// pass a buffer of the target capacity to avoid growth).
-func NewWriter(keys *crypto.Keys, buf []byte) (*Writer, error) {
+// NewWriter starts a pack for keys, writing it to w.
+func NewWriter(keys *crypto.Keys, w io.Writer) (*Writer, error) {
 	key, eph, err := keys.NewPackKey()
 	if err != nil {
 		return nil, fmt.Errorf("new pack: %w", err)
 	}
-	return &Writer{key: key, eph: eph, buf: buf[:0]}, nil
+	return &Writer{w: w, key: key, eph: eph}, nil
 }
 
-// Add encrypts data as blob h and appends it. rawLength is the uncompressed
+// Add encrypts data as blob h and writes it. rawLength is the uncompressed
 // length if data is compressed, else 0. It returns an error if the pack
-// would exceed MaxSize.
+// would exceed MaxSize or the write fails.
 func (w *Writer) Add(h blob.Handle, data []byte, rawLength uint32) error {
-	off := len(w.buf)
+	off := w.size
 	if off+len(data)+crypto.Overhead > MaxSize {
 		return fmt.Errorf("pack full at %d bytes", off)
 	}
-	w.buf = w.key.Seal(w.buf, crypto.BlobNonce(uint32(off)), data, crypto.BlobAAD(h))
-	w.entries = append(w.entries, Entry{h.Type, h.ID, uint32(off), uint32(len(w.buf) - off), rawLength})
+	w.buf = w.key.Seal(w.buf[:0], crypto.BlobNonce(uint32(off)), data, crypto.BlobAAD(h))
+	if _, err := w.w.Write(w.buf); err != nil {
+		return fmt.Errorf("write pack: %w", err)
+	}
+	w.size += len(w.buf)
+	w.entries = append(w.entries, Entry{h.Type, h.ID, uint32(off), uint32(len(w.buf)), rawLength})
 	return nil
 }
 
@@ -99,19 +105,22 @@ func (w *Writer) Add(h blob.Handle, data []byte, rawLength uint32) error {
 func (w *Writer) Ephemeral() [crypto.KeySize]byte { return w.eph }
 
 // Size returns the bytes of blobs written so far.
-func (w *Writer) Size() int { return len(w.buf) }
+func (w *Writer) Size() int { return w.size }
 
 // Count returns the number of blobs written so far.
 func (w *Writer) Count() int { return len(w.entries) }
 
-// Finish appends the header and trailer and returns the whole pack and its
-// entries. The Writer must not be used afterwards.
-func (w *Writer) Finish() ([]byte, []Entry) {
+// Finish writes the header and trailer and returns the pack's entries. The
+// Writer must not be used afterwards.
+func (w *Writer) Finish() ([]Entry, error) {
 	hdr := EncodeHeader(w.entries)
-	start := len(w.buf)
-	w.buf = w.key.Seal(w.buf, crypto.HeaderNonce(), hdr, magic)
-	w.buf = appendTrailer(w.buf, w.eph, uint32(len(w.buf)-start))
-	return w.buf, w.entries
+	b := w.key.Seal(hdr[:0:0], crypto.HeaderNonce(), hdr, magic)
+	b = appendTrailer(b, w.eph, uint32(len(b)))
+	if _, err := w.w.Write(b); err != nil {
+		return nil, fmt.Errorf("write pack header: %w", err)
+	}
+	w.size += len(b)
+	return w.entries, nil
 }
 
 func appendTrailer(b []byte, eph [crypto.KeySize]byte, hdrLen uint32) []byte {

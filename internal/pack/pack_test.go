@@ -19,7 +19,8 @@ func newKeys(t testing.TB) *crypto.Keys {
 }
 
 func buildPack(t testing.TB, k *crypto.Keys, n int) ([]byte, [][]byte) {
-	w, err := NewWriter(k, nil)
+	var buf bytes.Buffer
+	w, err := NewWriter(k, &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +32,10 @@ func buildPack(t testing.TB, k *crypto.Keys, n int) ([]byte, [][]byte) {
 		}
 		blobs = append(blobs, data)
 	}
-	p, _ := w.Finish()
-	return p, blobs
+	if _, err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), blobs
 }
 
 func TestRoundTrip(t *testing.T) {

@@ -152,9 +152,10 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64)
 }
 
 // IndexOrphans finds packs that no index file lists (left by a backup that
-// crashed before writing its index, or by a lost index file), reads their
-// headers, adds them to the index and writes an index file for them, so that
-// their blobs are reused. It returns how many packs it indexed; packs whose
+// crashed before writing its index or by a lost index file, or stored by a
+// backup still running, which lists them itself later), reads their headers,
+// adds them to the index and writes an index file for them, so that their
+// blobs are reused. It returns how many packs it indexed; packs whose
 // header cannot be read are skipped and reported in the error.
 func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
 	var orphans []store.FileInfo

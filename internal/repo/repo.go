@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"runtime"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -175,7 +176,7 @@ func openKey(ctx context.Context, st store.Store, name string, password []byte) 
 }
 
 func newRepository(st store.Store, keys *crypto.Keys, cfg Config) (*Repository, error) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	enc, err := newEncoder(zstd.SpeedDefault, cfg.ChunkerParams().Max)
 	if err != nil {
 		return nil, err
 	}
@@ -208,12 +209,25 @@ func (r *Repository) SetCompression(level *zstd.EncoderLevel) error {
 		r.enc = nil
 		return nil
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(*level), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	enc, err := newEncoder(*level, r.cfg.ChunkerParams().Max)
 	if err != nil {
 		return err
 	}
 	r.enc = enc
 	return nil
+}
+
+// newEncoder returns a zstd encoder for EncodeAll calls from every packer at
+// once: EncodeAll takes one of the encoder's Concurrency states and waits
+// when all are busy, so there must be one per CPU. A chunk is one frame, so
+// a window larger than the largest chunk would only cost memory.
+func newEncoder(level zstd.EncoderLevel, maxChunk int) (*zstd.Encoder, error) {
+	window := zstd.MinWindowSize
+	for window < maxChunk && window < zstd.MaxWindowSize {
+		window *= 2
+	}
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithWindowSize(window), zstd.WithLowerEncoderMem(true))
 }
 
 func shortName(name string) string {

@@ -1,10 +1,13 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"sync"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -17,14 +20,16 @@ import (
 // Tuning of the write path.
 const (
 	// PackSize is the size at which a pack is finished and stored. Packs
-	// are built in memory, so this bounds the write path's memory (about
-	// four packs: one filling per CPU, one being stored per uploader).
-	PackSize = 8 << 20
+	// are streamed to the store's staging area (a temporary file for the
+	// local store), so the size does not cost memory.
+	PackSize = 16 << 20
 	// packsPerIndex is how many stored packs are listed in one index file
 	// written during a backup; a crash loses at most that many packs' index
 	// entries, and the next backup re-indexes them (IndexOrphans).
 	packsPerIndex = 32
-	// uploaders is the number of goroutines storing finished packs.
+	// uploaders is the number of goroutines committing finished packs
+	// (fsync and rename for the local store), overlapping that wait with
+	// the packers' work.
 	uploaders = 2
 )
 
@@ -33,7 +38,6 @@ type writer struct {
 	ctx     context.Context
 	packs   chan finished
 	wg      sync.WaitGroup
-	bufs    sync.Pool
 	mu      sync.Mutex
 	pending map[blob.Handle]struct{} // reserved by a packer, not yet stored
 	unindex []index.Pack             // stored, not yet in an index file
@@ -41,16 +45,14 @@ type writer struct {
 }
 
 type finished struct {
-	data []byte
-	p    index.Pack
+	staged store.Staged
+	p      index.Pack
 }
 
 // StartWrites begins a write session; the session's uploads stop when ctx
 // is done. Every successful StartWrites must be followed by FinishWrites.
 func (r *Repository) StartWrites(ctx context.Context) {
 	w := &writer{ctx: ctx, packs: make(chan finished), pending: map[blob.Handle]struct{}{}}
-	maxChunk := r.cfg.ChunkerParams().Max
-	w.bufs.New = func() any { return make([]byte, 0, PackSize+maxChunk+pack.TrailerSize+(64<<10)) }
 	r.w = w
 	for range uploaders {
 		w.wg.Add(1)
@@ -77,16 +79,15 @@ func (w *writer) failed() error {
 	return w.err
 }
 
-// storePack saves one finished pack, indexes its blobs, and writes an index
-// file when enough packs are waiting for one.
+// storePack commits one finished pack, indexes its blobs, and writes an
+// index file when enough packs are waiting for one.
 func (r *Repository) storePack(f finished) {
 	w := r.w
-	defer w.bufs.Put(f.data[:0])
 	if w.failed() != nil {
+		f.staged.Abort()
 		return
 	}
-	f.p.ID = sha256.Sum256(f.data)
-	err := r.st.Save(w.ctx, store.Handle{Type: store.Packs, Name: f.p.ID.String()}, f.data)
+	err := f.staged.Commit(w.ctx, f.p.ID.String())
 	if err != nil && !errors.Is(err, store.ErrExists) {
 		w.setErr(fmt.Errorf("store pack: %w", err))
 		return
@@ -163,10 +164,11 @@ func (r *Repository) reserve(h blob.Handle) bool {
 type Packer struct {
 	r      *Repository
 	ids    *crypto.IDHasher
-	pw     *pack.Writer
 	zbuf   []byte
-	sample []byte
 	added  int64
+	pw     *pack.Writer // the open pack, or nil
+	staged store.Staged
+	hash   hash.Hash // SHA-256 of the open pack's bytes so far
 }
 
 // NewPacker returns a packer for the current write session.
@@ -189,11 +191,9 @@ func (p *Packer) Save(ctx context.Context, t blob.Type, data []byte) (blob.ID, i
 		return h.ID, 0, nil
 	}
 	if p.pw == nil {
-		pw, err := pack.NewWriter(p.r.keys, p.r.w.bufs.Get().([]byte))
-		if err != nil {
+		if err := p.open(); err != nil {
 			return h.ID, 0, err
 		}
-		p.pw = pw
 	}
 	stored, raw := p.compress(data)
 	before := p.pw.Size()
@@ -210,15 +210,34 @@ func (p *Packer) Save(ctx context.Context, t blob.Type, data []byte) (blob.ID, i
 	return h.ID, n, nil
 }
 
+// open starts a new pack in the store's staging area, or in memory for a
+// store that cannot stage.
+func (p *Packer) open() error {
+	var err error
+	if st, ok := p.r.st.(store.Stager); ok {
+		p.staged, err = st.Stage(store.Packs)
+	} else {
+		p.staged = &memStaged{st: p.r.st, t: store.Packs}
+	}
+	if err != nil {
+		return fmt.Errorf("new pack: %w", err)
+	}
+	p.hash = sha256.New()
+	p.pw, err = pack.NewWriter(p.r.keys, io.MultiWriter(p.staged, p.hash))
+	if err != nil {
+		p.staged.Abort()
+		p.pw = nil
+	}
+	return err
+}
+
 // compress returns data zstd-compressed with its raw length, or data itself
-// and 0 when compression is off, when samples of data do not compress (so
-// already-compressed and random data costs a fraction of a full attempt), or
-// when it saves less than 1/32 of the size.
+// and 0 when compression is off or saves less than 1/32 of the size. zstd
+// gives up on incompressible input quickly (about 2.5 GB/s here), so every
+// chunk is tried in full: sampling only parts of a chunk missed compressible
+// regions in mixed data such as disk images.
 func (p *Packer) compress(data []byte) ([]byte, uint32) {
 	if p.r.enc == nil || len(data) < 64 {
-		return data, 0
-	}
-	if !p.samplesCompress(data) {
 		return data, 0
 	}
 	p.zbuf = p.r.enc.EncodeAll(data, p.zbuf[:0])
@@ -228,43 +247,39 @@ func (p *Packer) compress(data []byte) ([]byte, uint32) {
 	return p.zbuf, uint32(len(data))
 }
 
-// Sampling: chunks of at least sampleMin bytes are tried as sampleCount
-// evenly spaced slices of sampleSize bytes before being compressed whole.
-const (
-	sampleMin   = 256 << 10
-	sampleSize  = 8 << 10
-	sampleCount = 4
-)
-
-// samplesCompress reports whether data is worth compressing whole, judged
-// by compressing evenly spaced samples of it.
-func (p *Packer) samplesCompress(data []byte) bool {
-	if len(data) < sampleMin {
-		return true
-	}
-	p.sample = p.sample[:0]
-	step := len(data) / sampleCount
-	for i := range sampleCount {
-		p.sample = append(p.sample, data[i*step:i*step+sampleSize]...)
-	}
-	p.zbuf = p.r.enc.EncodeAll(p.sample, p.zbuf[:0])
-	return len(p.zbuf) < len(p.sample)-len(p.sample)/32
-}
-
-// flush hands the current pack to the uploaders.
+// flush finishes the open pack and hands it to the uploaders.
 func (p *Packer) flush(ctx context.Context) error {
-	if p.pw == nil || p.pw.Count() == 0 {
+	if p.pw == nil {
 		return nil
 	}
-	data, entries := p.pw.Finish()
-	f := finished{data: data, p: index.Pack{Ephemeral: p.pw.Ephemeral(), Entries: entries}}
-	p.pw = nil
+	entries, err := p.pw.Finish()
+	f := finished{staged: p.staged, p: index.Pack{Ephemeral: p.pw.Ephemeral(), Entries: entries}}
+	p.pw, p.staged = nil, nil
+	if err != nil {
+		f.staged.Abort()
+		return err
+	}
+	p.hash.Sum(f.p.ID[:0])
 	select {
 	case p.r.w.packs <- f:
 		return nil
 	case <-ctx.Done():
+		f.staged.Abort()
 		return ctx.Err()
 	}
+}
+
+// memStaged stages an object in memory for stores without store.Stager.
+type memStaged struct {
+	st  store.Saver
+	t   store.FileType
+	buf bytes.Buffer
+}
+
+func (m *memStaged) Write(b []byte) (int, error) { return m.buf.Write(b) }
+func (m *memStaged) Abort()                      { m.buf = bytes.Buffer{} }
+func (m *memStaged) Commit(ctx context.Context, name string) error {
+	return m.st.Save(ctx, store.Handle{Type: m.t, Name: name}, m.buf.Bytes())
 }
 
 // Close stores the packer's partly filled pack.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // ErrExists reports that Save found an object of that name already stored.
@@ -86,6 +87,25 @@ type Store interface {
 	Lister
 	// Location names the store for messages, e.g. a directory path.
 	Location() string
+}
+
+// Stager builds an object in place: the caller writes its bytes, then
+// commits them under a name it learns only at the end (a pack is named by
+// the hash of its bytes). Stores without it are staged in memory by callers.
+type Stager interface {
+	// Stage starts a new object of type t.
+	Stage(t FileType) (Staged, error)
+}
+
+// Staged is an object being written. Exactly one of Commit or Abort must be
+// called. Not safe for concurrent use.
+type Staged interface {
+	io.Writer
+	// Commit stores the bytes written so far as object (type, name), with
+	// the guarantees of Saver.Save.
+	Commit(ctx context.Context, name string) error
+	// Abort discards the bytes written.
+	Abort()
 }
 
 // Remover deletes objects. Only administrative paths (key removal on a local

@@ -31,6 +31,7 @@ type Local struct {
 
 var (
 	_ store.Store   = (*Local)(nil)
+	_ store.Stager  = (*Local)(nil)
 	_ store.Remover = (*Local)(nil)
 )
 
@@ -116,6 +117,61 @@ func (l *Local) Save(ctx context.Context, h store.Handle, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s, err := l.Stage(h.Type)
+	if err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if _, err := s.Write(data); err != nil {
+		s.Abort()
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	return s.Commit(ctx, h.Name)
+}
+
+// Stage implements store.Stager: the object is written to a file in tmp/.
+func (l *Local) Stage(t store.FileType) (store.Staged, error) {
+	if err := validName(store.Handle{Type: t, Name: "staged"}); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), string(t)+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("stage %s: %w", t, err)
+	}
+	return &staged{l: l, t: t, f: f}, nil
+}
+
+// staged is an object being written to a temporary file.
+type staged struct {
+	l *Local
+	t store.FileType
+	f *os.File
+}
+
+func (s *staged) Write(p []byte) (int, error) { return s.f.Write(p) }
+
+// Abort implements store.Staged.
+func (s *staged) Abort() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// Commit implements store.Staged: fsync, rename into place without
+// replacing, fsync the directory.
+func (s *staged) Commit(ctx context.Context, name string) error {
+	h := store.Handle{Type: s.t, Name: name}
+	committed := false
+	defer func() {
+		if !committed {
+			s.Abort()
+		}
+	}()
+	if err := validName(h); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l := s.l
 	if h.Type == store.Packs {
 		// Create made the fan-out directories of lowercase hex names; make
 		// any other one now, durably.
@@ -127,35 +183,20 @@ func (l *Local) Save(ctx context.Context, h store.Handle, data []byte) error {
 			return fmt.Errorf("save %v: %w", h, err)
 		}
 	}
-	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), string(h.Type)+"-*")
-	if err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
-	}
-	if err := f.Sync(); err != nil {
+	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("save %v: sync: %w", h, err)
 	}
-	if err := f.Close(); err != nil {
+	if err := s.f.Close(); err != nil {
 		return fmt.Errorf("save %v: %w", h, err)
 	}
 	final := l.path(h)
-	if err := renameNoReplace(tmp, final); err != nil {
+	if err := renameNoReplace(s.f.Name(), final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("save %v: %w", h, store.ErrExists)
 		}
 		return fmt.Errorf("save %v: %w", h, err)
 	}
-	ok = true
+	committed = true
 	return syncDir(filepath.Dir(final))
 }
 
