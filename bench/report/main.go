@@ -1,0 +1,47 @@
+// Command report turns the raw measurements of bench/run.sh into a Markdown
+// table of medians per tool and phase, ratios of kalaja to its peers, and a
+// PASS/FAIL check against the performance targets.
+//
+//	report [-strict] [results.tsv]
+//
+// The input is tab-separated with a header line naming at least the columns
+// tool, rep, phase, seconds, peak_rss_kib, repo_bytes and source_bytes; phase
+// is one of first, incr or restore. An optional other_cpu column (cores kept
+// busy by other work while the command ran) flags noisy runs. With no file
+// argument it reads stdin.
+// With -strict it exits 1 unless every target is checked and passes.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	strict := flag.Bool("strict", false, "exit 1 unless every target passes")
+	flag.Parse()
+	in := io.Reader(os.Stdin)
+	if flag.NArg() > 1 {
+		fmt.Fprintln(os.Stderr, "usage: report [-strict] [results.tsv]")
+		os.Exit(2)
+	}
+	if flag.NArg() == 1 {
+		f, err := os.Open(flag.Arg(0))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		in = f
+	}
+	rows, err := parse(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	if render(os.Stdout, summarize(rows)) != "PASS" && *strict {
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	}
+	for _, tt := range tests {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+const header = "tool\trep\tphase\tseconds\tpeak_rss_kib\trepo_bytes\tsource_bytes\n"
+
+// measurements builds rows for kalaja and restic in every phase, kalaja
+// taking kalajaSecs seconds where restic takes 10, everything else equal.
+func measurements(kalajaSecs string) string {
+	var b strings.Builder
+	b.WriteString(header)
+	for _, p := range []string{"first", "incr", "restore"} {
+		for _, rep := range []string{"1", "2", "3"} {
+			b.WriteString("restic\t" + rep + "\t" + p + "\t10\t1000\t500\t1000000\n")
+			b.WriteString("kalaja\t" + rep + "\t" + p + "\t" + kalajaSecs + "\t1000\t500\t1000000\n")
+		}
+	}
+	return b.String()
+}
+
+func TestRender(t *testing.T) {
+	tests := []struct {
+		name, in, verdict string
+		contains          []string
+	}{
+		{"fast", measurements("4"), "PASS", []string{"| first backup | kalaja | 4.00 | 0.2 |", "| restore | restic | 2.50 |"}},
+		{"slow", measurements("6"), "FAIL", []string{"| first backup throughput >= 2x restic | 0.2 MB/s | 0.1 MB/s | 1.667 | FAIL |"}},
+		{"noisy", "tool\trep\tphase\tseconds\tpeak_rss_kib\trepo_bytes\tsource_bytes\tother_cpu\n" +
+			"restic\t1\tfirst\t10\t1000\t500\t1000000\t0.9\n", "INCOMPLETE", []string{"0.90 cores — the machine was shared"}},
+		{"no kalaja", header + "restic\t1\tfirst\t10\t1000\t500\t1000000\nborg\t1\tfirst\t8\t900\t600\t1000000\n",
+			"INCOMPLETE", []string{"n/a (kalaja not measured)", "| first backup | borg | 8.00 |"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := parse(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			if got := render(&out, summarize(rows)); got != tt.verdict {
+				t.Errorf("verdict %s, want %s", got, tt.verdict)
+			}
+			for _, want := range tt.contains {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := map[string]string{
+		"empty":          "",
+		"missing column": "tool\trep\tphase\n",
+		"bad number":     header + "restic\t1\tfirst\tfast\t1\t1\t1\n",
+		"short line":     header + "restic\t1\tfirst\n",
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := parse(strings.NewReader(in)); err == nil {
+				t.Error("parse succeeded")
+			}
+		})
+	}
+}
