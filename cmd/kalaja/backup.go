@@ -52,7 +52,7 @@ saved and the exit code is 3.`,
 			if n, err := r.IndexOrphans(ctx); err != nil {
 				g.warn("re-indexing packs: %v", err)
 			} else if n > 0 && !g.quiet {
-				g.warn("indexed %d packs left by an interrupted backup", n)
+				g.warn("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n)
 			}
 			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}}
 			if !noParent {

@@ -87,9 +87,10 @@ type restorer struct {
 	isRoot bool
 }
 
-// Restore writes snapshot sn under opts.Target. It returns the first error
-// that stops it (a tree that cannot be read) or, when it completed, stats
-// whose Errors counts the paths reported to OnError.
+// Restore writes snapshot sn under opts.Target. It returns an error if the
+// target cannot be made or ctx ends; otherwise stats whose Errors counts the
+// paths reported to OnError. A directory whose tree cannot be read is
+// reported and left empty, and the rest is restored.
 func Restore(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot, opts Options) (Stats, error) {
 	rs := &restorer{repo: r, opts: opts, prog: opts.Progress, links: map[[2]uint64]string{}, isRoot: os.Geteuid() == 0}
 	if rs.prog == nil {
@@ -129,7 +130,11 @@ func (rs *restorer) dest(snapPath string) string { return filepath.Join(rs.opts.
 func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) (bool, error) {
 	tree, err := rs.repo.LoadTree(ctx, id)
 	if err != nil {
-		return false, fmt.Errorf("restore %s: %w", p, err)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		rs.report(p, err)
+		return false, nil
 	}
 	any := false
 	for _, n := range tree.Nodes {
@@ -334,6 +339,38 @@ func isZero(b []byte) bool {
 	return true
 }
 
+// holeBlock is the size and alignment, in the file, of the all-zero blocks
+// that writeData leaves as holes.
+const holeBlock = 4 << 10
+
+// writeData writes p at offset off of f, which was created sparse, except
+// for the aligned all-zero blocks of p: those stay holes, so a sparse file
+// restores sparse even where a chunk holds both data and a hole.
+func writeData(f *os.File, p []byte, off int64) error {
+	run := -1 // start in p of the non-zero blocks not yet written
+	for i := 0; i < len(p); {
+		end := min(len(p), i+holeBlock-int((off+int64(i))%holeBlock))
+		switch {
+		case !isZero(p[i:end]):
+			if run < 0 {
+				run = i
+			}
+		case run >= 0:
+			if _, err := f.WriteAt(p[run:i], off+int64(run)); err != nil {
+				return err
+			}
+			run = -1
+		}
+		i = end
+	}
+	if run >= 0 {
+		if _, err := f.WriteAt(p[run:], off+int64(run)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (w *worker) run(ctx context.Context, j job) {
 	f := j.f
 	defer func() {
@@ -392,10 +429,8 @@ func (w *worker) write(ctx context.Context, j job) error {
 			}
 			w.plain = plain
 			ct = ct[n:]
-			if !isZero(plain) {
-				if _, err := out.WriteAt(plain, off); err != nil {
-					return err
-				}
+			if err := writeData(out, plain, off); err != nil {
+				return err
 			}
 			off += int64(len(plain))
 			w.rs.prog.Bytes.Add(int64(len(plain)))
