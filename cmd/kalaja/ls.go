@@ -49,7 +49,7 @@ those at and below PATH (an absolute path as it was backed up).`,
 					return printJSON(out, lsEntry(p, n))
 				case long:
 					_, err := fmt.Fprintf(out, "%s %5d %5d %12d %s %s%s\n", fileMode(n), n.UID, n.GID, n.Size,
-						time.Unix(0, n.MTime).Format("2006-01-02 15:04:05"), p, linkSuffix(n))
+						time.Unix(n.MTime.Sec, n.MTime.Nsec).Format("2006-01-02 15:04:05"), p, linkSuffix(n))
 					return err
 				default:
 					_, err := fmt.Fprintln(out, p)
@@ -103,7 +103,7 @@ type lsJSON struct {
 }
 
 func lsEntry(p string, n *snapshot.Node) lsJSON {
-	return lsJSON{p, string(n.Kind), fmt.Sprintf("%04o", n.Mode), n.UID, n.GID, n.Size, time.Unix(0, n.MTime).UTC(), string(n.Target)}
+	return lsJSON{p, string(n.Kind), fmt.Sprintf("%04o", n.Mode), n.UID, n.GID, n.Size, time.Unix(n.MTime.Sec, n.MTime.Nsec).UTC(), string(n.Target)}
 }
 
 // fileMode renders a node's type and permissions like ls -l.

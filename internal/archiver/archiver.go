@@ -430,7 +430,7 @@ func readDirNames(path string) ([]string, error) {
 func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.Node, pn *snapshot.Node) *fileResult {
 	a.totalFiles.Add(1)
 	if pn != nil && pn.Kind == snapshot.File && pn.Size == n.Size && pn.MTime == n.MTime &&
-		pn.CTime == n.CTime && pn.Inode == n.Inode && a.allIndexed(pn.Content) {
+		pn.CTime != nil && n.CTime != nil && *pn.CTime == *n.CTime && pn.Inode == n.Inode && a.allIndexed(pn.Content) {
 		n.Content = pn.Content
 		a.filesUnchanged.Add(1)
 		a.totalBytes.Add(int64(n.Size))

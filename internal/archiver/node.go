@@ -23,8 +23,7 @@ func nodeFromInfo(name string, fi fs.FileInfo) (snapshot.Node, error) {
 		Mode:   st.Mode & 0o7777,
 		UID:    st.Uid,
 		GID:    st.Gid,
-		MTime:  st.Mtim.Nano(),
-		CTime:  st.Ctim.Nano(),
+		MTime:  snapshot.Time{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
 		Inode:  st.Ino,
 		Device: st.Dev,
 		Links:  uint64(st.Nlink),
@@ -32,6 +31,7 @@ func nodeFromInfo(name string, fi fs.FileInfo) (snapshot.Node, error) {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.Kind, n.Size = snapshot.File, uint64(st.Size)
+		n.CTime = &snapshot.Time{Sec: st.Ctim.Sec, Nsec: st.Ctim.Nsec}
 	case unix.S_IFDIR:
 		n.Kind = snapshot.Dir
 	case unix.S_IFLNK:
@@ -49,9 +49,6 @@ func nodeFromInfo(name string, fi fs.FileInfo) (snapshot.Node, error) {
 	}
 	if n.Kind != snapshot.File {
 		n.Inode, n.Links = 0, 0
-		if n.Kind == snapshot.Dir {
-			n.CTime = 0 // a directory's ctime changes with every entry; it is not used
-		}
 	}
 	return n, nil
 }

@@ -245,7 +245,8 @@ func (rs *restorer) setMeta(path string, n *snapshot.Node) error {
 			errs = append(errs, &os.PathError{Op: "setxattr " + string(x.Name), Path: path, Err: err})
 		}
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	mt := unix.Timespec{Sec: n.MTime.Sec, Nsec: n.MTime.Nsec}
+	ts := []unix.Timespec{mt, mt}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		errs = append(errs, &os.PathError{Op: "utimes", Path: path, Err: err})
 	}

@@ -78,8 +78,35 @@ type Xattr struct {
 	Value []byte `json:"value"`
 }
 
-// Node is one entry of a directory. Times are nanoseconds since the Unix
-// epoch. Inode, Device and Links serve change detection and hard links.
+// Time is a file time: seconds since the Unix epoch and nanoseconds, the
+// range of the kernel's timespec (an int64 of nanoseconds would end in 2262).
+// It encodes as the JSON array [seconds, nanoseconds].
+type Time struct {
+	Sec  int64
+	Nsec int64 // 0..999999999
+}
+
+// MarshalJSON implements json.Marshaler.
+func (t Time) MarshalJSON() ([]byte, error) { return json.Marshal([2]int64{t.Sec, t.Nsec}) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	var a [2]int64
+	if err := json.Unmarshal(b, &a); err != nil {
+		return err
+	}
+	if a[1] < 0 || a[1] > 999999999 {
+		return fmt.Errorf("nanoseconds %d out of range", a[1])
+	}
+	t.Sec, t.Nsec = a[0], a[1]
+	return nil
+}
+
+// IsZero reports whether t is the epoch.
+func (t Time) IsZero() bool { return t == Time{} }
+
+// Node is one entry of a directory. Inode, Device and Links serve change
+// detection and hard links.
 type Node struct {
 	Name    Name      `json:"name"`
 	Kind    Kind      `json:"type"`
@@ -87,8 +114,8 @@ type Node struct {
 	UID     uint32    `json:"uid"`
 	GID     uint32    `json:"gid"`
 	Size    uint64    `json:"size,omitempty"`
-	MTime   int64     `json:"mtime"`
-	CTime   int64     `json:"ctime,omitempty"`
+	MTime   Time      `json:"mtime"`
+	CTime   *Time     `json:"ctime,omitempty"` // files only
 	Inode   uint64    `json:"inode,omitempty"`
 	Device  uint64    `json:"device,omitempty"` // st_dev of the file system holding the node
 	Links   uint64    `json:"links,omitempty"`

@@ -12,7 +12,7 @@ import (
 func TestTreeRoundTrip(t *testing.T) {
 	sub := blob.Hash([]byte("sub"))
 	tr := &Tree{Nodes: []Node{
-		{Name: "zeta", Kind: File, Mode: 0o4755, Content: []blob.ID{blob.Hash([]byte("a"))}, MTime: -5},
+		{Name: "zeta", Kind: File, Mode: 0o4755, Content: []blob.ID{blob.Hash([]byte("a"))}, MTime: Time{Sec: -5, Nsec: 7}},
 		{Name: "d", Kind: Dir, Subtree: &sub},
 		{Name: "bad\xff\xfename", Kind: Symlink, Target: "\xfftarget"},
 		{Name: "ë ç 😀", Kind: FIFO, Xattrs: []Xattr{{Name: "user.x", Value: []byte{0, 1, 2}}}},
@@ -29,6 +29,9 @@ func TestTreeRoundTrip(t *testing.T) {
 	if len(got.Nodes) != 4 || got.Find("bad\xff\xfename") == nil || got.Find("bad\xff\xfename").Target != "\xfftarget" {
 		t.Fatalf("invalid UTF-8 lost: %+v", got.Nodes)
 	}
+	if got.Find("zeta").MTime != (Time{-5, 7}) {
+		t.Fatalf("mtime: %+v", got.Find("zeta").MTime)
+	}
 	if got.Find("zeta").Mode != 0o4755 || got.Find("d").Subtree == nil || *got.Find("d").Subtree != sub {
 		t.Fatal("fields lost")
 	}
@@ -41,13 +44,15 @@ func TestDecodeTreeRejects(t *testing.T) {
 	tests := []struct{ name, in string }{
 		{"garbage", "{"},
 		{"version", `{"v":2,"nodes":[]}`},
-		{"dotdot", `{"v":1,"nodes":[{"name":"..","type":"file","mode":0,"uid":0,"gid":0,"mtime":0}]}`},
-		{"slash", `{"v":1,"nodes":[{"name":"a/b","type":"file","mode":0,"uid":0,"gid":0,"mtime":0}]}`},
-		{"unsorted", `{"v":1,"nodes":[{"name":"b","type":"file","mode":0,"uid":0,"gid":0,"mtime":0},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":0}]}`},
-		{"duplicate", `{"v":1,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":0},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":0}]}`},
-		{"dir without subtree", `{"v":1,"nodes":[{"name":"a","type":"dir","mode":0,"uid":0,"gid":0,"mtime":0}]}`},
-		{"mode", `{"v":1,"nodes":[{"name":"a","type":"file","mode":65535,"uid":0,"gid":0,"mtime":0}]}`},
-		{"kind", `{"v":1,"nodes":[{"name":"a","type":"door","mode":0,"uid":0,"gid":0,"mtime":0}]}`},
+		{"dotdot", `{"v":1,"nodes":[{"name":"..","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"slash", `{"v":1,"nodes":[{"name":"a/b","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"unsorted", `{"v":1,"nodes":[{"name":"b","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"duplicate", `{"v":1,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"dir without subtree", `{"v":1,"nodes":[{"name":"a","type":"dir","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"mode", `{"v":1,"nodes":[{"name":"a","type":"file","mode":65535,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"kind", `{"v":1,"nodes":[{"name":"a","type":"door","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
+		{"nanoseconds", `{"v":1,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,1000000000]}]}`},
+		{"time not a pair", `{"v":1,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":5}]}`},
 		{"unknown field", `{"v":1,"nodes":[],"x":1}`},
 	}
 	for _, tt := range tests {
