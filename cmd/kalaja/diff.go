@@ -52,7 +52,7 @@ type changed (T) or whose metadata only changed (U) from SNAPSHOT1 to SNAPSHOT2.
 			err = diffTrees(ctx, r, &s1.Tree, &s2.Tree, "/", func(code, p string) error {
 				counts[code]++
 				if g.json {
-					return printJSON(out, map[string]string{"change": code, "path": p})
+					return printJSON(out, map[string]any{"change": code, "path": snapshot.Name(p)})
 				}
 				_, err := fmt.Fprintf(out, "%-4s %s\n", code, p)
 				return err

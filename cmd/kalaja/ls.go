@@ -91,19 +91,21 @@ func walkTree(ctx context.Context, r *repo.Repository, id blob.ID, p string, fn 
 	return nil
 }
 
+// lsJSON is one line of ls --json. Path and Target keep bytes that are not
+// UTF-8 (as {"base64": ...}), like the tree format.
 type lsJSON struct {
-	Path   string    `json:"path"`
-	Type   string    `json:"type"`
-	Mode   string    `json:"mode"`
-	UID    uint32    `json:"uid"`
-	GID    uint32    `json:"gid"`
-	Size   uint64    `json:"size"`
-	MTime  time.Time `json:"mtime"`
-	Target string    `json:"target,omitempty"`
+	Path   snapshot.Name `json:"path"`
+	Type   string        `json:"type"`
+	Mode   string        `json:"mode"`
+	UID    uint32        `json:"uid"`
+	GID    uint32        `json:"gid"`
+	Size   uint64        `json:"size"`
+	MTime  time.Time     `json:"mtime"`
+	Target snapshot.Name `json:"target,omitempty"`
 }
 
 func lsEntry(p string, n *snapshot.Node) lsJSON {
-	return lsJSON{p, string(n.Kind), fmt.Sprintf("%04o", n.Mode), n.UID, n.GID, n.Size, time.Unix(n.MTime.Sec, n.MTime.Nsec).UTC(), string(n.Target)}
+	return lsJSON{snapshot.Name(p), string(n.Kind), fmt.Sprintf("%04o", n.Mode), n.UID, n.GID, n.Size, time.Unix(n.MTime.Sec, n.MTime.Nsec).UTC(), n.Target}
 }
 
 // fileMode renders a node's type and permissions like ls -l.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/testtree"
 )
 
@@ -95,15 +96,6 @@ func kindName(mode fs.FileMode) string {
 		return "dev"
 	}
 	return "file"
-}
-
-// jsonString returns s as it reads after a JSON round trip, which turns each
-// byte of invalid UTF-8 into U+FFFD.
-func jsonString(s string) string {
-	b, _ := json.Marshal(s)
-	var out string
-	json.Unmarshal(b, &out)
-	return out
 }
 
 // jsonLines decodes one JSON document per line of out into a slice of T.
@@ -258,17 +250,20 @@ func TestRoundTrip(t *testing.T) {
 		for i, p := range paths {
 			fi, err := os.Lstat(p)
 			must(t, err)
-			if got := entries[i]; got.Path != jsonString(p) || got.Type != kindName(fi.Mode()) {
+			if got := entries[i]; got.Path != snapshot.Name(p) || got.Type != kindName(fi.Mode()) {
 				t.Errorf("ls entry %d is %q (%s), want %q (%s)", i, got.Path, got.Type, p, kindName(fi.Mode()))
 			}
 		}
 	})
 
 	t.Run("diff", func(t *testing.T) {
-		type change struct{ Change, Path string }
+		type change struct {
+			Change string
+			Path   snapshot.Name
+		}
 		got := map[string]string{}
 		for _, c := range jsonLines[change](t, e.must("diff", "--json", snap1, snap2).stdout) {
-			got[c.Path] = c.Change
+			got[string(c.Path)] = c.Change
 		}
 		above := ancestors(src)
 		for p, code := range got {
