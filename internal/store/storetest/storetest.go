@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentSameName", testConcurrentSameName},
 		{"CancelledSave", testCancelledSave},
 		{"Remove", testRemove},
+		{"Stage", testStage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
@@ -570,4 +571,59 @@ func testRemove(t *testing.T, newStore func(*testing.T) store.Store) {
 			}
 		}
 	})
+}
+
+func testStage(t *testing.T, newStore func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := newStore(t)
+	st, ok := s.(store.Stager)
+	if !ok {
+		t.Skip("the store does not implement store.Stager")
+	}
+	data := content(7, 100_003)
+	h := handle(store.Packs, 0)
+
+	staged, err := st.Stage(store.Packs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := data; len(p) > 0; p = p[min(len(p), 4096):] {
+		if _, err := staged.Write(p[:min(len(p), 4096)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := list(t, s, store.Packs); len(got) != 0 {
+		t.Fatalf("a staged object is listed before Commit: %v", got)
+	}
+	if err := staged.Commit(ctx, h.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(ctx, h); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Load after Commit: %d bytes, %v", len(got), err)
+	}
+
+	again, err := st.Stage(store.Packs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Write([]byte("other bytes"))
+	if err := again.Commit(ctx, h.Name); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("Commit over an existing object: %v, want store.ErrExists", err)
+	}
+	if got, _ := s.Load(ctx, h); !bytes.Equal(got, data) {
+		t.Fatal("Commit replaced an existing object")
+	}
+
+	aborted, err := st.Stage(store.Packs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted.Write([]byte("never stored"))
+	aborted.Abort()
+	if got := list(t, s, store.Packs); len(got) != 1 {
+		t.Fatalf("after Abort the store lists %v", got)
+	}
+	if _, err := st.Stage("no such type"); err == nil {
+		t.Fatal("Stage accepted an unknown type")
+	}
 }
