@@ -173,7 +173,7 @@ func (c *checker) checkPacks(ctx context.Context) error {
 				if size != want {
 					c.errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
 				}
-				problem = c.readPack(gctx, p, size)
+				problem = c.readPack(gctx, p)
 			case size != want:
 				problem = fmt.Errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
 			default:
@@ -223,7 +223,7 @@ func sameEntries(a, b []pack.Entry) bool {
 // fail (or lie beyond the end of a truncated pack) are marked bad and counted
 // in one report error; the other blobs of the pack stay good. The returned
 // error is for a pack that cannot be read at all.
-func (c *checker) readPack(ctx context.Context, p index.Pack, size int64) error {
+func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 	r := c.repo
 	h := store.Handle{Type: store.Packs, Name: p.ID.String()}
 	data, err := r.Store().Load(ctx, h)

@@ -121,3 +121,30 @@ func FuzzReadHeader(f *testing.F) {
 		_, _, _ = ReadHeader(k, bytes.NewReader(b), int64(len(b)))
 	})
 }
+
+type failingWriter struct{ after int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.after -= len(p); w.after < 0 {
+		return 0, errors.New("disk full")
+	}
+	return len(p), nil
+}
+
+func TestWriterReportsWriteErrors(t *testing.T) {
+	k := newKeys(t)
+	w, err := NewWriter(k, &failingWriter{after: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := blob.Handle{Type: blob.Data, ID: blob.Hash([]byte("x"))}
+	if err := w.Add(h, make([]byte, 50), 0); err != nil {
+		t.Fatalf("first blob: %v", err)
+	}
+	if err := w.Add(h, make([]byte, 50), 0); err == nil {
+		t.Fatal("a failed write was not reported by Add")
+	}
+	if _, err := w.Finish(); err == nil {
+		t.Fatal("a failed write was not reported by Finish")
+	}
+}
