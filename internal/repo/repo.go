@@ -220,14 +220,16 @@ func (r *Repository) SetCompression(level *zstd.EncoderLevel) error {
 // newEncoder returns a zstd encoder for EncodeAll calls from every packer at
 // once: EncodeAll takes one of the encoder's Concurrency states and waits
 // when all are busy, so there must be one per CPU. A chunk is one frame, so
-// a window larger than the largest chunk would only cost memory.
+// a window larger than the largest chunk would only cost memory; the frame
+// checksum is left out because every blob is authenticated and its ID
+// recomputed on reading.
 func newEncoder(level zstd.EncoderLevel, maxChunk int) (*zstd.Encoder, error) {
 	window := zstd.MinWindowSize
 	for window < maxChunk && window < zstd.MaxWindowSize {
 		window *= 2
 	}
 	return zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithWindowSize(window), zstd.WithLowerEncoderMem(true))
+		zstd.WithWindowSize(window), zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
 }
 
 func shortName(name string) string {
