@@ -47,7 +47,7 @@ saved and the exit code is 3.`,
 				return err
 			}
 			if st, ok := r.Store().(*local.Local); ok {
-				st.CleanTemp(24 * time.Hour)
+				st.CleanTemp(time.Minute)
 			}
 			if n, err := r.IndexOrphans(ctx); err != nil {
 				g.warn("re-indexing packs: %v", err)

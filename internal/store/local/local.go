@@ -137,6 +137,9 @@ func (l *Local) Stage(t store.FileType) (store.Staged, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", t, err)
 	}
+	// The lock tells CleanTemp that the file's writer is alive; the kernel
+	// drops it when the writer dies, however it dies.
+	unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	return &staged{l: l, t: t, f: f}, nil
 }
 
@@ -338,8 +341,10 @@ func (l *Local) Remove(ctx context.Context, h store.Handle) error {
 	return syncDir(filepath.Dir(l.path(h)))
 }
 
-// CleanTemp removes files in tmp/ older than age: leftovers of writers that
-// crashed. Younger files may belong to a backup still running elsewhere.
+// CleanTemp removes the files in tmp/ that writers which died (a crash, kill
+// -9) left behind: files older than age on which no live process holds the
+// lock that Stage takes. age only covers the instant between a writer
+// creating its file and locking it; any value over a few seconds is safe.
 func (l *Local) CleanTemp(age time.Duration) error {
 	dir := filepath.Join(l.root, "tmp")
 	ents, err := os.ReadDir(dir)
@@ -348,9 +353,18 @@ func (l *Local) CleanTemp(age time.Duration) error {
 	}
 	for _, e := range ents {
 		fi, err := e.Info()
-		if err == nil && time.Since(fi.ModTime()) > age {
-			os.Remove(filepath.Join(dir, e.Name()))
+		if err != nil || time.Since(fi.ModTime()) <= age {
+			continue
 		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
 	}
 	return nil
 }

@@ -174,9 +174,29 @@ func TestCleanTemp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A writer still at work: its file is old but locked.
+	live, err := l.Stage(store.Packs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Write([]byte("in progress"))
+	var livePath string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if _, ok := ages[e.Name()]; !ok {
+			livePath = filepath.Join(dir, e.Name())
+		}
+	}
+	if err := os.Chtimes(livePath, now.Add(-48*time.Hour), now.Add(-48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.CleanTemp(time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := os.Stat(livePath); err != nil {
+		t.Errorf("CleanTemp removed the file of a live writer: %v", err)
+	}
+	live.Abort()
 	for name, age := range ages {
 		_, err := os.Stat(filepath.Join(dir, name))
 		switch {
