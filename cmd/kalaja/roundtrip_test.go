@@ -308,23 +308,11 @@ func TestRoundTrip(t *testing.T) {
 // requires exactly the matching paths, everything below them and their
 // parent directories, each identical to its source.
 func testInclude(t *testing.T, e *testEnv, id, src string, patterns []string) {
-	matches := func(p string) bool {
-		for _, pat := range patterns {
-			subject := p
-			if !strings.Contains(pat, "/") {
-				subject = path.Base(p)
-			}
-			if ok, _ := path.Match(pat, subject); ok {
-				return true
-			}
-		}
-		return false
-	}
 	want := map[string]bool{}
 	for _, p := range walkPaths(t, src) {
-		sel := matches(p)
+		sel := matchAny(patterns, p)
 		for _, a := range ancestors(p) {
-			sel = sel || matches(a)
+			sel = sel || matchAny(patterns, a)
 		}
 		if sel {
 			want[p] = true
