@@ -63,7 +63,7 @@ type archiver struct {
 	errMu sync.Mutex
 	err   error // first fatal error
 
-	filesNew, filesChanged, filesUnchanged, dirs, errors, blobsAdded atomic.Int64
+	filesNew, filesChanged, filesUnchanged, dirs, unreadable, blobsAdded atomic.Int64
 	bytesAdded, bytesRead, totalBytes, totalFiles                    atomic.Int64
 }
 
@@ -161,7 +161,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 		Summary: &snapshot.Summary{
 			Start: start.UTC(), End: time.Now().UTC(),
 			FilesNew: int(a.filesNew.Load()), FilesChanged: int(a.filesChanged.Load()), FilesUnchanged: int(a.filesUnchanged.Load()),
-			Dirs: int(a.dirs.Load()), Errors: int(a.errors.Load()), BlobsAdded: int(a.blobsAdded.Load()),
+			Dirs: int(a.dirs.Load()), Errors: int(a.unreadable.Load()), BlobsAdded: int(a.blobsAdded.Load()),
 			BytesAdded: a.bytesAdded.Load(), BytesRead: a.bytesRead.Load(),
 			TotalBytes: a.totalBytes.Load(), TotalFiles: int(a.totalFiles.Load()),
 		},
@@ -255,7 +255,7 @@ func (a *archiver) failed() error {
 
 // report passes an unreadable path to OnError.
 func (a *archiver) report(path string, err error) {
-	a.errors.Add(1)
+	a.unreadable.Add(1)
 	a.prog.Errors.Add(1)
 	if a.opts.OnError != nil {
 		a.errMu.Lock()
