@@ -64,7 +64,7 @@ type archiver struct {
 	err   error // first fatal error
 
 	filesNew, filesChanged, filesUnchanged, dirs, unreadable, blobsAdded atomic.Int64
-	bytesAdded, bytesRead, totalBytes, totalFiles                    atomic.Int64
+	bytesAdded, bytesRead, totalBytes, totalFiles                        atomic.Int64
 }
 
 type blobJob struct {
