@@ -7,6 +7,7 @@
 package checker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -234,6 +235,13 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 		// Name mismatch: go on to find which blobs are still readable.
 		c.errorf("pack %s: content does not match its name", p.ID.Short())
 	}
+	hdr, _, err := pack.ReadHeader(r.Keys(), bytes.NewReader(data), int64(len(data)))
+	switch {
+	case err != nil:
+		c.errorf("pack %s: header: %v", p.ID.Short(), err)
+	case !sameEntries(hdr, p.Entries):
+		c.errorf("pack %s: header does not match the index", p.ID.Short())
+	}
 	ids := r.Keys().NewIDHasher()
 	var failed int
 	var buf []byte
@@ -266,6 +274,7 @@ func (c *checker) tree(ctx context.Context, id blob.ID) []Damage {
 	h := blob.Handle{Type: blob.Tree, ID: id}
 	t, err := c.loadTree(ctx, h)
 	if err != nil {
+		c.errorf("%v", err)
 		out = []Damage{{Path: "/", Blob: id.String(), Reason: err.Error()}}
 		c.memo[id] = out
 		return out
