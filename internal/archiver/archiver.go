@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/chunker"
 	"github.com/kalaja/kalaja/internal/repo"
@@ -47,6 +49,10 @@ type Progress struct {
 
 // fileWorkers read and chunk files; blob work is spread over all CPUs.
 const fileWorkers = 2
+
+// readAhead is how much of each queued file the kernel is asked to read
+// before a worker gets to it.
+const readAhead = 8 << 20
 
 type archiver struct {
 	repo   *repo.Repository
@@ -77,6 +83,7 @@ type blobJob struct {
 
 type fileJob struct {
 	path string
+	f    *os.File // opened by the walker, read ahead by the kernel
 	res  *fileResult
 }
 
@@ -109,7 +116,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	defer cancel()
 	a := &archiver{
 		repo: r, opts: opts, params: r.Config().ChunkerParams(), prog: opts.Progress,
-		files:  make(chan fileJob, 64),
+		files:  make(chan fileJob, 64), // also bounds the files held open
 		chunks: make(chan blobJob, runtime.GOMAXPROCS(0)),
 		links:  map[[2]uint64]*fileResult{},
 	}
@@ -296,11 +303,7 @@ func (a *archiver) fileWorker(ctx context.Context) {
 func (a *archiver) readFile(ctx context.Context, c *chunker.Chunker, j fileJob) {
 	res := j.res
 	defer close(res.read)
-	f, err := openFile(j.path)
-	if err != nil {
-		res.err = err
-		return
-	}
+	f := j.f
 	defer f.Close()
 	c.Reset(f)
 	for {
@@ -453,9 +456,20 @@ func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.No
 	if n.Links > 1 {
 		a.links[key] = res
 	}
+	// Opening the file here and asking the kernel to read its start ahead
+	// turns the queue of files into a read-ahead window: disk reads of the
+	// next files overlap the hashing and compression of the current ones.
+	f, err := openFile(path)
+	if err != nil {
+		res.err = err
+		close(res.read)
+		return res
+	}
+	unix.Fadvise(int(f.Fd()), 0, readAhead, unix.FADV_WILLNEED)
 	select {
-	case a.files <- fileJob{path, res}:
+	case a.files <- fileJob{path, f, res}:
 	case <-ctx.Done():
+		f.Close()
 		res.err = ctx.Err()
 		close(res.read)
 	}
