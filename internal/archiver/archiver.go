@@ -44,7 +44,7 @@ type Options struct {
 
 // Progress counts work as it happens; read it from any goroutine.
 type Progress struct {
-	Files, Dirs, Bytes, Errors atomic.Int64
+	Files, Bytes atomic.Int64
 }
 
 // fileWorkers read and chunk files; blob work is spread over all CPUs.
@@ -263,7 +263,6 @@ func (a *archiver) failed() error {
 // report passes an unreadable path to OnError.
 func (a *archiver) report(path string, err error) {
 	a.unreadable.Add(1)
-	a.prog.Errors.Add(1)
 	if a.opts.OnError != nil {
 		a.errMu.Lock()
 		defer a.errMu.Unlock()
@@ -349,7 +348,6 @@ type pending struct {
 // tree. parent is the same directory's tree in the parent snapshot, or nil.
 func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tree, sel selection) *dirResult {
 	a.dirs.Add(1)
-	a.prog.Dirs.Add(1)
 	var names []string
 	if sel == nil {
 		var err error

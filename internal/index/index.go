@@ -108,17 +108,6 @@ func (x *Index) HasPack(id blob.ID) bool {
 	return ok
 }
 
-// Packs returns the IDs of all indexed packs, in the order they were added.
-func (x *Index) Packs() []blob.ID {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	ids := make([]blob.ID, len(x.packs))
-	for i, p := range x.packs {
-		ids[i] = p.id
-	}
-	return ids
-}
-
 // Len returns the number of indexed blobs.
 func (x *Index) Len() int {
 	x.mu.RLock()

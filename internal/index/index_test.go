@@ -68,8 +68,8 @@ func TestIndex(t *testing.T) {
 		x.Add(p)
 	}
 	x.Add(packs[0])
-	if x.Len() != 6 || len(x.Packs()) != 3 {
-		t.Fatalf("len %d packs %d", x.Len(), len(x.Packs()))
+	if x.Len() != 6 || len(x.ByPack()) != 3 {
+		t.Fatalf("len %d packs %d", x.Len(), len(x.ByPack()))
 	}
 	e := packs[2].Entries[1]
 	loc, ok := x.Lookup(e.Handle())

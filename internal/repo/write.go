@@ -165,7 +165,6 @@ type Packer struct {
 	r      *Repository
 	ids    *crypto.IDHasher
 	zbuf   []byte
-	added  int64
 	pw     *pack.Writer // the open pack, or nil
 	staged store.Staged
 	hash   hash.Hash // SHA-256 of the open pack's bytes so far
@@ -175,9 +174,6 @@ type Packer struct {
 func (r *Repository) NewPacker() *Packer {
 	return &Packer{r: r, ids: r.keys.NewIDHasher()}
 }
-
-// ID returns the blob ID of data without saving it.
-func (p *Packer) ID(data []byte) blob.ID { return p.ids.Sum(data) }
 
 // Save stores data as a blob of type t unless the repository already has
 // it, and returns its ID and the number of bytes it added to packs (0 for a
@@ -201,7 +197,6 @@ func (p *Packer) Save(ctx context.Context, t blob.Type, data []byte) (blob.ID, i
 		return h.ID, 0, err
 	}
 	n := p.pw.Size() - before
-	p.added += int64(n)
 	if p.pw.Size() >= PackSize {
 		if err := p.flush(ctx); err != nil {
 			return h.ID, n, err
@@ -285,6 +280,3 @@ func (m *memStaged) Commit(ctx context.Context, name string) error {
 
 // Close stores the packer's partly filled pack.
 func (p *Packer) Close(ctx context.Context) error { return p.flush(ctx) }
-
-// Added returns the bytes this packer added to packs.
-func (p *Packer) Added() int64 { return p.added }

@@ -102,9 +102,6 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// IsZero reports whether t is the epoch.
-func (t Time) IsZero() bool { return t == Time{} }
-
 // Node is one entry of a directory. Inode, Device and Links serve change
 // detection and hard links.
 type Node struct {
