@@ -137,11 +137,11 @@ func BenchmarkDecrypt(b *testing.B) {
 	w.Add(blob.Handle{Type: blob.Data, ID: blob.Hash(data)}, data, 0)
 	w.Finish()
 	p := buf.Bytes()
-	entries, key, err := pack.ReadHeader(k, bytes.NewReader(p), int64(len(p)))
+	hdr, err := pack.ReadHeader(k, bytes.NewReader(p), int64(len(p)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := entries[0]
+	key, e := hdr.Key, hdr.Entries[0]
 	ct := p[e.Offset : e.Offset+e.Length]
 	var out []byte
 	b.SetBytes(chunkSize)

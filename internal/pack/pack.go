@@ -199,40 +199,47 @@ func ParseTrailer(b []byte) (Trailer, error) {
 	return t, nil
 }
 
+// Header is a pack's decoded header, with what its trailer gave.
+type Header struct {
+	Entries   []Entry
+	Ephemeral [crypto.KeySize]byte // the trailer's key, recorded in the index
+	Key       *crypto.PackKey
+}
+
 // ReadHeader reads and decrypts the header of the pack of the given size
-// from r and returns its entries and the pack key.
-func ReadHeader(keys *crypto.Keys, r io.ReaderAt, size int64) ([]Entry, *crypto.PackKey, error) {
+// from r.
+func ReadHeader(keys *crypto.Keys, r io.ReaderAt, size int64) (Header, error) {
 	if size < TrailerSize+crypto.Overhead || size > MaxSize {
-		return nil, nil, fmt.Errorf("pack of %d bytes: %w", size, blob.ErrCorrupt)
+		return Header{}, fmt.Errorf("pack of %d bytes: %w", size, blob.ErrCorrupt)
 	}
 	tb := make([]byte, TrailerSize)
 	if _, err := r.ReadAt(tb, size-TrailerSize); err != nil {
-		return nil, nil, fmt.Errorf("read pack trailer: %w", err)
+		return Header{}, fmt.Errorf("read pack trailer: %w", err)
 	}
 	t, err := ParseTrailer(tb)
 	if err != nil {
-		return nil, nil, err
+		return Header{}, err
 	}
 	hdrLen := int64(t.HeaderLength)
 	if hdrLen < crypto.Overhead || hdrLen > size-TrailerSize {
-		return nil, nil, fmt.Errorf("pack header length %d in a pack of %d bytes: %w", hdrLen, size, blob.ErrCorrupt)
+		return Header{}, fmt.Errorf("pack header length %d in a pack of %d bytes: %w", hdrLen, size, blob.ErrCorrupt)
 	}
 	hb := make([]byte, hdrLen)
 	dataLen := size - TrailerSize - hdrLen
 	if _, err := r.ReadAt(hb, dataLen); err != nil {
-		return nil, nil, fmt.Errorf("read pack header: %w", err)
+		return Header{}, fmt.Errorf("read pack header: %w", err)
 	}
 	key, err := keys.OpenPackKey(t.Ephemeral)
 	if err != nil {
-		return nil, nil, err
+		return Header{}, err
 	}
 	plain, err := key.Open(hb[:0], crypto.HeaderNonce(), hb, magic)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pack header: authentication failed: %w", blob.ErrCorrupt)
+		return Header{}, fmt.Errorf("pack header: authentication failed: %w", blob.ErrCorrupt)
 	}
 	entries, err := DecodeHeader(plain, dataLen)
 	if err != nil {
-		return nil, nil, err
+		return Header{}, err
 	}
-	return entries, key, nil
+	return Header{entries, t.Ephemeral, key}, nil
 }

@@ -43,7 +43,8 @@ func TestRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 17} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			p, blobs := buildPack(t, k, n)
-			entries, key, err := ReadHeader(k, bytes.NewReader(p), int64(len(p)))
+			hdr, err := ReadHeader(k, bytes.NewReader(p), int64(len(p)))
+			entries, key := hdr.Entries, hdr.Key
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,13 +82,14 @@ func TestReadHeaderDetectsDamage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := tt.mod(bytes.Clone(p))
-			if _, _, err := ReadHeader(k, bytes.NewReader(b), int64(len(b))); err == nil {
+			if _, err := ReadHeader(k, bytes.NewReader(b), int64(len(b))); err == nil {
 				t.Fatal("damage not detected")
 			}
 		})
 	}
 	var e Entry
-	entries, key, _ := ReadHeader(k, bytes.NewReader(p), int64(len(p)))
+	hdr, _ := ReadHeader(k, bytes.NewReader(p), int64(len(p)))
+	entries, key := hdr.Entries, hdr.Key
 	e = entries[2]
 	ct := bytes.Clone(p[e.Offset : e.Offset+e.Length])
 	ct[0] ^= 1
@@ -118,7 +120,7 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add(p)
 	f.Add(p[len(p)-TrailerSize:])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _, _ = ReadHeader(k, bytes.NewReader(b), int64(len(b)))
+		_, _ = ReadHeader(k, bytes.NewReader(b), int64(len(b)))
 	})
 }
 

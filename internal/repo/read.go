@@ -136,19 +136,11 @@ func (s storeReaderAt) ReadAt(p []byte, off int64) (int, error) {
 // ReadPackHeader reads the header of a stored pack of the given size.
 func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64) (index.Pack, error) {
 	h := store.Handle{Type: store.Packs, Name: id.String()}
-	entries, _, err := pack.ReadHeader(r.keys, storeReaderAt{ctx, r.st, h}, size)
+	hdr, err := pack.ReadHeader(r.keys, storeReaderAt{ctx, r.st, h}, size)
 	if err != nil {
 		return index.Pack{}, fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
-	tb := make([]byte, pack.TrailerSize)
-	if err := r.st.ReadAt(ctx, h, tb, size-pack.TrailerSize); err != nil {
-		return index.Pack{}, err
-	}
-	t, err := pack.ParseTrailer(tb)
-	if err != nil {
-		return index.Pack{}, err
-	}
-	return index.Pack{ID: id, Ephemeral: t.Ephemeral, Entries: entries}, nil
+	return index.Pack{ID: id, Ephemeral: hdr.Ephemeral, Entries: hdr.Entries}, nil
 }
 
 // IndexOrphans finds packs that no index file lists (left by a backup that
