@@ -28,7 +28,20 @@ const (
 	Packs     FileType = "data"
 	Index     FileType = "index"
 	Snapshots FileType = "snapshots"
+
+	// The ledger (docs/design.md, "Ledger"): record batches, Merkle tiles,
+	// signed checkpoints, witness co-signatures, and the log's keys.
+	LedgerEntries     FileType = "ledger/entries"
+	LedgerTiles       FileType = "ledger/tiles"
+	LedgerCheckpoints FileType = "ledger/checkpoints"
+	LedgerWitness     FileType = "ledger/witness"
+	LedgerKeys        FileType = "ledger/keys"
 )
+
+// Listable are the kinds of named objects, each kept under its own
+// directory or key prefix. Config is the one unnamed object.
+var Listable = []FileType{Keys, Packs, Index, Snapshots,
+	LedgerEntries, LedgerTiles, LedgerCheckpoints, LedgerWitness, LedgerKeys}
 
 // Handle names one object.
 type Handle struct {

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ var (
 	_ store.Remover = (*Local)(nil)
 )
 
-var dirs = []store.FileType{store.Keys, store.Packs, store.Index, store.Snapshots, "tmp"}
+var dirs = append(slices.Clone(store.Listable), "tmp")
 
 // Create makes the directory layout for a new repository at root. root may
 // exist but must not hold a config.
@@ -89,11 +90,7 @@ func (l *Local) path(h store.Handle) string {
 
 // listable reports whether t is a type of named objects, kept in a directory.
 func listable(t store.FileType) bool {
-	switch t {
-	case store.Keys, store.Packs, store.Index, store.Snapshots:
-		return true
-	}
-	return false
+	return slices.Contains(store.Listable, t)
 }
 
 func validName(h store.Handle) error {
