@@ -46,6 +46,14 @@ saved and the exit code is 3.`,
 			if err := r.SetCompression(level); err != nil {
 				return err
 			}
+			cl, err := g.openLedger(ctx, r)
+			if err != nil {
+				return err
+			}
+			latest, _, err := cl.log.Check(ctx, cl.seen)
+			if err != nil {
+				return fmt.Errorf("ledger: %w (nothing was backed up; run 'kalaja verify' for details)", err)
+			}
 			if st, ok := r.Store().(*local.Local); ok {
 				st.CleanTemp(time.Minute)
 			}
@@ -54,7 +62,7 @@ saved and the exit code is 3.`,
 			} else if n > 0 && !g.quiet {
 				g.warn("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n)
 			}
-			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}}
+			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}, Ledger: ref(latest)}
 			if !noParent {
 				abs, err := archiver.CleanPaths(paths)
 				if err != nil {
@@ -83,6 +91,9 @@ saved and the exit code is 3.`,
 			m.Stop()
 			if err != nil {
 				return err
+			}
+			if _, err := cl.record(ctx, r, host); err != nil {
+				return fmt.Errorf("snapshot %s was saved, but %w", sn.ID.Short(), err)
 			}
 			s := sn.Summary
 			if g.json {

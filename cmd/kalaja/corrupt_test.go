@@ -339,7 +339,7 @@ func TestCheckFindsCorruption(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := filepath.Join(t.TempDir(), "repo")
-			ce := &testEnv{t: t, repo: dir, vars: []string{"KALAJA_REPOSITORY=" + dir, "KALAJA_PASSWORD=test password"}}
+			ce := envAt(t, dir)
 			must(t, os.CopyFS(ce.repo, os.DirFS(e.repo)))
 			h := tc.corrupt(t, m, ce.repo)
 			want := m.damage(h.bad, h.lost)
@@ -516,7 +516,10 @@ func TestBackupUnreadableSource(t *testing.T) {
 	must(t, os.WriteFile(bin, b, 0o755))
 
 	e := &testEnv{t: t, repo: filepath.Join(base, "repo")}
-	e.vars = []string{"KALAJA_REPOSITORY=" + e.repo, "KALAJA_PASSWORD=test password"}
+	state := filepath.Join(base, "state")
+	must(t, os.Mkdir(state, 0o700))
+	must(t, os.Chown(state, nobody, nobody))
+	e.vars = []string{"KALAJA_REPOSITORY=" + e.repo, "KALAJA_PASSWORD=test password", "KALAJA_STATE_DIR=" + state}
 	e.must("init")
 	must(t, filepath.WalkDir(e.repo, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {

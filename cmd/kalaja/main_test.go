@@ -42,8 +42,14 @@ type testEnv struct {
 // newEnv makes a repository path (not yet initialised) in a temporary dir.
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	repo := filepath.Join(t.TempDir(), "repo")
-	return &testEnv{t: t, repo: repo, vars: []string{"KALAJA_REPOSITORY=" + repo, "KALAJA_PASSWORD=test password"}}
+	return envAt(t, filepath.Join(t.TempDir(), "repo"))
+}
+
+// envAt returns an environment for the repository at repo, with a client
+// state directory of its own.
+func envAt(t testing.TB, repo string) *testEnv {
+	return &testEnv{t: t, repo: repo, vars: []string{"KALAJA_REPOSITORY=" + repo, "KALAJA_PASSWORD=test password",
+		"KALAJA_STATE_DIR=" + filepath.Join(t.TempDir(), "state")}}
 }
 
 // result is what one run of kalaja did.

@@ -16,6 +16,7 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
 
@@ -26,6 +27,7 @@ type globalOptions struct {
 	passwordFile string
 	json         bool
 	quiet        bool
+	stateDir     string
 }
 
 // env returns the flag's value, or the environment variable when unset.
@@ -97,20 +99,31 @@ func readPassword(file, envName, what string, confirm bool) ([]byte, error) {
 	return p, nil
 }
 
-// open opens the repository; withIndex also loads the blob index.
-func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Repository, error) {
+// openStore opens the repository's store and reads its public
+// configuration, without the password.
+func (g *globalOptions) openStore(ctx context.Context) (store.Store, repo.Config, error) {
 	path, err := g.repoPath()
 	if err != nil {
-		return nil, err
+		return nil, repo.Config{}, err
 	}
 	st, err := local.Open(path)
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %s (create one with 'kalaja init')", errNoRepo, path)
+			return nil, repo.Config{}, fmt.Errorf("%w: %s (create one with 'kalaja init')", errNoRepo, path)
 		}
-		return nil, err
+		return nil, repo.Config{}, err
 	}
-	if _, err := repo.LoadConfig(ctx, st); err != nil {
+	cfg, err := repo.LoadConfig(ctx, st)
+	if err != nil {
+		return nil, repo.Config{}, err
+	}
+	return st, cfg, nil
+}
+
+// open opens the repository; withIndex also loads the blob index.
+func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Repository, error) {
+	st, _, err := g.openStore(ctx)
+	if err != nil {
 		return nil, err
 	}
 	pw, err := g.password(false)

@@ -35,7 +35,8 @@ type Options struct {
 	Parent   *snapshot.Snapshot // previous snapshot of the same paths, or nil
 	Hostname string
 	Tags     []string
-	Version  string // program version recorded in the snapshot
+	Version  string               // program version recorded in the snapshot
+	Ledger   *snapshot.Checkpoint // the ledger checkpoint the client checked, recorded in the snapshot
 	// OnError is called (from any goroutine, serialised) for every file or
 	// directory that cannot be read; the backup goes on without it.
 	OnError  func(path string, err error)
@@ -164,7 +165,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 
 	sn := &snapshot.Snapshot{
 		Time: start.UTC(), Tree: root.id, Paths: abs, Hostname: opts.Hostname,
-		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Tags: opts.Tags, ProgramVersion: opts.Version,
+		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Tags: opts.Tags, ProgramVersion: opts.Version, Ledger: opts.Ledger,
 		Summary: &snapshot.Summary{
 			Start: start.UTC(), End: time.Now().UTC(),
 			FilesNew: int(a.filesNew.Load()), FilesChanged: int(a.filesChanged.Load()), FilesUnchanged: int(a.filesUnchanged.Load()),

@@ -170,6 +170,7 @@ func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
 			continue
 		}
 		r.idx.Add(p)
+		r.wrote(store.Packs, id, fi.Size)
 		found = append(found, p)
 	}
 	if len(found) > 0 {
@@ -256,6 +257,7 @@ func (r *Repository) SaveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (b
 	if err := r.st.Save(ctx, store.Handle{Type: store.Snapshots, Name: sn.ID.String()}, sealed); err != nil {
 		return sn.ID, fmt.Errorf("store snapshot: %w", err)
 	}
+	r.wrote(store.Snapshots, sn.ID, int64(len(sealed)))
 	return sn.ID, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/user"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -63,6 +64,9 @@ type Repository struct {
 
 	packKeys packKeyCache
 	w        *writer
+
+	writtenMu sync.Mutex
+	written   []Object // see Written
 }
 
 // LoadConfig reads and checks the repository configuration.

@@ -47,6 +47,7 @@ type writer struct {
 type finished struct {
 	staged store.Staged
 	p      index.Pack
+	size   int64
 }
 
 // StartWrites begins a write session; the session's uploads stop when ctx
@@ -92,6 +93,7 @@ func (r *Repository) storePack(f finished) {
 		w.setErr(fmt.Errorf("store pack: %w", err))
 		return
 	}
+	r.wrote(store.Packs, f.p.ID, f.size)
 	w.mu.Lock()
 	r.idx.Add(f.p)
 	for _, e := range f.p.Entries {
@@ -139,7 +141,33 @@ func (r *Repository) SaveIndex(ctx context.Context, packs []index.Pack) (blob.ID
 	if err := r.st.Save(ctx, store.Handle{Type: store.Index, Name: id.String()}, sealed); err != nil && !errors.Is(err, store.ErrExists) {
 		return id, fmt.Errorf("store index: %w", err)
 	}
+	r.wrote(store.Index, id, int64(len(sealed)))
 	return id, nil
+}
+
+// Object names one stored object: what the ledger records of it.
+type Object struct {
+	Type store.FileType
+	ID   blob.ID // the SHA-256 of its bytes, which is its name
+	Size int64
+}
+
+// wrote notes an object this Repository stored (or found already stored).
+func (r *Repository) wrote(t store.FileType, id blob.ID, size int64) {
+	r.writtenMu.Lock()
+	r.written = append(r.written, Object{Type: t, ID: id, Size: size})
+	r.writtenMu.Unlock()
+}
+
+// Written returns the packs, index files and snapshots this Repository
+// stored since the last call, including orphan packs IndexOrphans adopted,
+// so that they can be recorded in the ledger.
+func (r *Repository) Written() []Object {
+	r.writtenMu.Lock()
+	defer r.writtenMu.Unlock()
+	w := r.written
+	r.written = nil
+	return w
 }
 
 // reserve claims h for saving: false if it is indexed or another packer
@@ -249,7 +277,7 @@ func (p *Packer) flush(ctx context.Context) error {
 		return nil
 	}
 	entries, err := p.pw.Finish()
-	f := finished{staged: p.staged, p: index.Pack{Ephemeral: p.pw.Ephemeral(), Entries: entries}}
+	f := finished{staged: p.staged, p: index.Pack{Ephemeral: p.pw.Ephemeral(), Entries: entries}, size: int64(p.pw.Size())}
 	p.pw, p.staged = nil, nil
 	if err != nil {
 		f.staged.Abort()

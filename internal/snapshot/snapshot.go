@@ -30,6 +30,16 @@ type Snapshot struct {
 	Tags           []string  `json:"tags,omitempty"`
 	ProgramVersion string    `json:"program_version,omitempty"`
 	Summary        *Summary  `json:"summary,omitempty"`
+	// Ledger is the newest ledger checkpoint the client had checked when it
+	// made the snapshot, so a later verify can tell if the log was rolled
+	// back or rewritten since (docs/design.md, "Ledger").
+	Ledger *Checkpoint `json:"ledger,omitempty"`
+}
+
+// Checkpoint refers to a ledger checkpoint: the log's size and root hash.
+type Checkpoint struct {
+	Size int64  `json:"size"`
+	Root []byte `json:"root"`
 }
 
 // Summary is what a backup did.

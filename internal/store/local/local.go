@@ -130,7 +130,7 @@ func (l *Local) Stage(t store.FileType) (store.Staged, error) {
 	if err := validName(store.Handle{Type: t, Name: "staged"}); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), string(t)+"-*")
+	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), strings.ReplaceAll(string(t), "/", "-")+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", t, err)
 	}

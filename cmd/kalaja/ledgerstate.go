@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// stateRoot is the directory where this client keeps what it must remember
+// between runs: the newest ledger checkpoint it saw of each repository.
+func (g *globalOptions) stateRoot() (string, error) {
+	if d := env(g.stateDir, "KALAJA_STATE_DIR"); d != "" {
+		return d, nil
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "kalaja"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no state directory: set --state-dir or KALAJA_STATE_DIR (%v)", err)
+	}
+	return filepath.Join(home, ".local", "state", "kalaja"), nil
+}
+
+// seenState is the file a client keeps per repository: the log key it
+// pinned at first use and the newest checkpoint it has checked.
+type seenState struct {
+	LogKey     string `json:"log_key"`
+	Checkpoint string `json:"checkpoint,omitempty"` // signed note
+}
+
+// clientLedger is a repository's ledger as a client with the password uses
+// it, together with what the client saw of it before.
+type clientLedger struct {
+	log  *ledger.Log
+	path string
+	seen ledger.Checkpoint
+}
+
+// openLedger opens r's ledger (creating its key on first use) and this
+// client's memory of it. A log key other than the pinned one is an error.
+func (g *globalOptions) openLedger(ctx context.Context, r *repo.Repository) (*clientLedger, error) {
+	lg, err := ledger.Open(ctx, r.Store(), r.Config().ID, r.Keys())
+	if err != nil {
+		return nil, err
+	}
+	root, err := g.stateRoot()
+	if err != nil {
+		return nil, err
+	}
+	cl := &clientLedger{log: lg, path: filepath.Join(root, r.Config().ID.String(), "ledger.json")}
+	b, err := os.ReadFile(cl.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cl, cl.save(seenState{LogKey: lg.VerifierKey()})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client state: %w", err)
+	}
+	var st seenState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("client state %s: %v", cl.path, err)
+	}
+	if st.LogKey != lg.VerifierKey() {
+		return nil, fmt.Errorf("%w: the repository's ledger key is %s, but this client pinned %s (state in %s): the repository was replaced or its key tampered with",
+			ledger.ErrSignature, lg.VerifierKey(), st.LogKey, cl.path)
+	}
+	if st.Checkpoint != "" {
+		cl.seen, _, err = ledger.OpenCheckpoint([]byte(st.Checkpoint), lg.Origin(), lg.Verifier())
+		if err != nil {
+			return nil, fmt.Errorf("client state %s: %w", cl.path, err)
+		}
+	}
+	return cl, nil
+}
+
+// remember records cp (with its signed note) as the newest checkpoint this
+// client has checked, unless it already knows a newer one.
+func (cl *clientLedger) remember(cp ledger.Checkpoint, note []byte) error {
+	if cp.N < cl.seen.N || note == nil {
+		return nil
+	}
+	cl.seen = cp
+	return cl.save(seenState{LogKey: cl.log.VerifierKey(), Checkpoint: string(note)})
+}
+
+// save writes the state file atomically.
+func (cl *clientLedger) save(st seenState) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(cl.path), 0o700); err != nil {
+		return fmt.Errorf("client state: %w", err)
+	}
+	tmp := cl.path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("client state: %w", err)
+	}
+	if err := os.Rename(tmp, cl.path); err != nil {
+		return fmt.Errorf("client state: %w", err)
+	}
+	return nil
+}
+
+// ref returns a checkpoint as a snapshot records it.
+func ref(cp ledger.Checkpoint) *snapshot.Checkpoint {
+	if cp.N == 0 {
+		return nil
+	}
+	return &snapshot.Checkpoint{Size: cp.N, Root: cp.Hash[:]}
+}
+
+// recordKinds maps stored object types to ledger record kinds.
+var recordKinds = map[store.FileType]string{
+	store.Snapshots: ledger.KindSnapshot,
+	store.Packs:     ledger.KindPack,
+	store.Index:     ledger.KindIndex,
+}
+
+// record appends to the ledger the objects r stored, plus any snapshot or
+// index file the log does not name yet (left by a backup killed between
+// storing them and logging them), and remembers the new checkpoint.
+func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host string) (ledger.Checkpoint, error) {
+	now := time.Now()
+	var recs []ledger.Record
+	for _, o := range r.Written() {
+		recs = append(recs, ledger.Record{Kind: recordKinds[o.Type], ID: o.ID, Size: o.Size, Time: now, Host: host})
+	}
+	missing, err := cl.unlogged(ctx, r.Store(), recs)
+	if err != nil {
+		return ledger.Checkpoint{}, err
+	}
+	for _, rec := range missing {
+		rec.Time, rec.Host = now, host
+		recs = append(recs, rec)
+	}
+	if len(recs) == 0 {
+		return cl.seen, nil
+	}
+	cp, note, err := cl.log.Append(ctx, recs, cl.seen)
+	if err != nil {
+		return ledger.Checkpoint{}, fmt.Errorf("record in the ledger: %w", err)
+	}
+	return cp, cl.remember(cp, note)
+}
+
+// unlogged returns records for the snapshots and index files stored in the
+// repository that neither the log nor recs name.
+func (cl *clientLedger) unlogged(ctx context.Context, st store.Store, recs []ledger.Record) ([]ledger.Record, error) {
+	c, err := cl.log.ReadAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logged := map[blob.ID]bool{}
+	for _, r := range c.Records {
+		logged[r.ID] = true
+	}
+	for _, r := range recs {
+		logged[r.ID] = true
+	}
+	var out []ledger.Record
+	for _, t := range []store.FileType{store.Snapshots, store.Index} {
+		err := st.List(ctx, t, func(fi store.FileInfo) error {
+			id, err := blob.ParseID(fi.Name)
+			if err == nil && !logged[id] {
+				out = append(out, ledger.Record{Kind: recordKinds[t], ID: id, Size: fi.Size})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", t, err)
+		}
+	}
+	return out, nil
+}

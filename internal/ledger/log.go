@@ -1,0 +1,402 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// Errors that verify and append report when the log contradicts what a
+// client or witness saw before.
+var (
+	// ErrRollback: the log is shorter than a checkpoint seen before.
+	ErrRollback = errors.New("rollback")
+	// ErrFork: the log does not extend a checkpoint seen before, or two
+	// checkpoints of one size have different roots.
+	ErrFork = errors.New("log rewritten")
+)
+
+// Keyring seals and opens the log's signing key; *crypto.Keys is one. The
+// key is sealed for the repository's full keys, so write-only hosts (which
+// cannot open it) cannot sign checkpoints.
+type Keyring interface {
+	SealObject(typ string, plaintext []byte) ([]byte, error)
+	OpenObject(typ string, sealed []byte) ([]byte, error)
+}
+
+const signerType = "ledger-signer"
+
+var (
+	signerHandle   = store.Handle{Type: store.LedgerKeys, Name: "signer"}
+	verifierHandle = store.Handle{Type: store.LedgerKeys, Name: "verifier"}
+)
+
+// Log is a repository's ledger. It is safe for concurrent use by several
+// processes and hosts: appends coordinate through exclusive creation of
+// entries objects only, with no lock.
+type Log struct {
+	st       store.Store
+	origin   string
+	vkey     string
+	verifier note.Verifier
+	signer   note.Signer // nil when opened read-only
+}
+
+// Open opens the log of repository repoID for appending, creating its
+// signing key on first use.
+func Open(ctx context.Context, st store.Store, repoID blob.ID, kr Keyring) (*Log, error) {
+	sealed, err := st.Load(ctx, signerHandle)
+	if errors.Is(err, blob.ErrNotFound) {
+		sealed, err = createSigner(ctx, st, repoID, kr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing key: %w", err)
+	}
+	plain, err := kr.OpenObject(signerType, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing key: %w", err)
+	}
+	skey, vkey, _ := strings.Cut(strings.TrimSuffix(string(plain), "\n"), "\n")
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing key: %v: %w", err, blob.ErrCorrupt)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil || verifier.KeyHash() != signer.KeyHash() || verifier.Name() != KeyName(repoID) {
+		return nil, fmt.Errorf("ledger signing key: public and private halves do not match: %w", blob.ErrCorrupt)
+	}
+	if err := st.Save(ctx, verifierHandle, []byte(vkey+"\n")); err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, fmt.Errorf("ledger public key: %w", err)
+	}
+	return &Log{st: st, origin: Origin(repoID), vkey: vkey, verifier: verifier, signer: signer}, nil
+}
+
+// createSigner makes and stores the log's key pair; if another client
+// stored one first, that one is returned.
+func createSigner(ctx context.Context, st store.Store, repoID blob.ID, kr Keyring) ([]byte, error) {
+	skey, vkey, err := GenerateKey(KeyName(repoID))
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := kr.SealObject(signerType, []byte(skey+"\n"+vkey+"\n"))
+	if err != nil {
+		return nil, err
+	}
+	err = st.Save(ctx, signerHandle, sealed)
+	if errors.Is(err, store.ErrExists) {
+		return st.Load(ctx, signerHandle)
+	}
+	return sealed, err
+}
+
+// OpenReadOnly opens the log of repository repoID to read and verify it
+// with the log's public key vkey, which the caller must get from a source it
+// trusts (a pinned copy, the repository owner), not from the repository.
+func OpenReadOnly(st store.Store, repoID blob.ID, vkey string) (*Log, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("log key %q: %v", vkey, err)
+	}
+	return &Log{st: st, origin: Origin(repoID), vkey: vkey, verifier: v}, nil
+}
+
+// PublishedKey returns the public key stored in the repository for readers
+// without the password. It is not authenticated: pin it on first use.
+func PublishedKey(ctx context.Context, st store.Loader) (string, error) {
+	b, err := st.Load(ctx, verifierHandle)
+	if err != nil {
+		return "", fmt.Errorf("ledger public key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// VerifierKey returns the log's public key in note's text encoding.
+func (l *Log) VerifierKey() string {
+	return l.vkey
+}
+
+// Origin returns the log's origin line.
+func (l *Log) Origin() string { return l.origin }
+
+// Verifier returns the log's checkpoint verifier.
+func (l *Log) Verifier() note.Verifier { return l.verifier }
+
+// Latest returns the newest checkpoint stored and its signed note. An empty
+// log has the zero checkpoint and a nil note. A newest checkpoint that is
+// not signed by the log key is an error wrapping ErrSignature.
+func (l *Log) Latest(ctx context.Context) (Checkpoint, []byte, error) {
+	var newest int64 = -1
+	err := l.st.List(ctx, store.LedgerCheckpoints, func(fi store.FileInfo) error {
+		if n, ok := parseIndexName(fi.Name); ok && n > newest {
+			newest = n
+		}
+		return nil
+	})
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	if newest < 0 {
+		return Checkpoint{Origin: l.origin}, nil, nil
+	}
+	return l.checkpoint(ctx, newest)
+}
+
+// checkpoint loads and verifies the stored checkpoint of size n.
+func (l *Log) checkpoint(ctx context.Context, n int64) (Checkpoint, []byte, error) {
+	h := store.Handle{Type: store.LedgerCheckpoints, Name: entryName(n)}
+	msg, err := l.st.Load(ctx, h)
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("checkpoint %d: %w", n, err)
+	}
+	c, _, err := OpenCheckpoint(msg, l.origin, l.verifier)
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("checkpoint %s: %w", h, err)
+	}
+	if c.N != n {
+		return Checkpoint{}, nil, fmt.Errorf("checkpoint %s says size %d: %w", h, c.N, blob.ErrCorrupt)
+	}
+	return c, msg, nil
+}
+
+// Append adds recs to the log as one batch, stores the tiles and a signed
+// checkpoint covering them, and returns that checkpoint and its note.
+// Before signing it checks that the log extends seen, a checkpoint this
+// client saw before (the zero Checkpoint for none): a log that is shorter
+// is an error wrapping ErrRollback, one that is not an extension of it an
+// error wrapping ErrFork.
+func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Checkpoint, []byte, error) {
+	if l.signer == nil {
+		return Checkpoint{}, nil, errors.New("append to ledger: opened read-only")
+	}
+	latest, _, err := l.Latest(ctx)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	hs := newHashStore(ctx, l.st, latest)
+	data := make([][]byte, len(recs))
+	for i, r := range recs {
+		data[i] = r.Marshal()
+	}
+	n := latest.N
+	for {
+		// Catch up with batches stored after the latest checkpoint (by
+		// appends that are running, or were interrupted before signing).
+		for {
+			b, err := loadBatch(ctx, l.st, n)
+			if errors.Is(err, blob.ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return Checkpoint{}, nil, err
+			}
+			if err := hs.add(n, b.records); err != nil {
+				return Checkpoint{}, nil, err
+			}
+			n += int64(len(b.records))
+		}
+		h := store.Handle{Type: store.LedgerEntries, Name: entryName(n)}
+		err := l.st.Save(ctx, h, batch{start: n, records: data}.encode())
+		if errors.Is(err, store.ErrExists) {
+			continue // another client appended at n first
+		}
+		if err != nil {
+			return Checkpoint{}, nil, fmt.Errorf("store ledger entries: %w", err)
+		}
+		break
+	}
+	if err := hs.add(n, data); err != nil {
+		return Checkpoint{}, nil, err
+	}
+	n += int64(len(data))
+	root, err := tlog.TreeHash(n, hs)
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("ledger tree hash: %w", err)
+	}
+	if err := CheckExtends(seen, n, root, hs); err != nil {
+		return Checkpoint{}, nil, err
+	}
+	if err := l.saveTiles(ctx, latest.N, n, hs); err != nil {
+		return Checkpoint{}, nil, err
+	}
+	cp := Checkpoint{Origin: l.origin, N: n, Hash: root}
+	msg, err := signText(cp, l.signer)
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	h := store.Handle{Type: store.LedgerCheckpoints, Name: entryName(n)}
+	if err := l.st.Save(ctx, h, msg); errors.Is(err, store.ErrExists) {
+		// The same records give the same root: another client signed the
+		// same checkpoint. A different root at this size is a fork.
+		other, _, err := l.checkpoint(ctx, n)
+		if err != nil {
+			return Checkpoint{}, nil, err
+		}
+		if other.Hash != root {
+			return Checkpoint{}, nil, fmt.Errorf("%w: %s holds root %s, the log's records give %s", ErrFork, h, other, cp)
+		}
+	} else if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("store checkpoint: %w", err)
+	}
+	return cp, msg, nil
+}
+
+// CheckExtends checks that the tree of size n and root, whose hashes hr
+// reads, extends seen (the zero Checkpoint is extended by every tree).
+func CheckExtends(seen Checkpoint, n int64, root tlog.Hash, hr tlog.HashReader) error {
+	if seen.N == 0 {
+		return nil
+	}
+	if seen.N > n {
+		return fmt.Errorf("%w: a checkpoint of size %d was seen before, but the log now holds only %d records", ErrRollback, seen.N, n)
+	}
+	proof, err := tlog.ProveTree(n, seen.N, hr)
+	if err != nil {
+		return fmt.Errorf("consistency proof from size %d to %d: %w", seen.N, n, err)
+	}
+	if err := tlog.CheckTree(proof, n, root, seen.N, seen.Hash); err != nil {
+		return fmt.Errorf("%w: the log of %d records does not extend the checkpoint seen before (%s)", ErrFork, n, seen)
+	}
+	return nil
+}
+
+// saveTiles stores the hash tiles that change when the tree grows from
+// oldN to newN. A tile already stored must hold the same bytes.
+func (l *Log) saveTiles(ctx context.Context, oldN, newN int64, hr tlog.HashReader) error {
+	for _, t := range tlog.NewTiles(Height, oldN, newN) {
+		data, err := tlog.ReadTileData(t, hr)
+		if err != nil {
+			return fmt.Errorf("ledger tile %s: %w", tileName(t), err)
+		}
+		h := store.Handle{Type: store.LedgerTiles, Name: tileName(t)}
+		err = l.st.Save(ctx, h, data)
+		if errors.Is(err, store.ErrExists) {
+			old, err := l.st.Load(ctx, h)
+			if err != nil {
+				return fmt.Errorf("ledger tile %s: %w", tileName(t), err)
+			}
+			if !bytes.Equal(old, data) {
+				return fmt.Errorf("%w: stored tile %s differs from the log's records", ErrFork, h)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store ledger tile: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadBatch reads the entries object starting at log index n.
+func loadBatch(ctx context.Context, st store.Loader, n int64) (batch, error) {
+	h := store.Handle{Type: store.LedgerEntries, Name: entryName(n)}
+	data, err := st.Load(ctx, h)
+	if err != nil {
+		return batch{}, fmt.Errorf("ledger entries %s: %w", h, err)
+	}
+	b, err := parseBatch(data, n)
+	if err != nil {
+		return batch{}, fmt.Errorf("ledger entries %s: %w", h, err)
+	}
+	return b, nil
+}
+
+// tileName is the object name of a hash tile: "L-N" for a full tile,
+// "L-N.pW" for a partial one of width W. The height is always Height.
+func tileName(t tlog.Tile) string {
+	if t.W == 1<<Height {
+		return fmt.Sprintf("%d-%d", t.L, t.N)
+	}
+	return fmt.Sprintf("%d-%d.p%d", t.L, t.N, t.W)
+}
+
+// hashStore reads the log's stored hashes: those of the tree a checkpoint
+// signed come from tiles authenticated against it, later ones from memory.
+type hashStore struct {
+	tiles tlog.HashReader // nil when base == 0
+	base  int64           // stored hashes the tiles hold
+	extra []tlog.Hash     // stored hashes base, base+1, ...
+}
+
+func newHashStore(ctx context.Context, st store.Loader, c Checkpoint) *hashStore {
+	hs := &hashStore{base: tlog.StoredHashCount(c.N)}
+	if c.N > 0 {
+		hs.tiles = tlog.TileHashReader(c.Tree(), tileReader{ctx: ctx, st: st})
+	}
+	return hs
+}
+
+// ReadHashes implements tlog.HashReader.
+func (hs *hashStore) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	var fromTiles []int64
+	var at []int
+	for i, x := range idx {
+		switch {
+		case x < hs.base:
+			fromTiles = append(fromTiles, x)
+			at = append(at, i)
+		case x-hs.base < int64(len(hs.extra)):
+			out[i] = hs.extra[x-hs.base]
+		default:
+			return nil, fmt.Errorf("ledger hash %d is not stored yet", x)
+		}
+	}
+	if len(fromTiles) > 0 {
+		got, err := hs.tiles.ReadHashes(fromTiles)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range at {
+			out[i] = got[j]
+		}
+	}
+	return out, nil
+}
+
+// add computes and keeps the stored hashes of records n, n+1, ...
+func (hs *hashStore) add(n int64, records [][]byte) error {
+	for i, r := range records {
+		idx := n + int64(i)
+		if tlog.StoredHashIndex(0, idx) != hs.base+int64(len(hs.extra)) {
+			return fmt.Errorf("ledger record %d added out of order", idx)
+		}
+		h, err := tlog.StoredHashes(idx, r, hs)
+		if err != nil {
+			return fmt.Errorf("ledger record %d: %w", idx, err)
+		}
+		hs.extra = append(hs.extra, h...)
+	}
+	return nil
+}
+
+// tileReader reads hash tiles from the store for tlog.TileHashReader,
+// which authenticates them against a signed tree.
+type tileReader struct {
+	ctx context.Context
+	st  store.Loader
+}
+
+func (tileReader) Height() int { return Height }
+
+func (t tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, tile := range tiles {
+		h := store.Handle{Type: store.LedgerTiles, Name: tileName(tile)}
+		b, err := t.st.Load(t.ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("ledger tile %s: %w", h, err)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (tileReader) SaveTiles([]tlog.Tile, [][]byte) {}

@@ -1,0 +1,153 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
+)
+
+// Record kinds. A record names one stored object; verify checks that the
+// object exists with the logged size and, where it reads it, the logged hash.
+const (
+	KindSnapshot = "snapshot"
+	KindPack     = "pack"
+	KindIndex    = "index"
+)
+
+// RecordVersion is the version of the record encoding.
+const RecordVersion = 1
+
+// maxRecord bounds one record's encoding; real records are under 300 bytes.
+const maxRecord = 4096
+
+// Record is one leaf of the log: a stored object's kind, ID (the SHA-256 of
+// its stored bytes, which is also its name), size, the time it was logged
+// and the host that logged it. Its encoding is one line of JSON with the
+// fields in this order (docs/design.md, "Ledger").
+type Record struct {
+	Version int       `json:"v"`
+	Kind    string    `json:"kind"`
+	ID      blob.ID   `json:"id"`
+	Size    int64     `json:"size"`
+	Time    time.Time `json:"time"`
+	Host    string    `json:"host"`
+}
+
+// Marshal returns the record's encoding, the bytes the log hashes.
+func (r Record) Marshal() []byte {
+	r.Version = RecordVersion
+	r.Time = r.Time.UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		// Every field has a total encoding; only a broken build gets here.
+		panic(fmt.Sprintf("ledger: encode record: %v", err))
+	}
+	return b
+}
+
+// ParseRecord decodes a record's encoding. It accepts only what Marshal
+// produces for the same values, so that a record has one encoding.
+func ParseRecord(b []byte) (Record, error) {
+	var r Record
+	if len(b) > maxRecord {
+		return r, fmt.Errorf("record of %d bytes is too long: %w", len(b), blob.ErrCorrupt)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil {
+		return Record{}, fmt.Errorf("record: %v: %w", err, blob.ErrCorrupt)
+	}
+	if r.Version != RecordVersion {
+		return Record{}, fmt.Errorf("record version %d: %w", r.Version, blob.ErrUnsupported)
+	}
+	if !bytes.Equal(r.Marshal(), b) {
+		return Record{}, fmt.Errorf("record is not in canonical form: %w", blob.ErrCorrupt)
+	}
+	if r.Kind == "" || r.Size < 0 {
+		return Record{}, fmt.Errorf("record without kind or with negative size: %w", blob.ErrCorrupt)
+	}
+	return r, nil
+}
+
+// batch is the content of one entries object: count records starting at log
+// index start, each on its own line after a header line.
+type batch struct {
+	start   int64
+	records [][]byte
+}
+
+const batchMagic = "kalaja ledger batch v1"
+
+// maxBatch bounds the records of one batch, so a hostile object cannot make
+// a reader allocate without limit.
+const maxBatch = 1 << 20
+
+func (b batch) encode() []byte {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "%s %d %d\n", batchMagic, b.start, len(b.records))
+	for _, r := range b.records {
+		buf.Write(r)
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes()
+}
+
+// parseBatch decodes an entries object that should start at log index start.
+func parseBatch(data []byte, start int64) (batch, error) {
+	line, rest, ok := bytes.Cut(data, []byte{'\n'})
+	if !ok {
+		return batch{}, fmt.Errorf("batch without header: %w", blob.ErrCorrupt)
+	}
+	f := bytes.Fields(line)
+	if len(f) != 6 || string(bytes.Join(f[:4], []byte(" "))) != batchMagic {
+		return batch{}, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
+	}
+	s, err1 := strconv.ParseInt(string(f[4]), 10, 64)
+	n, err2 := strconv.ParseInt(string(f[5]), 10, 64)
+	if err1 != nil || err2 != nil || n <= 0 || n > maxBatch {
+		return batch{}, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
+	}
+	if s != start {
+		return batch{}, fmt.Errorf("batch says it starts at record %d, its name says %d: %w", s, start, blob.ErrCorrupt)
+	}
+	b := batch{start: s, records: make([][]byte, 0, min(n, int64(len(rest)/64+1)))}
+	for len(rest) > 0 {
+		var rec []byte
+		rec, rest, ok = bytes.Cut(rest, []byte{'\n'})
+		if !ok {
+			return batch{}, fmt.Errorf("batch record %d is not terminated: %w", s+int64(len(b.records)), blob.ErrCorrupt)
+		}
+		if _, err := ParseRecord(rec); err != nil {
+			return batch{}, fmt.Errorf("batch record %d: %w", s+int64(len(b.records)), err)
+		}
+		b.records = append(b.records, rec)
+	}
+	if int64(len(b.records)) != n {
+		return batch{}, fmt.Errorf("batch holds %d records, its header says %d: %w", len(b.records), n, blob.ErrCorrupt)
+	}
+	return b, nil
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 80 {
+		return b[:80]
+	}
+	return b
+}
+
+// entryName is the name of the entries object that starts at log index n:
+// 20 decimal digits, so names sort in log order.
+func entryName(n int64) string { return fmt.Sprintf("%020d", n) }
+
+// parseIndexName parses an entryName or checkpoint name.
+func parseIndexName(name string) (int64, bool) {
+	if len(name) != 20 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(name, 10, 64)
+	return n, err == nil && n >= 0
+}
