@@ -129,6 +129,7 @@ func TestConcurrentBackups(t *testing.T) {
 	}
 
 	e.must("check", "--read-data")
+	e.must("verify", "--read-data")
 	r := e.must("snapshots", "--json")
 	var list []struct {
 		ID       string `json:"id"`

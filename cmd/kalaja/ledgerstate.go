@@ -96,21 +96,39 @@ func (cl *clientLedger) remember(cp ledger.Checkpoint, note []byte) error {
 
 // save writes the state file atomically.
 func (cl *clientLedger) save(st seenState) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(cl.path), 0o700); err != nil {
-		return fmt.Errorf("client state: %w", err)
-	}
-	tmp := cl.path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("client state: %w", err)
-	}
-	if err := os.Rename(tmp, cl.path); err != nil {
+	if err := writeJSONFile(cl.path, st); err != nil {
 		return fmt.Errorf("client state: %w", err)
 	}
 	return nil
+}
+
+// writeJSONFile replaces path with v as JSON, atomically, so concurrent
+// writers leave one whole file.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // ref returns a checkpoint as a snapshot records it.

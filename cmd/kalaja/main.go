@@ -109,6 +109,7 @@ could not be read; 10 no repository at the given location; 12 wrong password;
 	root.AddCommand(
 		newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newLsCommand(g),
 		newDiffCommand(g), newRestoreCommand(g), newCheckCommand(g), newKeyCommand(g),
+		newVerifyCommand(g), newLedgerCommand(g), newWitnessCommand(g),
 		newVersionCommand(g),
 	)
 	return root

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kalaja/kalaja/internal/ledger"
+)
+
+func newLedgerCommand(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ledger",
+		Short: "Show the ledger's timeline, and export proofs for offline checking",
+		Long: `The ledger is a signed Merkle log (the Go checksum database's tlog) of every
+snapshot, pack and index file stored in the repository. 'verify' checks it;
+these commands show it and export proofs that an investigator can check
+offline without the repository or its password (docs/design.md, "Checking an
+export by hand").`,
+	}
+	cmd.AddCommand(newLedgerShowCommand(g), newLedgerProofCommand(g), newLedgerExportCommand(g), newLedgerKeyCommand(g))
+	return cmd
+}
+
+func newLedgerShowCommand(g *globalOptions) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Print the ledger's timeline of snapshots (with --all, every record)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := g.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			cl, err := g.openLedger(ctx, r)
+			if err != nil {
+				return err
+			}
+			c, err := cl.log.ReadAll(ctx)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				Index int64 `json:"index"`
+				ledger.Record
+			}
+			rows := []row{}
+			for i, rec := range c.Records {
+				if all || rec.Kind == ledger.KindSnapshot {
+					rows = append(rows, row{int64(i), rec})
+				}
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), rows)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%-8s %-20s %-9s %-10s %-20s %s\n", "record", "logged", "kind", "id", "host", "size")
+			for _, r := range rows {
+				fmt.Fprintf(w, "%-8d %-20s %-9s %-10s %-20s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
+					r.Kind, r.ID.Short(), r.Host, fmtBytes(r.Size))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "show packs and index files too")
+	return cmd
+}
+
+func newLedgerProofCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "proof SNAPSHOT",
+		Short: "Print a proof that a snapshot is in the ledger, as an export of one record",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			ctx := cmd.Context()
+			r, err := g.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			sn, err := findSnapshot(ctx, g, r, a[0])
+			if err != nil {
+				return err
+			}
+			cl, err := g.openLedger(ctx, r)
+			if err != nil {
+				return err
+			}
+			ex, err := cl.log.Export(ctx, func(rec ledger.Record) bool {
+				return rec.Kind == ledger.KindSnapshot && rec.ID == sn.ID
+			})
+			if err != nil {
+				return err
+			}
+			if len(ex.Records) == 0 {
+				return fmt.Errorf("snapshot %s is not in the ledger under a signed checkpoint (run 'kalaja verify')", sn.ID.Short())
+			}
+			return printJSON(cmd.OutOrStdout(), ex)
+		},
+	}
+}
+
+func newLedgerExportCommand(g *globalOptions) *cobra.Command {
+	var (
+		all    bool
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Write every snapshot record (with --all, every record) with inclusion proofs, as JSON",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := g.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			cl, err := g.openLedger(ctx, r)
+			if err != nil {
+				return err
+			}
+			ex, err := cl.log.Export(ctx, func(rec ledger.Record) bool { return all || rec.Kind == ledger.KindSnapshot })
+			if err != nil {
+				return err
+			}
+			if output == "" || output == "-" {
+				return printJSON(cmd.OutOrStdout(), ex)
+			}
+			f, err := os.Create(output)
+			if err != nil {
+				return err
+			}
+			if err := printJSON(f, ex); err != nil {
+				f.Close()
+				return fmt.Errorf("write %s: %w", output, err)
+			}
+			return f.Close()
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "export packs and index files too")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
+	return cmd
+}
+
+func newLedgerKeyCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "key",
+		Short: "Print the log's public key, for witnesses and investigators to pin",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := g.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			cl, err := g.openLedger(ctx, r)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"log_key": cl.log.VerifierKey(), "origin": cl.log.Origin()})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), cl.log.VerifierKey())
+			return nil
+		},
+	}
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/kalaja/kalaja/internal/ledger"
+)
+
+func newVerifyCommand(g *globalOptions) *cobra.Command {
+	var (
+		readData  bool
+		witnesses []string
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the ledger: nothing recorded was removed, changed, rolled back or forked",
+		Long: `Check the repository's ledger, the signed Merkle log of every snapshot, pack
+and index file (docs/design.md, "Ledger"):
+
+  - every checkpoint is signed by the log key this client pinned, and matches
+    the log's records; every stored tile matches them too;
+  - the log extends the newest checkpoint this client saw before (kept in its
+    state directory) and the checkpoint each snapshot recorded: a shorter log
+    is a rollback, a different one a fork;
+  - every object the log names exists with its logged size, and snapshots and
+    index files hash to their logged IDs (packs too with --read-data);
+  - every snapshot is in the log;
+  - with --witness KEY, the witness co-signed a checkpoint the log extends.
+
+Exit status 0 when all holds, 1 with every problem listed otherwise. After a
+clean run this client remembers the newest checkpoint.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var vs []note.Verifier
+			for _, k := range witnesses {
+				v, err := note.NewVerifier(k)
+				if err != nil {
+					return usageError{fmt.Errorf("--witness %q: %v", k, err)}
+				}
+				vs = append(vs, v)
+			}
+			r, err := g.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			cl, err := g.openLedger(ctx, r)
+			if err != nil {
+				return err
+			}
+			opts := ledger.VerifyOptions{ReadData: readData, Witnesses: vs,
+				Seen: []ledger.Seen{{Source: "this client", Checkpoint: cl.seen}}}
+			list, err := r.Snapshots(ctx)
+			if err != nil {
+				g.warn("%v", err)
+			}
+			for _, sn := range list {
+				if sn.Ledger == nil || len(sn.Ledger.Root) != tlog.HashSize {
+					continue
+				}
+				cp := ledger.Checkpoint{Origin: cl.log.Origin(), N: sn.Ledger.Size}
+				copy(cp.Hash[:], sn.Ledger.Root)
+				opts.Seen = append(opts.Seen, ledger.Seen{Source: "snapshot " + sn.ID.Short(), Checkpoint: cp})
+			}
+			rep, err := cl.log.Verify(ctx, opts)
+			if err != nil {
+				return err
+			}
+			if len(rep.Problems) == 0 {
+				if err := cl.remember(rep.Signed, rep.SignedNote); err != nil {
+					return err
+				}
+			}
+			if g.json {
+				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
+			} else {
+				g.printf("ledger: %d records, signed up to record %d; %d snapshots and %d objects checked\n",
+					rep.Records, rep.SignedN, rep.Snapshots, rep.Objects)
+				for _, n := range rep.Notes {
+					g.printf("note: %s\n", n)
+				}
+				for _, p := range rep.Problems {
+					obj := ""
+					if p.Object != "" {
+						obj = " " + p.Object
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "error: %s%s: %s\n", p.Kind, obj, p.Message)
+				}
+				if len(rep.Problems) == 0 {
+					g.printf("no problems found\n")
+				}
+			}
+			if len(rep.Problems) > 0 {
+				return fmt.Errorf("%w: verify found %d problems", errDamaged, len(rep.Problems))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&readData, "read-data", false, "also hash every pack the log names")
+	f.StringArrayVar(&witnesses, "witness", nil, "require a co-signature by this witness `key` (repeatable)")
+	return cmd
+}
