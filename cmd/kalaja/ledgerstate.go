@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,6 +110,11 @@ func writeJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	return replaceFile(path, append(b, '\n'))
+}
+
+// replaceFile replaces path with data atomically.
+func replaceFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -117,7 +123,7 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
@@ -155,13 +161,25 @@ func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host str
 	for _, o := range r.Written() {
 		recs = append(recs, ledger.Record{Kind: recordKinds[o.Type], ID: o.ID, Size: o.Size, Time: now, Host: host})
 	}
-	missing, err := cl.unlogged(ctx, r.Store(), recs)
+	logged, err := cl.loggedIDs(ctx)
 	if err != nil {
 		return ledger.Checkpoint{}, err
 	}
-	for _, rec := range missing {
-		rec.Time, rec.Host = now, host
-		recs = append(recs, rec)
+	for _, rec := range recs {
+		logged.ids[rec.ID] = true
+	}
+	for _, t := range []store.FileType{store.Snapshots, store.Index} {
+		err := r.Store().List(ctx, t, func(fi store.FileInfo) error {
+			id, err := blob.ParseID(fi.Name)
+			if err == nil && !logged.ids[id] {
+				recs = append(recs, ledger.Record{Kind: recordKinds[t], ID: id, Size: fi.Size, Time: now, Host: host})
+				logged.ids[id] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return ledger.Checkpoint{}, fmt.Errorf("list %s: %w", t, err)
+		}
 	}
 	if len(recs) == 0 {
 		return cl.seen, nil
@@ -170,35 +188,54 @@ func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host str
 	if err != nil {
 		return ledger.Checkpoint{}, fmt.Errorf("record in the ledger: %w", err)
 	}
+	// The batch just appended ends at cp.N, so that is where the next
+	// catch-up starts.
+	logged.n = cp.N
+	if err := cl.saveLogged(logged); err != nil {
+		return cp, err
+	}
 	return cp, cl.remember(cp, note)
 }
 
-// unlogged returns records for the snapshots and index files stored in the
-// repository that neither the log nor recs name.
-func (cl *clientLedger) unlogged(ctx context.Context, st store.Store, recs []ledger.Record) ([]ledger.Record, error) {
-	c, err := cl.log.ReadAll(ctx)
-	if err != nil {
-		return nil, err
-	}
-	logged := map[blob.ID]bool{}
-	for _, r := range c.Records {
-		logged[r.ID] = true
-	}
-	for _, r := range recs {
-		logged[r.ID] = true
-	}
-	var out []ledger.Record
-	for _, t := range []store.FileType{store.Snapshots, store.Index} {
-		err := st.List(ctx, t, func(fi store.FileInfo) error {
-			id, err := blob.ParseID(fi.Name)
-			if err == nil && !logged[id] {
-				out = append(out, ledger.Record{Kind: recordKinds[t], ID: id, Size: fi.Size})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", t, err)
+// loggedSet is a client's cache of the snapshot and index IDs the log names
+// up to record n, so that a backup does not read the whole log.
+type loggedSet struct {
+	n   int64
+	ids map[blob.ID]bool
+}
+
+// loggedIDs returns the cached set, brought up to the end of the log.
+func (cl *clientLedger) loggedIDs(ctx context.Context) (loggedSet, error) {
+	s := loggedSet{ids: map[blob.ID]bool{}}
+	if b, err := os.ReadFile(cl.loggedPath()); err == nil && len(b) >= 8 && (len(b)-8)%blob.IDSize == 0 {
+		s.n = int64(binary.BigEndian.Uint64(b))
+		for b = b[8:]; len(b) > 0; b = b[blob.IDSize:] {
+			s.ids[blob.ID(b[:blob.IDSize])] = true
 		}
 	}
-	return out, nil
+	recs, end, err := cl.log.RecordsFrom(ctx, s.n)
+	if err != nil {
+		return s, err
+	}
+	for _, r := range recs {
+		if r.Kind == ledger.KindSnapshot || r.Kind == ledger.KindIndex {
+			s.ids[r.ID] = true
+		}
+	}
+	s.n = end
+	return s, nil
+}
+
+func (cl *clientLedger) loggedPath() string { return filepath.Join(filepath.Dir(cl.path), "logged") }
+
+// saveLogged writes the cache: the record count, then the IDs.
+func (cl *clientLedger) saveLogged(s loggedSet) error {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(s.ids)*blob.IDSize), uint64(s.n))
+	for id := range s.ids {
+		b = append(b, id[:]...)
+	}
+	if err := replaceFile(cl.loggedPath(), b); err != nil {
+		return fmt.Errorf("client state: %w", err)
+	}
+	return nil
 }

@@ -59,3 +59,29 @@ func (c *Contents) Root(n int64) (tlog.Hash, error) {
 	}
 	return tlog.TreeHash(n, c)
 }
+
+// RecordsFrom reads the batches from log index start, which must be where
+// a batch starts (the end of the log is one), to the end of the log. It
+// returns their records and the log's end. Clients use it to catch up from
+// a point they remember without reading the whole log.
+func (l *Log) RecordsFrom(ctx context.Context, start int64) ([]Record, int64, error) {
+	var out []Record
+	n := start
+	for {
+		b, err := loadBatch(ctx, l.st, n)
+		if errors.Is(err, blob.ErrNotFound) {
+			return out, n, nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, raw := range b.records {
+			r, err := ParseRecord(raw)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, r)
+		}
+		n += int64(len(b.records))
+	}
+}
