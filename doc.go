@@ -13,8 +13,10 @@
 //	internal/snapshot    snapshot, tree and node records and their codecs (pure)
 //	internal/store       role interfaces for object storage (no Delete in Store)
 //	internal/store/local a repository in a local directory
+//	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/archiver    backup: walk, detect changes, chunk, save
+//	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export
 //	internal/restorer    restore: lay out, parallel content, metadata
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
 //	cmd/kalaja           the command line: one file per subcommand

@@ -1,20 +1,29 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kalaja/kalaja/internal/crypto"
 	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
+	"github.com/kalaja/kalaja/internal/store/s3"
 )
 
 func newInitCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var noLock bool
+	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a new repository",
 		Long: `Create a new repository at --repo (or $KALAJA_REPOSITORY), protected by
 the password from --password-file, $KALAJA_PASSWORD_FILE, $KALAJA_PASSWORD
-or a prompt. The directory may exist but must not hold a repository.`,
+or a prompt. The directory may exist but must not hold a repository.
+
+An s3: location (see README.md, "S3 storage") names a bucket that must exist
+with versioning and Object Lock, so that client credentials cannot delete or
+overwrite backups; --no-lock accepts a bucket without them.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, err := g.repoPath()
@@ -29,7 +38,15 @@ or a prompt. The directory may exist but must not hold a repository.`,
 			if err != nil {
 				return err
 			}
-			st, err := local.Create(path)
+			var st store.Store
+			switch {
+			case s3.IsLocation(path):
+				st, err = createS3(cmd.Context(), path, noLock)
+			case noLock:
+				return usageError{errors.New("--no-lock applies only to s3: locations")}
+			default:
+				st, err = local.Create(path)
+			}
 			if err != nil {
 				return err
 			}
@@ -45,4 +62,6 @@ or a prompt. The directory may exist but must not hold a repository.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&noLock, "no-lock", false, "accept an S3 bucket without versioning and Object Lock (backups can then be deleted)")
+	return cmd
 }

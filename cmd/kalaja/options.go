@@ -18,6 +18,7 @@ import (
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
+	"github.com/kalaja/kalaja/internal/store/s3"
 )
 
 // globalOptions are the flags every command shares, resolved against the
@@ -106,7 +107,12 @@ func (g *globalOptions) openStore(ctx context.Context) (store.Store, repo.Config
 	if err != nil {
 		return nil, repo.Config{}, err
 	}
-	st, err := local.Open(path)
+	var st store.Store
+	if s3.IsLocation(path) {
+		st, err = openS3(ctx, path)
+	} else {
+		st, err = local.Open(path)
+	}
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			return nil, repo.Config{}, fmt.Errorf("%w: %s (create one with 'kalaja init')", errNoRepo, path)
