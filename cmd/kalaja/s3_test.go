@@ -56,7 +56,7 @@ func s3Bucket(t *testing.T, admin *minio.Client, locked bool) string {
 }
 
 // TestS3RoundTrip runs kalaja against a locked bucket: init, backup,
-// restore, check; then, with the client's credentials, hides every object
+// restore, check, a second backup and verify of the ledger; then, with the client's credentials, hides every object
 // of the repository behind a delete marker (what deleting looks like to a
 // client on a locked bucket), and restores and checks again.
 func TestS3RoundTrip(t *testing.T) {
@@ -79,6 +79,8 @@ func TestS3RoundTrip(t *testing.T) {
 	e.must("restore", snap, "--target", out1)
 	assertSameTree(t, src, filepath.Join(out1, src))
 	e.must("check", "--read-data")
+	e.backup(src)
+	e.must("verify", "--read-data")
 
 	n := 0
 	for obj := range admin.ListObjectsIter(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "host-1/", Recursive: true}) {
@@ -96,6 +98,7 @@ func TestS3RoundTrip(t *testing.T) {
 	e.must("restore", snap, "--target", out2)
 	assertSameTree(t, src, filepath.Join(out2, src))
 	e.must("check", "--read-data")
+	e.must("verify", "--read-data")
 }
 
 // TestS3Init checks which buckets and locations init accepts.
