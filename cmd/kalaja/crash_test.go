@@ -41,7 +41,7 @@ func testSeed(t *testing.T) uint64 {
 // TestCrash kills backups with SIGKILL at random moments and requires that
 // the repository passes check after each, that the next backup reuses the
 // packs a killed one stored, and that a completed backup afterwards restores
-// the source exactly. A rerun with the same seed makes the same tree,
+// the source exactly and passes verify. A rerun with the same seed makes the same tree,
 // mutations and random draws; the delays scale with measured durations, and
 // what a kill interrupts depends on timing.
 func TestCrash(t *testing.T) {
@@ -105,6 +105,11 @@ func TestCrash(t *testing.T) {
 		}
 		e.backup(src)
 		e.restoreAndCompare("latest", src)
+		// The completed backup logged whatever a killed one stored but did
+		// not log, and signed what a killed append left unsigned.
+		if r := e.run("verify"); r.code != 0 {
+			t.Errorf("series %d: verify after the completed backup: exit %d\n%s%s", s, r.code, r.stdout, r.stderr)
+		}
 		if err := os.RemoveAll(e.repo); err != nil {
 			t.Fatal(err)
 		}
