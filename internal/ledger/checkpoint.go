@@ -53,8 +53,9 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	if err != nil || n < 0 || strconv.FormatInt(n, 10) != lines[1] {
 		return Checkpoint{}, fmt.Errorf("checkpoint size %q: %w", lines[1], blob.ErrCorrupt)
 	}
+	// The decoder skips '\r' and '\n'; re-encoding finds them.
 	h, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(h) != tlog.HashSize {
+	if err != nil || len(h) != tlog.HashSize || base64.StdEncoding.EncodeToString(h) != lines[2] {
 		return Checkpoint{}, fmt.Errorf("checkpoint hash %q: %w", lines[2], blob.ErrCorrupt)
 	}
 	c := Checkpoint{Origin: lines[0], N: n}

@@ -171,20 +171,33 @@ func (l *Log) checkpoint(ctx context.Context, n int64) (Checkpoint, []byte, erro
 // Before signing it checks that the log extends seen, a checkpoint this
 // client saw before (the zero Checkpoint for none): a log that is shorter
 // is an error wrapping ErrRollback, one that is not an extension of it an
-// error wrapping ErrFork.
+// error wrapping ErrFork. An empty recs, or a record ParseRecord would not
+// return (no kind, a negative size, an encoding over 4096 bytes, a time
+// outside the years 0 to 9999 in UTC), is an error and stores nothing.
 func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Checkpoint, []byte, error) {
 	if l.signer == nil {
 		return Checkpoint{}, nil, errors.New("append to ledger: opened read-only")
+	}
+	// A batch readers would refuse could never be read past or replaced.
+	if len(recs) == 0 {
+		return Checkpoint{}, nil, errors.New("append to ledger: no records")
+	}
+	data := make([][]byte, len(recs))
+	for i, r := range recs {
+		b, err := r.encode()
+		if err == nil {
+			_, err = ParseRecord(b)
+		}
+		if err != nil {
+			return Checkpoint{}, nil, fmt.Errorf("append to ledger: record %d: %w", i, err)
+		}
+		data[i] = b
 	}
 	latest, _, err := l.Latest(ctx)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
 	hs := newHashStore(ctx, l.st, latest)
-	data := make([][]byte, len(recs))
-	for i, r := range recs {
-		data[i] = r.Marshal()
-	}
 	n := latest.N
 	for {
 		// Catch up with batches stored after the latest checkpoint (by

@@ -37,16 +37,26 @@ type Record struct {
 	Host    string    `json:"host"`
 }
 
-// Marshal returns the record's encoding, the bytes the log hashes.
+// Marshal returns the record's encoding, the bytes the log hashes. It
+// panics if r.Time in UTC is outside the years 0 to 9999, which JSON cannot
+// encode; no record ParseRecord returns is.
 func (r Record) Marshal() []byte {
+	b, err := r.encode()
+	if err != nil {
+		panic(fmt.Sprintf("ledger: %v", err))
+	}
+	return b
+}
+
+// encode is Marshal, returning an error for a time JSON cannot encode.
+func (r Record) encode() ([]byte, error) {
 	r.Version = RecordVersion
 	r.Time = r.Time.UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
-		// Every field has a total encoding; only a broken build gets here.
-		panic(fmt.Sprintf("ledger: encode record: %v", err))
+		return nil, fmt.Errorf("encode record: %v: %w", err, blob.ErrCorrupt)
 	}
-	return b
+	return b, nil
 }
 
 // ParseRecord decodes a record's encoding. It accepts only what Marshal
@@ -64,7 +74,8 @@ func ParseRecord(b []byte) (Record, error) {
 	if r.Version != RecordVersion {
 		return Record{}, fmt.Errorf("record version %d: %w", r.Version, blob.ErrUnsupported)
 	}
-	if !bytes.Equal(r.Marshal(), b) {
+	// A time with an offset can be in range locally but not in UTC.
+	if enc, err := r.encode(); err != nil || !bytes.Equal(enc, b) {
 		return Record{}, fmt.Errorf("record is not in canonical form: %w", blob.ErrCorrupt)
 	}
 	if r.Kind == "" || r.Size < 0 {
@@ -111,6 +122,9 @@ func parseBatch(data []byte, start int64) (batch, error) {
 	if err1 != nil || err2 != nil || n <= 0 || n > maxBatch {
 		return batch{}, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
 	}
+	if string(line) != fmt.Sprintf("%s %d %d", batchMagic, s, n) {
+		return batch{}, fmt.Errorf("batch header %q is not in canonical form: %w", truncate(line), blob.ErrCorrupt)
+	}
 	if s != start {
 		return batch{}, fmt.Errorf("batch says it starts at record %d, its name says %d: %w", s, start, blob.ErrCorrupt)
 	}
@@ -149,5 +163,5 @@ func parseIndexName(name string) (int64, bool) {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(name, 10, 64)
-	return n, err == nil && n >= 0
+	return n, err == nil && n >= 0 && entryName(n) == name
 }

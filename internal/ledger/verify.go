@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -394,7 +395,8 @@ func parseTileName(name string) (tlog.Tile, bool) {
 	if t.L, err = strconv.Atoi(l); err != nil || t.L < 0 || t.L > 8 {
 		return t, false
 	}
-	if t.N, err = strconv.ParseInt(n, 10, 64); err != nil || t.N < 0 {
+	// The tile's first record, N<<(Height*(L+1)), must be an int64.
+	if t.N, err = strconv.ParseInt(n, 10, 64); err != nil || t.N < 0 || t.N > math.MaxInt64>>(Height*(t.L+1)) {
 		return t, false
 	}
 	if partial {
