@@ -14,11 +14,17 @@
 //	internal/store       role interfaces for object storage (no Delete in Store)
 //	internal/store/local a repository in a local directory
 //	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)
+//	internal/store/remote a repository behind kalaja serve, over HTTPS with a pinned certificate
+//	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/archiver    backup: walk, detect changes, chunk, save
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export
 //	internal/restorer    restore: lay out, parallel content, metadata
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
+//	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
+//	internal/fswatch     file event sources: fanotify (with PIDs, raw disk writes) and inotify
+//	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert
+//	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill
 //	cmd/kalaja           the command line: one file per subcommand
 //
 // Test support: internal/testtree (generates and compares file trees),

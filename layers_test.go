@@ -32,9 +32,15 @@ var layers = map[string][]string{
 		"internal/snapshot", "internal/store"},
 	"internal/checker": {"internal/blob", "internal/crypto", "internal/index", "internal/pack",
 		"internal/repo", "internal/snapshot", "internal/store"},
+	"internal/drill":           nil,
+	"internal/detect":          nil,
+	"internal/fswatch":         nil,
+	"internal/watcher":         {"internal/detect", "internal/fswatch"},
 	"internal/testtree":        nil,
 	"internal/store/storetest": {"internal/blob", "internal/store"},
 	"internal/store/faulty":    {"internal/blob", "internal/store"},
+	"internal/store/remote":    {"internal/blob", "internal/store"},
+	"internal/server":          {"internal/blob", "internal/store"},
 }
 
 // TestLayers fails when a package imports an internal package its layer

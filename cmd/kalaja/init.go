@@ -9,6 +9,7 @@ import (
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
+	"github.com/kalaja/kalaja/internal/store/remote"
 	"github.com/kalaja/kalaja/internal/store/s3"
 )
 
@@ -44,6 +45,8 @@ overwrite backups; --no-lock accepts a bucket without them.`,
 				st, err = createS3(cmd.Context(), path, noLock)
 			case noLock:
 				return usageError{errors.New("--no-lock applies only to s3: locations")}
+			case remote.IsLocation(path):
+				st, err = g.createRemote(cmd.Context(), path)
 			default:
 				st, err = local.Create(path)
 			}

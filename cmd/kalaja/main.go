@@ -105,12 +105,13 @@ could not be read; 10 no repository at the given location; 12 wrong password;
 	pf.StringVar(&g.passwordFile, "password-file", "", "read the password from this file (default $KALAJA_PASSWORD_FILE)")
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	pf.StringVar(&g.serverCert, "cert", "", "pin this certificate (PEM) of an https:// repository's server (default $KALAJA_SERVER_CERT)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "where this client keeps the ledger checkpoints it has seen (default $KALAJA_STATE_DIR, else $XDG_STATE_HOME/kalaja or ~/.local/state/kalaja)")
 	root.AddCommand(
 		newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newLsCommand(g),
 		newDiffCommand(g), newRestoreCommand(g), newCheckCommand(g), newKeyCommand(g),
 		newVerifyCommand(g), newLedgerCommand(g), newWitnessCommand(g),
-		newVersionCommand(g),
+		newVersionCommand(g), newDrillCommand(g), newWatchCommand(g), newServeCommand(g),
 	)
 	return root
 }

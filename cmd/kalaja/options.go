@@ -18,6 +18,7 @@ import (
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
+	"github.com/kalaja/kalaja/internal/store/remote"
 	"github.com/kalaja/kalaja/internal/store/s3"
 )
 
@@ -29,6 +30,7 @@ type globalOptions struct {
 	json         bool
 	quiet        bool
 	stateDir     string
+	serverCert   string
 }
 
 // env returns the flag's value, or the environment variable when unset.
@@ -108,9 +110,12 @@ func (g *globalOptions) openStore(ctx context.Context) (store.Store, repo.Config
 		return nil, repo.Config{}, err
 	}
 	var st store.Store
-	if s3.IsLocation(path) {
+	switch {
+	case s3.IsLocation(path):
 		st, err = openS3(ctx, path)
-	} else {
+	case remote.IsLocation(path):
+		st, err = g.openRemote(ctx, path)
+	default:
 		st, err = local.Open(path)
 	}
 	if err != nil {

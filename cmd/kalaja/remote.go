@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/kalaja/kalaja/internal/store/remote"
+)
+
+// remoteOptions returns the settings of a server store that come from the
+// flags and the environment: the pinned certificate from --cert or
+// KALAJA_SERVER_CERT (else the system's roots), and the host's token from
+// the file named by KALAJA_SERVER_TOKEN_FILE or from KALAJA_SERVER_TOKEN.
+// A token is never taken from the command line.
+func (g *globalOptions) remoteOptions() (remote.Options, error) {
+	var o remote.Options
+	if f := env(g.serverCert, "KALAJA_SERVER_CERT"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return o, fmt.Errorf("read the server's certificate: %w", err)
+		}
+		o.PinnedCert = b
+	}
+	if f := os.Getenv("KALAJA_SERVER_TOKEN_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return o, fmt.Errorf("read the server token file: %w", err)
+		}
+		o.Token = string(bytes.TrimSpace(b))
+		if o.Token == "" {
+			return o, fmt.Errorf("server token file %s is empty", f)
+		}
+	} else {
+		o.Token = os.Getenv("KALAJA_SERVER_TOKEN")
+	}
+	if o.Token == "" {
+		return o, usageError{errors.New("no token for the server: set KALAJA_SERVER_TOKEN_FILE or KALAJA_SERVER_TOKEN (see 'kalaja serve token add')")}
+	}
+	return o, nil
+}
+
+// openRemote opens the repository behind the server at an "https://"
+// location.
+func (g *globalOptions) openRemote(ctx context.Context, location string) (*remote.Store, error) {
+	if _, err := remote.ParseLocation(location); err != nil {
+		return nil, usageError{err}
+	}
+	o, err := g.remoteOptions()
+	if err != nil {
+		return nil, err
+	}
+	return remote.Open(ctx, location, o)
+}
+
+// createRemote connects to the server at an "https://" location for a new
+// repository.
+func (g *globalOptions) createRemote(ctx context.Context, location string) (*remote.Store, error) {
+	if _, err := remote.ParseLocation(location); err != nil {
+		return nil, usageError{err}
+	}
+	o, err := g.remoteOptions()
+	if err != nil {
+		return nil, err
+	}
+	return remote.Create(ctx, location, o)
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/server"
+	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/local"
+	"github.com/kalaja/kalaja/internal/store/remote"
+	"github.com/kalaja/kalaja/internal/store/s3"
+)
+
+// serveOptions are the flags of kalaja serve and its token subcommands.
+type serveOptions struct {
+	serverDir string
+	dir       string
+	listen    string
+	tlsDir    string
+	cert, key string
+	quota     string
+}
+
+// tokensPath returns the tokens file in the server directory.
+func (o *serveOptions) tokensPath() (string, error) {
+	d := env(o.serverDir, "KALAJA_SERVER_DIR")
+	if d == "" {
+		return "", usageError{errors.New("no server directory: use --server-dir or set KALAJA_SERVER_DIR")}
+	}
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", fmt.Errorf("create server directory: %w", err)
+	}
+	o.serverDir = d
+	return filepath.Join(d, "tokens"), nil
+}
+
+func newServeCommand(g *globalOptions) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve a repository to hosts over HTTPS, append-only",
+		Long: `Serve the repository in --dir (a directory, created if needed) or at --repo
+(a directory or an s3: location) over HTTPS, so that hosts can add objects and
+read them but never delete or replace any (docs/design.md, "Server API").
+
+Each host needs a token: 'kalaja serve token add HOST' prints one. Hosts then
+use the repository https://SERVER:PORT/ with the token in
+KALAJA_SERVER_TOKEN_FILE or KALAJA_SERVER_TOKEN and the server's certificate in
+--cert or KALAJA_SERVER_CERT.
+
+The server directory (--server-dir or $KALAJA_SERVER_DIR) holds the token
+hashes and per-host usage. Without --cert and --key, a self-signed certificate
+is generated on first start in --tls-dir (default SERVER-DIR/tls) and its
+SHA-256 fingerprint printed; copy its cert.pem to the hosts. Metrics for
+Prometheus are at /metrics.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, g, o) },
+	}
+	cmd.PersistentFlags().StringVar(&o.serverDir, "server-dir", "", "the server's directory: tokens and usage (default $KALAJA_SERVER_DIR)")
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", "", "serve the repository in this directory (created if needed)")
+	f.StringVar(&o.listen, "listen", ":8443", "address to listen on, host:port")
+	f.StringVar(&o.tlsDir, "tls-dir", "", "directory of the generated certificate (default SERVER-DIR/tls)")
+	f.StringVar(&o.cert, "cert", "", "TLS certificate file (PEM), instead of a generated one")
+	f.StringVar(&o.key, "key", "", "TLS private key file (PEM) for --cert")
+	f.StringVar(&o.quota, "quota-per-host", "", "bytes each host may add, e.g. 500GiB (default no limit)")
+	cmd.AddCommand(newServeTokenCommand(g, o))
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
+	ctx := cmd.Context()
+	tokensPath, err := o.tokensPath()
+	if err != nil {
+		return err
+	}
+	var quota uint64
+	if o.quota != "" {
+		if quota, err = humanize.ParseBytes(o.quota); err != nil || quota > 1<<62 {
+			return usageError{fmt.Errorf("--quota-per-host %q: want a size such as 500GiB", o.quota)}
+		}
+	}
+	if (o.cert == "") != (o.key == "") {
+		return usageError{errors.New("--cert and --key go together")}
+	}
+	st, err := openServed(ctx, g, o.dir)
+	if err != nil {
+		return err
+	}
+	tokens, err := server.OpenTokens(tokensPath)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
+		Quota: int64(quota), Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := srv.Count(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	cert, err := o.certificate(g, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		ReadHeaderTimeout: 30 * time.Second,
+		ReadTimeout:       15 * time.Minute, // a 64 MiB body at 75 KB/s
+		WriteTimeout:      15 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	g.printf("serving %s on https://%s/\n", st.Location(), ln.Addr())
+	done := make(chan error, 1)
+	go func() { done <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shut); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	<-done
+	return nil
+}
+
+// certificate loads --cert and --key, or the generated certificate in the
+// TLS directory, generating it for the listening address and this host's
+// name on first start.
+func (o *serveOptions) certificate(g *globalOptions, addr net.Addr) (tls.Certificate, error) {
+	if o.cert != "" {
+		c, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return c, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		return c, nil
+	}
+	dir := o.tlsDir
+	if dir == "" {
+		dir = filepath.Join(o.serverDir, "tls")
+	}
+	var hosts []string
+	if h, _, err := net.SplitHostPort(addr.String()); err == nil && !net.ParseIP(h).IsUnspecified() {
+		hosts = append(hosts, h)
+	}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	c, created, err := server.SelfSignedCert(dir, hosts, time.Now())
+	if err != nil {
+		return c, err
+	}
+	if created {
+		g.printf("generated a self-signed certificate: %s\n", filepath.Join(dir, server.CertFile))
+	}
+	g.printf("certificate fingerprint %s\n", server.Fingerprint(c.Certificate[0]))
+	return c, nil
+}
+
+// openServed opens the repository the server serves: the directory dir,
+// else --repo or $KALAJA_REPOSITORY (a directory or an s3: location),
+// creating the directory layout or checking the bucket if the repository
+// does not exist yet, so that a host's 'kalaja init' can create it.
+func openServed(ctx context.Context, g *globalOptions, dir string) (store.Store, error) {
+	path := dir
+	if path == "" {
+		var err error
+		if path, err = g.repoPath(); err != nil {
+			return nil, usageError{errors.New("no repository to serve: use --dir, --repo or KALAJA_REPOSITORY")}
+		}
+	}
+	switch {
+	case remote.IsLocation(path):
+		return nil, usageError{errors.New("a server cannot serve another server's repository")}
+	case s3.IsLocation(path):
+		st, err := openS3(ctx, path)
+		if errors.Is(err, blob.ErrNotFound) {
+			st, err = createS3(ctx, path, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := local.Open(path)
+	if errors.Is(err, blob.ErrNotFound) {
+		st, err = local.Create(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st.CleanTemp(time.Minute)
+	return st, nil
+}
+
+func newServeTokenCommand(g *globalOptions, o *serveOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Manage the hosts' tokens",
+		Args:  args(cobra.NoArgs),
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "add HOST",
+		Short: "Create a token for a host and print it (once)",
+		Long: `Create a token for HOST and print it on stdout; only its SHA-256 is stored,
+in the server directory. A running server takes it up without a restart. Give
+the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			p, err := o.tokensPath()
+			if err != nil {
+				return err
+			}
+			if err := server.CheckHost(a[0]); err != nil {
+				return usageError{err}
+			}
+			t, err := server.OpenTokens(p)
+			if err != nil {
+				return err
+			}
+			token, err := t.Add(a[0])
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"host": a[0], "token": token})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), token)
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the hosts that have a token",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := o.tokensPath()
+			if err != nil {
+				return err
+			}
+			t, err := server.OpenTokens(p)
+			if err != nil {
+				return err
+			}
+			hosts, err := t.Hosts()
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string][]string{"hosts": hosts})
+			}
+			for _, h := range hosts {
+				fmt.Fprintln(cmd.OutOrStdout(), h)
+			}
+			return nil
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,202 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// prefix is the path every endpoint of API version 1 lives under.
+const prefix = "/v1/"
+
+// maxName bounds an object name's length.
+const maxName = 255
+
+// op is what a request asks for.
+type op int
+
+const (
+	opGet  op = iota + 1 // read an object, whole or a range
+	opHead               // describe an object
+	opPut                // create an object
+	opList               // list the objects of a kind
+)
+
+// request is a parsed API request: what to do, and to which object (or,
+// for opList, which kind).
+type request struct {
+	op op
+	h  store.Handle
+}
+
+// refusal is a request the server turns down: the HTTP status, the reason
+// label counted in the metrics, and a message for the client.
+type refusal struct {
+	status int
+	reason string
+	msg    string
+}
+
+func (r *refusal) Error() string { return r.msg }
+
+func refuse(status int, reason, format string, a ...any) *refusal {
+	return &refusal{status: status, reason: reason, msg: fmt.Sprintf(format, a...)}
+}
+
+// Reasons for refused requests, the values of the metrics' reason label.
+const (
+	reasonUnauthorized = "unauthorized"
+	reasonBadRequest   = "bad_request"
+	reasonNotFound     = "unknown_path"
+	reasonMethod       = "method"
+	reasonExists       = "exists"
+	reasonHash         = "hash_mismatch"
+	reasonTooLarge     = "too_large"
+	reasonLength       = "length_required"
+	reasonQuota        = "quota"
+	reasonRange        = "bad_range"
+)
+
+// parseRequest reads the method and the escaped path of a request under
+// prefix. Paths are prefix + "config", prefix + KIND + "/" (a listing) and
+// prefix + KIND + "/" + NAME, where KIND is one of store.Listable and NAME
+// is 1 to 255 letters, digits, '.', '_' and '-', not starting with '.'.
+// Nothing is percent-encoded. It returns a *refusal for anything else.
+func parseRequest(method, path string) (request, error) {
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return request{}, refuse(http.StatusNotFound, reasonNotFound, "no such endpoint")
+	}
+	if strings.Contains(rest, "%") {
+		return request{}, refuse(http.StatusBadRequest, reasonBadRequest, "escaped characters in the path")
+	}
+	var req request
+	if rest == string(store.Config) {
+		req.h = store.Handle{Type: store.Config}
+	} else {
+		i := strings.LastIndexByte(rest, '/')
+		if i < 0 {
+			return request{}, refuse(http.StatusNotFound, reasonNotFound, "no such endpoint")
+		}
+		kind, name := store.FileType(rest[:i]), rest[i+1:]
+		if !slices.Contains(store.Listable, kind) {
+			return request{}, refuse(http.StatusNotFound, reasonNotFound, "unknown object kind")
+		}
+		if name != "" {
+			if err := checkName(name); err != nil {
+				return request{}, refuse(http.StatusBadRequest, reasonBadRequest, "%v", err)
+			}
+		}
+		req.h = store.Handle{Type: kind, Name: name}
+	}
+	listing := req.h.Type != store.Config && req.h.Name == ""
+	switch {
+	case listing && method == http.MethodGet:
+		req.op = opList
+	case listing:
+		return request{}, refuse(http.StatusMethodNotAllowed, reasonMethod, "a listing allows only GET")
+	case method == http.MethodGet:
+		req.op = opGet
+	case method == http.MethodHead:
+		req.op = opHead
+	case method == http.MethodPut:
+		req.op = opPut
+	default:
+		return request{}, refuse(http.StatusMethodNotAllowed, reasonMethod, "method %s is not allowed: objects are only added and read", method)
+	}
+	return req, nil
+}
+
+// checkName accepts 1 to maxName letters, digits, '.', '_' and '-', not
+// starting with '.'.
+func checkName(name string) error {
+	if len(name) == 0 || len(name) > maxName || name[0] == '.' {
+		return errors.New("invalid object name")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return errors.New("invalid object name")
+		}
+	}
+	return nil
+}
+
+// isHashName reports whether name is 64 lowercase hex digits, the form of
+// a SHA-256 object name.
+func isHashName(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseRange reads a Range header of one byte range ("bytes=A-B",
+// "bytes=A-" or "bytes=-N") against an object of size bytes, and returns
+// the range's start and length, clipped to the object. An empty header
+// means the whole object (ok false). A range that starts at or after the
+// end, or a malformed or multiple range, is a *refusal (416).
+func parseRange(header string, size int64) (start, length int64, ok bool, err error) {
+	if header == "" {
+		return 0, size, false, nil
+	}
+	bad := refuse(http.StatusRequestedRangeNotSatisfiable, reasonRange, "want one range: bytes=START-END, bytes=START- or bytes=-LENGTH")
+	spec, found := strings.CutPrefix(header, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, bad
+	}
+	a, b, found := strings.Cut(spec, "-")
+	if !found {
+		return 0, 0, false, bad
+	}
+	num := func(s string) (int64, bool) {
+		if s == "" || len(s) > 19 || strings.Trim(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	if a == "" {
+		n, ok := num(b)
+		if !ok || n == 0 || size == 0 {
+			return 0, 0, false, bad
+		}
+		n = min(n, size)
+		return size - n, n, true, nil
+	}
+	first, ok := num(a)
+	if !ok {
+		return 0, 0, false, bad
+	}
+	last := size - 1
+	if b != "" {
+		if last, ok = num(b); !ok || last < first {
+			return 0, 0, false, bad
+		}
+	}
+	if first >= size {
+		return 0, 0, false, refuse(http.StatusRequestedRangeNotSatisfiable, reasonRange, "range starts at or after the end of the object")
+	}
+	last = min(last, size-1)
+	return first, last - first + 1, true, nil
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header.
+func bearer(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || len(token) > maxToken {
+		return "", false
+	}
+	return token, true
+}
