@@ -41,6 +41,11 @@ type Options struct {
 	// directory that cannot be read; the backup goes on without it.
 	OnError  func(path string, err error)
 	Progress *Progress // may be nil
+	// Exclude, if set, is asked about every path below the given ones
+	// (absolute); what it reports true for is left out, and a folder with
+	// everything in it. The watcher's protective snapshot uses it to skip
+	// files already damaged.
+	Exclude func(path string) bool
 }
 
 // Progress counts work as it happens; read it from any goroutine.
@@ -368,6 +373,9 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 			break
 		}
 		p := filepath.Join(path, name)
+		if a.opts.Exclude != nil && a.opts.Exclude(p) {
+			continue
+		}
 		fi, err := os.Lstat(p)
 		if err != nil {
 			a.report(p, err)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The watcher's benchmark: first the drill (every attack and benign workload
+# against the real watcher: detected or not, time to detection, files
+# damaged, false alarms), then its cost: each benign workload timed
+# DRILL_REPS times with and without the watcher (a process of its own),
+# medians, slowdown, the watcher's CPU time and peak memory. Prints PASS or
+# FAIL against the targets: every attack detected, no false alarm, total
+# slowdown under 5%. The method is in docs/design.md ("Drill").
+#
+# Knobs (environment): DRILL_DIR (/tmp/kalaja-drill-bench), DRILL_REPS (5),
+# DRILL_FILES (600), DRILL_BULK_MIB (256), DRILL_SLOW (3s).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPS=${DRILL_REPS:-5}
+FILES=${DRILL_FILES:-600}
+BULK=${DRILL_BULK_MIB:-256}
+SLOW=${DRILL_SLOW:-3s}
+WORK=${DRILL_DIR:-/tmp/kalaja-drill-bench}
+KALAJA=$WORK/bin/kalaja
+SANDBOX=$WORK/sandbox
+MAX_SLOWDOWN=5 # percent
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+fail() {
+	printf '\n!!! BENCH FAILURE: %s\n' "$1" >&2
+	exit 1
+}
+
+[[ $(id -u) == 0 ]] || fail "run as root: the watcher needs fanotify to stop processes, and wipe-raw needs losetup"
+for p in tar zstd gzip git go sqlite3 losetup; do
+	command -v "$p" >/dev/null || fail "$p is not installed (Debian: apt-get install tar zstd gzip git sqlite3 mount)"
+done
+
+mkdir -p "$WORK/bin"
+(cd "$ROOT" && go build -o "$KALAJA" ./cmd/kalaja) || fail "cannot build kalaja"
+
+start=$SECONDS
+log "drill: $FILES files, slow-encrypt one file every $SLOW (sandbox $SANDBOX)"
+drill_ok=PASS
+"$KALAJA" drill --sandbox "$SANDBOX" --files "$FILES" --bulk-mib "$((BULK / 4))" --slow-interval "$SLOW" |
+	tee "$WORK/drill.txt" || drill_ok=FAIL
+
+echo
+log "overhead: $REPS runs of each benign workload with and without the watcher ($FILES files, $BULK MiB dataset)"
+"$KALAJA" drill --sandbox "$SANDBOX" --measure-overhead --reps "$REPS" --files "$FILES" --bulk-mib "$BULK" |
+	tee "$WORK/overhead.txt" || fail "the overhead measurement failed"
+
+slowdown=$(awk '$1 == "total" { sub(/%/, "", $6); print $6 }' "$WORK/overhead.txt")
+alarms=$(awk '/^total/ { header = 0 } header && NF > 1 { s += $NF } /^WORKLOAD/ { header = 1 } END { print s + 0 }' "$WORK/overhead.txt")
+overhead_ok=$(awk -v s="$slowdown" -v m="$MAX_SLOWDOWN" 'BEGIN { print (s + 0 < m) ? "PASS" : "FAIL" }')
+[[ $alarms == 0 ]] || overhead_ok=FAIL
+
+echo
+echo "## Watcher drill targets"
+echo
+echo "- $drill_ok: every attack detected, no false alarm on the benign workloads (drill.txt)"
+echo "- $overhead_ok: total slowdown ${slowdown}% < ${MAX_SLOWDOWN}%, $alarms false alarms while timing (overhead.txt)"
+echo "- machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "benchmark took $((SECONDS - start)) s; reports in $WORK"
+[[ $drill_ok == PASS && $overhead_ok == PASS ]]

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/watcher"
+)
+
+// watchOptions are the flags of kalaja watch.
+type watchOptions struct {
+	config        string
+	threshold     float64
+	userThreshold float64
+	window        time.Duration
+	weights       []string
+	backend       string
+	noStop        bool
+	noCanaries    bool
+	alertLog      string
+	webhook       string
+	syslog        bool
+	snapshot      bool
+	rawDevices    []string
+}
+
+func newWatchCommand(g *globalOptions) *cobra.Command {
+	o := &watchOptions{}
+	cmd := &cobra.Command{
+		Use:   "watch PATH...",
+		Short: "Detect ransomware and wipers at work on protected folders, stop them and alert",
+		Long: `Watch the given folders for ransomware and wiper behaviour until interrupted.
+
+Every file write, truncation, rename and deletion under the folders is scored
+for the process that made it and its process tree: content turned high-entropy
+or unrecognisable (its format lost), similarity with the old content lost,
+base64/hex encoding, overwrites with zeros, renames to unknown extensions,
+ransom notes in many folders, mass deletion or truncation of older files,
+canary files touched, and any raw write to a block device. Scores add up over
+a window per process tree and per user; see docs/design.md, "Watcher
+(detector v1)", for the signals, weights and limits.
+
+When a score crosses its threshold: the offending processes are stopped with
+SIGSTOP (inspect them, then 'kill -KILL' or 'kill -CONT'), unless --no-stop;
+one JSON line describing the alert (signals, scores, files, processes) goes to
+stdout, and to --alert-log, syslog (--syslog) and a webhook (--webhook); with
+--snapshot a protective snapshot of the folders is saved into the repository
+(--repo and its password), leaving out the files the offenders touched.
+
+Kernel needs: as root (CAP_SYS_ADMIN) on Linux 5.17 or later, fanotify names
+the process behind each event, so processes can be stopped and raw disk writes
+seen. Otherwise (or with --backend inotify) the watcher runs with reduced
+powers: inotify, no process IDs, nothing stopped; it says so when it starts.
+
+Detector settings come from the defaults, then --config (a JSON file such as
+{"threshold": 10, "user_threshold": 20, "window": "10m", "fresh_age": "30s",
+"cooldown": "10s", "file_cap": 9, "note_dirs": 3, "weights": {"delete": 2.5}}),
+then the flags.`,
+		Args: args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			return runWatch(cmd, g, o, paths)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "JSON file with detector settings (threshold, user_threshold, file_cap, window, fresh_age, cooldown, note_dirs, weights)")
+	f.Float64Var(&o.threshold, "threshold", 0, "score at which a process tree alerts (default 10)")
+	f.Float64Var(&o.userThreshold, "user-threshold", 0, "score at which one user's process trees together alert (default 20)")
+	f.DurationVar(&o.window, "window", 0, "how long evidence counts (default 10m)")
+	f.StringArrayVar(&o.weights, "weight", nil, "set a signal's weight, as signal=number (repeatable)")
+	f.StringVar(&o.backend, "backend", "auto", "event source: auto, fanotify or inotify")
+	f.BoolVar(&o.noStop, "no-stop", false, "alert only; do not stop the offending processes")
+	f.BoolVar(&o.noCanaries, "no-canaries", false, "do not place canary files in the folders")
+	f.StringVar(&o.alertLog, "alert-log", "", "append each alert as a JSON line to this file")
+	f.StringVar(&o.webhook, "webhook", "", "POST each alert as JSON to this URL")
+	f.BoolVar(&o.syslog, "syslog", false, "send each alert to the system log")
+	f.BoolVar(&o.snapshot, "snapshot", false, "on an alert, save a protective snapshot into the repository (--repo)")
+	f.StringSliceVar(&o.rawDevices, "raw-devices", nil, "block devices to watch for raw writes (default: all in /dev)")
+	return cmd
+}
+
+// detectConfig is the detector configuration: defaults < file < flags.
+func (o *watchOptions) detectConfig() (detect.Config, error) {
+	cfg := detect.DefaultConfig()
+	if o.config != "" {
+		b, err := os.ReadFile(o.config)
+		if err != nil {
+			return cfg, usageError{fmt.Errorf("--config: %w", err)}
+		}
+		var fc struct {
+			Threshold     *float64           `json:"threshold"`
+			UserThreshold *float64           `json:"user_threshold"`
+			FileCap       *float64           `json:"file_cap"`
+			Window        string             `json:"window"`
+			FreshAge      string             `json:"fresh_age"`
+			Cooldown      string             `json:"cooldown"`
+			NoteDirs      *int               `json:"note_dirs"`
+			Weights       map[string]float64 `json:"weights"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&fc); err != nil {
+			return cfg, usageError{fmt.Errorf("--config %s: %w", o.config, err)}
+		}
+		set := func(dst *float64, v *float64) {
+			if v != nil {
+				*dst = *v
+			}
+		}
+		set(&cfg.Threshold, fc.Threshold)
+		set(&cfg.UserThreshold, fc.UserThreshold)
+		set(&cfg.FileCap, fc.FileCap)
+		if fc.NoteDirs != nil {
+			cfg.NoteDirs = *fc.NoteDirs
+		}
+		for _, d := range []struct {
+			s   string
+			dst *time.Duration
+		}{{fc.Window, &cfg.Window}, {fc.FreshAge, &cfg.FreshAge}, {fc.Cooldown, &cfg.Cooldown}} {
+			if d.s == "" {
+				continue
+			}
+			v, err := time.ParseDuration(d.s)
+			if err != nil {
+				return cfg, usageError{fmt.Errorf("--config %s: %w", o.config, err)}
+			}
+			*d.dst = v
+		}
+		for s, w := range fc.Weights {
+			cfg.Weights[detect.Signal(s)] = w
+		}
+	}
+	if o.threshold != 0 {
+		cfg.Threshold = o.threshold
+	}
+	if o.userThreshold != 0 {
+		cfg.UserThreshold = o.userThreshold
+	}
+	if o.window != 0 {
+		cfg.Window = o.window
+	}
+	for _, kv := range o.weights {
+		name, v, ok := strings.Cut(kv, "=")
+		w, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			return cfg, usageError{fmt.Errorf("--weight %q: want signal=number", kv)}
+		}
+		cfg.Weights[detect.Signal(name)] = w
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []string) error {
+	ctx := cmd.Context()
+	dcfg, err := o.detectConfig()
+	if err != nil {
+		return err
+	}
+	abs, err := archiver.CleanPaths(paths)
+	if err != nil {
+		return usageError{err}
+	}
+	var r *repo.Repository
+	if o.snapshot {
+		if r, err = g.open(ctx, true); err != nil {
+			return err
+		}
+	}
+	level := slog.LevelInfo
+	if g.quiet {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	sinks, err := openSinks(o, cmd.OutOrStdout())
+	if err != nil {
+		return err
+	}
+	defer sinks.close()
+
+	alerts := make(chan detect.Alert, 64)
+	cfg := watcher.Config{
+		Paths: abs, Detect: dcfg, Backend: o.backend, Stop: !o.noStop, Canaries: !o.noCanaries, Logger: log,
+		OnAlert: func(a detect.Alert) {
+			select {
+			case alerts <- a:
+			default:
+				log.Error("alert queue full: alert dropped from the sinks", "pid", a.PID, "score", a.Score)
+			}
+		},
+	}
+	if o.rawDevices != nil {
+		cfg.RawDevices = o.rawDevices
+	}
+	w, err := watcher.New(cfg)
+	if err != nil {
+		return err
+	}
+	name, canStop := w.Backend()
+	switch {
+	case name != "fanotify":
+		fmt.Fprintf(os.Stderr, "kalaja watch: REDUCED POWERS: backend %s (fanotify needs root and Linux 5.17+): "+
+			"no process IDs, so nothing can be stopped and alerts cannot name the process\n", name)
+	case !canStop:
+		fmt.Fprintln(os.Stderr, "kalaja watch: backend fanotify; --no-stop: offending processes are named, not stopped")
+	default:
+		fmt.Fprintln(os.Stderr, "kalaja watch: backend fanotify: offending processes are named and stopped (SIGSTOP)")
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the alert sinks and the protective snapshots
+		defer wg.Done()
+		snap := &protector{r: r, paths: abs, canaries: w.Canaries(), log: log}
+		for a := range alerts {
+			sinks.send(ctx, a, log)
+			if o.snapshot {
+				snap.run(ctx, a)
+			}
+		}
+	}()
+	err = w.Run(ctx, func() {
+		log.Info("ready", "paths", abs)
+	})
+	close(alerts)
+	wg.Wait()
+	if err == nil && ctx.Err() != nil {
+		return nil // interrupted: the normal way to end watching
+	}
+	return err
+}
+
+// sinks are where alerts go besides the log: stdout, a file, syslog, a webhook.
+type sinks struct {
+	stdout  io.Writer
+	file    *os.File
+	syslog  *syslog.Writer
+	webhook string
+	client  *http.Client
+}
+
+func openSinks(o *watchOptions, stdout io.Writer) (*sinks, error) {
+	s := &sinks{stdout: stdout, webhook: o.webhook, client: &http.Client{Timeout: 10 * time.Second}}
+	if o.alertLog != "" {
+		f, err := os.OpenFile(o.alertLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("--alert-log: %w", err)
+		}
+		s.file = f
+	}
+	if o.syslog {
+		w, err := syslog.New(syslog.LOG_ALERT|syslog.LOG_DAEMON, "kalaja")
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("--syslog: %w", err)
+		}
+		s.syslog = w
+	}
+	return s, nil
+}
+
+func (s *sinks) close() {
+	if s.file != nil {
+		s.file.Close()
+	}
+	if s.syslog != nil {
+		s.syslog.Close()
+	}
+}
+
+// send writes one alert to every sink; failures are logged.
+func (s *sinks) send(ctx context.Context, a detect.Alert, log *slog.Logger) {
+	line, err := json.Marshal(a)
+	if err != nil {
+		log.Error("encode alert", "err", err)
+		return
+	}
+	line = append(line, '\n')
+	s.stdout.Write(line)
+	if s.file != nil {
+		if _, err := s.file.Write(line); err != nil {
+			log.Error("write alert log", "err", err)
+		}
+	}
+	if s.syslog != nil {
+		if err := s.syslog.Alert(string(line)); err != nil {
+			log.Error("syslog", "err", err)
+		}
+	}
+	if s.webhook != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(line))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+			var resp *http.Response
+			if resp, err = s.client.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					err = fmt.Errorf("status %s", resp.Status)
+				}
+			}
+		}
+		if err != nil {
+			log.Error("webhook", "url", s.webhook, "err", err)
+		}
+	}
+}
+
+// protector takes protective snapshots: the protected folders without the
+// files any alert so far implicated, nor the canaries.
+type protector struct {
+	r        *repo.Repository
+	paths    []string
+	canaries []string
+	log      *slog.Logger
+	damaged  map[string]bool
+}
+
+// run saves one protective snapshot after alert a.
+func (p *protector) run(ctx context.Context, a detect.Alert) {
+	if p.damaged == nil {
+		p.damaged = map[string]bool{}
+		for _, c := range p.canaries {
+			p.damaged[c] = true
+		}
+	}
+	for _, f := range a.Files {
+		p.damaged[f] = true
+	}
+	for _, h := range a.Signals {
+		for _, f := range h.Files {
+			from, to, ok := strings.Cut(f, " -> ")
+			if ok {
+				p.damaged[from], p.damaged[to] = true, true
+			} else {
+				p.damaged[f] = true
+			}
+		}
+	}
+	host, _ := os.Hostname()
+	opts := archiver.Options{
+		Hostname: host, Tags: []string{"protective", "alert"}, Version: version,
+		Exclude: func(path string) bool { return p.damaged[path] },
+		OnError: func(path string, err error) { p.log.Warn("protective snapshot: unreadable", "path", path, "err", err) },
+	}
+	sn, err := archiver.Backup(ctx, p.r, p.paths, opts)
+	if err != nil {
+		p.log.Error("protective snapshot failed", "err", err)
+		return
+	}
+	p.log.Warn("protective snapshot saved", "snapshot", sn.ID.Short(), "files left out", len(p.damaged))
+}

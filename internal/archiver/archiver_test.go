@@ -1,0 +1,70 @@
+package archiver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/store/local"
+)
+
+// TestExclude: paths Exclude reports are left out of the snapshot; the
+// rest is saved.
+func TestExclude(t *testing.T) {
+	ctx := context.Background()
+	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Init(ctx, st, []byte("pw"), crypto.KDFParams{Time: 1, MemoryKiB: 8 << 10, Threads: 1, Salt: make([]byte, 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"keep.txt", "damaged.txt", "sub/keep.txt", "gone/a.txt"} {
+		p := filepath.Join(dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	skip := []string{filepath.Join(dir, "damaged.txt"), filepath.Join(dir, "gone")}
+	sn, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h", Exclude: func(p string) bool { return slices.Contains(skip, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Walk the snapshot down to dir and list what it holds.
+	tree, err := r.LoadTree(ctx, sn.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range splitPath(dir) {
+		n := tree.Find(part)
+		if n == nil || n.Subtree == nil {
+			t.Fatalf("snapshot lacks %s", part)
+		}
+		if tree, err = r.LoadTree(ctx, *n.Subtree); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	for _, n := range tree.Nodes {
+		names = append(names, string(n.Name))
+	}
+	if want := []string{"keep.txt", "sub"}; !slices.Equal(names, want) {
+		t.Errorf("snapshot of %s holds %v, want %v", dir, names, want)
+	}
+}
+
+func splitPath(p string) []string {
+	var parts []string
+	for p != "/" && p != "." {
+		parts = append([]string{filepath.Base(p)}, parts...)
+		p = filepath.Dir(p)
+	}
+	return parts
+}

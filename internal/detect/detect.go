@@ -1,0 +1,602 @@
+// Package detect scores file events for ransomware and wiper behaviour. It
+// is pure: no I/O, no goroutines, no clock. The caller (internal/watcher)
+// turns what the kernel reports into Events carrying content Samples, and
+// feeds them in time order to a Detector, which returns an Alert when an
+// actor's score crosses a threshold.
+//
+// Each event yields signals (see Signal) with a weight per file; what one
+// file adds is capped (Config.FileCap) so a single odd file never alerts.
+// Evidence is summed per actor over a sliding window: per process group
+// or tree (Actor.Group, chosen by the caller) and, summed over those, per
+// user.
+// Boosters count only for an actor that already shows damage. Every alert
+// lists the signals that fired, with their scores and files, and the
+// processes involved. The scoring is specified in docs/design.md,
+// "Watcher (detector v1)".
+package detect
+
+import (
+	"cmp"
+	"maps"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Op is what happened to a file.
+type Op uint8
+
+// The operations.
+const (
+	// Write: content was written (the file was closed after writing,
+	// truncated, or another file was renamed over it). New is its sample,
+	// Old the sample from before if known.
+	Write Op = iota + 1
+	// Delete: the file was removed. Old is its last known sample.
+	Delete
+	// Rename: the file moved from OldPath to Path.
+	Rename
+	// RawWrite: a block device (Path) was written to directly.
+	RawWrite
+	// Create: the file was created. It scores nothing, but deleting or
+	// truncating it within Config.FreshAge is churn (temporary files,
+	// journals, lock files), not damage.
+	Create
+)
+
+// Actor is who caused an event. Group names the actor the caller
+// aggregates the process into (internal/watcher: its process group ID, or
+// the root PID of its process tree); 0 when the PID is unknown (inotify),
+// in which case every such event is one actor.
+type Actor struct {
+	PID     int
+	Group   int
+	UID     int
+	Command string
+}
+
+// Event is one file event with its features.
+type Event struct {
+	Time    time.Time
+	Actor   Actor
+	Op      Op
+	Path    string
+	OldPath string  // Rename: the former path
+	Old     *Sample // content before the event, nil if unknown
+	New     *Sample // Write: content after
+	Canary  bool    // the event touched a canary file
+}
+
+// Hit is one signal in an alert: its total score and the files it fired for.
+type Hit struct {
+	Signal string   `json:"signal"`
+	Score  float64  `json:"score"`
+	Files  []string `json:"files"`
+}
+
+// Alert says which actor crossed its threshold, why, and what it touched.
+type Alert struct {
+	Time      time.Time `json:"time"`
+	Scope     string    `json:"scope"`     // "process tree", "user", or "unknown process" (no PID)
+	PID       int       `json:"pid"`       // the process whose event crossed the threshold (0 if unknown)
+	Group     int       `json:"group"`     // its Actor.Group (0 if unknown)
+	PIDs      []int     `json:"pids"`      // every process whose events scored (the caller adds the ones it stopped)
+	Command   string    `json:"command"`   // command of PID
+	UID       int       `json:"uid"`       // -1 if unknown
+	Score     float64   `json:"score"`     // score that crossed Threshold
+	Threshold float64   `json:"threshold"` // the threshold crossed
+	Signals   []Hit     `json:"signals"`   // highest score first
+	Files     []string  `json:"files"`     // files the implicated processes touched in the window (bounded)
+	Stopped   bool      `json:"stopped"`   // set by the caller once the processes are stopped
+	StopError string    `json:"stop_error,omitempty"`
+}
+
+// Limits on the state kept per actor, so memory stays bounded whatever
+// the event rate.
+const (
+	maxHits    = 4096 // evidence entries per group
+	maxTouched = 256  // files remembered per group for alerts
+	maxRecent  = 256  // recent new and deleted files per group (pairing)
+	maxFresh   = 1 << 17
+	maxNotes   = 1024
+)
+
+// Detector scores events. It is not safe for concurrent use.
+type Detector struct {
+	cfg    Config
+	groups map[int]*group
+	fresh  map[string]time.Time // path -> creation seen
+	swept  time.Time
+}
+
+type contrib struct {
+	t     time.Time
+	key   string // the file (or note name) the contribution is for
+	sig   Signal
+	score float64
+	files []string
+	pid   int
+}
+
+type recent struct {
+	t      time.Time
+	path   string
+	opaque bool // a new file with high-entropy unrecognised content
+}
+
+type group struct {
+	key      int
+	uid      int
+	hits     []contrib
+	seen     map[[2]string]bool // (key, signal) already counted in the window
+	pids     map[int]string     // PID -> command
+	last     time.Time
+	lastPID  int
+	touched  []string
+	created  []recent
+	deleted  []recent
+	notes    map[string]map[string]string // name+hash -> dir -> path
+	score    float64
+	scoreHit []Hit
+	alerted  time.Time // last alert
+}
+
+// New returns a Detector with cfg, which must be valid (Config.Validate).
+func New(cfg Config) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Weights = maps.Clone(cfg.Weights)
+	return &Detector{cfg: cfg, groups: map[int]*group{}, fresh: map[string]time.Time{}}, nil
+}
+
+// Observe scores one event and returns an alert if the event's actor
+// crossed a threshold (nil otherwise). Events must come in time order.
+// After an alert the implicated actors start again from zero, so an actor
+// that goes on (not stopped) alerts again once it has done as much more,
+// and Config.Cooldown has passed.
+func (d *Detector) Observe(e Event) *Alert {
+	d.sweep(e.Time)
+	g := d.group(e.Actor, e.Time)
+	g.touch(e.Path)
+	hits := d.signals(g, e)
+	d.remember(e)
+	if len(hits) == 0 {
+		return nil
+	}
+	for _, h := range hits {
+		g.add(h)
+	}
+	g.rescore(d.cfg)
+	if !g.alerted.IsZero() && e.Time.Sub(g.alerted) < d.cfg.Cooldown {
+		return nil
+	}
+	if g.score >= d.cfg.Threshold {
+		a := d.alert(e, []*group{g}, g.score, d.cfg.Threshold, "process tree")
+		if e.Actor.PID == 0 {
+			a.Scope = "unknown process"
+		}
+		return a
+	}
+	if e.Actor.PID == 0 {
+		return nil
+	}
+	var user []*group
+	total := 0.0
+	for _, o := range d.groups {
+		if o.uid == g.uid && o.key != 0 && o.score > 0 && (o.alerted.IsZero() || e.Time.Sub(o.alerted) >= d.cfg.Cooldown) {
+			user = append(user, o)
+			total += o.score
+		}
+	}
+	if len(user) > 1 && total >= d.cfg.UserThreshold {
+		return d.alert(e, user, total, d.cfg.UserThreshold, "user")
+	}
+	return nil
+}
+
+// signals returns the evidence one event adds.
+func (d *Detector) signals(g *group, e Event) []contrib {
+	var out []contrib
+	add := func(key string, s Signal, files ...string) {
+		if len(files) == 0 {
+			files = []string{key}
+		}
+		out = append(out, contrib{t: e.Time, key: key, sig: s, score: d.cfg.Weights[s], files: files, pid: e.Actor.PID})
+	}
+	if e.Canary {
+		add(e.Path, Canary)
+	}
+	switch e.Op {
+	case RawWrite:
+		add(e.Path, RawDisk)
+	case Write:
+		if e.New == nil {
+			break
+		}
+		if e.New.Type == EmptyType {
+			if e.Old != nil && e.Old.Size > 0 && !d.isFresh(e.Path, e.Time) {
+				add(e.Path, Truncated)
+			}
+			break
+		}
+		if e.Old == nil {
+			d.newFile(g, e, add)
+		}
+		contentSignals(e.Path, e.Old, e.New, add)
+	case Delete:
+		if d.isFresh(e.Path, e.Time) {
+			break
+		}
+		add(e.Path, Deleted)
+		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path})
+		for _, c := range g.created {
+			if c.opaque && replaces(c.path, e.Path) {
+				add(e.Path, TypeLost, e.Path, c.path)
+			}
+		}
+	case Rename:
+		if suspiciousRename(e.OldPath, e.Path) {
+			add(e.OldPath, RenamedExt, e.OldPath+" -> "+e.Path) // one file: capped with its content signals
+		}
+	}
+	return out
+}
+
+// contentSignals compares a file's new content with what it was (old, if
+// known) or what its name promises.
+func contentSignals(p string, old, cur *Sample, add func(string, Signal, ...string)) {
+	prior := expectedType(p)
+	if old != nil {
+		prior = old.Type
+	}
+	fired := false
+	if cur.Type == ZeroType {
+		if old != nil && old.Type != ZeroType && old.Type != EmptyType || old == nil && prior != Unknown {
+			add(p, Zeroed)
+			fired = true
+		}
+	} else {
+		lost := prior != Unknown && prior != EmptyType && prior != ZeroType && prior != EncodedType &&
+			(cur.Type == Unknown || cur.Type == EncodedType)
+		if lost {
+			add(p, TypeLost)
+			fired = true
+		}
+		if cur.Type == EncodedType && prior != EncodedType && (old != nil || prior != Unknown) {
+			add(p, Encoded)
+			fired = true
+		}
+		if s, ok := entropySignal(old, cur, prior); ok {
+			add(p, s)
+			fired = true
+		}
+	}
+	if fired && old != nil && old.Size > 0 && !overlap(old, cur) {
+		add(p, SimilarityLost)
+	}
+}
+
+// entropySignal reports Entropy when blocks turned from low to high entropy
+// while the type did not stay the same recognised format, or Partial when
+// besides such blocks others are unchanged (intermittent encryption).
+func entropySignal(old, cur *Sample, prior Type) (Signal, bool) {
+	if cur.Type != Unknown && cur.Type == prior {
+		return "", false
+	}
+	if old == nil {
+		if prior == TextType && cur.High() {
+			return Entropy, true
+		}
+		return "", false
+	}
+	sameShape := old.Size == cur.Size && len(old.Blocks) == len(cur.Blocks)
+	if old.High() && !sameShape {
+		return "", false
+	}
+	turned, same := 0, 0
+	for i, b := range cur.Blocks {
+		var was *Block
+		if sameShape {
+			was = &old.Blocks[i]
+		}
+		switch {
+		case was != nil && was.Hash == b.Hash:
+			same++
+		case b.High && (was != nil && !was.High || was == nil && !old.High()):
+			turned++
+		}
+	}
+	switch {
+	case turned > 0 && same > 0:
+		return Partial, true
+	case turned > 0:
+		return Entropy, true
+	}
+	return "", false
+}
+
+// overlap reports whether any block of old survives unchanged in cur.
+func overlap(old, cur *Sample) bool {
+	for _, a := range old.Blocks {
+		for _, b := range cur.Blocks {
+			if a.Hash == b.Hash {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newFile scores a file written with no known earlier content: a new
+// opaque file (booster), one that replaces a file the actor deleted, or a
+// ransom note.
+func (d *Detector) newFile(g *group, e Event, add func(string, Signal, ...string)) {
+	cur := e.New
+	opaque := cur.Type == Unknown && cur.High()
+	if opaque || cur.Type == EncodedType {
+		add(e.Path, NewHighEntropy)
+		g.created = appendRecent(g.created, recent{t: e.Time, path: e.Path, opaque: true})
+		for _, r := range g.deleted {
+			if replaces(e.Path, r.path) {
+				add(r.path, TypeLost, r.path, e.Path)
+			}
+		}
+	}
+	if cur.Type == TextType && cur.Size >= 16 && cur.Size <= 64<<10 && len(cur.Blocks) > 0 {
+		key := path.Base(e.Path) + "\x00" + hashKey(cur)
+		if g.notes == nil {
+			g.notes = map[string]map[string]string{}
+		}
+		dirs := g.notes[key]
+		if dirs == nil {
+			if len(g.notes) >= maxNotes {
+				return
+			}
+			dirs = map[string]string{}
+			g.notes[key] = dirs
+		}
+		dirs[path.Dir(e.Path)] = e.Path
+		if len(dirs) >= d.cfg.NoteDirs {
+			add("note:"+path.Base(e.Path), RansomNote, slices.Sorted(maps.Values(dirs))...)
+		}
+	}
+}
+
+func hashKey(s *Sample) string {
+	var b [8]byte
+	h := s.Blocks[0].Hash
+	for i := range b {
+		b[i] = byte(h >> (8 * i))
+	}
+	return string(b[:])
+}
+
+// replaces reports whether newPath looks like a transformed copy of old:
+// the same folder, and old's name plus an extension.
+func replaces(newPath, old string) bool {
+	return strings.HasPrefix(newPath, old+".") && !strings.Contains(newPath[len(old)+1:], "/")
+}
+
+func appendRecent(list []recent, r recent) []recent {
+	if len(list) >= maxRecent {
+		list = list[1:]
+	}
+	return append(list, r)
+}
+
+// isFresh reports whether p was created less than FreshAge before t.
+func (d *Detector) isFresh(p string, t time.Time) bool {
+	w, ok := d.fresh[p]
+	return ok && t.Sub(w) < d.cfg.FreshAge
+}
+
+// remember updates which files were created recently.
+func (d *Detector) remember(e Event) {
+	switch e.Op {
+	case Create:
+		if len(d.fresh) >= maxFresh {
+			clear(d.fresh)
+		}
+		d.fresh[e.Path] = e.Time
+	case Rename:
+		if w, ok := d.fresh[e.OldPath]; ok {
+			delete(d.fresh, e.OldPath)
+			d.fresh[e.Path] = w
+		}
+	case Delete:
+		delete(d.fresh, e.Path)
+	}
+}
+
+// group returns the state of a's process tree, creating it.
+func (d *Detector) group(a Actor, t time.Time) *group {
+	key := a.Group
+	if key == 0 {
+		key = a.PID
+	}
+	g := d.groups[key]
+	if g == nil {
+		g = &group{key: key, uid: a.UID, seen: map[[2]string]bool{}, pids: map[int]string{}}
+		if a.PID == 0 {
+			g.uid = -1
+		}
+		d.groups[key] = g
+	}
+	if a.PID != 0 {
+		g.pids[a.PID] = a.Command
+	}
+	g.last, g.lastPID = t, a.PID
+	return g
+}
+
+// sweep drops evidence older than the window, at most once a second of
+// event time.
+func (d *Detector) sweep(now time.Time) {
+	if now.Sub(d.swept) < time.Second {
+		return
+	}
+	d.swept = now
+	for k, g := range d.groups {
+		g.expire(now, d.cfg)
+		if len(g.hits) == 0 && now.Sub(g.last) > d.cfg.Window {
+			delete(d.groups, k)
+		}
+	}
+	for p, w := range d.fresh {
+		if now.Sub(w) >= d.cfg.FreshAge {
+			delete(d.fresh, p)
+		}
+	}
+}
+
+func (g *group) touch(p string) {
+	if p == "" || slices.Contains(g.touched, p) {
+		return
+	}
+	if len(g.touched) >= maxTouched {
+		g.touched = g.touched[1:]
+	}
+	g.touched = append(g.touched, p)
+}
+
+func (g *group) add(c contrib) {
+	k := [2]string{c.key, string(c.sig)}
+	if g.seen[k] {
+		return
+	}
+	g.seen[k] = true
+	if len(g.hits) >= maxHits {
+		g.hits = g.hits[1:]
+	}
+	g.hits = append(g.hits, c)
+}
+
+// expire drops evidence older than the window.
+func (g *group) expire(now time.Time, cfg Config) {
+	i := 0
+	for i < len(g.hits) && now.Sub(g.hits[i].t) > cfg.Window {
+		delete(g.seen, [2]string{g.hits[i].key, string(g.hits[i].sig)})
+		i++
+	}
+	if i > 0 {
+		g.hits = slices.Delete(g.hits, 0, i)
+		g.rescore(cfg)
+	}
+	keep := func(list []recent) []recent {
+		return slices.DeleteFunc(list, func(r recent) bool { return now.Sub(r.t) > cfg.Window })
+	}
+	g.created, g.deleted = keep(g.created), keep(g.deleted)
+	if now.Sub(g.last) > cfg.Window {
+		g.notes = nil
+		g.touched = nil
+	}
+}
+
+// rescore recomputes the group's score and its explanation: per file the
+// capped sum of its signals, boosters only when there is damage.
+func (g *group) rescore(cfg Config) {
+	perFile := map[string]float64{}
+	for _, c := range g.hits {
+		if !immediate(c.sig) {
+			perFile[c.key] += c.score
+		}
+	}
+	bySig := map[Signal]*Hit{}
+	var damage, boost float64
+	for _, c := range g.hits {
+		s := c.score
+		if !immediate(c.sig) && perFile[c.key] > cfg.FileCap {
+			s *= cfg.FileCap / perFile[c.key]
+		}
+		if booster(c.sig) {
+			boost += s
+		} else {
+			damage += s
+		}
+		h := bySig[c.sig]
+		if h == nil {
+			h = &Hit{Signal: string(c.sig)}
+			bySig[c.sig] = h
+		}
+		h.Score += s
+		for _, f := range c.files {
+			if len(h.Files) < maxTouched && !slices.Contains(h.Files, f) {
+				h.Files = append(h.Files, f)
+			}
+		}
+	}
+	g.score = damage
+	if damage > 0 {
+		g.score += boost
+	}
+	g.scoreHit = g.scoreHit[:0]
+	for _, h := range bySig {
+		if booster(Signal(h.Signal)) && damage == 0 {
+			continue
+		}
+		h.Score = round(h.Score)
+		g.scoreHit = append(g.scoreHit, *h)
+	}
+	slices.SortFunc(g.scoreHit, func(a, b Hit) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Signal, b.Signal)
+	})
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// alert builds the alert for groups and starts them again from zero.
+func (d *Detector) alert(e Event, groups []*group, score, threshold float64, scope string) *Alert {
+	a := &Alert{
+		Time: e.Time, Scope: scope, PID: e.Actor.PID, Group: e.Actor.Group, Command: e.Actor.Command,
+		UID: e.Actor.UID, Score: round(score), Threshold: threshold,
+	}
+	if e.Actor.PID == 0 {
+		a.UID = -1
+	}
+	bySig := map[string]*Hit{}
+	pids := map[int]bool{}
+	for _, g := range groups {
+		for p := range g.pids {
+			pids[p] = true
+		}
+		for _, h := range g.scoreHit {
+			m := bySig[h.Signal]
+			if m == nil {
+				m = &Hit{Signal: h.Signal}
+				bySig[h.Signal] = m
+			}
+			m.Score = round(m.Score + h.Score)
+			for _, f := range h.Files {
+				if !slices.Contains(m.Files, f) {
+					m.Files = append(m.Files, f)
+				}
+			}
+		}
+		for _, f := range g.touched {
+			if len(a.Files) < maxTouched && !slices.Contains(a.Files, f) {
+				a.Files = append(a.Files, f)
+			}
+		}
+		g.hits, g.scoreHit, g.score, g.alerted = nil, nil, 0, e.Time
+		g.created, g.deleted, g.notes, g.touched = nil, nil, nil, nil
+		clear(g.seen)
+	}
+	delete(pids, 0)
+	a.PIDs = slices.Sorted(maps.Keys(pids))
+	for _, h := range bySig {
+		a.Signals = append(a.Signals, *h)
+	}
+	sort.Slice(a.Signals, func(i, j int) bool {
+		if a.Signals[i].Score != a.Signals[j].Score {
+			return a.Signals[i].Score > a.Signals[j].Score
+		}
+		return a.Signals[i].Signal < a.Signals[j].Signal
+	})
+	return a
+}

@@ -1,0 +1,236 @@
+package detect
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2022, 7, 15, 10, 0, 0, 0, time.UTC)
+
+func text(n int) []byte {
+	return []byte(strings.Repeat("The council approved the budget for the water works. ", n/53+1)[:n])
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// sample analyses content as the watcher would read it.
+func sample(b []byte) *Sample {
+	var blocks [][]byte
+	for _, off := range Offsets(int64(len(b))) {
+		blocks = append(blocks, b[off:min(int64(len(b)), off+BlockSize)])
+	}
+	s := Analyze(int64(len(b)), blocks)
+	return &s
+}
+
+func TestAnalyzeTypes(t *testing.T) {
+	zipLike := append([]byte("PK\x03\x04"), random(3000)...)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want Type
+		high bool
+	}{
+		{"empty", nil, EmptyType, false},
+		{"text", text(9000), TextType, false},
+		{"utf8 text", []byte(strings.Repeat("Kuvendi miratoi buxhetin për ujësjellësin. ", 100)), TextType, false},
+		{"random", random(9000), Unknown, true},
+		{"small random", random(200), Unknown, true},
+		{"zip", zipLike, "zip", true},
+		{"zeros", make([]byte, 9000), ZeroType, false},
+		{"base64 of random", []byte(base64.StdEncoding.EncodeToString(random(6000))), EncodedType, false},
+		{"hex of random", []byte(fmt.Sprintf("%x", random(3000))), EncodedType, false},
+		{"sqlite", append([]byte("SQLite format 3\x00"), random(5000)...), "sqlite", true},
+		{"pem", []byte("-----BEGIN CERTIFICATE-----\n" + base64.StdEncoding.EncodeToString(random(900)) + "\n-----END CERTIFICATE-----\n"), "pem", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sample(tc.data)
+			if s.Type != tc.want || s.High() != tc.high {
+				t.Errorf("type %q high %v, want %q high %v", s.Type, s.High(), tc.want, tc.high)
+			}
+		})
+	}
+}
+
+func TestOffsets(t *testing.T) {
+	for _, tc := range []struct {
+		size int64
+		want []int64
+	}{
+		{0, nil},
+		{1, []int64{0}},
+		{4096, []int64{0}},
+		{4097, []int64{0, 4096}},
+		{16384, []int64{0, 4096, 8192, 12288}},
+		{1 << 20, []int64{0, 348160, 696320, 1044480}},
+	} {
+		if got := Offsets(tc.size); !slices.Equal(got, tc.want) {
+			t.Errorf("Offsets(%d) = %v, want %v", tc.size, got, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	bad := func(f func(*Config)) Config { c := DefaultConfig(); c.Weights = map[Signal]float64{}; f(&c); return c }
+	for name, c := range map[string]Config{
+		"zero threshold": bad(func(c *Config) { c.Threshold = 0 }),
+		"no window":      bad(func(c *Config) { c.Window = 0 }),
+		"unknown signal": bad(func(c *Config) { c.Weights["entropie"] = 1 }),
+		"negative":       bad(func(c *Config) { c.Weights[Deleted] = -1 }),
+		"note dirs":      bad(func(c *Config) { c.NoteDirs = 1 }),
+	} {
+		if c.Validate() == nil {
+			t.Errorf("%s: Validate accepted %+v", name, c)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// step is one event of a scenario: op on file i (a path under /data).
+type step struct {
+	op       Op
+	pid      int
+	file     string
+	old, new []byte // content before and after (nil: unknown / none)
+	to       string // Rename target
+	canary   bool
+}
+
+func run(t *testing.T, steps []step) []*Alert {
+	t.Helper()
+	d, err := New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alerts []*Alert
+	for i, s := range steps {
+		e := Event{Time: t0.Add(time.Duration(i) * time.Second), Op: s.op, Path: "/data/" + s.file, Canary: s.canary,
+			Actor: Actor{PID: s.pid, Group: s.pid, UID: 1000, Command: fmt.Sprint("proc", s.pid)}}
+		if s.old != nil {
+			e.Old = sample(s.old)
+		}
+		if s.new != nil {
+			e.New = sample(s.new)
+		}
+		if s.op == Rename {
+			e.OldPath, e.Path = e.Path, "/data/"+s.to
+		}
+		if a := d.Observe(e); a != nil {
+			alerts = append(alerts, a)
+		}
+	}
+	return alerts
+}
+
+// repeat makes n steps from f(i).
+func repeat(n int, f func(i int) []step) []step {
+	var out []step
+	for i := range n {
+		out = append(out, f(i)...)
+	}
+	return out
+}
+
+func TestScenarios(t *testing.T) {
+	doc := text(6000)
+	for _, tc := range []struct {
+		name    string
+		steps   []step
+		alerts  int      // 0: none; else at least one (an attacker not stopped alerts again)
+		signals []Signal // all must be in the first alert
+	}{
+		{"encrypt and rename", repeat(5, func(i int) []step {
+			f := fmt.Sprintf("d%d/f%d.txt", i%3, i)
+			return []step{{op: Write, pid: 7, file: f, old: doc, new: random(6016)}, {op: Rename, pid: 7, file: f, to: f + ".lockbit"}}
+		}), 1, []Signal{Entropy, TypeLost, RenamedExt}},
+		{"one file is not enough", []step{{op: Write, pid: 7, file: "a.txt", old: doc, new: random(6000)}}, 0, nil},
+		{"base64 of ciphertext", repeat(3, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), old: doc, new: []byte(base64.StdEncoding.EncodeToString(random(4500)))}}
+		}), 1, []Signal{Encoded, TypeLost}},
+		{"zeros", repeat(3, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), old: doc, new: make([]byte, 6000)}}
+		}), 1, []Signal{Zeroed}},
+		{"truncate", repeat(3, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), old: doc, new: []byte{}}}
+		}), 1, []Signal{Truncated}},
+		{"delete old files", repeat(4, func(i int) []step { return []step{{op: Delete, pid: 7, file: fmt.Sprint(i, ".txt"), old: doc}} }), 1, []Signal{Deleted}},
+		{"delete fresh files", repeat(20, func(i int) []step {
+			return []step{{op: Create, pid: 8, file: fmt.Sprint(i, ".tmp")}, {op: Delete, pid: 7, file: fmt.Sprint(i, ".tmp")}}
+		}), 0, nil},
+		{"copy encrypted, delete original", repeat(3, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Create, pid: 7, file: f + ".enc"}, {op: Write, pid: 7, file: f + ".enc", new: random(6000)}, {op: Delete, pid: 7, file: f, old: doc}}
+		}), 1, []Signal{Deleted, TypeLost, NewHighEntropy}},
+		{"canary", []step{{op: Write, pid: 7, file: "!c.docx", canary: true, old: doc, new: random(100)}}, 1, []Signal{Canary}},
+		{"raw disk", []step{{op: RawWrite, pid: 9, file: "../dev/loop0"}}, 1, []Signal{RawDisk}},
+		{"ransom note needs damage", repeat(5, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprintf("d%d/README.txt", i), new: text(700)}}
+		}), 0, nil},
+		{"cooperating processes of one user", repeat(8, func(i int) []step {
+			return []step{{op: Write, pid: 100 + i, file: fmt.Sprint(i, ".txt"), old: doc, new: random(6000)}}
+		}), 1, []Signal{Entropy}},
+		{"compression is not damage", repeat(20, func(i int) []step {
+			gz := append([]byte{0x1f, 0x8b, 8, 0}, random(3000)...)
+			return []step{{op: Create, pid: 7, file: fmt.Sprint(i, ".gz")}, {op: Write, pid: 7, file: fmt.Sprint(i, ".gz"), new: gz}}
+		}), 0, nil},
+		{"document saves keep their type", repeat(20, func(i int) []step {
+			z := func() []byte { return append([]byte("PK\x03\x04"), random(3000)...) }
+			return []step{{op: Write, pid: 7, file: fmt.Sprint(i%4, ".docx"), old: z(), new: z()}}
+		}), 0, nil},
+		{"text edits", repeat(20, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), old: doc, new: append(text(100), doc...)}}
+		}), 0, nil},
+		{"log rotation renames", repeat(20, func(i int) []step {
+			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
+		}), 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alerts := run(t, tc.steps)
+			if (len(alerts) == 0) != (tc.alerts == 0) {
+				for _, a := range alerts {
+					t.Logf("alert: %+v", a)
+				}
+				t.Fatalf("%d alerts, want %d", len(alerts), tc.alerts)
+			}
+			if len(alerts) == 0 {
+				return
+			}
+			var got []string
+			for _, h := range alerts[0].Signals {
+				got = append(got, h.Signal)
+				if len(h.Files) == 0 || h.Score <= 0 {
+					t.Errorf("hit %+v without files or score", h)
+				}
+			}
+			for _, s := range tc.signals {
+				if !slices.Contains(got, string(s)) {
+					t.Errorf("signals %v, want %s among them", got, s)
+				}
+			}
+		})
+	}
+}
+
+// TestWindow: evidence older than the window no longer counts.
+func TestWindow(t *testing.T) {
+	d, _ := New(DefaultConfig())
+	doc := text(6000)
+	for i := range 6 {
+		e := Event{Time: t0.Add(time.Duration(i) * 11 * time.Minute), Op: Write, Path: fmt.Sprint("/d/", i, ".txt"),
+			Actor: Actor{PID: 5, Group: 5}, Old: sample(doc), New: sample(random(6000))}
+		if a := d.Observe(e); a != nil {
+			t.Fatalf("alert after %d files spread beyond the window: %+v", i+1, a)
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package detect
+
+import (
+	"path"
+	"strings"
+)
+
+// expected maps a file name extension to the type its content should have.
+// Only formats whose first bytes are reliable are listed.
+var expected = map[string]Type{
+	"docx": "zip", "xlsx": "zip", "pptx": "zip", "odt": "zip", "ods": "zip", "odp": "zip",
+	"zip": "zip", "jar": "zip", "epub": "zip", "apk": "zip",
+	"pdf": "pdf", "png": "png", "jpg": "jpeg", "jpeg": "jpeg", "gif": "gif",
+	"doc": "ole", "xls": "ole", "ppt": "ole", "msg": "ole",
+	"gz": "gzip", "tgz": "gzip", "zst": "zstd", "xz": "xz", "bz2": "bzip2", "7z": "7z",
+	"sqlite": "sqlite", "sqlite3": "sqlite", "mp3": "mp3", "ogg": "ogg", "flac": "flac",
+	"txt": TextType, "md": TextType, "csv": TextType, "tsv": TextType, "log": TextType,
+	"json": TextType, "xml": TextType, "html": TextType, "htm": TextType, "yaml": TextType,
+	"yml": TextType, "ini": TextType, "conf": TextType, "cfg": TextType, "sql": TextType,
+	"go": TextType, "c": TextType, "h": TextType, "py": TextType, "js": TextType,
+	"java": TextType, "sh": TextType, "rst": TextType, "tex": TextType, "eml": TextType,
+}
+
+// known is the set of extensions a rename may produce without scoring:
+// common document, data, code, archive and temporary-file extensions.
+var known = func() map[string]bool {
+	m := map[string]bool{}
+	for e := range expected {
+		m[e] = true
+	}
+	for _, e := range strings.Fields(`
+		bak old orig tmp temp swp swo part partial crdownload download lock new prev save sav
+		pack idx rev keep gitkeep sample
+		odg odf ott rtf pages numbers key wpd wps xlsm xlsb docm dotx dot pot potx pps ppsx vsd vsdx
+		svg tif tiff bmp webp heic ico psd ai eps raw cr2 nef
+		mp4 mov avi mkv webm wav m4a aac wma wmv mpg mpeg
+		tar tbz2 txz lz4 rar cab iso img qcow2 vmdk vdi dmg deb rpm whl gem
+		db db3 mdb accdb dbf frm ibd myd myi wal shm journal ldb sst
+		css scss less ts tsx jsx vue php rb pl pm lua rs cpp cc cxx hpp cs swift kt kts scala
+		m mm r jl hs ml ex exs erl clj dart nim zig asm s mod sum toml lock properties gradle
+		bat cmd ps1 psm1 vbs mk cmake make in am ac awk sed diff patch po pot mo
+		ics vcf msg mbox pst ost eml
+		o a so dll exe bin out obj lib pyc class wasm map
+		pem crt cer key pub p12 pfx csr der gpg asc sig
+		gitignore gitattributes editorconfig env dockerfile
+	`) {
+		m[e] = true
+	}
+	return m
+}()
+
+// ext returns the lower-case extension of a path without the dot ("" if none).
+func ext(p string) string {
+	e := path.Ext(path.Base(p))
+	if len(e) < 2 {
+		return ""
+	}
+	return strings.ToLower(e[1:])
+}
+
+// expectedType is the type a file's name promises, or Unknown.
+func expectedType(p string) Type { return expected[ext(p)] }
+
+// suspiciousRename reports whether renaming from old to new changes the
+// extension to one that is neither known nor a number (log rotation) nor a
+// backup marker (a trailing ~).
+func suspiciousRename(old, new string) bool {
+	oe, ne := ext(old), ext(new)
+	if ne == oe || ne == "" || known[ne] || strings.HasSuffix(new, "~") {
+		return false
+	}
+	if strings.Trim(ne, "0123456789") == "" {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,268 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"unicode/utf8"
+)
+
+// BlockSize is the size of one sampled block of a file.
+const BlockSize = 4096
+
+// MaxBlocks is how many blocks one sample holds.
+const MaxBlocks = 4
+
+// Type is a recognised content format ("zip", "pdf", "text", ...). The
+// special values: "" unrecognised, "empty" no content, "zero" only zero
+// bytes, "encoded" base64 or hex text.
+type Type string
+
+// Special content types.
+const (
+	Unknown     Type = ""
+	EmptyType   Type = "empty"
+	ZeroType    Type = "zero"
+	TextType    Type = "text"
+	EncodedType Type = "encoded"
+)
+
+// Block is what a sample keeps of one block: no content, only features.
+type Block struct {
+	Hash    uint64  // FNV-1a of the block's bytes
+	Entropy float32 // Shannon entropy in bits per byte
+	High    bool    // entropy is close to that of random bytes of this length
+}
+
+// Sample is the features of a bounded sample of a file's content: its size,
+// its type (judged from the first block) and one Block per sampled offset
+// (see Offsets). It holds no file content.
+type Sample struct {
+	Size   int64
+	Type   Type
+	Blocks []Block
+}
+
+// Offsets returns where to sample a file of size bytes: every block of a
+// small file, else the first block, blocks at one and two thirds (aligned
+// to BlockSize) and the last whole block. Offsets depend only on size, so
+// two samples of the same size compare block by block.
+func Offsets(size int64) []int64 {
+	if size <= 0 {
+		return nil
+	}
+	if size <= MaxBlocks*BlockSize {
+		var offs []int64
+		for o := int64(0); o < size; o += BlockSize {
+			offs = append(offs, o)
+		}
+		return offs
+	}
+	align := func(o int64) int64 { return o / BlockSize * BlockSize }
+	offs := []int64{0, align(size / 3), align(size * 2 / 3), align(size - BlockSize)}
+	out := offs[:1]
+	for _, o := range offs[1:] {
+		if o != out[len(out)-1] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Analyze computes the features of blocks read at Offsets(size) from a file
+// of size bytes. Blocks may be short or missing (a file that changed while
+// it was read); bytes past BlockSize in a block are ignored. It never
+// fails: any bytes give a Sample.
+func Analyze(size int64, blocks [][]byte) Sample {
+	s := Sample{Size: size}
+	if size <= 0 {
+		s.Type = EmptyType
+		return s
+	}
+	zero := true
+	for i, b := range blocks {
+		if i == MaxBlocks {
+			break
+		}
+		if len(b) > BlockSize {
+			b = b[:BlockSize]
+		}
+		e := entropy(b)
+		s.Blocks = append(s.Blocks, Block{Hash: fnv64(b), Entropy: float32(e), High: len(b) >= minJudged && e >= highEntropy(len(b))})
+		if zero && !allZero(b) {
+			zero = false
+		}
+	}
+	switch {
+	case len(blocks) == 0 || len(blocks[0]) == 0:
+		s.Type = Unknown
+	case zero:
+		s.Type = ZeroType
+	default:
+		s.Type = typeOf(blocks[0], float64(s.Blocks[0].Entropy))
+	}
+	return s
+}
+
+// High reports whether any sampled block has high entropy.
+func (s *Sample) High() bool {
+	for _, b := range s.Blocks {
+		if b.High {
+			return true
+		}
+	}
+	return false
+}
+
+// minJudged is the shortest block whose entropy is judged: shorter blocks
+// cannot tell random from text.
+const minJudged = 128
+
+// highEntropy is the entropy above which n bytes look random: the expected
+// plug-in entropy of n uniform random bytes (8 - 255/(2n ln 2)) less a
+// margin of half a bit. Text stays below 6, base64 near 6.
+func highEntropy(n int) float64 {
+	return 8 - 255/(2*float64(n)*math.Ln2) - 0.5
+}
+
+func entropy(b []byte) float64 {
+	if len(b) == 0 {
+		return 0
+	}
+	var counts [256]int
+	for _, c := range b {
+		counts[c]++
+	}
+	n := float64(len(b))
+	h := 0.0
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+func fnv64(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// magic is a format recognised by bytes at an offset.
+type magic struct {
+	typ Type
+	off int
+	sig string
+}
+
+// magics are the formats the detector recognises. Formats whose content is
+// compressed or encrypted by design are here so that their high entropy is
+// not taken for damage.
+var magics = []magic{
+	{"zip", 0, "PK\x03\x04"}, {"zip", 0, "PK\x05\x06"}, {"zip", 0, "PK\x07\x08"},
+	{"gzip", 0, "\x1f\x8b"}, {"zstd", 0, "\x28\xb5\x2f\xfd"}, {"xz", 0, "\xfd7zXZ\x00"},
+	{"bzip2", 0, "BZh"}, {"7z", 0, "7z\xbc\xaf\x27\x1c"}, {"rar", 0, "Rar!\x1a\x07"},
+	{"lz4", 0, "\x04\x22\x4d\x18"}, {"compress", 0, "\x1f\x9d"}, {"cab", 0, "MSCF"},
+	{"pdf", 0, "%PDF-"}, {"ole", 0, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"}, {"rtf", 0, "{\\rtf"},
+	{"png", 0, "\x89PNG\r\n\x1a\n"}, {"jpeg", 0, "\xff\xd8\xff"}, {"gif", 0, "GIF8"},
+	{"tiff", 0, "II*\x00"}, {"tiff", 0, "MM\x00*"}, {"bmp", 0, "BM"}, {"webp", 8, "WEBP"},
+	{"riff", 0, "RIFF"}, {"mp4", 4, "ftyp"}, {"mp3", 0, "ID3"}, {"ogg", 0, "OggS"},
+	{"flac", 0, "fLaC"}, {"mkv", 0, "\x1a\x45\xdf\xa3"},
+	{"elf", 0, "\x7fELF"}, {"ar", 0, "!<arch>\n"}, {"goobj", 0, "go object "},
+	{"wasm", 0, "\x00asm"}, {"class", 0, "\xca\xfe\xba\xbe"}, {"pe", 0, "MZ"},
+	{"sqlite", 0, "SQLite format 3\x00"}, {"sqlite-wal", 0, "\x37\x7f\x06\x82"},
+	{"sqlite-wal", 0, "\x37\x7f\x06\x83"}, {"sqlite-journal", 0, "\xd9\xd5\x05\xf9\x20\xa1\x63\xd7"},
+	{"git-pack", 0, "PACK"}, {"git-idx", 0, "\xfftOc"}, {"git-index", 0, "DIRC"},
+	{"tar", 257, "ustar"}, {"pem", 0, "-----BEGIN"}, {"age", 0, "age-encryption.org/"},
+	{"openssh", 0, "openssh-key-v1"}, {"utf16", 0, "\xff\xfe"}, {"utf16", 0, "\xfe\xff"},
+	{"kalaja", 0, "KALAJA"},
+}
+
+// typeOf judges a file's type from its first block and that block's entropy.
+func typeOf(b []byte, ent float64) Type {
+	for _, m := range magics {
+		if len(b) >= m.off+len(m.sig) && string(b[m.off:m.off+len(m.sig)]) == m.sig {
+			return m.typ
+		}
+	}
+	if len(b) >= 2 && b[0]&0x0f == 8 && b[0]>>4 <= 7 && binary.BigEndian.Uint16(b)%31 == 0 {
+		return "zlib"
+	}
+	if !isText(b) {
+		return Unknown
+	}
+	if isEncoded(b, ent) {
+		return EncodedType
+	}
+	return TextType
+}
+
+// isText reports whether b is UTF-8 text with few control characters. A
+// rune cut at the end of the block is allowed.
+func isText(b []byte) bool {
+	if len(b) > 3 {
+		cut := len(b) - 3
+		if !utf8.Valid(b[:cut]) {
+			return false
+		}
+		for i := cut; i < len(b); {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && utf8.FullRune(b[i:]) {
+				return false
+			}
+			i += n
+		}
+	} else if !utf8.Valid(b) {
+		return false
+	}
+	ctrl := 0
+	for _, c := range b {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f' || c == 0x7f {
+			ctrl++
+		}
+	}
+	return ctrl*50 <= len(b)
+}
+
+// isEncoded reports whether text b is base64 or hex: at least 64 bytes of
+// which almost all (line breaks aside) are in the encoding's alphabet, with
+// no spaces, and dense enough not to be a repeated letter.
+func isEncoded(b []byte, ent float64) bool {
+	b = bytes.TrimRight(b, "\r\n=")
+	if len(b) < 64 {
+		return false
+	}
+	var hex, b64, other int
+	for _, c := range b {
+		switch {
+		case c == '\n' || c == '\r':
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+			hex++
+		case c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=':
+			b64++
+		default:
+			other++
+		}
+	}
+	if other*100 > hex+b64 {
+		return false
+	}
+	if b64 == 0 {
+		return ent >= 3.5
+	}
+	return ent >= 5.0
+}

@@ -1,0 +1,163 @@
+package drill
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// Result is what one scenario showed.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Kind     string `json:"kind"`
+	Family   string `json:"family"`
+	// Detected: an alert came while the workload ran or within the settle
+	// time after it ended. For a benign workload this is a false alarm.
+	Detected bool `json:"detected"`
+	// DetectionMS is the time from the process's start to the first
+	// alert, in milliseconds.
+	DetectionMS float64 `json:"time_to_detection_ms,omitempty"`
+	// Stopped: the watcher said it stopped the offending processes.
+	Stopped bool `json:"stopped"`
+	// Finished: the workload ended by itself before any alert.
+	Finished bool `json:"finished"`
+	// FilesDamaged counts the tree's files changed, missing or renamed
+	// after the attack was stopped (attacks only; the watcher's canaries
+	// are not counted; wipe-raw's disk image counts as one file).
+	FilesDamaged int `json:"files_damaged"`
+	FilesTotal   int `json:"files_total"`
+	// Alerts is the number of alerts during the scenario; FalseAlarms is
+	// the same for a benign workload and 0 for an attack.
+	Alerts      int `json:"alerts"`
+	FalseAlarms int `json:"false_alarms"`
+	// ForeignAlerts counts alerts during the scenario about processes
+	// that are not the scenario's (other work on the machine); they are
+	// not counted above.
+	ForeignAlerts int `json:"foreign_alerts,omitempty"`
+	// Seconds is how long the process ran until it ended, the first
+	// alert came, or the timeout.
+	Seconds float64 `json:"seconds"`
+	// Alert is the first alert, if any.
+	Alert *Alert `json:"alert,omitempty"`
+	// Error says why the scenario could not run (a missing program, a
+	// workload that failed by itself).
+	Error string `json:"error,omitempty"`
+}
+
+// Summary condenses a report into the numbers the acceptance criteria
+// name.
+type Summary struct {
+	Attacks       int     `json:"attacks"`
+	Detected      int     `json:"detected"`
+	DamagedMedian float64 `json:"files_damaged_median"`
+	DamagedWorst  int     `json:"files_damaged_worst"`
+	Benign        int     `json:"benign"`
+	FalseAlarms   int     `json:"false_alarms"`
+	Errors        int     `json:"errors"`
+}
+
+// Report is the outcome of a drill.
+type Report struct {
+	Sandbox string   `json:"sandbox"`
+	Backend string   `json:"backend,omitempty"`
+	CanStop bool     `json:"can_stop"`
+	Files   int      `json:"files_per_scenario"`
+	Results []Result `json:"results"`
+	Summary Summary  `json:"summary"`
+}
+
+func (r *Report) summarise() {
+	s := Summary{}
+	var dmg []float64
+	for _, res := range r.Results {
+		if res.Error != "" {
+			s.Errors++
+		}
+		switch res.Kind {
+		case KindAttack:
+			s.Attacks++
+			if res.Detected {
+				s.Detected++
+			}
+			dmg = append(dmg, float64(res.FilesDamaged))
+			s.DamagedWorst = max(s.DamagedWorst, res.FilesDamaged)
+		case KindBenign:
+			s.Benign++
+			s.FalseAlarms += res.FalseAlarms
+		}
+	}
+	s.DamagedMedian = median(dmg)
+	r.Summary = s
+}
+
+// OK reports whether every attack was detected, no benign workload raised
+// an alarm, and no scenario failed to run.
+func (r *Report) OK() bool {
+	s := r.Summary
+	return s.Detected == s.Attacks && s.FalseAlarms == 0 && s.Errors == 0
+}
+
+// median returns the median of v (0 for none); v is reordered.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// WriteTable writes the report as an aligned table with a summary line.
+func (r *Report) WriteTable(w io.Writer) error {
+	stop := "cannot stop processes"
+	if r.CanStop {
+		stop = "stops processes"
+	}
+	backend := r.Backend
+	if backend == "" {
+		backend = "none"
+	}
+	fmt.Fprintf(w, "drill in %s: %d files per scenario; watcher backend %s (%s)\n\n", r.Sandbox, r.Files, backend, stop)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tKIND\tRESULT\tDETECTED IN\tDAMAGED\tSTOPPED\tSECONDS\tSIGNALS\t")
+	for _, res := range r.Results {
+		result, in, dmg, stopped, signals := "", "-", "-", "-", ""
+		switch {
+		case res.Error != "":
+			result = "ERROR"
+		case res.Kind == KindAttack && res.Detected:
+			result = "detected"
+		case res.Kind == KindAttack:
+			result = "MISSED"
+		case res.FalseAlarms > 0:
+			result = "FALSE ALARM"
+		default:
+			result = "clean"
+		}
+		if res.Detected {
+			in = fmt.Sprintf("%.0f ms", res.DetectionMS)
+			stopped = map[bool]string{true: "yes", false: "no"}[res.Stopped]
+			signals = strings.Join(res.Alert.Signals, ",")
+		}
+		if res.Kind == KindAttack && res.Error == "" {
+			dmg = fmt.Sprintf("%d/%d", res.FilesDamaged, res.FilesTotal)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t\n", res.Scenario, res.Kind, result, in, dmg, stopped, res.Seconds, signals)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, res := range r.Results {
+		if res.Error != "" {
+			fmt.Fprintf(w, "\n%s: %s", res.Scenario, res.Error)
+		}
+	}
+	s := r.Summary
+	_, err := fmt.Fprintf(w, "\nattacks: %d/%d detected; files damaged: median %g, worst %d. benign workloads: %d, false alarms: %d.\n",
+		s.Detected, s.Attacks, s.DamagedMedian, s.DamagedWorst, s.Benign, s.FalseAlarms)
+	return err
+}

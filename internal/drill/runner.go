@@ -1,0 +1,437 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Watcher is what the drill needs of a watcher (watcher.Watcher is one):
+// it watches until ctx ends, calling ready once its marks are in place.
+type Watcher interface {
+	Run(ctx context.Context, ready func()) error
+	Backend() (name string, canStop bool)
+	Canaries() []string
+}
+
+// Alert is what the drill keeps of one of the watcher's alerts.
+type Alert struct {
+	Time    time.Time `json:"time"`
+	PID     int       `json:"pid"`
+	PIDs    []int     `json:"pids,omitempty"`
+	Command string    `json:"command"`
+	Score   float64   `json:"score"`
+	Signals []string  `json:"signals"`
+	Files   []string  `json:"files,omitempty"`
+	Stopped bool      `json:"stopped"`
+}
+
+// WatchFunc makes a watcher over paths that calls onAlert for each alert
+// after stopping the offending processes. onAlert must not block.
+type WatchFunc func(paths []string, onAlert func(Alert)) (Watcher, error)
+
+// Config configures Run and MeasureOverhead.
+type Config struct {
+	Sandbox *Sandbox
+	// Child starts the drill's own child processes (attacks, office-save).
+	Child Child
+	// Env is the environment of the real programs (normally os.Environ()).
+	Env []string
+	// Watch makes the watcher for a scenario; nil runs without one.
+	Watch WatchFunc
+	// Tree is the tree generated afresh for each scenario.
+	Tree Tree
+	// BulkBytes is the size of the compress workload's dataset; log-rotate
+	// starts from three logs of an eighth of it.
+	BulkBytes int64
+	// SlowInterval is slow-encrypt's pause between files.
+	SlowInterval time.Duration
+	// Settle is how long to wait for a late alert after a workload ended
+	// on its own.
+	Settle time.Duration
+	// Timeout ends a scenario that neither finished nor was detected.
+	Timeout time.Duration
+	// Scenarios are the names to run; empty runs all.
+	Scenarios []string
+	// Logger gets progress; nil discards.
+	Logger *slog.Logger
+	// OnResult, if set, is called as each scenario ends.
+	OnResult func(Result)
+}
+
+// Defaults for the zero values of Config.
+const (
+	DefaultFiles        = 200
+	DefaultBulkBytes    = 64 << 20
+	DefaultSlowInterval = 3 * time.Second
+	DefaultSettle       = 2 * time.Second
+	DefaultTimeout      = 5 * time.Minute
+)
+
+func (c *Config) defaults() {
+	if c.Tree.Files == 0 {
+		c.Tree.Files = DefaultFiles
+	}
+	if c.Tree.Seed == 0 {
+		c.Tree.Seed = 1
+	}
+	if c.BulkBytes == 0 {
+		c.BulkBytes = DefaultBulkBytes
+	}
+	if c.SlowInterval == 0 {
+		c.SlowInterval = DefaultSlowInterval
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultSettle
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run runs the configured scenarios one after another, each on a freshly
+// generated tree, and reports what the watcher made of them. An error is
+// returned only when the drill itself cannot go on (the sandbox cannot be
+// reset, ctx ended); a scenario that fails to set up is reported with its
+// error and the others still run.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.defaults()
+	list, err := selectScenarios(cfg.Scenarios)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Sandbox: cfg.Sandbox.Root(), Files: cfg.Tree.Files}
+	r := &runner{cfg: &cfg}
+	for _, sc := range list {
+		res, err := r.scenario(ctx, sc, cfg.Watch)
+		if err != nil {
+			return rep, err
+		}
+		if res.backend != "" {
+			rep.Backend, rep.CanStop = res.backend, res.canStop
+		}
+		cfg.Logger.Info("scenario done", "scenario", sc.Name, "detected", res.Detected, "damaged", res.FilesDamaged, "error", res.Error)
+		rep.Results = append(rep.Results, res.Result)
+		if cfg.OnResult != nil {
+			cfg.OnResult(res.Result)
+		}
+	}
+	rep.summarise()
+	return rep, nil
+}
+
+// outcome is a Result with what only the runner needs.
+type outcome struct {
+	Result
+	backend string
+	canStop bool
+	wall    time.Duration // start to exit (or to the alert)
+	cpu     time.Duration // a watch process's CPU time over the same span
+	peakRSS int64         // a watch process's peak resident memory, bytes
+}
+
+// runner runs scenarios one after another.
+type runner struct {
+	cfg  *Config
+	tree *pristine // the generated tree, once made
+}
+
+// layout resets the sandbox and lays out the tree, generating it the
+// first time. It returns the number of files.
+func (r *runner) layout(ctx context.Context, progs Programs) (int, error) {
+	sb := r.cfg.Sandbox
+	if err := sb.Reset(); err != nil {
+		return 0, err
+	}
+	if r.tree != nil {
+		return len(r.tree.files), r.tree.restore(sb)
+	}
+	files, err := Generate(ctx, sb, progs, r.cfg.Tree)
+	if err != nil {
+		return 0, fmt.Errorf("generate tree: %w", err)
+	}
+	if r.tree, err = capture(sb, files); err != nil {
+		return 0, err
+	}
+	return len(files), nil
+}
+
+// scenario lays out a fresh tree, prepares sc, and runs it under a
+// watcher made by watch (none if nil). The returned error means the drill
+// cannot go on; a failure of the scenario alone is in Result.Error.
+func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (out outcome, fatal error) {
+	cfg := r.cfg
+	sb := cfg.Sandbox
+	out.Result = Result{Scenario: sc.Name, Kind: sc.Kind, Family: sc.Family}
+	st := &stage{cfg: cfg, sb: sb, progs: Programs{Env: cfg.Env}, child: cfg.Child}
+	defer func() {
+		if err := st.detach(ctx); err != nil && out.Error == "" {
+			out.Error = err.Error()
+		}
+	}()
+	fail := func(err error) (outcome, error) {
+		out.Error = err.Error()
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		return out, nil
+	}
+	n, err := r.layout(ctx, st.progs)
+	if errors.Is(err, ErrUnsafe) {
+		return out, err // the sandbox cannot be reset: stop the drill
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := prepareWork(sb); err != nil {
+		return fail(err)
+	}
+	if err := sc.prepare(ctx, st); err != nil {
+		return fail(fmt.Errorf("prepare: %w", err))
+	}
+	before, err := hashTree(sb)
+	if err != nil {
+		return fail(err)
+	}
+	out.FilesTotal = n
+	if sc.Name == WipeRaw {
+		out.FilesTotal++
+	}
+	unix.Sync()
+
+	var w *watching
+	if watch != nil {
+		// The watcher sees wipe-raw's device by itself: it watches every
+		// block device.
+		if w, err = startWatching(ctx, watch, []string{sb.Root()}); err != nil {
+			return fail(err)
+		}
+		out.backend, out.canStop = w.w.Backend()
+	}
+	cmd, err := sc.start(ctx, st)
+	if err != nil {
+		w.stop()
+		return fail(err)
+	}
+	if err := run(ctx, cmd, w, cfg, &out); err != nil {
+		w.stop()
+		return fail(err)
+	}
+	var canaries []string
+	if w != nil {
+		canaries = w.w.Canaries()
+		if err := w.stop(); err != nil {
+			return fail(fmt.Errorf("watcher: %w", err))
+		}
+	}
+	if err := st.detach(ctx); err != nil {
+		return fail(fmt.Errorf("detach loop device: %w", err))
+	}
+	if sc.Kind == KindAttack {
+		after, err := hashTree(sb)
+		if err != nil {
+			return fail(err)
+		}
+		out.FilesDamaged = damaged(sb, before, after, canaries)
+	}
+	return out, ctx.Err()
+}
+
+// run starts cmd in a session of its own and waits until it ends, an
+// alert comes, or the timeout; then kills what is left of its process
+// group and waits for late alerts. It fills in the timing and alert
+// fields of out.
+func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outcome) error {
+	var output tail
+	cmd.Stdout, cmd.Stderr = &output, &output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	var alerts <-chan Alert
+	if w != nil {
+		alerts = w.alerts
+	}
+	pw, _ := w.watcher().(*procWatcher)
+	var cpu0 time.Duration
+	if pw != nil {
+		cpu0, _ = pw.usage()
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	if w != nil {
+		w.sid.Store(int64(cmd.Process.Pid))
+		defer func() { out.ForeignAlerts = int(w.foreign.Load()) }()
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	timer := time.NewTimer(cfg.Timeout)
+	defer timer.Stop()
+
+	var first *Alert
+	var exitErr error
+	finished := false
+	select {
+	case exitErr = <-exited:
+		finished = true
+	case a := <-alerts:
+		first = &a
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	out.wall = time.Since(start)
+	if pw != nil {
+		cpu1, peak := pw.usage()
+		out.cpu, out.peakRSS = cpu1-cpu0, peak
+	}
+	if !finished {
+		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		exitErr = <-exited
+	}
+	if first == nil && alerts != nil {
+		select {
+		case a := <-alerts:
+			first = &a
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+		}
+	}
+	out.Seconds = out.wall.Seconds()
+	out.Finished = finished
+	if first != nil {
+		out.Detected = true
+		out.Alert = first
+		out.Stopped = first.Stopped
+		at := first.Time
+		if at.IsZero() {
+			at = time.Now()
+		}
+		out.DetectionMS = float64(at.Sub(start).Microseconds()) / 1000
+		out.Alerts = 1
+	drain:
+		for {
+			select {
+			case <-alerts:
+				out.Alerts++
+			default:
+				break drain
+			}
+		}
+	}
+	if out.Kind == KindBenign {
+		out.FalseAlarms = out.Alerts
+		if !finished && first == nil && ctx.Err() == nil {
+			return fmt.Errorf("did not finish in %s", cfg.Timeout)
+		}
+	}
+	if finished && exitErr != nil {
+		return fmt.Errorf("%w: %s", exitErr, output.String())
+	}
+	return ctx.Err()
+}
+
+// watching is a watcher running in its own goroutine, owned by the
+// scenario that started it and ended by stop.
+type watching struct {
+	w       Watcher
+	alerts  chan Alert
+	cancel  context.CancelFunc
+	done    chan error
+	sid     atomic.Int64 // the scenario's session, once started
+	foreign atomic.Int64 // alerts about other processes
+}
+
+// receive queues an alert about the scenario's processes and counts any
+// other. Called from the watcher's goroutine right after it stopped the
+// processes, so they still exist: an alert whose processes are all alive
+// and in another session (say, a raw write elsewhere on the machine) is
+// not the scenario's; one whose processes are gone gets the benefit of
+// the doubt, as only the scenario works in the sandbox.
+func (w *watching) receive(a Alert) {
+	sid := int(w.sid.Load())
+	ours, known := false, false
+	for _, pid := range append(a.PIDs, a.PID) {
+		if pid <= 0 {
+			continue
+		}
+		if s, err := unix.Getsid(pid); err == nil {
+			known = true
+			ours = ours || s == sid
+		}
+	}
+	if sid == 0 || known && !ours {
+		w.foreign.Add(1)
+		return
+	}
+	select {
+	case w.alerts <- a:
+	default: // the drill only needs the first few
+	}
+}
+
+// startWatching makes a watcher over paths and runs it until its marks
+// are in place.
+func startWatching(ctx context.Context, watch WatchFunc, paths []string) (*watching, error) {
+	wt := &watching{alerts: make(chan Alert, 256)}
+	w, err := watch(paths, wt.receive)
+	if err != nil {
+		return nil, fmt.Errorf("start watcher: %w", err)
+	}
+	wt.w = w
+	wctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		var once bool
+		done <- w.Run(wctx, func() {
+			if !once {
+				once = true
+				close(ready)
+			}
+		})
+	}()
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case <-ready:
+		wt.cancel, wt.done = cancel, done
+		return wt, nil
+	case err := <-done:
+		cancel()
+		return nil, fmt.Errorf("watcher ended before it was ready: %w", err)
+	case <-t.C:
+		cancel()
+		<-done
+		return nil, errors.New("watcher not ready after a minute")
+	}
+}
+
+// watcher returns the running watcher, or nil.
+func (w *watching) watcher() Watcher {
+	if w == nil {
+		return nil
+	}
+	return w.w
+}
+
+// stop ends the watcher and waits for it. A nil watching is fine.
+func (w *watching) stop() error {
+	if w == nil {
+		return nil
+	}
+	w.cancel()
+	err := <-w.done
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

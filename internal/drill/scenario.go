@@ -1,0 +1,166 @@
+package drill
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+)
+
+// Kinds of scenario.
+const (
+	KindAttack = "attack"
+	KindBenign = "benign"
+)
+
+// Scenario describes one attack or benign workload of the drill.
+type Scenario struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`   // KindAttack or KindBenign
+	Family string `json:"family"` // ransomware, wiper, or what the workload is
+	About  string `json:"about"`
+
+	prepare func(ctx context.Context, st *stage) error
+	start   func(ctx context.Context, st *stage) (*exec.Cmd, error)
+}
+
+// stage is what a scenario's preparation and start see.
+type stage struct {
+	cfg    *Config
+	sb     *Sandbox
+	progs  Programs
+	child  Child
+	device string // wipe-raw's loop device, once attached
+}
+
+// attack returns the start function of a named attack.
+func attack(name string) func(context.Context, *stage) (*exec.Cmd, error) {
+	return func(ctx context.Context, st *stage) (*exec.Cmd, error) {
+		args := []string{"attack"}
+		switch name {
+		case SlowEncrypt:
+			args = append(args, "--interval", st.cfg.SlowInterval.String())
+		case WipeRaw:
+			args = append(args, "--device", st.device)
+		}
+		return st.child.Command(ctx, append(args, name, st.sb.Root())...), nil
+	}
+}
+
+// rawImageSize is the size of wipe-raw's disk image.
+const rawImageSize = 32 << 20
+
+// prepareRaw writes the disk image (text-like content, as a file system
+// full of documents) and attaches a loop device to it.
+func prepareRaw(ctx context.Context, st *stage) error {
+	f, err := st.sb.OpenFile(RawImage, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	block := []byte(newGen(st.cfg.Tree.Seed + 5).text(1 << 20))[:1<<20]
+	for off := 0; off < rawImageSize; off += len(block) {
+		if _, err := f.Write(block); err != nil {
+			f.Close()
+			return fmt.Errorf("write disk image: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write disk image: %w", err)
+	}
+	dev, err := st.progs.Output(ctx, st.sb.Root(), "losetup", "--find", "--show", st.sb.Path(RawImage))
+	if err != nil {
+		return fmt.Errorf("attach loop device: %w", err)
+	}
+	st.device = dev
+	return nil
+}
+
+// detach detaches wipe-raw's loop device, if one is attached.
+func (st *stage) detach(ctx context.Context) error {
+	if st.device == "" {
+		return nil
+	}
+	err := st.progs.Run(context.WithoutCancel(ctx), st.sb.Root(), "", "losetup", "-d", st.device)
+	st.device = ""
+	return err
+}
+
+func noPrepare(context.Context, *stage) error { return nil }
+
+// Scenarios lists every scenario, attacks first, in the order Run runs
+// them.
+func Scenarios() []Scenario {
+	a := func(name, family, about string) Scenario {
+		return Scenario{Name: name, Kind: KindAttack, Family: family, About: about, prepare: noPrepare, start: attack(name)}
+	}
+	return []Scenario{
+		a(EncryptRename, "ransomware", "whole-file AES encryption, renamed to a new extension, ransom note in every folder"),
+		a(EncryptInPlace, "ransomware", "whole-file encryption in place, names kept"),
+		a(Intermittent, "ransomware", "every other 16-byte block encrypted in place, as LockFile and BlackCat do"),
+		a(EncodeBase64, "ransomware", "ciphertext written back as base64 text: low entropy"),
+		a(SlowEncrypt, "ransomware", "one file per interval (default 3 s), renamed"),
+		a(MultiProcess, "ransomware", "encryption split over many short processes of two files each"),
+		a(WipeRandom, "wiper", "every file overwritten with random bytes"),
+		a(WipeZero, "wiper", "every file overwritten with zeros"),
+		a(WipeTruncate, "wiper", "every file truncated to zero length"),
+		a(WipeDelete, "wiper", "every file deleted"),
+		{Name: WipeRaw, Kind: KindAttack, Family: "wiper", About: "raw writes over a loop block device whose backing file is in the sandbox",
+			prepare: prepareRaw, start: attack(WipeRaw)},
+		{Name: Compress, Kind: KindBenign, Family: "archive", About: "tar | zstd, then tar -z, of the tree and a log dataset",
+			prepare: prepareCompress, start: startCompress},
+		{Name: GitClone, Kind: KindBenign, Family: "development", About: "git clone of a local bare repository, checkout of an older commit and back, gc",
+			prepare: prepareGit, start: startGit},
+		{Name: GoBuild, Kind: KindBenign, Family: "development", About: "go build of a generated module with an empty build cache",
+			prepare: prepareGo, start: startGo},
+		{Name: SQLite, Kind: KindBenign, Family: "database", About: "sqlite3 loads a WAL database and updates and vacuums another",
+			prepare: prepareSQLite, start: startSQLite},
+		{Name: OfficeSave, Kind: KindBenign, Family: "office", About: "Word documents saved to a temporary file and renamed over the original",
+			prepare: noPrepare, start: startOffice},
+		{Name: LogRotate, Kind: KindBenign, Family: "system", About: "log rotation: rename, gzip, new log",
+			prepare: prepareLogs, start: startLogs},
+		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv",
+			prepare: noPrepare, start: startMoves},
+	}
+}
+
+// selectScenarios returns the scenarios named in names (all if empty), in
+// the order of Scenarios.
+func selectScenarios(names []string) ([]Scenario, error) {
+	all := Scenarios()
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []Scenario
+	for _, n := range names {
+		if !slices.ContainsFunc(all, func(s Scenario) bool { return s.Name == n }) {
+			var known []string
+			for _, s := range all {
+				known = append(known, s.Name)
+			}
+			return nil, fmt.Errorf("%w: unknown scenario %q (known: %s)", ErrUsage, n, strings.Join(known, ", "))
+		}
+	}
+	for _, s := range all {
+		if slices.Contains(names, s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// tail keeps the last bytes written to it, for error messages.
+type tail struct{ b bytes.Buffer }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.b.Write(p)
+	if t.b.Len() > 8192 {
+		rest := t.b.Bytes()[t.b.Len()-4096:]
+		t.b = *bytes.NewBuffer(append([]byte(nil), rest...))
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string { return strings.TrimSpace(t.b.String()) }

@@ -1,0 +1,329 @@
+package fswatch
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fanMask is what the filesystem marks ask for.
+const fanMask = unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE | unix.FAN_CREATE | unix.FAN_DELETE |
+	unix.FAN_RENAME | unix.FAN_ONDIR
+
+// maxDirCache bounds the directory handle -> path cache.
+const maxDirCache = 1 << 16
+
+// fanotify is the fanotify Source.
+type fanotify struct {
+	f       *os.File
+	roots   []string
+	log     *slog.Logger
+	mounts  map[[8]byte]int   // fsid -> descriptor for open_by_handle_at
+	dirs    map[string]string // fsid+handle -> folder path
+	devFS   [8]byte           // fsid of /dev
+	marked  map[string]bool   // block devices marked
+	allDevs bool              // mark block devices created later
+	loops   *loops            // which loop devices count
+	buf     []byte
+}
+
+func openFanotify(roots, devices []string, log *slog.Logger) (_ *fanotify, err error) {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME|unix.FAN_UNLIMITED_QUEUE,
+		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fanotify_init: %v (needs Linux 5.17+ and CAP_SYS_ADMIN)", ErrUnsupported, err)
+	}
+	s := &fanotify{
+		f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, log: log,
+		mounts: map[[8]byte]int{}, dirs: map[string]string{}, marked: map[string]bool{}, loops: newLoops(roots),
+		buf: make([]byte, 256<<10),
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, r := range roots {
+		id, err := fsid(r)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := s.mounts[id]; !ok {
+			mfd, err := unix.Open(r, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("fswatch: open %s: %w", r, err)
+			}
+			s.mounts[id] = mfd
+			if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanMask, unix.AT_FDCWD, r); err != nil {
+				return nil, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, r, err)
+			}
+		}
+		s.walkDirs(r, id)
+	}
+	s.markDevices(fd, devices)
+	return s, nil
+}
+
+func fsid(p string) ([8]byte, error) {
+	var st unix.Statfs_t
+	var id [8]byte
+	if err := unix.Statfs(p, &st); err != nil {
+		return id, fmt.Errorf("fswatch: statfs %s: %w", p, err)
+	}
+	for i, v := range st.Fsid.Val {
+		for j := range 4 {
+			id[i*4+j] = byte(uint32(v) >> (8 * j))
+		}
+	}
+	return id, nil
+}
+
+// walkDirs fills the folder cache for root, so files in folders removed
+// before their events are read still resolve.
+func (s *fanotify) walkDirs(root string, id [8]byte) {
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if len(s.dirs) >= maxDirCache/2 {
+			return filepath.SkipAll
+		}
+		h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, p, 0)
+		if err == nil {
+			s.dirs[handleKey(id, h.Type(), h.Bytes())] = p
+		}
+		return nil
+	})
+}
+
+// markDevices marks the block devices for writes: the given ones, or all
+// in /dev and, for those created later, /dev itself. Failures are logged:
+// raw-disk detection is then off.
+func (s *fanotify) markDevices(fd int, devices []string) {
+	all := devices == nil
+	if all {
+		devices = blockDevices()
+	}
+	if len(devices) == 0 {
+		return
+	}
+	id, err := fsid("/dev")
+	if err != nil {
+		s.log.Warn("raw disk writes will not be seen", "err", err)
+		return
+	}
+	s.devFS = id
+	if _, ok := s.mounts[id]; !ok {
+		mfd, err := unix.Open("/dev", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			s.log.Warn("raw disk writes will not be seen", "err", err)
+			return
+		}
+		s.mounts[id] = mfd
+	}
+	s.allDevs = all
+	if all {
+		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_CREATE, unix.AT_FDCWD, "/dev"); err != nil {
+			s.log.Warn("block devices created later will not be watched", "err", err)
+		}
+	}
+	for _, d := range devices {
+		s.markDevice(fd, d)
+	}
+}
+
+// markDevice marks p if it is a block device.
+func (s *fanotify) markDevice(fd int, p string) {
+	var st unix.Stat_t
+	if s.marked[p] || unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_MODIFY, unix.AT_FDCWD, p); err != nil {
+		s.log.Warn("cannot watch block device", "device", p, "err", err)
+		return
+	}
+	s.marked[p] = true
+}
+
+func (s *fanotify) Name() string { return "fanotify" }
+func (s *fanotify) PIDs() bool   { return true }
+
+func (s *fanotify) Close() error {
+	for _, fd := range s.mounts {
+		unix.Close(fd)
+	}
+	clear(s.mounts)
+	return s.f.Close()
+}
+
+func (s *fanotify) Run(ctx context.Context, handle func([]Event)) error {
+	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(time.Now()) })
+	defer stop()
+	var batch []Event
+	for {
+		if ctx.Err() != nil {
+			return nil // also when events never stop coming (a busy file system)
+		}
+		n, err := s.f.Read(s.buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fswatch: read fanotify: %w", err)
+		}
+		evs, err := parseFanotify(s.buf[:n])
+		if err != nil {
+			s.log.Warn("bad fanotify event", "err", err)
+		}
+		batch = batch[:0]
+		for _, ev := range evs {
+			batch = s.convert(ev, batch)
+		}
+		if len(batch) > 0 {
+			handle(batch)
+		}
+		if quiet(batch) {
+			idle(ctx)
+		}
+	}
+}
+
+// convert appends the Events one kernel event stands for.
+func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
+	if ev.fd >= 0 {
+		unix.Close(int(ev.fd))
+	}
+	if ev.mask&unix.FAN_Q_OVERFLOW != 0 {
+		return append(out, Event{Op: Overflow})
+	}
+	pid := int(ev.pid)
+	dir := ev.mask&unix.FAN_ONDIR != 0
+	if ev.mask&unix.FAN_RENAME != 0 {
+		var from, to string
+		for _, r := range ev.recs {
+			switch r.typ {
+			case infoOldDFIDName:
+				from = s.path(r)
+			case infoNewDFIDName:
+				to = s.path(r)
+			}
+		}
+		if dir && from != "" {
+			s.forget(from)
+		}
+		if from != "" && to != "" && (inRoots(from, s.roots) || inRoots(to, s.roots)) {
+			out = append(out, Event{Op: Rename, Path: to, OldPath: from, Dir: dir, PID: pid})
+		}
+		return out
+	}
+	var p string
+	for _, r := range ev.recs {
+		if r.typ == infoDFIDName {
+			p = s.path(r)
+			if r.fsid == s.devFS && p != "" {
+				return s.device(ev, p, pid, out)
+			}
+			break
+		}
+	}
+	if p == "" || !inRoots(p, s.roots) {
+		return out
+	}
+	// The kernel merges events on one name by one process, losing their
+	// order: a delete and a create merged are a replacement if the name
+	// exists now (delete first), else a temporary file (delete last).
+	del := ev.mask&unix.FAN_DELETE != 0
+	delFirst := false
+	if del && ev.mask&unix.FAN_CREATE != 0 {
+		_, err := os.Lstat(p)
+		delFirst = err == nil
+	}
+	if del && delFirst {
+		out = s.deleted(out, p, dir, pid)
+	}
+	if ev.mask&unix.FAN_CREATE != 0 {
+		out = append(out, Event{Op: Create, Path: p, Dir: dir, PID: pid})
+	}
+	switch {
+	case ev.mask&unix.FAN_CLOSE_WRITE != 0:
+		out = append(out, Event{Op: Write, Path: p, PID: pid})
+	case ev.mask&unix.FAN_MODIFY != 0:
+		out = append(out, Event{Op: Modify, Path: p, PID: pid})
+	}
+	if del && !delFirst {
+		out = s.deleted(out, p, dir, pid)
+	}
+	return out
+}
+
+// deleted appends a Delete, forgetting a removed folder's cached path.
+func (s *fanotify) deleted(out []Event, p string, dir bool, pid int) []Event {
+	if dir {
+		s.forget(p)
+	}
+	return append(out, Event{Op: Delete, Path: p, Dir: dir, PID: pid})
+}
+
+// device handles an event in /dev: a new entry to mark, or a raw write.
+func (s *fanotify) device(ev fanEvent, p string, pid int, out []Event) []Event {
+	if ev.mask&unix.FAN_CREATE != 0 && s.allDevs {
+		s.markDevice(int(s.f.Fd()), p)
+	}
+	if ev.mask&unix.FAN_MODIFY != 0 && s.marked[p] && s.loops.relevant(p) {
+		out = append(out, Event{Op: RawWrite, Path: p, PID: pid})
+	}
+	return out
+}
+
+func handleKey(id [8]byte, typ int32, h []byte) string {
+	return string(id[:]) + strconv.Itoa(int(typ)) + ":" + string(h)
+}
+
+// path resolves a directory record to the path of the entry it names, or
+// "" when the folder is gone and was not cached.
+func (s *fanotify) path(r fanRecord) string {
+	key := handleKey(r.fsid, r.handleType, r.handle)
+	dir, ok := s.dirs[key]
+	if !ok {
+		mfd, ok := s.mounts[r.fsid]
+		if !ok {
+			return ""
+		}
+		fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(r.handleType, r.handle), unix.O_PATH|unix.O_CLOEXEC)
+		if err != nil {
+			return ""
+		}
+		dir, err = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		unix.Close(fd)
+		if err != nil || strings.HasSuffix(dir, " (deleted)") {
+			return ""
+		}
+		if len(s.dirs) >= maxDirCache {
+			clear(s.dirs)
+		}
+		s.dirs[key] = dir
+	}
+	if r.name == "" || r.name == "." {
+		return dir
+	}
+	return filepath.Join(dir, r.name)
+}
+
+// forget drops cached folders at or below p (renamed or removed).
+func (s *fanotify) forget(p string) {
+	for k, d := range s.dirs {
+		if under(d, p) {
+			delete(s.dirs, k)
+		}
+	}
+}
+
+var _ Source = (*fanotify)(nil)

@@ -1,0 +1,198 @@
+// Package fswatch reports file events under protected folders on Linux,
+// with the process that caused them where the kernel says so. Two sources:
+//
+//   - Fanotify (Linux 5.17+, CAP_SYS_ADMIN): a filesystem mark on each
+//     protected folder's filesystem, reporting directory handles and names
+//     (FAN_REPORT_DFID_NAME) for FAN_CREATE, FAN_MODIFY, FAN_CLOSE_WRITE,
+//     FAN_DELETE and FAN_RENAME, with the PID of the process; events outside
+//     the folders are dropped in user space. It also marks every block
+//     device in /dev for FAN_MODIFY, so a process writing a raw disk is
+//     seen, and /dev itself so devices created later are marked too. A
+//     write to a loop device counts only when the file behind it is in a
+//     protected folder.
+//   - Inotify (any user): a watch on every folder under the protected
+//     ones, added as folders appear; no PIDs. Block devices are watched
+//     for IN_MODIFY when the user may read them.
+//
+// Both deliver batches of Events in kernel order to one handler goroutine.
+package fswatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Op is what happened.
+type Op uint8
+
+// The operations a Source reports.
+const (
+	Create   Op = iota + 1 // a file or folder (Dir) appeared
+	Modify                 // a file's content or size changed (a write or truncate; the file may still be open)
+	Write                  // a file opened for writing was closed
+	Delete                 // a file or folder (Dir) was removed
+	Rename                 // a file or folder (Dir) moved from OldPath to Path
+	RawWrite               // a block device (Path) was written to
+	Overflow               // the kernel dropped events (queue full)
+)
+
+var opNames = [...]string{"", "create", "modify", "write", "delete", "rename", "raw-write", "overflow"}
+
+// String returns the operation's name.
+func (o Op) String() string {
+	if int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", o)
+}
+
+// Event is one file event. PID is 0 when the source does not know it.
+type Event struct {
+	Op      Op
+	Path    string
+	OldPath string // Rename: the former path
+	Dir     bool
+	PID     int
+}
+
+// Source delivers events under the protected folders. Its marks or watches
+// are in place when Open returns.
+type Source interface {
+	// Run reads events until ctx is done or the source fails, calling
+	// handle (from Run's goroutine) with each batch. It returns nil when
+	// ctx ended it. Run may be called once.
+	Run(ctx context.Context, handle func([]Event)) error
+	// Close releases the kernel objects; call it after Run returned.
+	Close() error
+	// Name is "fanotify" or "inotify".
+	Name() string
+	// PIDs reports whether events carry the PID of their process.
+	PIDs() bool
+}
+
+// ErrUnsupported is returned by Open when the asked-for backend cannot be
+// used here (kernel too old, or not permitted).
+var ErrUnsupported = errors.New("fswatch: backend not available")
+
+// Options are the optional settings of Open.
+type Options struct {
+	// Devices are the block devices watched for raw writes. Nil means
+	// every block device in /dev (and those created later, with
+	// fanotify); an empty non-nil slice means none.
+	Devices []string
+	Log     *slog.Logger // may be nil
+}
+
+// Open starts watching roots (folders) with backend "fanotify",
+// "inotify" or "auto" (fanotify if permitted, else inotify). When auto
+// falls back, the reason fanotify was not used is logged.
+func Open(backend string, roots []string, opts Options) (Source, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clean, err := cleanRoots(roots)
+	if err != nil {
+		return nil, err
+	}
+	switch backend {
+	case "fanotify":
+		return openFanotify(clean, opts.Devices, log)
+	case "inotify":
+		return openInotify(clean, opts.Devices, log)
+	case "auto", "":
+		s, err := openFanotify(clean, opts.Devices, log)
+		if err == nil {
+			return s, nil
+		}
+		log.Warn("fanotify unavailable, using inotify: no process IDs, so no process can be stopped", "reason", err)
+		return openInotify(clean, opts.Devices, log)
+	}
+	return nil, fmt.Errorf("fswatch: unknown backend %q (want auto, fanotify or inotify)", backend)
+}
+
+// cleanRoots makes roots absolute with symbolic links resolved, as the
+// kernel reports paths.
+func cleanRoots(roots []string) ([]string, error) {
+	if len(roots) == 0 {
+		return nil, errors.New("fswatch: no folder to watch")
+	}
+	var out []string
+	for _, r := range roots {
+		a, err := filepath.Abs(r)
+		if err != nil {
+			return nil, fmt.Errorf("fswatch: %s: %w", r, err)
+		}
+		if a, err = filepath.EvalSymlinks(a); err != nil {
+			return nil, fmt.Errorf("fswatch: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// under reports whether p is root or inside it.
+func under(p, root string) bool {
+	return p == root || root == "/" || strings.HasPrefix(p, root) && len(p) > len(root) && p[len(root)] == '/'
+}
+
+// inRoots reports whether p lies in one of roots.
+func inRoots(p string, roots []string) bool {
+	for _, r := range roots {
+		if under(p, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// blockDevices returns the block devices in /dev.
+func blockDevices() []string {
+	entries, err := os.ReadDir("/dev")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.Type()&fs.ModeDevice != 0 && e.Type()&fs.ModeCharDevice == 0 {
+			out = append(out, "/dev/"+e.Name())
+		}
+	}
+	return out
+}
+
+// coalesce is how long a source waits before reading again after a batch
+// with nothing but writes still in progress (Modify) or events outside the
+// protected folders. Meanwhile the kernel merges repeated events on the
+// same file (a database writing page after page), so a busy file system
+// costs a few reads a second instead of one per write. A batch with any
+// other event (a file closed, renamed, deleted) is followed by an
+// immediate read, so attacks are seen without this delay.
+const coalesce = 5 * time.Millisecond
+
+// quiet reports whether a batch holds only Modify events (or none).
+func quiet(batch []Event) bool {
+	for _, e := range batch {
+		if e.Op != Modify {
+			return false
+		}
+	}
+	return true
+}
+
+// idle waits coalesce, or until ctx is done.
+func idle(ctx context.Context) {
+	t := time.NewTimer(coalesce)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

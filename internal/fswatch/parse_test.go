@@ -1,0 +1,95 @@
+package fswatch
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+// fanEventBytes encodes one fanotify event with one DFID_NAME record.
+func fanEventBytes(mask uint64, pid int32, typ uint8, handle []byte, name string) []byte {
+	rec := make([]byte, 20+len(handle)+len(name)+1)
+	rec[0] = typ
+	binary.LittleEndian.PutUint16(rec[2:], uint16(len(rec)))
+	copy(rec[4:12], "fsid1234")
+	binary.LittleEndian.PutUint32(rec[12:], uint32(len(handle)))
+	binary.LittleEndian.PutUint32(rec[16:], 1)
+	copy(rec[20:], handle)
+	copy(rec[20+len(handle):], name)
+	ev := make([]byte, fanMetadataLen, fanMetadataLen+len(rec))
+	binary.LittleEndian.PutUint32(ev, uint32(fanMetadataLen+len(rec)))
+	ev[4] = 3
+	binary.LittleEndian.PutUint16(ev[6:], fanMetadataLen)
+	binary.LittleEndian.PutUint64(ev[8:], mask)
+	binary.LittleEndian.PutUint32(ev[16:], 0xffffffff)
+	binary.LittleEndian.PutUint32(ev[20:], uint32(pid))
+	return append(ev, rec...)
+}
+
+func TestParseFanotify(t *testing.T) {
+	buf := append(fanEventBytes(0x8, 42, infoDFIDName, []byte{1, 2, 3, 4, 5, 6, 7, 8}, "a.txt"),
+		fanEventBytes(0x200, 43, infoDFIDName, []byte{9, 9}, "b")...)
+	evs, err := parseFanotify(buf)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("parse: %v, %d events", err, len(evs))
+	}
+	if e := evs[0]; e.mask != 0x8 || e.pid != 42 || e.fd != -1 || len(e.recs) != 1 || e.recs[0].name != "a.txt" || string(e.recs[0].fsid[:]) != "fsid1234" {
+		t.Errorf("first event %+v", e)
+	}
+	if e := evs[1]; e.pid != 43 || e.recs[0].name != "b" || len(e.recs[0].handle) != 2 {
+		t.Errorf("second event %+v", e)
+	}
+	for _, bad := range [][]byte{buf[:10], buf[:30], append([]byte{}, buf[:len(buf)-1]...)} {
+		if _, err := parseFanotify(bad); err == nil {
+			t.Errorf("parse of %d truncated bytes succeeded", len(bad))
+		}
+	}
+}
+
+func FuzzParseFanotify(f *testing.F) {
+	f.Add(fanEventBytes(0x8, 42, infoDFIDName, []byte{1, 2, 3, 4}, "a.txt"))
+	f.Add(fanEventBytes(0x10000000, 1, infoOldDFIDName, []byte{1}, "x"))
+	f.Add(fanEventBytes(0x4000, 0, 4, nil, ""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, _ := parseFanotify(b)
+		for _, e := range evs {
+			for _, r := range e.recs {
+				if len(r.handle) > len(b) || len(r.name) > len(b) {
+					t.Fatal("record larger than the buffer")
+				}
+			}
+		}
+	})
+}
+
+func inoEventBytes(wd int32, mask, cookie uint32, name string) []byte {
+	n := (len(name) + 1 + 15) &^ 15
+	b := make([]byte, 16+n)
+	binary.LittleEndian.PutUint32(b, uint32(wd))
+	binary.LittleEndian.PutUint32(b[4:], mask)
+	binary.LittleEndian.PutUint32(b[8:], cookie)
+	binary.LittleEndian.PutUint32(b[12:], uint32(n))
+	copy(b[16:], name)
+	return b
+}
+
+func TestParseInotify(t *testing.T) {
+	buf := append(inoEventBytes(1, 0x40, 7, "old.txt"), inoEventBytes(1, 0x80, 7, "new.txt")...)
+	evs, err := parseInotify(buf)
+	if err != nil || len(evs) != 2 || evs[0].name != "old.txt" || evs[1].cookie != 7 || evs[1].mask != 0x80 {
+		t.Fatalf("parse: %v %+v", err, evs)
+	}
+	if _, err := parseInotify(buf[:20]); err == nil {
+		t.Error("parse of a truncated event succeeded")
+	}
+}
+
+func FuzzParseInotify(f *testing.F) {
+	f.Add(inoEventBytes(1, 0x100, 0, "a"))
+	f.Add(inoEventBytes(3, 0x2, 0, ""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, _ := parseInotify(b)
+		if len(evs) > len(b)/16 {
+			t.Fatalf("%d events from %d bytes", len(evs), len(b))
+		}
+	})
+}

@@ -1,0 +1,418 @@
+package watcher
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// proc is what the table knows of one process.
+type proc struct {
+	ppid   int // parent at fork (kept when the parent dies and the kernel reparents)
+	pgid   int // process group
+	uid    int // -1 unknown
+	comm   string
+	exited time.Time
+	read   time.Time // last refreshed from /proc
+}
+
+// procs tracks processes: from the kernel's proc connector (fork, exec,
+// setsid, setuid and exit of every process, so even a process that wrote a
+// file and exited before its event was read has a known parent), else from
+// /proc. It chooses the group an event is charged to (see actor) and
+// stops process trees. Safe for concurrent use.
+type procs struct {
+	self      int
+	protected map[int]bool // this process and its ancestors: never stopped, never part of a tree
+	ownGroups map[int]bool // their process groups
+	mu        sync.Mutex
+	nl        int // proc connector socket, -1 if none
+	table     map[int]*proc
+	drained   time.Time
+}
+
+// maxProcs bounds the table; exited processes are kept this long so
+// late events still find their parents.
+const (
+	maxProcs   = 1 << 16
+	exitedKeep = time.Minute
+)
+
+func newProcs() *procs {
+	p := &procs{self: os.Getpid(), protected: map[int]bool{}, ownGroups: map[int]bool{}, nl: -1, table: map[int]*proc{}}
+	for pid := p.self; pid > 0 && !p.protected[pid]; {
+		p.protected[pid] = true
+		info, err := readProc(pid)
+		if err != nil {
+			break
+		}
+		p.ownGroups[info.pgid] = true
+		pid = info.ppid
+	}
+	return p
+}
+
+// listen subscribes to the proc connector (needs CAP_NET_ADMIN).
+func (p *procs) listen() error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_CONNECTOR)
+	if err != nil {
+		return fmt.Errorf("proc connector socket: %w", err)
+	}
+	const cnIdxProc, cnValProc, mcastListen = 1, 1, 1
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: cnIdxProc}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("proc connector bind: %w", err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	msg := make([]byte, nlmsgHdrLen+cnMsgLen+4)
+	le := binary.LittleEndian
+	le.PutUint32(msg, uint32(len(msg)))
+	le.PutUint16(msg[4:], unix.NLMSG_DONE)
+	le.PutUint32(msg[nlmsgHdrLen:], cnIdxProc)
+	le.PutUint32(msg[nlmsgHdrLen+4:], cnValProc)
+	le.PutUint16(msg[nlmsgHdrLen+16:], 4)
+	le.PutUint32(msg[nlmsgHdrLen+cnMsgLen:], mcastListen)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: cnIdxProc}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("proc connector listen: %w", err)
+	}
+	p.nl = fd
+	return nil
+}
+
+func (p *procs) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.nl >= 0 {
+		unix.Close(p.nl)
+		p.nl = -1
+	}
+}
+
+// drain applies every queued proc connector message. Called with p.mu held.
+func (p *procs) drain() {
+	if p.nl < 0 {
+		return
+	}
+	var buf [4096]byte
+	for {
+		n, _, err := unix.Recvfrom(p.nl, buf[:], unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.ENOBUFS) {
+			continue // messages were lost; /proc fills the gaps
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		evs, _ := parseProcEvents(buf[:n])
+		for _, ev := range evs {
+			p.apply(ev)
+		}
+	}
+	now := time.Now()
+	if now.Sub(p.drained) > 10*time.Second || len(p.table) > maxProcs {
+		p.drained = now
+		for pid, pr := range p.table {
+			if !pr.exited.IsZero() && now.Sub(pr.exited) > exitedKeep {
+				delete(p.table, pid)
+			}
+		}
+		if len(p.table) > maxProcs {
+			clear(p.table)
+		}
+	}
+}
+
+func (p *procs) apply(ev procEvent) {
+	if ev.pid != ev.tgid {
+		return // a thread
+	}
+	switch ev.what {
+	case procFork:
+		c := &proc{ppid: ev.parentTGID, uid: -1}
+		if pp := p.table[ev.parentTGID]; pp != nil {
+			c.uid, c.comm, c.pgid = pp.uid, pp.comm, pp.pgid
+		}
+		p.table[ev.pid] = c
+	case procExec:
+		if pr := p.table[ev.pid]; pr != nil {
+			pr.comm = ""
+		}
+	case procUID:
+		if pr := p.table[ev.pid]; pr != nil {
+			pr.uid = ev.uid
+		}
+	case procSID:
+		if pr := p.table[ev.pid]; pr != nil {
+			pr.pgid = ev.pid // setsid makes a new process group too
+		}
+	case procExit:
+		if pr := p.table[ev.pid]; pr != nil {
+			pr.exited = time.Now()
+		}
+	}
+}
+
+// tick drains the proc connector; the watcher calls it periodically so
+// the socket does not overflow while no file event arrives.
+func (p *procs) tick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drain()
+}
+
+// get returns what is known of pid, refreshed from /proc at most once a
+// second while the process lives. Called with p.mu held.
+func (p *procs) get(pid int) *proc {
+	pr := p.table[pid]
+	if pr != nil && (!pr.exited.IsZero() || time.Since(pr.read) < time.Second) {
+		return pr
+	}
+	info, err := readProc(pid)
+	if err != nil {
+		if pr == nil {
+			p.drain()
+			pr = p.table[pid]
+		}
+		return pr
+	}
+	if pr == nil {
+		pr = info
+		p.table[pid] = pr
+	} else {
+		pr.uid, pr.comm, pr.pgid, pr.read = info.uid, info.comm, info.pgid, info.read
+		if pr.ppid == 0 {
+			pr.ppid = info.ppid
+		}
+	}
+	return pr
+}
+
+// actor returns the group pid is charged to, its user and command. The
+// group is the process group (a shell job, or everything a program that
+// called setsid forks), keyed by its ID, unless that is the group of this
+// process or of an ancestor (a test runner, a drill, a service manager):
+// then it is the process tree under the highest ancestor below this
+// process, its ancestors, or PID 1 or 2. Either way a program and the
+// workers it forks are one actor, and two programs started side by side
+// are two. Unknown parents end the walk.
+func (p *procs) actor(pid int) (group, uid int, comm string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr := p.get(pid)
+	if pr == nil {
+		return pid, -1, ""
+	}
+	if pr.pgid > 2 && !p.ownGroups[pr.pgid] {
+		return pr.pgid, pr.uid, pr.comm
+	}
+	c := p.chain(pid)
+	return c[len(c)-1], pr.uid, pr.comm
+}
+
+// chain returns pid and its ancestors, up to (not including) a boundary:
+// PID 1 or 2, this process or an ancestor, or a process outside pid's
+// own process group when that group is not this process's. Called with
+// p.mu held.
+func (p *procs) chain(pid int) []int {
+	chain := []int{pid}
+	first := p.get(pid)
+	for range 64 {
+		cur := p.get(chain[len(chain)-1])
+		if cur == nil || cur.ppid <= 2 || p.protected[cur.ppid] {
+			break
+		}
+		if first != nil && !p.ownGroups[first.pgid] {
+			if par := p.get(cur.ppid); par == nil || par.pgid != first.pgid {
+				break
+			}
+		}
+		chain = append(chain, cur.ppid)
+	}
+	return chain
+}
+
+// readProc reads a live process's parent, session, user and command.
+func readProc(pid int) (*proc, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	// pid (comm) state ppid pgrp session ...
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return nil, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 4 {
+		return nil, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgid, _ := strconv.Atoi(f[2])
+	pr := &proc{ppid: ppid, pgid: pgid, uid: -1, comm: string(b[open+1 : end]), read: time.Now()}
+	var st syscall.Stat_t
+	if syscall.Stat("/proc/"+strconv.Itoa(pid), &st) == nil {
+		pr.uid = int(st.Uid)
+	}
+	return pr, nil
+}
+
+// targets chooses what to stop for the processes whose events scored:
+// per tree (see chain), their lowest common ancestor (so a program that
+// forks a worker per file is stopped, not only its workers), moved up
+// while it has exited or is a zombie, but never above the tree's root.
+// With one live offender that is the offender itself: its parents,
+// which may be a shell or a test runner doing other work, are spared.
+func (p *procs) targets(pids []int) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	chains := map[int][][]int{} // root -> chains (pid first, root last)
+	for _, pid := range pids {
+		chain := p.chain(pid)
+		root := chain[len(chain)-1]
+		chains[root] = append(chains[root], chain)
+	}
+	var out []int
+	for _, cs := range chains {
+		// The common ancestors are the common suffix of the chains.
+		common := cs[0]
+		for _, c := range cs[1:] {
+			n := 0
+			for n < len(common) && n < len(c) && common[len(common)-1-n] == c[len(c)-1-n] {
+				n++
+			}
+			common = common[len(common)-n:]
+		}
+		if len(common) == 0 {
+			continue
+		}
+		i := 0
+		for i < len(common)-1 && !alive(common[i]) {
+			i++
+		}
+		out = append(out, common[i])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// stop sends SIGSTOP to each of pids and all their descendants, parents
+// before children, repeating until no new descendant appears. Protected
+// processes (this one and its ancestors) and PIDs 1 and 2 are skipped. It
+// returns the processes stopped.
+func (p *procs) stop(pids []int) ([]int, error) {
+	stopped := map[int]bool{}
+	var errs []error
+	send := func(pid int) {
+		if stopped[pid] || pid <= 2 || p.protected[pid] {
+			return
+		}
+		if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+			if !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("stop %d: %w", pid, err))
+			}
+			return
+		}
+		stopped[pid] = true
+	}
+	for _, pid := range pids {
+		send(pid)
+	}
+	for range 3 {
+		children := childrenMap()
+		before := len(stopped)
+		queue := slices.Clone(pids)
+		seen := map[int]bool{}
+		for len(queue) > 0 {
+			pid := queue[0]
+			queue = queue[1:]
+			if seen[pid] {
+				continue
+			}
+			seen[pid] = true
+			for _, c := range children[pid] {
+				send(c)
+				queue = append(queue, c)
+			}
+		}
+		if len(stopped) == before {
+			break
+		}
+	}
+	out := make([]int, 0, len(stopped))
+	for pid := range stopped {
+		out = append(out, pid)
+	}
+	slices.Sort(out)
+	return out, errors.Join(errs...)
+}
+
+// childrenMap reads every live process's parent from /proc.
+func childrenMap() map[int][]int {
+	m := map[int][]int{}
+	d, err := os.Open("/proc")
+	if err != nil {
+		return m
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, n := range names {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		if pr, err := readProc(pid); err == nil {
+			m[pr.ppid] = append(m[pr.ppid], pid)
+		}
+	}
+	return m
+}
+
+// hasOpenForWrite reports whether pid holds path open for writing (so a
+// truncation is the start of a rewrite, not the end of the file).
+func hasOpenForWrite(pid int, path string) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	d, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, n := range names {
+		if t, err := os.Readlink(dir + n); err != nil || t != path {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/fdinfo/" + n)
+		if err != nil {
+			return true
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "flags:"); ok {
+				fl, _ := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+				if fl&(unix.O_WRONLY|unix.O_RDWR) != 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,391 @@
+// Package watcher watches protected folders for ransomware and wiper
+// behaviour and responds. It composes an event source (internal/fswatch),
+// cheap content features (a bounded sample of each written file, compared
+// with the cached sample of what it held), the process table (which
+// process tree each event is charged to) and the pure scoring of
+// internal/detect; on an alert it stops the offending processes
+// (SIGSTOP, so an operator can inspect or kill them) and hands the alert
+// to the caller, who may alert further and take a protective snapshot.
+//
+// Events caused by the watcher's own process are never scored (they still
+// update the content cache); its own process and its ancestors are never
+// stopped. docs/design.md, "Watcher (detector v1)", documents the signals,
+// the process trees, the response and the limits.
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/fswatch"
+)
+
+// Config configures a Watcher.
+type Config struct {
+	Paths    []string           // protected roots (absolute)
+	Detect   detect.Config      // scoring; detect.DefaultConfig() gives the documented defaults
+	Backend  string             // "auto" (fanotify if permitted, else inotify), "fanotify", "inotify"
+	Stop     bool               // SIGSTOP the offending process tree/group when an alert fires
+	Canaries bool               // place and watch canary files under each path
+	Logger   *slog.Logger       // may be nil
+	OnAlert  func(detect.Alert) // called for every alert, after the stop (if any) was done; from Run's goroutine, so it must not block long
+	Now      func() time.Time   // clock for event times; nil means time.Now
+	// RawDevices are the block devices watched for raw writes: nil means
+	// every block device in /dev (and, with fanotify, those created
+	// later); an empty non-nil slice means none. A drill or test on a
+	// shared machine names its own loop device, so that other programs'
+	// raw writes are not taken for its attack.
+	RawDevices []string
+}
+
+// maxPending bounds the written files waiting for their rename, and the
+// files whose last truncation check is remembered.
+const maxPending = 4096
+
+// modifyEvery is how often a file being written is checked for truncation.
+const modifyEvery = 100 * time.Millisecond
+
+// Watcher watches the protected paths. Create it with New, then call Run
+// once.
+type Watcher struct {
+	cfg      Config
+	log      *slog.Logger
+	roots    []string
+	src      fswatch.Source
+	det      *detect.Detector
+	procs    *procs
+	samples  *sampler
+	canaries map[string]bool
+	placed   []string
+	pending  map[string]bool      // written files gone before they were sampled (renamed away)
+	modified map[string]time.Time // last truncation check per file
+	mu       sync.Mutex           // guards placed (Canaries may be called from any goroutine)
+	runOnce  sync.Once
+}
+
+// New validates cfg, places the canary files (if asked) and opens the
+// event source, so that Backend and Canaries answer before Run. If Run is
+// never called the caller leaks the source's descriptors.
+func New(cfg Config) (*Watcher, error) {
+	if len(cfg.Paths) == 0 {
+		return nil, errors.New("watcher: no path to protect")
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = "auto"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	det, err := detect.New(cfg.Detect)
+	if err != nil {
+		return nil, fmt.Errorf("watcher: %w", err)
+	}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}, modified: map[string]time.Time{}}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range cfg.Paths {
+		a, err := filepath.Abs(p)
+		if err == nil {
+			a, err = filepath.EvalSymlinks(a)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("watcher: %w", err)
+		}
+		if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("watcher: %s is not a folder", p)
+		}
+		w.roots = append(w.roots, a)
+	}
+	if cfg.Canaries {
+		// Placed before the source opens, so that even without PIDs
+		// (inotify) their creation is not taken for an attack.
+		if w.placed, err = placeCanaries(w.roots); err != nil {
+			return nil, fmt.Errorf("watcher: %w", err)
+		}
+		for _, c := range w.placed {
+			w.canaries[c] = true
+		}
+	}
+	if w.src, err = fswatch.Open(cfg.Backend, w.roots, fswatch.Options{Devices: cfg.RawDevices, Log: w.log}); err != nil {
+		removeCanaries(w.placed)
+		return nil, fmt.Errorf("watcher: %w", err)
+	}
+	w.procs = newProcs()
+	if w.src.PIDs() {
+		if err := w.procs.listen(); err != nil {
+			w.log.Warn("process tree tracking from /proc only: short-lived processes may not be tied to their parent", "err", err)
+		}
+	}
+	return w, nil
+}
+
+// Backend reports which backend is in use and whether it can stop
+// processes (it knows their PIDs and Config.Stop is set).
+func (w *Watcher) Backend() (name string, canStop bool) {
+	return w.src.Name(), w.src.PIDs() && w.cfg.Stop
+}
+
+// Canaries lists the canary files placed (so a drill can exclude them
+// from damage counts). They are removed when Run returns.
+func (w *Watcher) Canaries() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.placed)
+}
+
+// Run watches until ctx is done. ready is called (once) when the
+// marks/watches are in place and events will be seen. It samples the files
+// already present first (bounded, see docs/design.md), so that their first
+// write can be compared with what they held. Run returns nil when ctx
+// ends it; it may be called once.
+func (w *Watcher) Run(ctx context.Context, ready func()) error {
+	first := false
+	w.runOnce.Do(func() { first = true })
+	if !first {
+		return errors.New("watcher: Run called twice")
+	}
+	defer func() {
+		w.src.Close()
+		w.procs.close()
+		w.mu.Lock()
+		removeCanaries(w.placed)
+		w.placed = nil
+		w.mu.Unlock()
+	}()
+	name, canStop := w.Backend()
+	n := w.samples.scan(ctx, w.roots)
+	w.log.Info("watching", "paths", w.roots, "backend", name, "pids", w.src.PIDs(), "stop", canStop,
+		"canaries", len(w.placed), "files sampled", n)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // drains the proc connector while no file event comes
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.procs.tick()
+			}
+		}
+	}()
+	if ready != nil {
+		ready()
+	}
+	err := w.src.Run(ctx, w.handle)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// handle processes one batch of events, in order.
+func (w *Watcher) handle(batch []fswatch.Event) {
+	for _, ev := range batch {
+		w.one(ev)
+	}
+}
+
+func (w *Watcher) one(ev fswatch.Event) {
+	self := ev.PID != 0 && ev.PID == w.procs.self
+	var de *detect.Event
+	switch ev.Op {
+	case fswatch.Overflow:
+		w.log.Warn("the kernel dropped file events (queue overflow); some activity was not scored")
+		return
+	case fswatch.Create:
+		if ev.Dir {
+			return
+		}
+		de = &detect.Event{Op: detect.Create, Path: ev.Path}
+	case fswatch.Write:
+		smp, ok := w.samples.read(ev.Path)
+		if !ok {
+			if _, err := os.Lstat(ev.Path); err != nil {
+				if len(w.pending) >= maxPending {
+					clear(w.pending)
+				}
+				w.pending[ev.Path] = true // renamed away already: judged at the rename
+			}
+			return
+		}
+		old := w.samples.cache[ev.Path]
+		w.samples.put(ev.Path, smp)
+		de = &detect.Event{Op: detect.Write, Path: ev.Path, Old: old, New: smp}
+	case fswatch.Modify:
+		old := w.samples.cache[ev.Path]
+		if old == nil || old.Size == 0 || !w.modifyDue(ev.Path) {
+			return
+		}
+		fi, err := os.Lstat(ev.Path)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+			return
+		}
+		if !self && ev.PID != 0 && hasOpenForWrite(ev.PID, ev.Path) {
+			return // a rewrite in progress: judged at close
+		}
+		if fi, err := os.Lstat(ev.Path); err != nil || fi.Size() != 0 {
+			return // rewritten (and closed) meanwhile: judged at close
+		}
+		smp := detect.Analyze(0, nil)
+		w.samples.put(ev.Path, &smp)
+		de = &detect.Event{Op: detect.Write, Path: ev.Path, Old: old, New: &smp}
+	case fswatch.Delete:
+		if ev.Dir {
+			return
+		}
+		old := w.samples.cache[ev.Path]
+		delete(w.samples.cache, ev.Path)
+		delete(w.pending, ev.Path)
+		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old}
+	case fswatch.Rename:
+		w.rename(ev, self)
+		return
+	case fswatch.RawWrite:
+		de = &detect.Event{Op: detect.RawWrite, Path: ev.Path}
+	default:
+		return
+	}
+	if self {
+		return
+	}
+	de.Canary = w.canaries[ev.Path] && canaryHit(de.Old, de.New)
+	w.observe(ev.PID, de)
+}
+
+// modifyDue reports whether a Modify of path should be checked for a
+// truncation now: at most once per modifyEvery per file, so a file being
+// written page by page costs a map lookup per event, not a stat.
+func (w *Watcher) modifyDue(path string) bool {
+	now := time.Now()
+	if last, ok := w.modified[path]; ok && now.Sub(last) < modifyEvery {
+		return false
+	}
+	if len(w.modified) >= maxPending {
+		clear(w.modified)
+	}
+	w.modified[path] = now
+	return true
+}
+
+// rename handles a move: the cache and canary bookkeeping, the rename
+// itself, content written just before it (judged here if it could not be
+// read under the old name) and a file it replaced.
+func (w *Watcher) rename(ev fswatch.Event, self bool) {
+	if ev.Dir {
+		w.samples.move(ev.OldPath, ev.Path, true)
+		for c := range w.canaries {
+			if under(c, ev.OldPath) {
+				w.moveCanary(c, ev.Path+c[len(ev.OldPath):])
+			}
+		}
+		return
+	}
+	replaced := w.samples.cache[ev.Path]
+	src := w.samples.cache[ev.OldPath]
+	written := w.pending[ev.OldPath]
+	delete(w.pending, ev.OldPath)
+	if written || src == nil {
+		if smp, ok := w.samples.read(ev.Path); ok {
+			if written {
+				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(src, smp)})
+			}
+			src = smp
+		}
+	}
+	delete(w.samples.cache, ev.OldPath)
+	if src != nil {
+		w.samples.put(ev.Path, src)
+	}
+	canary := false
+	if w.canaries[ev.OldPath] {
+		if filepath.Base(ev.OldPath) == filepath.Base(ev.Path) && inRoots(ev.Path, w.roots) {
+			w.moveCanary(ev.OldPath, ev.Path) // moved along with its folder's content
+		} else {
+			canary = true
+		}
+	}
+	w.judge(ev, self, &detect.Event{Op: detect.Rename, Path: ev.Path, OldPath: ev.OldPath, Canary: canary})
+	if replaced != nil && src != nil {
+		w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.Path, Old: replaced, New: src, Canary: w.canaries[ev.Path] && canaryHit(replaced, src)})
+	}
+}
+
+func (w *Watcher) judge(ev fswatch.Event, self bool, de *detect.Event) {
+	if !self {
+		w.observe(ev.PID, de)
+	}
+}
+
+func (w *Watcher) moveCanary(from, to string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.canaries, from)
+	w.canaries[to] = true
+	if i := slices.Index(w.placed, from); i >= 0 {
+		w.placed[i] = to
+	}
+}
+
+func inRoots(p string, roots []string) bool {
+	for _, r := range roots {
+		if under(p, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// observe charges an event to its process tree and responds to an alert.
+func (w *Watcher) observe(pid int, de *detect.Event) {
+	de.Time = w.cfg.Now()
+	if pid != 0 {
+		root, uid, comm := w.procs.actor(pid)
+		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm}
+	}
+	a := w.det.Observe(*de)
+	if a == nil {
+		return
+	}
+	w.respond(a)
+}
+
+// respond stops the implicated processes (if configured and possible),
+// logs the alert and hands it to OnAlert.
+func (w *Watcher) respond(a *detect.Alert) {
+	if w.cfg.Stop && w.src.PIDs() && len(a.PIDs) > 0 {
+		stopped, err := w.procs.stop(w.procs.targets(a.PIDs))
+		a.Stopped = len(stopped) > 0
+		if err != nil {
+			a.StopError = err.Error()
+		}
+		for _, p := range stopped {
+			if !slices.Contains(a.PIDs, p) {
+				a.PIDs = append(a.PIDs, p)
+			}
+		}
+		slices.Sort(a.PIDs)
+	}
+	sigs := make([]string, len(a.Signals))
+	for i, h := range a.Signals {
+		sigs[i] = fmt.Sprintf("%s=%g", h.Signal, h.Score)
+	}
+	w.log.Error("ALERT: ransomware or wiper behaviour", "scope", a.Scope, "pid", a.PID, "command", a.Command,
+		"uid", a.UID, "score", a.Score, "signals", sigs, "pids", a.PIDs, "stopped", a.Stopped, "files", len(a.Files))
+	if w.cfg.OnAlert != nil {
+		w.cfg.OnAlert(*a)
+	}
+}
