@@ -168,27 +168,33 @@ func blockDevices() []string {
 	return out
 }
 
-// coalesce is how long a source waits before reading again after a batch
-// with nothing but writes still in progress (Modify) or events outside the
-// protected folders. Meanwhile the kernel merges repeated events on the
-// same file (a database writing page after page), so a busy file system
-// costs a few reads a second instead of one per write. A batch with any
-// other event (a file closed, renamed, deleted) is followed by an
-// immediate read, so attacks are seen without this delay.
-const coalesce = 5 * time.Millisecond
+// coalesce is how long a source waits before reading again once it has
+// read quietRuns batches in a row with nothing but writes still in progress
+// (Modify) or events outside the protected folders: a busy file system (a
+// database writing page after page). Meanwhile the kernel merges repeated
+// events on the same file, so such a stream costs a few hundred reads a
+// second instead of one per write. Any other event (a file closed,
+// renamed, deleted) ends the run, so an attack, which closes, renames or
+// deletes file after file, is read without this delay.
+const (
+	coalesce  = 5 * time.Millisecond
+	quietRuns = 8
+)
 
-// quiet reports whether a batch holds only Modify events (or none).
-func quiet(batch []Event) bool {
+// pacer counts quiet batches in a row and delays reading after a run.
+type pacer struct{ quiet int }
+
+// after is called after each batch; it waits when the run is long enough.
+func (p *pacer) after(ctx context.Context, batch []Event) {
 	for _, e := range batch {
 		if e.Op != Modify {
-			return false
+			p.quiet = 0
+			return
 		}
 	}
-	return true
-}
-
-// idle waits coalesce, or until ctx is done.
-func idle(ctx context.Context) {
+	if p.quiet++; p.quiet < quietRuns {
+		return
+	}
 	t := time.NewTimer(coalesce)
 	defer t.Stop()
 	select {

@@ -101,6 +101,7 @@ func (s *inotify) Run(ctx context.Context, handle func([]Event)) error {
 	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(time.Now()) })
 	defer stop()
 	var batch []Event
+	var pace pacer
 	for {
 		if ctx.Err() != nil {
 			return nil // also when events never stop coming (a busy file system)
@@ -129,9 +130,7 @@ func (s *inotify) Run(ctx context.Context, handle func([]Event)) error {
 		if len(batch) > 0 {
 			handle(batch)
 		}
-		if quiet(batch) {
-			idle(ctx)
-		}
+		pace.after(ctx, batch)
 	}
 }
 
