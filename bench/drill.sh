@@ -4,8 +4,8 @@
 # damaged, false alarms), then its cost: each benign workload timed
 # DRILL_REPS times with and without the watcher (a process of its own),
 # medians, slowdown, the watcher's CPU time and peak memory. Prints PASS or
-# FAIL against the targets: every attack detected, no false alarm, total
-# slowdown under 5%. The method is in docs/design.md ("Drill").
+# FAIL against the targets: every attack detected, no false alarm, files
+# damaged median at most 3 and worst at most 10, total slowdown under 5%. The method is in docs/design.md ("Drill").
 #
 # Knobs (environment): DRILL_DIR (/tmp/kalaja-drill-bench), DRILL_REPS (5),
 # DRILL_FILES (600), DRILL_BULK_MIB (256), DRILL_SLOW (3s).
@@ -47,6 +47,10 @@ log "overhead: $REPS runs of each benign workload with and without the watcher (
 "$KALAJA" drill --sandbox "$SANDBOX" --measure-overhead --reps "$REPS" --files "$FILES" --bulk-mib "$BULK" |
 	tee "$WORK/overhead.txt" || fail "the overhead measurement failed"
 
+# The summary line: "attacks: 11/11 detected; files damaged: median M, worst W. ..."
+read -r dmed dworst < <(sed -n 's/.*files damaged: median \([0-9.]*\), worst \([0-9]*\).*/\1 \2/p' "$WORK/drill.txt")
+damage_ok=$(awk -v m="$dmed" -v w="$dworst" 'BEGIN { print (m != "" && m + 0 <= 3 && w + 0 <= 10) ? "PASS" : "FAIL" }')
+
 slowdown=$(awk '$1 == "total" { sub(/%/, "", $6); print $6 }' "$WORK/overhead.txt")
 alarms=$(awk '/^total/ { header = 0 } header && NF > 1 { s += $NF } /^WORKLOAD/ { header = 1 } END { print s + 0 }' "$WORK/overhead.txt")
 overhead_ok=$(awk -v s="$slowdown" -v m="$MAX_SLOWDOWN" 'BEGIN { print (s + 0 < m) ? "PASS" : "FAIL" }')
@@ -56,7 +60,8 @@ echo
 echo "## Watcher drill targets"
 echo
 echo "- $drill_ok: every attack detected, no false alarm on the benign workloads (drill.txt)"
+echo "- $damage_ok: files damaged before the stop: median ${dmed:-?} (at most 3), worst ${dworst:-?} (at most 10)"
 echo "- $overhead_ok: total slowdown ${slowdown}% < ${MAX_SLOWDOWN}%, $alarms false alarms while timing (overhead.txt)"
 echo "- machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "benchmark took $((SECONDS - start)) s; reports in $WORK"
-[[ $drill_ok == PASS && $overhead_ok == PASS ]]
+[[ $drill_ok == PASS && $damage_ok == PASS && $overhead_ok == PASS ]]
