@@ -31,11 +31,7 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			cl, err := g.openLedger(ctx, r)
+			_, cl, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
@@ -76,15 +72,11 @@ func newLedgerProofCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, false)
+			r, cl, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
 			sn, err := findSnapshot(ctx, g, r, a[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.openLedger(ctx, r)
 			if err != nil {
 				return err
 			}
@@ -113,11 +105,7 @@ func newLedgerExportCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			cl, err := g.openLedger(ctx, r)
+			_, cl, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
@@ -151,11 +139,7 @@ func newLedgerKeyCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			cl, err := g.openLedger(ctx, r)
+			_, cl, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}

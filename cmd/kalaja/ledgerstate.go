@@ -85,6 +85,20 @@ func (g *globalOptions) openLedger(ctx context.Context, r *repo.Repository) (*cl
 	return cl, nil
 }
 
+// openWithLedger opens the repository (without its blob index) and its
+// ledger.
+func (g *globalOptions) openWithLedger(ctx context.Context) (*repo.Repository, *clientLedger, error) {
+	r, err := g.open(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := g.openLedger(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, cl, nil
+}
+
 // remember records cp (with its signed note) as the newest checkpoint this
 // client has checked, unless it already knows a newer one.
 func (cl *clientLedger) remember(cp ledger.Checkpoint, note []byte) error {

@@ -44,11 +44,7 @@ clean run this client remembers the newest checkpoint.`,
 				}
 				vs = append(vs, v)
 			}
-			r, err := g.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			cl, err := g.openLedger(ctx, r)
+			r, cl, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
