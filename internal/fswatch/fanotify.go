@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -165,34 +164,16 @@ func (s *fanotify) Close() error {
 }
 
 func (s *fanotify) Run(ctx context.Context, handle func([]Event)) error {
-	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(time.Now()) })
-	defer stop()
-	var batch []Event
-	var pace pacer
-	for {
-		if ctx.Err() != nil {
-			return nil // also when events never stop coming (a busy file system)
-		}
-		n, err := s.f.Read(s.buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fswatch: read fanotify: %w", err)
-		}
-		evs, err := parseFanotify(s.buf[:n])
+	return readLoop(ctx, s.f, s.buf, "fanotify", handle, func(b []byte, batch []Event) []Event {
+		evs, err := parseFanotify(b)
 		if err != nil {
 			s.log.Warn("bad fanotify event", "err", err)
 		}
-		batch = batch[:0]
 		for _, ev := range evs {
 			batch = s.convert(ev, batch)
 		}
-		if len(batch) > 0 {
-			handle(batch)
-		}
-		pace.after(ctx, batch)
-	}
+		return batch
+	})
 }
 
 // convert appends the Events one kernel event stands for.

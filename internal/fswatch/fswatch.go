@@ -184,6 +184,34 @@ const (
 // pacer counts quiet batches in a row and delays reading after a run.
 type pacer struct{ quiet int }
 
+// readLoop reads the kernel's event buffers from f (of the given kind)
+// until ctx is done, has decode turn each into Events appended to a batch,
+// hands every non-empty batch to handle, and paces long runs of writes in
+// progress.
+func readLoop(ctx context.Context, f *os.File, buf []byte, kind string, handle func([]Event), decode func(b []byte, batch []Event) []Event) error {
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	var batch []Event
+	var pace pacer
+	for {
+		if ctx.Err() != nil {
+			return nil // also when events never stop coming (a busy file system)
+		}
+		n, err := f.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fswatch: read %s: %w", kind, err)
+		}
+		batch = decode(buf[:n], batch[:0])
+		if len(batch) > 0 {
+			handle(batch)
+		}
+		pace.after(ctx, batch)
+	}
+}
+
 // after is called after each batch; it waits when the run is long enough.
 func (p *pacer) after(ctx context.Context, batch []Event) {
 	for _, e := range batch {

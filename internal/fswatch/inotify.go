@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,26 +97,11 @@ func (s *inotify) PIDs() bool   { return false }
 func (s *inotify) Close() error { return s.f.Close() }
 
 func (s *inotify) Run(ctx context.Context, handle func([]Event)) error {
-	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(time.Now()) })
-	defer stop()
-	var batch []Event
-	var pace pacer
-	for {
-		if ctx.Err() != nil {
-			return nil // also when events never stop coming (a busy file system)
-		}
-		n, err := s.f.Read(s.buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fswatch: read inotify: %w", err)
-		}
-		evs, err := parseInotify(s.buf[:n])
+	return readLoop(ctx, s.f, s.buf, "inotify", handle, func(b []byte, batch []Event) []Event {
+		evs, err := parseInotify(b)
 		if err != nil {
 			s.log.Warn("bad inotify event", "err", err)
 		}
-		batch = batch[:0]
 		for _, ev := range evs {
 			batch = s.convert(ev, batch)
 		}
@@ -127,11 +111,8 @@ func (s *inotify) Run(ctx context.Context, handle func([]Event)) error {
 			batch = append(batch, Event{Op: Delete, Path: m.OldPath, Dir: m.Dir})
 			delete(s.moves, c)
 		}
-		if len(batch) > 0 {
-			handle(batch)
-		}
-		pace.after(ctx, batch)
-	}
+		return batch
+	})
 }
 
 // convert appends the Events one inotify event stands for.
