@@ -180,7 +180,9 @@ func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host str
 		return ledger.Checkpoint{}, err
 	}
 	for _, rec := range recs {
-		logged.ids[rec.ID] = true
+		if cachedKind(rec.Kind) {
+			logged.ids[rec.ID] = true
+		}
 	}
 	for _, t := range []store.FileType{store.Snapshots, store.Index} {
 		err := r.Store().List(ctx, t, func(fi store.FileInfo) error {
@@ -232,13 +234,17 @@ func (cl *clientLedger) loggedIDs(ctx context.Context) (loggedSet, error) {
 		return s, err
 	}
 	for _, r := range recs {
-		if r.Kind == ledger.KindSnapshot || r.Kind == ledger.KindIndex {
+		if cachedKind(r.Kind) {
 			s.ids[r.ID] = true
 		}
 	}
 	s.n = end
 	return s, nil
 }
+
+// cachedKind reports whether records of kind k go into the loggedSet: only
+// the kinds a backup looks for unlogged objects of.
+func cachedKind(k string) bool { return k == ledger.KindSnapshot || k == ledger.KindIndex }
 
 func (cl *clientLedger) loggedPath() string { return filepath.Join(filepath.Dir(cl.path), "logged") }
 
