@@ -9,10 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // childEnv marks the test binary re-executed as a drill child process.
@@ -329,11 +328,17 @@ func TestSelectScenarios(t *testing.T) {
 }
 
 func TestAlertAttribution(t *testing.T) {
-	self := os.Getpid()
-	sid, err := unix.Getsid(0)
-	if err != nil {
+	// The scenario is a process in a session of its own, as run makes it;
+	// the test's own process stands for a live one elsewhere. (The test's
+	// session cannot stand for the scenario's: in a container its leader
+	// may be outside the PID namespace, and getsid reports 0.)
+	scenario := exec.Command("sleep", "60")
+	scenario.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := scenario.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { scenario.Process.Kill(); scenario.Wait() })
+	sid, self := scenario.Process.Pid, os.Getpid()
 	gone := exec.Command("true")
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
@@ -344,12 +349,12 @@ func TestAlertAttribution(t *testing.T) {
 		alert   Alert
 		counted bool
 	}{
-		{"a process of the scenario's session", sid, Alert{PID: self}, true},
-		{"one of several pids in the session", sid, Alert{PID: 1, PIDs: []int{1, self}}, true},
-		{"a live process of another session", sid + 1, Alert{PID: self}, false},
-		{"a process that is gone", sid + 1, Alert{PID: gone.Process.Pid}, true},
+		{"a process of the scenario's session", sid, Alert{PID: sid}, true},
+		{"one of several pids in the session", sid, Alert{PID: self, PIDs: []int{self, sid}}, true},
+		{"a live process of another session", sid, Alert{PID: self}, false},
+		{"a process that is gone", sid, Alert{PID: gone.Process.Pid}, true},
 		{"no pid (inotify)", sid, Alert{}, true},
-		{"before the scenario started", 0, Alert{PID: self}, false},
+		{"before the scenario started", 0, Alert{PID: sid}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
