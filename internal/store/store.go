@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ErrExists reports that Save found an object of that name already stored.
@@ -61,6 +62,12 @@ func (h Handle) String() string {
 type FileInfo struct {
 	Name string
 	Size int64
+	// Stamp is when the store recorded the object, by the store's clock
+	// (a local file's modification time, an S3 object's first version's
+	// LastModified, the server's stamp), never a time a client claims. Retention
+	// and forget's policy are computed from it. Zero if the store does not
+	// know.
+	Stamp time.Time
 }
 
 // Saver adds objects.
