@@ -846,6 +846,34 @@ func TestVerifyObjects(t *testing.T) {
 	}
 }
 
+// TestVerifyRemoved: an object logged and then logged as removed may be
+// gone; one removed before it was logged (a removal record cannot excuse a
+// later object) is still missing.
+func TestVerifyRemoved(t *testing.T) {
+	tl := newTestLog(t)
+	rec := func(kind string, id blob.ID) Record {
+		return Record{Kind: kind, ID: id, Size: 4, Time: exampleRecord.Time, Host: "h"}
+	}
+	pruned, early := blob.Hash([]byte("pruned")), blob.Hash([]byte("early"))
+	kept := []byte("kept")
+	if err := tl.st.Save(t.Context(), store.Handle{Type: store.Packs, Name: blob.Hash(kept).String()}, kept); err != nil {
+		t.Fatal(err)
+	}
+	cp := tl.append(t, []Record{rec(KindPack, pruned), rec(KindPackRemoved, early), rec(KindPack, blob.Hash(kept))}, Checkpoint{})
+	tl.append(t, []Record{rec(KindPackRemoved, pruned), rec(KindPack, early), rec(KindPackRemoved, blob.Hash(kept))}, cp)
+	rep, err := tl.log.Verify(t.Context(), VerifyOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Problem{{Kind: ProblemMissing, Object: "data/" + early.String()}}
+	if !slices.EqualFunc(rep.Problems, want, func(a, b Problem) bool { return a.Kind == b.Kind && a.Object == b.Object }) {
+		t.Fatalf("Verify: %+v, want %+v", rep.Problems, want)
+	}
+	if rep.Removed != 2 {
+		t.Errorf("Verify counted %d removed objects, want 2 (one gone, one still stored)", rep.Removed)
+	}
+}
+
 // TestVerifyStrayNames plants copies of ledger objects under names that
 // parse to a real object's index; verify must name each as malformed.
 func TestVerifyStrayNames(t *testing.T) {

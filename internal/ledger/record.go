@@ -18,6 +18,24 @@ const (
 	KindIndex    = "index"
 )
 
+// Removal record kinds: forget and prune log each object they are about to
+// delete, before deleting it, so that verify reports it as removed rather
+// than missing.
+const (
+	KindSnapshotRemoved = "snapshot-removed"
+	KindPackRemoved     = "pack-removed"
+	KindIndexRemoved    = "index-removed"
+)
+
+// Removed returns the removal kind for an object kind ("" for others).
+func Removed(kind string) string {
+	switch kind {
+	case KindSnapshot, KindPack, KindIndex:
+		return kind + "-removed"
+	}
+	return ""
+}
+
 // RecordVersion is the version of the record encoding.
 const RecordVersion = 1
 

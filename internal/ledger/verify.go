@@ -61,8 +61,12 @@ type Report struct {
 	SignedN   int64      `json:"signed"` // size of the newest valid checkpoint
 	Snapshots int        `json:"snapshots"`
 	Objects   int        `json:"objects"`
-	Problems  []Problem  `json:"problems"`
-	Notes     []string   `json:"notes,omitempty"`
+	// Removed counts logged objects that a later removal record says
+	// forget or prune deleted (or asked to delete): their absence is not a
+	// problem.
+	Removed  int       `json:"removed"`
+	Problems []Problem `json:"problems"`
+	Notes    []string  `json:"notes,omitempty"`
 	// SignedNote is the newest valid checkpoint's signed note.
 	SignedNote []byte `json:"-"`
 }
@@ -76,6 +80,13 @@ var kindTypes = map[string]store.FileType{
 	KindSnapshot: store.Snapshots,
 	KindPack:     store.Packs,
 	KindIndex:    store.Index,
+}
+
+// removedTypes maps removal record kinds to the object types they name.
+var removedTypes = map[string]store.FileType{
+	KindSnapshotRemoved: store.Snapshots,
+	KindPackRemoved:     store.Packs,
+	KindIndexRemoved:    store.Index,
 }
 
 // Verify checks the log and the objects it names. It returns an error only
@@ -256,7 +267,12 @@ func (l *Log) verifyObjects(ctx context.Context, c *Contents, rep *Report, readD
 		index int64
 	}
 	byType := map[store.FileType]map[string]logged{}
+	removed := map[store.Handle]int64{} // the last removal record of each object
 	for i, r := range c.Records {
+		if t, ok := removedTypes[r.Kind]; ok {
+			removed[store.Handle{Type: t, Name: r.ID.String()}] = int64(i)
+			continue
+		}
 		t, ok := kindTypes[r.Kind]
 		if !ok {
 			continue
@@ -289,6 +305,12 @@ func (l *Log) verifyObjects(ctx context.Context, c *Contents, rep *Report, readD
 				rep.Snapshots++
 			}
 			size, ok := sizes[name]
+			if at, gone := removed[store.Handle{Type: t, Name: name}]; gone && at > lg.index {
+				rep.Removed++
+				if !ok {
+					continue
+				}
+			}
 			switch {
 			case !ok:
 				rep.problem(ProblemMissing, obj, "%s logged at record %d (%s, host %q) is missing", lg.rec.Kind, lg.index, lg.rec.Time.Format("2006-01-02 15:04:05"), lg.rec.Host)

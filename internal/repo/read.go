@@ -59,12 +59,20 @@ func (e *IndexError) Unwrap() error { return e.Err }
 // cannot be read, decrypted or decoded are skipped and returned as
 // *IndexError values joined in the error; the index holds everything else.
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	_, err := r.IndexFiles(ctx)
+	return err
+}
+
+// IndexFiles is LoadIndex, and returns the packs each index file it read
+// lists, by file name.
+func (r *Repository) IndexFiles(ctx context.Context) (map[string][]blob.ID, error) {
+	files := map[string][]blob.ID{}
 	var names []string
 	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
 		names = append(names, fi.Name)
 		return nil
 	}); err != nil {
-		return fmt.Errorf("list index: %w", err)
+		return nil, fmt.Errorf("list index: %w", err)
 	}
 	var mu sync.Mutex
 	var errs []error
@@ -82,16 +90,21 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 				mu.Unlock()
 				return nil
 			}
-			for _, p := range packs {
+			ids := make([]blob.ID, len(packs))
+			for i, p := range packs {
 				r.idx.Add(p)
+				ids[i] = p.ID
 			}
+			mu.Lock()
+			files[name] = ids
+			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
-	return errors.Join(errs...)
+	return files, errors.Join(errs...)
 }
 
 func (r *Repository) loadIndexFile(ctx context.Context, name string) ([]index.Pack, error) {

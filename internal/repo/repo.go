@@ -203,6 +203,11 @@ func (r *Repository) Store() store.Store { return r.st }
 // Index returns the in-memory blob index.
 func (r *Repository) Index() *index.Index { return r.idx }
 
+// SetIndex replaces the in-memory blob index; blobs it does not hold are
+// saved again. Prune uses it to copy the used blobs of packs it is about to
+// delete. It must not be called while writes are under way.
+func (r *Repository) SetIndex(x *index.Index) { r.idx = x }
+
 // KeyName returns the name of the key file that opened the repository.
 func (r *Repository) KeyName() string { return r.keyName }
 

@@ -1,0 +1,242 @@
+package prune
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/checker"
+	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/local"
+)
+
+var kdf = crypto.KDFParams{Time: 1, MemoryKiB: 8 << 10, Threads: 1, Salt: make([]byte, 16)}
+
+// fixture is a repository with two snapshots: old holds a big file of its
+// own and a small one it shares with new, so that once old is forgotten its
+// pack is mostly unused.
+type fixture struct {
+	st       *local.Local
+	old, new *snapshot.Snapshot
+	shared   string
+	newDir   string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Init(ctx, st, []byte("pw"), kdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{st: st, shared: randomBytes(200 << 10)}
+	oldDir, newDir := t.TempDir(), t.TempDir()
+	write(t, oldDir, "big", randomBytes(3<<20))
+	write(t, oldDir, "shared", f.shared)
+	write(t, newDir, "shared", f.shared)
+	write(t, newDir, "own", randomBytes(1<<20))
+	f.newDir = newDir
+	if f.old, err = archiver.Backup(ctx, r, []string{oldDir}, archiver.Options{Hostname: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.new, err = archiver.Backup(ctx, r, []string{newDir}, archiver.Options{Hostname: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Remove(ctx, store.Handle{Type: store.Snapshots, Name: f.old.ID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func randomBytes(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return string(b)
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// open opens the fixture's repository afresh, as a new process would.
+func (f *fixture) open(t *testing.T) *repo.Repository {
+	t.Helper()
+	r, err := repo.Open(t.Context(), f.st, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (f *fixture) names(t *testing.T, typ store.FileType) []string {
+	t.Helper()
+	var out []string
+	if err := f.st.List(t.Context(), typ, func(fi store.FileInfo) error {
+		out = append(out, fi.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkRepository runs a full check and loads every file of new.
+func (f *fixture) checkRepository(t *testing.T) {
+	t.Helper()
+	rep, err := checker.Check(t.Context(), f.open(t), checker.Options{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Snapshots != 1 {
+		t.Fatalf("check after prune: %d snapshots, errors %q, damage %+v", rep.Snapshots, rep.Errors, rep.Damaged)
+	}
+	for _, n := range rep.Notes {
+		t.Logf("check: %s", n)
+	}
+}
+
+// removed logs what Execute is about to delete.
+type removed struct{ hs []store.Handle }
+
+func (l *removed) log(_ context.Context, hs []store.Handle) error {
+	l.hs = append(l.hs, hs...)
+	return nil
+}
+
+func TestPrune(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	packsBefore, indexBefore := f.names(t, store.Packs), f.names(t, store.Index)
+	r := f.open(t)
+	p, err := NewPlan(ctx, r, []*snapshot.Snapshot{f.new}, Options{MaxUnused: 0.2, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each backup stored a data pack and a tree pack.
+	if p.Stats.Packs != 4 || p.Stats.RepackPacks != 1 || p.Stats.KeptPacks != 2 || p.Stats.DeletePacks != 1 {
+		t.Fatalf("plan %+v: want the old snapshot's data pack copied, its tree pack deleted, the new one's kept", p.Stats)
+	}
+	if p.Stats.CopyBytes < 200<<10 || p.Stats.CopyBytes > 300<<10 || p.Stats.UnusedBytes < 3<<20 {
+		t.Errorf("plan %+v: want about 200 KiB copied, over 3 MiB unused", p.Stats)
+	}
+	var log removed
+	res, err := p.Execute(ctx, r, Direct(f.st), log.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Kept) != 0 || len(res.Removed) != len(log.hs) || len(log.hs) != len(indexBefore)+2 {
+		t.Fatalf("removed %v, kept %v, logged %v; want every index file and two packs removed, and logged first", res.Removed, res.Kept, log.hs)
+	}
+	packsAfter := f.names(t, store.Packs)
+	var fresh int
+	for _, name := range packsAfter {
+		if !slices.Contains(packsBefore, name) {
+			fresh++
+		}
+	}
+	if len(packsAfter) != 3 || fresh != 1 {
+		t.Errorf("packs %v after prune, before %v: want two kept and one new", packsAfter, packsBefore)
+	}
+	for _, name := range f.names(t, store.Index) {
+		if slices.Contains(indexBefore, name) {
+			t.Errorf("old index file %s was not removed", name)
+		}
+	}
+	f.checkRepository(t)
+
+	// Nothing more to do: a second plan keeps everything.
+	p, err = NewPlan(ctx, f.open(t), []*snapshot.Snapshot{f.new}, Options{MaxUnused: 0.2, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.RepackPacks+p.Stats.DeletePacks != 0 {
+		t.Errorf("second plan %+v: want nothing to copy or delete", p.Stats)
+	}
+}
+
+// keepIndexes is a Remover under which index files are still retained.
+type keepIndexes struct{ Remover }
+
+func (k keepIndexes) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
+	var kept []Kept
+	var rest []store.Handle
+	for _, h := range hs {
+		if h.Type == store.Index {
+			kept = append(kept, Kept{h, "retention"})
+		} else {
+			rest = append(rest, h)
+		}
+	}
+	more, err := k.Remover.Remove(ctx, rest)
+	return append(kept, more...), err
+}
+
+// TestPruneRetained: a pack an index file that could not be deleted still
+// lists is not deleted either, and the repository stays whole.
+func TestPruneRetained(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	packsBefore := f.names(t, store.Packs)
+	r := f.open(t)
+	p, err := NewPlan(ctx, r, []*snapshot.Snapshot{f.new}, Options{MaxUnused: 0.2, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log removed
+	res, err := p.Execute(ctx, r, keepIndexes{Direct(f.st)}, log.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 0 {
+		t.Errorf("removed %v while every old index file was retained", res.Removed)
+	}
+	for _, name := range packsBefore {
+		if !slices.Contains(f.names(t, store.Packs), name) {
+			t.Errorf("pack %s was deleted though a retained index file lists it", name)
+		}
+	}
+	f.checkRepository(t)
+}
+
+// TestPruneGrace: recent packs and index files are left alone.
+func TestPruneGrace(t *testing.T) {
+	f := newFixture(t)
+	p, err := NewPlan(t.Context(), f.open(t), []*snapshot.Snapshot{f.new}, Options{MaxUnused: 0.2, Grace: time.Hour, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.RecentPacks != 4 || len(p.Repack)+len(p.Delete)+len(p.Indexes) != 0 {
+		t.Errorf("plan %+v: want everything recent and kept", p.Stats)
+	}
+}
+
+// TestPruneRefusesDamage: a snapshot whose tree is gone stops the plan
+// before anything is written.
+func TestPruneRefusesDamage(t *testing.T) {
+	f := newFixture(t)
+	broken := *f.new
+	broken.Tree = blob.Hash([]byte("no such tree"))
+	_, err := NewPlan(t.Context(), f.open(t), []*snapshot.Snapshot{&broken}, Options{Now: time.Now()})
+	if !errors.Is(err, blob.ErrNotFound) || !bytes.Contains([]byte(err.Error()), []byte("kalaja check")) {
+		t.Errorf("plan over a missing tree: %v", err)
+	}
+}

@@ -1,0 +1,147 @@
+package snapshot
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy says which snapshots forget keeps: the newest Last, the newest in
+// each of the newest Hourly hours, Daily days, and so on, and every one
+// stored within Within before now. A snapshot kept by any rule is kept.
+//
+// Every rule reads the time the store recorded a snapshot (Stamped.Stamp),
+// never the time in the snapshot, which is the client's claim. A snapshot
+// that claims a time more than MaxSkew after its stamp cannot be what it
+// says (a backup is stored after it starts): it is suspect, counts for no
+// rule, and is kept for an administrator to forget by ID. So a compromised
+// host that floods the repository with snapshots dated in the future
+// pushes no real snapshot out of the policy (docs/design.md, "Forget and
+// prune").
+type Policy struct {
+	Last, Hourly, Daily, Weekly, Monthly, Yearly int
+	Within                                       time.Duration
+	// MaxSkew is how far a snapshot's claimed time may run ahead of its
+	// stamp (clients' clocks are not exact).
+	MaxSkew time.Duration
+	// Location is the time zone of the calendar rules; nil means UTC.
+	Location *time.Location
+}
+
+// Empty reports whether p keeps nothing, which forget refuses to apply.
+func (p Policy) Empty() bool {
+	return p.Last <= 0 && p.Hourly <= 0 && p.Daily <= 0 && p.Weekly <= 0 &&
+		p.Monthly <= 0 && p.Yearly <= 0 && p.Within <= 0
+}
+
+// String describes p as its flags would.
+func (p Policy) String() string {
+	var parts []string
+	for _, r := range p.rules() {
+		if r.n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r.name, r.n))
+		}
+	}
+	if p.Within > 0 {
+		parts = append(parts, "within "+p.Within.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Stamped is a snapshot with the time the store recorded it.
+type Stamped struct {
+	*Snapshot
+	Stamp time.Time
+}
+
+// Decision is what a policy says of one snapshot, and why.
+type Decision struct {
+	Stamped
+	Keep    bool
+	Reasons []string // the rules that keep it ("daily", "within 720h0m0s", ...)
+}
+
+type rule struct {
+	name   string
+	n      int
+	bucket func(time.Time) string // "" for the last-n rule: every snapshot its own bucket
+}
+
+func (p Policy) rules() []rule {
+	return []rule{
+		{"last", p.Last, nil},
+		{"hourly", p.Hourly, func(t time.Time) string { return t.Format("2006-01-02 15") }},
+		{"daily", p.Daily, func(t time.Time) string { return t.Format("2006-01-02") }},
+		{"weekly", p.Weekly, func(t time.Time) string {
+			y, w := t.ISOWeek()
+			return fmt.Sprintf("%d-W%02d", y, w)
+		}},
+		{"monthly", p.Monthly, func(t time.Time) string { return t.Format("2006-01") }},
+		{"yearly", p.Yearly, func(t time.Time) string { return t.Format("2006") }},
+	}
+}
+
+// Suspect reports whether s claims a time more than p.MaxSkew after the
+// store stamped it.
+func (p Policy) Suspect(s Stamped) bool {
+	return !s.Stamp.IsZero() && s.Time.After(s.Stamp.Add(p.MaxSkew))
+}
+
+// Apply decides each snapshot of one group (forget groups by host and
+// paths), newest stamp first. A calendar rule keeps the newest snapshot of
+// each of its newest n periods that hold one. A snapshot without a stamp
+// is kept, as nothing says how old it is, and so is a suspect one.
+func (p Policy) Apply(list []Stamped, now time.Time) []Decision {
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	out := make([]Decision, len(list))
+	for i, s := range list {
+		out[i] = Decision{Stamped: s}
+	}
+	slices.SortStableFunc(out, func(a, b Decision) int {
+		if c := b.Stamp.Compare(a.Stamp); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID.String(), b.ID.String())
+	})
+	keep := func(d *Decision, why string) {
+		d.Keep = true
+		d.Reasons = append(d.Reasons, why)
+	}
+	for _, r := range p.rules() {
+		left, last := r.n, ""
+		for i := range out {
+			d := &out[i]
+			if left <= 0 {
+				break
+			}
+			if d.Stamp.IsZero() || p.Suspect(d.Stamped) {
+				continue
+			}
+			if r.bucket != nil {
+				b := r.bucket(d.Stamp.In(loc))
+				if b == last {
+					continue
+				}
+				last = b
+			}
+			keep(d, r.name)
+			left--
+		}
+	}
+	for i := range out {
+		d := &out[i]
+		switch {
+		case d.Stamp.IsZero():
+			keep(d, "no store stamp")
+		case p.Suspect(d.Stamped):
+			keep(d, fmt.Sprintf("suspect: claims %s, stored %s", d.Time.UTC().Format(time.RFC3339), d.Stamp.UTC().Format(time.RFC3339)))
+		case p.Within > 0 && now.Sub(d.Stamp) <= p.Within:
+			keep(d, "within "+p.Within.String())
+		}
+	}
+	return out
+}
