@@ -12,6 +12,7 @@
 //	internal/index       blob -> pack location in memory; index file codec
 //	internal/snapshot    snapshot, tree and node records and their codecs (pure)
 //	internal/store       role interfaces for object storage (no Delete in Store)
+//	internal/admin       administrator requests signed with the offline key: delete, retention (pure)
 //	internal/store/local a repository in a local directory
 //	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)
 //	internal/store/remote a repository behind kalaja serve, over HTTPS with a pinned certificate
@@ -21,6 +22,7 @@
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export
 //	internal/restorer    restore: lay out, parallel content, metadata
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
+//	internal/prune       prune: copy used blobs out of mostly-unused packs, new index, delete as retention allows
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
 //	internal/fswatch     file event sources: fanotify (with PIDs, raw disk writes) and inotify
 //	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert

@@ -32,6 +32,8 @@ var layers = map[string][]string{
 		"internal/snapshot", "internal/store"},
 	"internal/checker": {"internal/blob", "internal/crypto", "internal/index", "internal/pack",
 		"internal/repo", "internal/snapshot", "internal/store"},
+	"internal/prune": {"internal/blob", "internal/index", "internal/repo", "internal/snapshot",
+		"internal/store"},
 	"internal/drill":           nil,
 	"internal/detect":          nil,
 	"internal/fswatch":         nil,
@@ -39,8 +41,9 @@ var layers = map[string][]string{
 	"internal/testtree":        nil,
 	"internal/store/storetest": {"internal/blob", "internal/store"},
 	"internal/store/faulty":    {"internal/blob", "internal/store"},
-	"internal/store/remote":    {"internal/blob", "internal/store"},
-	"internal/server":          {"internal/blob", "internal/store"},
+	"internal/store/remote":    {"internal/admin", "internal/blob", "internal/store"},
+	"internal/server":          {"internal/admin", "internal/blob", "internal/store"},
+	"internal/admin":           {"internal/store"},
 }
 
 // TestLayers fails when a package imports an internal package its layer

@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/server"
 	"github.com/kalaja/kalaja/internal/store"
@@ -31,6 +33,8 @@ type serveOptions struct {
 	tlsDir    string
 	cert, key string
 	quota     string
+	retention string
+	adminKey  string
 }
 
 // tokensPath returns the tokens file in the server directory.
@@ -60,8 +64,14 @@ use the repository https://SERVER:PORT/ with the token in
 KALAJA_SERVER_TOKEN_FILE or KALAJA_SERVER_TOKEN and the server's certificate in
 --cert or KALAJA_SERVER_CERT.
 
+Objects are deleted, and the retention changed, only by requests signed with
+the administrator's offline key ('kalaja admin keygen'; give its public key
+with --admin-key FILE once, it is kept in SERVER-DIR/admin.pub), and only
+objects stored longer than the retention ago (--retention, on first start
+only; default 30d).
+
 The server directory (--server-dir or $KALAJA_SERVER_DIR) holds the token
-hashes and per-host usage. Without --cert and --key, a self-signed certificate
+hashes, per-host usage and the administrator state (admin.json, admin.pub). Without --cert and --key, a self-signed certificate
 is generated on first start in --tls-dir (default SERVER-DIR/tls) and its
 SHA-256 fingerprint printed; copy its cert.pem to the hosts. Metrics for
 Prometheus are at /metrics.`,
@@ -76,6 +86,8 @@ Prometheus are at /metrics.`,
 	f.StringVar(&o.cert, "cert", "", "TLS certificate file (PEM), instead of a generated one")
 	f.StringVar(&o.key, "key", "", "TLS private key file (PEM) for --cert")
 	f.StringVar(&o.quota, "quota-per-host", "", "bytes each host may add, e.g. 500GiB (default no limit)")
+	f.StringVar(&o.retention, "retention", "30d", "how long an object is kept before a signed request may delete it, e.g. 30d or 36h (first start only)")
+	f.StringVar(&o.adminKey, "admin-key", "", "file holding the administrator's note verifier key (kept in SERVER-DIR/admin.pub)")
 	cmd.AddCommand(newServeTokenCommand(g, o))
 	return cmd
 }
@@ -95,6 +107,20 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	if (o.cert == "") != (o.key == "") {
 		return usageError{errors.New("--cert and --key go together")}
 	}
+	var retention time.Duration // 0: the stored one, or the default
+	if cmd.Flags().Changed("retention") {
+		if retention, err = admin.ParseRetention(o.retention); err != nil {
+			return usageError{fmt.Errorf("--retention: %w", err)}
+		}
+	}
+	var adminKey string
+	if o.adminKey != "" {
+		b, err := os.ReadFile(o.adminKey)
+		if err != nil {
+			return fmt.Errorf("read the administrator key: %w", err)
+		}
+		adminKey = strings.TrimSpace(string(b))
+	}
 	st, err := openServed(ctx, g, o.dir)
 	if err != nil {
 		return err
@@ -105,9 +131,15 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
-		Quota: int64(quota), Logger: log})
+		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
+		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention})
 	if err != nil {
 		return err
+	}
+	state := srv.State()
+	g.printf("server id %s, retention %s\n", state.Server, admin.FormatRetention(state.Retention))
+	if state.Key == "" {
+		g.printf("no administrator key: signed deletes are refused (--admin-key)\n")
 	}
 	if err := srv.Count(ctx); err != nil {
 		return err
@@ -250,6 +282,31 @@ the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
 				return printJSON(cmd.OutOrStdout(), map[string]string{"host": a[0], "token": token})
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), token)
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "remove HOST",
+		Short: "Revoke a host's token",
+		Long: `Remove HOST's token from the server directory. A running server refuses it
+from the next request on, without a restart.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			p, err := o.tokensPath()
+			if err != nil {
+				return err
+			}
+			t, err := server.OpenTokens(p)
+			if err != nil {
+				return err
+			}
+			if err := t.Remove(a[0]); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string]string{"removed": a[0]})
+			}
+			g.printf("removed the token of %s\n", a[0])
 			return nil
 		},
 	})

@@ -17,6 +17,8 @@ type metrics struct {
 	refused      *prometheus.CounterVec
 	hostBytes    *prometheus.GaugeVec
 	lastSnapshot *prometheus.GaugeVec
+	admin        *prometheus.CounterVec
+	deleted      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -42,13 +44,24 @@ func newMetrics() *metrics {
 			Name: "kalaja_server_host_last_snapshot_timestamp_seconds",
 			Help: "Server time at which each host last stored a snapshot object, in Unix seconds.",
 		}, []string{"host"}),
+		admin: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kalaja_server_admin_requests_total",
+			Help: "Signed administrator requests, by result: accepted or refused.",
+		}, []string{"result"}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kalaja_server_deleted_objects_total",
+			Help: "Objects deleted by administrator requests, by kind.",
+		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.objects, m.bytes, m.refused, m.hostBytes, m.lastSnapshot,
+	m.reg.MustRegister(m.objects, m.bytes, m.refused, m.hostBytes, m.lastSnapshot, m.admin, m.deleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{reasonUnauthorized, reasonBadRequest, reasonNotFound, reasonMethod, reasonExists,
-		reasonHash, reasonTooLarge, reasonLength, reasonQuota, reasonRange} {
+		reasonHash, reasonTooLarge, reasonLength, reasonQuota, reasonRange, reasonAdminNoKey, reasonAdminSignature,
+		reasonAdminMalformed, reasonAdminServer, reasonAdminExpired, reasonAdminReplay} {
 		m.refused.WithLabelValues(r)
 	}
+	m.admin.WithLabelValues("accepted")
+	m.admin.WithLabelValues("refused")
 	return m
 }
 

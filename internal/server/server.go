@@ -8,9 +8,14 @@
 //	HEAD /v1/KIND/NAME   its size
 //	GET  /v1/KIND/       list KIND as JSON lines
 //	/v1/config           the configuration object (no listing)
+//	GET  /v1/admin       the administrator state (no token)
+//	POST /v1/admin       a request signed with the administrator's key
 //	GET  /metrics        Prometheus metrics (no token)
 //
-// There is no way to delete or replace an object. Objects of the
+// A host's token cannot delete or replace an object: only a request
+// signed with the offline administrator's key (package admin) deletes,
+// and only objects whose retention, counted from the backend's stamp,
+// has ended. Objects of the
 // content-addressed kinds (data, index, snapshots) are hashed while they
 // stream in and refused unless their name is the SHA-256 of their bytes.
 // Bodies are bounded per kind, hosts per quota. Requests are logged
@@ -71,8 +76,24 @@ type Options struct {
 	Quota int64
 	// Logger receives one record per request; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock of snapshot times; nil means time.Now.
+	// Now is the clock of snapshot times, of the expiry of administrator
+	// requests and of retention; nil means time.Now.
 	Now func() time.Time
+	// AdminFile persists the administrator state (server ID, last
+	// accepted seq, retention), SERVER-DIR/admin.json; it is created, with
+	// a new random server ID, if missing. Empty keeps the state in memory.
+	AdminFile string
+	// AdminKeyFile holds the administrator's note verifier key,
+	// SERVER-DIR/admin.pub; AdminKey is stored there if it holds none.
+	AdminKeyFile string
+	// AdminKey is the administrator's note verifier key given at start;
+	// if AdminKeyFile holds a key, it must be the same. Empty: the key in
+	// AdminKeyFile, if any; without a key every signed request is refused.
+	AdminKey string
+	// Retention is the retention a new AdminFile starts with; 0 means
+	// DefaultRetention. If AdminFile exists with another retention, New
+	// fails: only a signed request changes it.
+	Retention time.Duration
 	// SkipHashCheck stores objects of content-addressed kinds without
 	// checking that their name is the SHA-256 of their bytes. Only for
 	// running the store conformance suite, whose objects are not
@@ -91,13 +112,15 @@ type Server struct {
 	now       func() time.Time
 	skipHash  bool
 	usage     *usage
+	adm       *administration
 	m         *metrics
 	metricsOK http.Handler
 }
 
 var _ http.Handler = (*Server)(nil)
 
-// New returns a server over o.Store. It reads the usage file.
+// New returns a server over o.Store. It reads the usage file and the
+// administrator state and key, creating them on first start.
 func New(o Options) (*Server, error) {
 	if o.Store == nil || o.Tokens == nil {
 		return nil, errors.New("new server: a store and tokens are required")
@@ -106,8 +129,12 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	adm, err := loadAdmin(o)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, usage: u, m: newMetrics()}
+		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics()}
 	s.stager, _ = o.Store.(store.Stager)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -182,8 +209,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &recorder{ResponseWriter: w}
-	host, req, err := s.route(r)
-	if err == nil {
+	var host string
+	var req request
+	var err error
+	kind := ""
+	if r.URL.EscapedPath() == adminPath {
+		// The signature authenticates a request, not a token.
+		kind = "admin"
+		err = s.serveAdmin(r.Context(), rec, r)
+	} else if host, req, err = s.route(r); err == nil {
+		kind = string(req.h.Type)
 		err = s.serve(r.Context(), rec, r, host, req)
 	}
 	var ref *refusal
@@ -195,7 +230,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kalaja"`)
 		}
 		if ref.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", "GET, HEAD, PUT")
+			allow := "GET, HEAD, PUT"
+			if kind == "admin" {
+				allow = "GET, POST"
+			}
+			w.Header().Set("Allow", allow)
 		}
 		writeError(rec, ref.status, ref.msg)
 	case rec.status != 0:
@@ -212,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{slog.String("host", host), slog.String("method", r.Method),
-		slog.String("kind", string(req.h.Type)), slog.String("name", req.h.Name),
+		slog.String("kind", kind), slog.String("name", req.h.Name),
 		slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes)}
 	if ref != nil {
 		attrs = append(attrs, slog.String("reason", ref.reason), slog.String("remote", r.RemoteAddr))
@@ -256,6 +295,10 @@ func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(fi.Size))
 		w.Header().Set("Accept-Ranges", "bytes")
+		if !fi.Stamp.IsZero() {
+			w.Header().Set("Last-Modified", fi.Stamp.UTC().Format(http.TimeFormat))
+			w.Header().Set(StampHeader, fi.Stamp.UTC().Format(time.RFC3339Nano))
+		}
 		w.WriteHeader(http.StatusOK)
 		return nil
 	case opGet:
@@ -307,18 +350,25 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	}
 }
 
-// listEntry is one line of a listing; the last line is {"end":true}.
+// StampHeader is the header of a HEAD answer that carries the backend's
+// stamp of the object (store.FileInfo.Stamp), in RFC 3339 with
+// nanoseconds, UTC.
+const StampHeader = "Kalaja-Stamp"
+
+// listEntry is one line of a listing; the last line is {"end":true}. Time
+// is the backend's stamp, omitted if it has none.
 type listEntry struct {
-	Name string `json:"name,omitempty"`
-	Size int64  `json:"size,omitempty"`
-	End  bool   `json:"end,omitempty"`
+	Name string    `json:"name,omitempty"`
+	Size int64     `json:"size,omitempty"`
+	Time time.Time `json:"time,omitzero"`
+	End  bool      `json:"end,omitempty"`
 }
 
 func (s *Server) list(ctx context.Context, w http.ResponseWriter, t store.FileType) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err := s.st.List(ctx, t, func(fi store.FileInfo) error {
-		return enc.Encode(listEntry{Name: fi.Name, Size: fi.Size})
+		return enc.Encode(listEntry{Name: fi.Name, Size: fi.Size, Time: fi.Stamp.UTC()})
 	})
 	if err != nil {
 		return err

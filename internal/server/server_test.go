@@ -315,11 +315,18 @@ func TestServerReadAndList(t *testing.T) {
 			}
 		})
 	}
-	if w := f.do(http.MethodHead, p, nil); w.Code != http.StatusOK || w.Header().Get("Content-Length") != "10" {
-		t.Fatalf("HEAD: %d, Content-Length %q", w.Code, w.Header().Get("Content-Length"))
+	fi, err := f.st.Stat(t.Context(), handleOf(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := fi.Stamp.UTC().Format(time.RFC3339Nano)
+	if w := f.do(http.MethodHead, p, nil); w.Code != http.StatusOK || w.Header().Get("Content-Length") != "10" ||
+		w.Header().Get("Kalaja-Stamp") != stamp || w.Header().Get("Last-Modified") != fi.Stamp.UTC().Format(http.TimeFormat) {
+		t.Fatalf("HEAD: %d, Content-Length %q, Kalaja-Stamp %q, Last-Modified %q; want stamp %s",
+			w.Code, w.Header().Get("Content-Length"), w.Header().Get("Kalaja-Stamp"), w.Header().Get("Last-Modified"), stamp)
 	}
 	w := f.do(http.MethodGet, "/v1/index/", nil)
-	want := fmt.Sprintf("{\"name\":%q,\"size\":10}\n{\"end\":true}\n", sha(data))
+	want := fmt.Sprintf("{\"name\":%q,\"size\":10,\"time\":%q}\n{\"end\":true}\n", sha(data), stamp)
 	if w.Code != http.StatusOK || w.Body.String() != want {
 		t.Fatalf("list: %d %q, want %q", w.Code, w.Body, want)
 	}
@@ -422,5 +429,30 @@ func TestServerTokens(t *testing.T) {
 	raw, err := os.ReadFile(path)
 	if err != nil || bytes.Contains(raw, []byte(tok1)) || bytes.Contains(raw, []byte(tok2)) {
 		t.Fatalf("the tokens file holds a token (or cannot be read: %v)", err)
+	}
+}
+
+// TestServerTokenRemove revokes a token through another Tokens (as kalaja
+// serve token remove does) and checks that the running server refuses it.
+func TestServerTokenRemove(t *testing.T) {
+	f := newFixture(t, nil)
+	if w := f.do(http.MethodGet, "/v1/keys/", nil); w.Code != http.StatusOK {
+		t.Fatalf("before removal: %d", w.Code)
+	}
+	other, err := OpenTokens(f.opts.Tokens.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Remove("host-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Remove("host-1"); err == nil || !strings.Contains(err.Error(), "no token") {
+		t.Fatalf("second Remove = %v", err)
+	}
+	if w := f.do(http.MethodGet, "/v1/keys/", nil); w.Code != http.StatusUnauthorized {
+		t.Fatalf("after removal: %d, want 401", w.Code)
+	}
+	if hosts, err := f.opts.Tokens.Hosts(); err != nil || len(hosts) != 0 {
+		t.Fatalf("Hosts after removal = %v, %v", hosts, err)
 	}
 }

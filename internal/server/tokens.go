@@ -31,8 +31,8 @@ const maxHost = 64
 // of lines "HOST SHA256-HEX-OF-TOKEN" after the header line
 // "# kalaja server tokens v1". Only the hashes are stored: the token itself
 // is shown once, by Add. Host re-reads the file when it changes, so tokens
-// added by another process (kalaja serve token add) take effect without a
-// restart. Safe for concurrent use within a process; concurrent Adds from
+// added or removed by another process (kalaja serve token add, remove)
+// take effect without a restart. Safe for concurrent use within a process; concurrent Adds from
 // several processes may lose one of them.
 type Tokens struct {
 	path string
@@ -146,16 +146,43 @@ func (t *Tokens) Add(host string) (string, error) {
 	rand.Read(raw[:])
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	entries := append(slices.Clone(t.entries), tokenEntry{host: host, hash: sha256.Sum256([]byte(token))})
+	if err := t.write(entries); err != nil {
+		return "", fmt.Errorf("store token: %w", err)
+	}
+	return token, nil
+}
+
+// Remove revokes host's token: from the next request on (a running
+// server re-reads the file), the token is refused. It fails if host has
+// no token.
+func (t *Tokens) Remove(host string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.reload(); err != nil {
+		return err
+	}
+	i := slices.IndexFunc(t.entries, func(e tokenEntry) bool { return e.host == host })
+	if i < 0 {
+		return fmt.Errorf("host %s has no token", host)
+	}
+	if err := t.write(slices.Delete(slices.Clone(t.entries), i, i+1)); err != nil {
+		return fmt.Errorf("remove token: %w", err)
+	}
+	return nil
+}
+
+// write replaces the file with entries. t.mu is held.
+func (t *Tokens) write(entries []tokenEntry) error {
 	var b bytes.Buffer
 	b.WriteString(tokensHeader + "\n")
 	for _, e := range entries {
 		fmt.Fprintf(&b, "%s %x\n", e.host, e.hash)
 	}
 	if err := writeFileAtomic(t.path, b.Bytes()); err != nil {
-		return "", fmt.Errorf("store token: %w", err)
+		return err
 	}
 	t.read = nil // re-read on next use
-	return token, nil
+	return nil
 }
 
 // Hosts returns the hosts that have a token, in the file's order.

@@ -4,6 +4,8 @@
 // index/NAME, snapshots/NAME, and tmp/ for objects being written. Every write
 // goes to tmp/, is fsynced, renamed into place without replacing (renameat2
 // RENAME_NOREPLACE, falling back to link+unlink), and the directory is fsynced.
+// An object's stamp (store.FileInfo.Stamp) is its file's modification time:
+// when the store wrote it.
 package local
 
 import (
@@ -278,7 +280,7 @@ func (l *Local) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error
 	if err != nil {
 		return store.FileInfo{}, notFound(h, err)
 	}
-	return store.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+	return store.FileInfo{Name: h.Name, Size: fi.Size(), Stamp: fi.ModTime()}, nil
 }
 
 // List implements store.Lister.
@@ -319,7 +321,7 @@ func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 			if err != nil {
 				return fmt.Errorf("list %s: %w", t, err)
 			}
-			if err := fn(store.FileInfo{Name: e.Name(), Size: fi.Size()}); err != nil {
+			if err := fn(store.FileInfo{Name: e.Name(), Size: fi.Size(), Stamp: fi.ModTime()}); err != nil {
 				return err
 			}
 		}

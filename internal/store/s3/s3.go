@@ -11,6 +11,8 @@
 // its first version: Load, ReadAt, Stat and List read the oldest version
 // that is not a delete marker, so later versions and delete markers, which
 // anyone holding a client credential can add, neither replace nor hide it.
+// An object's stamp (store.FileInfo.Stamp) is its first version's
+// LastModified, the bucket's clock.
 // On a locked bucket every version is saved with retention (COMPLIANCE by
 // default), so that no client credential can delete it before it ends.
 package s3
@@ -285,8 +287,9 @@ func cmp(d, def time.Duration) time.Duration {
 
 // version is an object's first version.
 type version struct {
-	id   string
-	size int64
+	id    string
+	size  int64
+	stamp time.Time // its LastModified
 }
 
 // first returns h's object: its oldest version that is not a delete
@@ -311,7 +314,7 @@ func (s *Store) first(ctx context.Context, h store.Handle) (version, error) {
 		}
 		// Versions come newest first.
 		if !obj.IsDeleteMarker {
-			v, found = version{id: obj.VersionID, size: obj.Size}, true
+			v, found = version{id: obj.VersionID, size: obj.Size, stamp: obj.LastModified}, true
 		}
 	}
 	if !found {
@@ -407,17 +410,18 @@ func (s *Store) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error
 		if err != nil {
 			return store.FileInfo{}, err
 		}
-		return store.FileInfo{Name: h.Name, Size: v.size}, nil
+		return store.FileInfo{Name: h.Name, Size: v.size, Stamp: v.stamp}, nil
 	}
 	info, err := s.c.StatObject(ctx, s.loc.Bucket, s.key(h), minio.StatObjectOptions{})
 	if err != nil {
 		return store.FileInfo{}, s.objErr("stat", h, err)
 	}
-	return store.FileInfo{Name: h.Name, Size: info.Size}, nil
+	return store.FileInfo{Name: h.Name, Size: info.Size, Stamp: info.LastModified}, nil
 }
 
 // List implements store.Lister. On a versioned bucket it reports each
-// object with the size of its first version, delete markers or not.
+// object with the size and LastModified (as Stamp) of its first version,
+// delete markers or not.
 func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
 	if !slices.Contains(store.Listable, t) {
 		return fmt.Errorf("list %q: not a type of named objects", t)
@@ -452,7 +456,7 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 			continue
 		}
 		// Versions come newest first: the last one seen is the first.
-		pending = &store.FileInfo{Name: name, Size: obj.Size}
+		pending = &store.FileInfo{Name: name, Size: obj.Size, Stamp: obj.LastModified}
 	}
 	if err := ctx.Err(); err != nil {
 		return err

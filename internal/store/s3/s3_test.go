@@ -198,7 +198,8 @@ func TestS3ObjectLock(t *testing.T) {
 				listed = append(listed, fi)
 				return nil
 			})
-			if err != nil || len(listed) != 1 || listed[0] != (store.FileInfo{Name: h.Name, Size: int64(len(first))}) {
+			// The stamp is the first version's, in List as in Stat.
+			if err != nil || len(listed) != 1 || listed[0] != (store.FileInfo{Name: h.Name, Size: int64(len(first)), Stamp: fi.Stamp}) {
 				t.Fatalf("List = %+v, %v; want just the first object", listed, err)
 			}
 		}

@@ -11,7 +11,8 @@
 // reported with blob.ErrNotFound, that short reads are io.ErrUnexpectedEOF,
 // that List reports exactly what was saved, that names which could escape a
 // directory or hide a file are refused, and that a cancelled Save leaves no
-// object. It also asks stores to refuse object types they do not know.
+// object, and that List and Stat stamp an object with the time it was
+// saved. It also asks stores to refuse object types they do not know.
 //
 // store.Store has no Delete, so there is nothing to test for it: code that
 // gets a Store cannot remove objects, which the compiler checks. If a store
@@ -28,6 +29,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/store"
@@ -59,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CancelledSave", testCancelledSave},
 		{"Remove", testRemove},
 		{"Stage", testStage},
+		{"Stamp", testStamp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
@@ -625,5 +628,50 @@ func testStage(t *testing.T, newStore func(*testing.T) store.Store) {
 	}
 	if _, err := st.Stage("no such type"); err == nil {
 		t.Fatal("Stage accepted an unknown type")
+	}
+}
+
+// stampSlack is how far a stamp may be from the time of the Save that
+// made it: file system timestamps are coarse, and an object store's
+// clock is not the test's.
+const stampSlack = 5 * time.Second
+
+// testStamp checks that Stat and List report when an object was saved,
+// by the store's clock.
+func testStamp(t *testing.T, newStore func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := newStore(t)
+	check := func(op string, h store.Handle, stamp, before, after time.Time) {
+		t.Helper()
+		if stamp.Before(before.Add(-stampSlack)) || stamp.After(after.Add(stampSlack)) {
+			t.Errorf("%s(%v).Stamp = %v, want between %v and %v (within %v)", op, h, stamp, before, after, stampSlack)
+		}
+	}
+	for _, ft := range allTypes {
+		t.Run(string(ft), func(t *testing.T) {
+			h := handle(ft, 0)
+			before := time.Now()
+			if err := s.Save(ctx, h, []byte("stamped")); err != nil {
+				t.Fatal(err)
+			}
+			after := time.Now()
+			fi, err := s.Stat(ctx, h)
+			if err != nil {
+				t.Fatalf("Stat(%v): %v", h, err)
+			}
+			check("Stat", h, fi.Stamp, before, after)
+			if ft == store.Config {
+				return
+			}
+			n := 0
+			err = s.List(ctx, ft, func(fi store.FileInfo) error {
+				n++
+				check("List", h, fi.Stamp, before, after)
+				return nil
+			})
+			if err != nil || n != 1 {
+				t.Fatalf("List(%s): %d objects, %v", ft, n, err)
+			}
+		})
 	}
 }
