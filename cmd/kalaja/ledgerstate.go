@@ -166,15 +166,36 @@ var recordKinds = map[store.FileType]string{
 	store.Index:     ledger.KindIndex,
 }
 
-// record appends to the ledger the objects r stored, plus any snapshot or
-// index file the log does not name yet (left by a backup killed between
-// storing them and logging them), and remembers the new checkpoint.
-func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host string) (ledger.Checkpoint, error) {
+// written returns the records of the objects r stored since the last call.
+func written(r *repo.Repository, host string) []ledger.Record {
 	now := time.Now()
 	var recs []ledger.Record
 	for _, o := range r.Written() {
 		recs = append(recs, ledger.Record{Kind: recordKinds[o.Type], ID: o.ID, Size: o.Size, Time: now, Host: host})
 	}
+	return recs
+}
+
+// append appends recs to the ledger and remembers the new checkpoint.
+// Forget and prune use it: unlike a backup, they do not adopt snapshots
+// nobody logged, which may be a thief's.
+func (cl *clientLedger) append(ctx context.Context, recs []ledger.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	cp, note, err := cl.log.Append(ctx, recs, cl.seen)
+	if err != nil {
+		return fmt.Errorf("record in the ledger: %w", err)
+	}
+	return cl.remember(cp, note)
+}
+
+// record appends to the ledger the objects r stored, plus any snapshot or
+// index file the log does not name yet (left by a backup killed between
+// storing them and logging them), and remembers the new checkpoint.
+func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host string) (ledger.Checkpoint, error) {
+	now := time.Now()
+	recs := written(r, host)
 	logged, err := cl.loggedIDs(ctx)
 	if err != nil {
 		return ledger.Checkpoint{}, err

@@ -35,10 +35,17 @@ type Options struct {
 
 // Stats say what a plan does, in packs and bytes of pack content.
 type Stats struct {
-	Packs, KeptPacks, RepackPacks, DeletePacks, RecentPacks int
-	IndexFiles                                              int
-	UsedBlobs                                               int
-	UsedBytes, UnusedBytes, CopyBytes, FreedBytes           int64
+	Packs       int   `json:"packs"`
+	KeptPacks   int   `json:"kept_packs"`
+	RepackPacks int   `json:"repack_packs"`
+	DeletePacks int   `json:"delete_packs"`
+	RecentPacks int   `json:"recent_packs"` // kept because of Options.Grace
+	IndexFiles  int   `json:"index_files"`  // index files to replace
+	UsedBlobs   int   `json:"used_blobs"`
+	UsedBytes   int64 `json:"used_bytes"`
+	UnusedBytes int64 `json:"unused_bytes"`
+	CopyBytes   int64 `json:"copy_bytes"`  // used bytes copied out of packs to delete
+	FreedBytes  int64 `json:"freed_bytes"` // bytes of the packs to delete
 }
 
 // Plan is what Execute will do: which packs stay as they are, which are
