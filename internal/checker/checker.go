@@ -148,15 +148,37 @@ func (c *checker) checkPacks(ctx context.Context) error {
 	}
 	expected := r.Index().ByPack()
 	c.rep.Packs = len(stored)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
 	for id := range stored {
-		if _, ok := expected[id]; !ok {
+		if _, ok := expected[id]; ok {
+			continue
+		}
+		if !c.opts.ReadData {
 			c.mu.Lock()
 			c.rep.Notes = append(c.rep.Notes, fmt.Sprintf("pack %s is not in any index (left by an interrupted backup, or its index file is lost); the next backup indexes it again", id.Short()))
 			c.mu.Unlock()
+			continue
 		}
+		// With --read-data an unindexed pack is read too: one stored
+		// under another pack's name (which S3 accepts) is an error.
+		g.Go(func() error {
+			b, err := r.Store().Load(gctx, store.Handle{Type: store.Packs, Name: id.String()})
+			switch {
+			case gctx.Err() != nil:
+				return gctx.Err()
+			case err != nil:
+				c.errorf("pack %s, which no index lists: %v", id.Short(), err)
+			case blob.Hash(b) != id:
+				c.errorf("pack %s, which no index lists, does not hash to its name: planted under another name or altered; the next backup will not index it", id.Short())
+			default:
+				c.mu.Lock()
+				c.rep.Notes = append(c.rep.Notes, fmt.Sprintf("pack %s is not in any index (left by an interrupted backup, or its index file is lost); the next backup indexes it again", id.Short()))
+				c.mu.Unlock()
+			}
+			return nil
+		})
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
 	for id, p := range expected {
 		g.Go(func() error {
 			defer func() {

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -158,10 +159,13 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64)
 
 // IndexOrphans finds packs that no index file lists (left by a backup that
 // crashed before writing its index or by a lost index file, or stored by a
-// backup still running, which lists them itself later), reads their headers,
-// adds them to the index and writes an index file for them, so that their
-// blobs are reused. It returns how many packs it indexed; packs whose
-// header cannot be read are skipped and reported in the error.
+// backup still running, which lists them itself later), checks that each
+// one's content hashes to its name, reads their headers, adds them to the
+// index and writes an index file for them, so that their blobs are reused.
+// It returns how many packs it indexed; packs that fail the hash (a pack
+// stored under another name, which a store without hash checks such as S3
+// accepts) or whose header cannot be read are skipped and reported in the
+// error.
 func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
 	var orphans []store.FileInfo
 	if err := r.st.List(ctx, store.Packs, func(fi store.FileInfo) error {
@@ -177,7 +181,7 @@ func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
 	var errs []error
 	for _, fi := range orphans {
 		id, _ := blob.ParseID(fi.Name)
-		p, err := r.ReadPackHeader(ctx, id, fi.Size)
+		p, err := r.readOrphan(ctx, id, fi.Size)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -192,6 +196,27 @@ func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
 		}
 	}
 	return len(found), errors.Join(errs...)
+}
+
+// maxOrphan bounds the pack IndexOrphans reads into memory to hash it:
+// packs are written at 16 MiB.
+const maxOrphan = 64 << 20
+
+// readOrphan reads a pack no index lists, checks its hash and returns its
+// header.
+func (r *Repository) readOrphan(ctx context.Context, id blob.ID, size int64) (index.Pack, error) {
+	if size > maxOrphan {
+		return index.Pack{}, fmt.Errorf("pack %s: %d bytes, more than a pack holds: %w", id.Short(), size, blob.ErrCorrupt)
+	}
+	b, err := r.loadVerified(ctx, store.Handle{Type: store.Packs, Name: id.String()})
+	if err != nil {
+		return index.Pack{}, fmt.Errorf("pack %s, which no index lists: %w", id.Short(), err)
+	}
+	hdr, err := pack.ReadHeader(r.keys, bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return index.Pack{}, fmt.Errorf("pack %s: %w", id.Short(), err)
+	}
+	return index.Pack{ID: id, Ephemeral: hdr.Ephemeral, Entries: hdr.Entries}, nil
 }
 
 // LoadBlob returns the plaintext of blob h, appended to buf[:0]. It verifies
