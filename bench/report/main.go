@@ -1,14 +1,18 @@
 // Command report turns the raw measurements of bench/run.sh into a Markdown
 // table of medians per tool and phase, ratios of kalaja to its peers, and a
-// PASS/FAIL check against the performance targets.
+// PASS/FAIL check against the performance targets. With -serve it reports
+// those of bench/serve.sh instead: backup throughput and memory by setup
+// (phase local, serve, fleet or rest-server) and the check that a backup
+// through kalaja serve keeps 70% of the local throughput.
 //
-//	report [-strict] [results.tsv]
+//	report [-strict] [-serve] [results.tsv]
 //
 // The input is tab-separated with a header line naming at least the columns
 // tool, rep, phase, seconds, peak_rss_kib, repo_bytes and source_bytes; phase
 // is one of first, incr or restore. An optional other_cpu column (cores kept
-// busy by other work while the command ran) flags noisy runs. With no file
-// argument it reads stdin.
+// busy by other work while the command ran) flags noisy runs; an optional
+// server_rss_kib column is the server's peak RSS. With no file argument it
+// reads stdin.
 // With -strict it exits 1 unless every target is checked and passes.
 package main
 
@@ -21,10 +25,11 @@ import (
 
 func main() {
 	strict := flag.Bool("strict", false, "exit 1 unless every target passes")
+	serve := flag.Bool("serve", false, "report the measurements of bench/serve.sh")
 	flag.Parse()
 	in := io.Reader(os.Stdin)
 	if flag.NArg() > 1 {
-		fmt.Fprintln(os.Stderr, "usage: report [-strict] [results.tsv]")
+		fmt.Fprintln(os.Stderr, "usage: report [-strict] [-serve] [results.tsv]")
 		os.Exit(2)
 	}
 	if flag.NArg() == 1 {
@@ -41,7 +46,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
-	if render(os.Stdout, summarize(rows)) != "PASS" && *strict {
+	r := render
+	if *serve {
+		r = renderServe
+	}
+	if r(os.Stdout, summarize(rows)) != "PASS" && *strict {
 		os.Exit(1)
 	}
 }

@@ -39,13 +39,7 @@ func render(w io.Writer, s summary) string {
 		}
 	}
 
-	if s.maxOther > 0 {
-		fmt.Fprintf(w, "\nMost CPU used by other work during one measurement: %.2f cores", s.maxOther)
-		if s.maxOther >= noisyCores {
-			fmt.Fprint(w, " — the machine was shared, these numbers are noisy")
-		}
-		fmt.Fprintln(w)
-	}
+	noise(w, s)
 
 	if _, ok := s.by["kalaja"]; ok && len(s.tools) > 1 {
 		fmt.Fprintln(w)
@@ -108,6 +102,17 @@ func render(w io.Writer, s summary) string {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Overall: %s\n", overall)
 	return overall
+}
+
+// noise writes how busy other work kept the machine, when it was measured.
+func noise(w io.Writer, s summary) {
+	if s.maxOther > 0 {
+		fmt.Fprintf(w, "\nMost CPU used by other work during one measurement: %.2f cores", s.maxOther)
+		if s.maxOther >= noisyCores {
+			fmt.Fprint(w, " — the machine was shared, these numbers are noisy")
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func missing(kalaja, restic bool) string {

@@ -84,3 +84,50 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRenderServe(t *testing.T) {
+	const serveHeader = "tool\trep\tphase\tseconds\tpeak_rss_kib\trepo_bytes\tsource_bytes\tother_cpu\tserver_rss_kib\n"
+	// serveRows has kalaja take 10 s locally and serveSecs through the server.
+	serveRows := func(serveSecs string) string {
+		var b strings.Builder
+		b.WriteString(serveHeader)
+		for _, rep := range []string{"1", "2", "3"} {
+			b.WriteString("kalaja\t" + rep + "\tlocal\t10\t2048\t500\t1000000\t0\t0\n")
+			b.WriteString("kalaja\t" + rep + "\tserve\t" + serveSecs + "\t2048\t500\t1000000\t0\t" + rep + "0240\n")
+			b.WriteString("kalaja\t" + rep + "\tfleet\t20\t1024\t500\t1000000\t0.1\t51200\n")
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name, in, verdict string
+		contains          []string
+	}{
+		{"fast", serveRows("12"), "PASS", []string{
+			"| kalaja, through kalaja serve | 12.00 | 0.1 | 2 | 20 | 0.0 | 1.0 |",
+			"| kalaja, local repository | 10.00 | 0.1 | 2 | — |",
+			"| kalaja, concurrent clients through kalaja serve | 0.50 |",
+			"ratio 0.833 (target >= 0.70): PASS",
+			"Server peak memory, concurrent clients: 50 MiB",
+		}},
+		{"slow", serveRows("15"), "FAIL", []string{"ratio 0.667 (target >= 0.70): FAIL"}},
+		{"no server", serveHeader + "kalaja\t1\tlocal\t10\t2048\t500\t1000000\t0\t0\nrestic\t1\tlocal\t20\t2048\t500\t1000000\t0\t0\n",
+			"INCOMPLETE", []string{"n/a (serve not measured)", "| restic, local repository | 20.00 |"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := parse(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			if got := renderServe(&out, summarize(rows)); got != tt.verdict {
+				t.Errorf("verdict %s, want %s", got, tt.verdict)
+			}
+			for _, want := range tt.contains {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}

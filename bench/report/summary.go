@@ -26,10 +26,12 @@ type row struct {
 	repoBytes   float64
 	sourceBytes float64
 	otherCPU    float64 // optional other_cpu column: cores busy with other work
+	serverRSS   float64 // optional server_rss_kib column: the server's peak RSS (bench/serve.sh)
 }
 
 // parse reads tab-separated rows with a header line. Columns are found by
-// name, so extra columns are ignored; other_cpu is optional.
+// name, so extra columns are ignored; other_cpu and server_rss_kib are
+// optional.
 func parse(r io.Reader) ([]row, error) {
 	sc := bufio.NewScanner(r)
 	if !sc.Scan() {
@@ -78,6 +80,9 @@ func parse(r io.Reader) ([]row, error) {
 		if _, ok := col["other_cpu"]; ok && err == nil {
 			rw.otherCPU, err = num("other_cpu")
 		}
+		if _, ok := col["server_rss_kib"]; ok && err == nil {
+			rw.serverRSS, err = num("server_rss_kib")
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -90,6 +95,7 @@ func parse(r io.Reader) ([]row, error) {
 type stat struct {
 	n                                       int
 	seconds, rssKiB, repoBytes, sourceBytes float64
+	serverRSSKiB                            float64
 }
 
 // throughput is decimal megabytes of source per second.
@@ -128,11 +134,12 @@ func summarize(rows []row) summary {
 			return median(v)
 		}
 		s.by[k[0]][k[1]] = stat{
-			n:           len(g),
-			seconds:     pick(func(r row) float64 { return r.seconds }),
-			rssKiB:      pick(func(r row) float64 { return r.rssKiB }),
-			repoBytes:   pick(func(r row) float64 { return r.repoBytes }),
-			sourceBytes: pick(func(r row) float64 { return r.sourceBytes }),
+			n:            len(g),
+			seconds:      pick(func(r row) float64 { return r.seconds }),
+			rssKiB:       pick(func(r row) float64 { return r.rssKiB }),
+			repoBytes:    pick(func(r row) float64 { return r.repoBytes }),
+			sourceBytes:  pick(func(r row) float64 { return r.sourceBytes }),
+			serverRSSKiB: pick(func(r row) float64 { return r.serverRSS }),
 		}
 	}
 	rank := map[string]int{"kalaja": 0, "restic": 1, "borg": 2}
