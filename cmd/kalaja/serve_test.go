@@ -26,6 +26,8 @@ type served struct {
 	cert   string // the generated certificate's file
 	repo   string // the directory it serves
 	dir    string // its server directory
+	cmd    *exec.Cmd
+	killed bool // kill ended it: the test's end has nothing to stop
 	mu     sync.Mutex
 	stderr bytes.Buffer
 }
@@ -50,9 +52,20 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func startServer(t *testing.T, extra ...string) *served {
 	t.Helper()
 	dir := t.TempDir()
-	s := &served{repo: filepath.Join(dir, "repo"), dir: filepath.Join(dir, "server")}
+	return startServerAt(t, filepath.Join(dir, "repo"), filepath.Join(dir, "server"), "127.0.0.1:0", extra...)
+}
+
+// startServerAt runs kalaja serve over the repository directory repo with
+// the server directory dir, listening on listen (host:port, port 0 for a
+// free one), and waits until it listens; the test's end stops it unless
+// kill did. Started again on the same directories and address, it serves
+// the same repository with the same certificate.
+func startServerAt(t *testing.T, repo, dir, listen string, extra ...string) *served {
+	t.Helper()
+	s := &served{repo: repo, dir: dir}
 	cmd := exec.Command(kalajaBin, append([]string{"serve", "--dir", s.repo, "--server-dir", s.dir,
-		"--listen", "127.0.0.1:0"}, extra...)...)
+		"--listen", listen}, extra...)...)
+	s.cmd = cmd
 	cmd.Env = os.Environ()
 	cmd.Stderr = lockedWriter{s}
 	out, err := cmd.StdoutPipe()
@@ -85,12 +98,26 @@ func startServer(t *testing.T, extra ...string) *served {
 		}
 	}()
 	t.Cleanup(func() {
+		if s.killed {
+			return
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("kalaja serve: %v\n%s", err, s.log())
 		}
 	})
 	return s
+}
+
+// kill ends the server with SIGKILL, as a crash would, and waits for it
+// to be gone.
+func (s *served) kill(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill kalaja serve: %v", err)
+	}
+	s.cmd.Wait() // "signal: killed"
+	s.killed = true
 }
 
 // addToken runs kalaja serve token add and writes the token to a file.

@@ -1,15 +1,17 @@
 // Package remote is a store.Store that talks to `kalaja serve` over HTTPS
 // (docs/design.md, "Server API (version 1)"). It adds and reads objects;
-// the server allows nothing else, so this store has no Remove.
+// a token allows nothing else, so this store has no Remove: deletions are
+// requests signed with the administrator's key, sent by Admin.
 //
 // The server's certificate is either pinned (the exact certificate, as
 // printed by kalaja serve on first start) or checked against the system's
 // roots. Every request carries the host's bearer token, which never
 // appears in errors. GET, HEAD and listings are retried on network errors
-// and 5xx answers; so is PUT, and a retried PUT answered 409 succeeds if
-// the stored object is the one sent (checked by its SHA-256, which names
-// content-addressed objects and is otherwise compared with the stored
-// bytes).
+// and 5xx answers (the GET of an object also when its body is cut short;
+// a listing cut short is an error); so is PUT, and a retried PUT answered
+// 409 succeeds if the stored object is the one sent (checked by its
+// SHA-256, which names content-addressed objects and is otherwise compared
+// with the stored bytes).
 package remote
 
 import (
@@ -430,19 +432,42 @@ func (s *Store) Load(ctx context.Context, h store.Handle) ([]byte, error) {
 	if err := validName(h); err != nil {
 		return nil, err
 	}
-	resp, err := s.get(ctx, "load", h, "")
-	if err != nil {
-		return nil, err
+	for n := 1; ; n++ {
+		resp, err := s.get(ctx, "load", h, "")
+		if err != nil {
+			return nil, err
+		}
+		if resp.ContentLength < 0 || resp.ContentLength > maxObject {
+			resp.Body.Close()
+			return nil, fmt.Errorf("load %v at %s: missing or implausible Content-Length %d", h, s.location, resp.ContentLength)
+		}
+		b := make([]byte, resp.ContentLength)
+		_, err = io.ReadFull(resp.Body, b)
+		resp.Body.Close()
+		if err == nil {
+			return b, nil
+		}
+		if !s.again(ctx, n, err) {
+			return nil, fmt.Errorf("read %v at %s: %w", h, s.location, err)
+		}
 	}
-	defer resp.Body.Close()
-	if resp.ContentLength < 0 || resp.ContentLength > maxObject {
-		return nil, fmt.Errorf("load %v at %s: missing or implausible Content-Length %d", h, s.location, resp.ContentLength)
+}
+
+// again reports whether a GET whose answer's body failed with err on try
+// n (from 1), after a response had arrived, is sent again: as do, up to
+// s.attempts tries, after doubling waits.
+func (s *Store) again(ctx context.Context, n int, err error) bool {
+	if n >= s.attempts || !retryable(err) {
+		return false
 	}
-	b := make([]byte, resp.ContentLength)
-	if _, err := io.ReadFull(resp.Body, b); err != nil {
-		return nil, fmt.Errorf("read %v at %s: %w", h, s.location, err)
+	t := time.NewTimer(s.backoff << (n - 1))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
-	return b, nil
 }
 
 // ReadAt implements store.Loader.
@@ -463,21 +488,27 @@ func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64)
 		}
 		return nil
 	}
-	resp, err := s.get(ctx, "read", h, fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent || resp.ContentLength != int64(len(p)) {
-		if resp.StatusCode == http.StatusPartialContent && resp.ContentLength >= 0 && resp.ContentLength < int64(len(p)) {
-			return fmt.Errorf("read %v at %d: %w", h, off, io.ErrUnexpectedEOF)
+	for n := 1; ; n++ {
+		resp, err := s.get(ctx, "read", h, fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1))
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("read %v at %s: unexpected answer to a range request (%s, %d bytes)", h, s.location, resp.Status, resp.ContentLength)
+		if resp.StatusCode != http.StatusPartialContent || resp.ContentLength != int64(len(p)) {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusPartialContent && resp.ContentLength >= 0 && resp.ContentLength < int64(len(p)) {
+				return fmt.Errorf("read %v at %d: %w", h, off, io.ErrUnexpectedEOF)
+			}
+			return fmt.Errorf("read %v at %s: unexpected answer to a range request (%s, %d bytes)", h, s.location, resp.Status, resp.ContentLength)
+		}
+		_, err = io.ReadFull(resp.Body, p)
+		resp.Body.Close()
+		if err == nil {
+			return nil
+		}
+		if !s.again(ctx, n, err) {
+			return fmt.Errorf("read %v at %d from %s: %w", h, off, s.location, err)
+		}
 	}
-	if _, err := io.ReadFull(resp.Body, p); err != nil {
-		return fmt.Errorf("read %v at %d from %s: %w", h, off, s.location, err)
-	}
-	return nil
 }
 
 // Stat implements store.Lister.
@@ -496,7 +527,32 @@ func (s *Store) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error
 	if err != nil || size < 0 {
 		return store.FileInfo{}, fmt.Errorf("stat %v at %s: no valid Content-Length", h, s.location)
 	}
-	return store.FileInfo{Name: h.Name, Size: size}, nil
+	stamp, err := parseStamp(resp.Header)
+	if err != nil {
+		return store.FileInfo{}, fmt.Errorf("stat %v at %s: %w", h, s.location, err)
+	}
+	return store.FileInfo{Name: h.Name, Size: size, Stamp: stamp}, nil
+}
+
+// parseStamp reads the server's stamp of an object from a HEAD answer:
+// Kalaja-Stamp (RFC 3339, nanoseconds), else Last-Modified (seconds);
+// zero without either.
+func parseStamp(hdr http.Header) (time.Time, error) {
+	if v := hdr.Get("Kalaja-Stamp"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return time.Time{}, errors.New("malformed Kalaja-Stamp header")
+		}
+		return t, nil
+	}
+	if v := hdr.Get("Last-Modified"); v != "" {
+		t, err := http.ParseTime(v)
+		if err != nil {
+			return time.Time{}, errors.New("malformed Last-Modified header")
+		}
+		return t, nil
+	}
+	return time.Time{}, nil
 }
 
 // maxListLine bounds one line of a listing.
@@ -517,9 +573,10 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 	sc.Buffer(make([]byte, 0, 512), maxListLine)
 	for sc.Scan() {
 		var e struct {
-			Name string `json:"name"`
-			Size int64  `json:"size"`
-			End  bool   `json:"end"`
+			Name string    `json:"name"`
+			Size int64     `json:"size"`
+			Time time.Time `json:"time"` // the server's stamp
+			End  bool      `json:"end"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return fmt.Errorf("list %s at %s: malformed answer: %w", t, s.location, err)
@@ -530,7 +587,7 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 		if validName(store.Handle{Type: t, Name: e.Name}) != nil || e.Size < 0 {
 			return fmt.Errorf("list %s at %s: malformed entry %q", t, s.location, e.Name)
 		}
-		if err := fn(store.FileInfo{Name: e.Name, Size: e.Size}); err != nil {
+		if err := fn(store.FileInfo{Name: e.Name, Size: e.Size, Stamp: e.Time}); err != nil {
 			return err
 		}
 	}
