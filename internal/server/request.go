@@ -60,6 +60,7 @@ const (
 	reasonLength       = "length_required"
 	reasonQuota        = "quota"
 	reasonRange        = "bad_range"
+	reasonFull         = "storage_full" // not the client's fault, but a refusal it sees
 )
 
 // parseRequest reads the method and the escaped path of a request under

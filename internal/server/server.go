@@ -33,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -242,6 +243,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// which the client sees as a short body.
 	case errors.Is(err, blob.ErrNotFound):
 		writeError(rec, http.StatusNotFound, "no such object")
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		s.m.refused.WithLabelValues(reasonFull).Inc()
+		s.log.Error("storage full", "host", host, "object", req.h.String(), "err", err)
+		writeError(rec, http.StatusInsufficientStorage, "the server's storage is full")
 	default:
 		s.log.Error("request failed", "host", host, "method", r.Method, "object", req.h.String(), "err", err)
 		writeError(rec, http.StatusInternalServerError, "internal error: see the server's log")
@@ -453,16 +458,35 @@ func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(st, body)
+	rb := &readErr{r: body}
+	n, err := io.Copy(st, rb)
 	if err != nil {
 		st.Abort()
-		return refuse(http.StatusBadRequest, reasonBadRequest, "read body: %v", err)
+		if rb.err != nil {
+			return refuse(http.StatusBadRequest, reasonBadRequest, "read body: %v", rb.err)
+		}
+		return fmt.Errorf("stage %v: %w", h, err)
 	}
 	if err := s.checkBody(h, n, size, sum); err != nil {
 		st.Abort()
 		return err
 	}
 	return st.Commit(ctx, h.Name)
+}
+
+// readErr remembers the error of its reader, so that a failed copy can
+// tell the client's broken body from the server's failed write.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // save reads the body into memory and saves it.
