@@ -259,6 +259,13 @@ func TestForgetFloodS3(t *testing.T) {
 	if len(out.Retained) != 1 || out.Retained[0].Object != "snapshots/"+ids[0] {
 		t.Errorf("retained %v, want snapshots/%s", out.Retained, ids[0][:8])
 	}
+	// Prune with a credential that may delete: the lock keeps every old
+	// pack and index file for its hour, and prune says so.
+	var pr pruneReport
+	must(t, json.Unmarshal([]byte(e.must("prune", "--grace", "0s", "--max-unused", "0", "--json").stdout), &pr))
+	if pr.Removed != 0 || len(pr.Retained) == 0 {
+		t.Errorf("prune under Object Lock: removed %d, retained %d; want all retained", pr.Removed, len(pr.Retained))
+	}
 	for i := 1; i < len(ids); i++ {
 		restoresAs(t, e, ids[i], src, copies[i])
 	}

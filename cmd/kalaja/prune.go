@@ -118,11 +118,49 @@ func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, cl *cli
 			out.Removed = len(res.Removed)
 			out.Retained = keptLines(res.Kept)
 		}
+		if err == nil {
+			out.Renewed, err = renewAll(ctx, r.Store())
+		}
 		if err != nil {
 			return errors.Join(out.print(g), err)
 		}
 	}
 	return out.print(g)
+}
+
+// renewer is a store whose retention prune extends for every object that
+// stays: S3 with Object Lock (s3.Store.Renew).
+type renewer interface {
+	Renew(ctx context.Context, h store.Handle) (bool, error)
+}
+
+// renewAll extends the retention of every object of st that would lose it
+// soon, if st is a renewer, and returns how many it extended.
+func renewAll(ctx context.Context, st store.Store) (int, error) {
+	rn, ok := st.(renewer)
+	if !ok {
+		return 0, nil
+	}
+	hs := []store.Handle{{Type: store.Config}}
+	for _, t := range store.Listable {
+		if err := st.List(ctx, t, func(fi store.FileInfo) error {
+			hs = append(hs, store.Handle{Type: t, Name: fi.Name})
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("list %s: %w", t, err)
+		}
+	}
+	n := 0
+	for _, h := range hs {
+		ok, err := rn.Renew(ctx, h)
+		if err != nil {
+			return n, fmt.Errorf("extend retention: %w", err)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // keptLine is an object a deletion had to keep, for reports.
@@ -143,6 +181,7 @@ type pruneReport struct {
 	DryRun   bool        `json:"dry_run"`
 	Stats    prune.Stats `json:"stats"`
 	Removed  int         `json:"removed"`
+	Renewed  int         `json:"renewed"` // objects whose Object Lock retention was extended
 	Retained []keptLine  `json:"retained,omitempty"`
 }
 
@@ -163,5 +202,8 @@ func (p pruneReport) print(g *globalOptions) error {
 		g.printf("retained %s: %s\n", k.Object, k.Reason)
 	}
 	g.printf("%d objects removed, %d retained\n", p.Removed, len(p.Retained))
+	if p.Renewed > 0 {
+		g.printf("retention extended for %d objects that stay\n", p.Renewed)
+	}
 	return nil
 }

@@ -127,6 +127,20 @@ func NewPlan(ctx context.Context, r *repo.Repository, snaps []*snapshot.Snapshot
 		}
 		candidates = append(candidates, pk)
 	}
+	// Packs that are most used claim their blobs first, so that the copy a
+	// previous prune made (whose source the store retained) is kept and the
+	// source deleted, rather than copied again.
+	unused := func(pk index.Pack) float64 {
+		var usedN, total int64
+		for _, e := range pk.Entries {
+			total += int64(e.Length)
+			if used[e.Handle()] {
+				usedN += int64(e.Length)
+			}
+		}
+		return float64(total-usedN) / float64(max(total, 1))
+	}
+	slices.SortStableFunc(candidates, func(a, b index.Pack) int { return cmp.Compare(unused(a), unused(b)) })
 	for _, pk := range candidates {
 		var usedN, total int64
 		for _, e := range pk.Entries {

@@ -215,6 +215,16 @@ func TestPruneRetained(t *testing.T) {
 		}
 	}
 	f.checkRepository(t)
+
+	// The next prune finds the copy and the retained source: it deletes
+	// the source, and does not copy again.
+	p, err = NewPlan(ctx, f.open(t), []*snapshot.Snapshot{f.new}, Options{MaxUnused: 0.2, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.RepackPacks != 0 || p.Stats.DeletePacks != 2 {
+		t.Errorf("plan after a retained prune %+v: want the two old packs deleted, nothing copied", p.Stats)
+	}
 }
 
 // TestPruneGrace: recent packs and index files are left alone.

@@ -464,6 +464,46 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 	return flush()
 }
 
+// Renew extends the Object Lock retention of h's object (its first
+// version) to now plus the location's retention when it would end within
+// half of that, so that an object still in use stays protected past the
+// retention it was written with. It reports whether it extended anything;
+// without Object Lock it does nothing. Prune runs it, with the
+// administrator's credential, for every object that stays: retention can
+// only be lengthened, so no credential shortens protection with it.
+func (s *Store) Renew(ctx context.Context, h store.Handle) (bool, error) {
+	if !s.lock {
+		return false, nil
+	}
+	v, err := s.first(ctx, h)
+	if err != nil {
+		return false, err
+	}
+	key := s.key(h)
+	period := cmp(s.loc.Retention, DefaultRetention)
+	now := s.now()
+	mode, until, err := s.c.GetObjectRetention(ctx, s.loc.Bucket, key, v.id)
+	if err != nil && errCode(err) != "NoSuchObjectLockConfiguration" {
+		return false, s.objErr("read the retention of", h, err)
+	}
+	if until != nil && until.After(now.Add(period/2)) {
+		return false, nil
+	}
+	m := minio.Compliance
+	switch {
+	case mode != nil && mode.IsValid():
+		m = *mode // a COMPLIANCE version cannot become GOVERNANCE
+	case s.loc.Mode == Governance:
+		m = minio.Governance
+	}
+	target := now.Add(period).UTC()
+	err = s.c.PutObjectRetention(ctx, s.loc.Bucket, key, minio.PutObjectRetentionOptions{Mode: &m, RetainUntilDate: &target, VersionID: v.id})
+	if err != nil {
+		return false, s.objErr("extend the retention of", h, err)
+	}
+	return true, nil
+}
+
 // Remove implements store.Remover: it deletes every version of h's object.
 // On a locked bucket the server refuses while any version's retention
 // lasts, and Remove fails, having removed no locked version.

@@ -406,3 +406,57 @@ func TestS3StagePack(t *testing.T) {
 		t.Fatalf("staging left %d files in the temporary directory", len(ents))
 	}
 }
+
+// TestS3Renew: an object written with a short retention gets the store's
+// longer one when its retention runs low; one with plenty left, and any
+// object on a bucket without Object Lock, is left as it is.
+func TestS3Renew(t *testing.T) {
+	srv := server(t)
+	ctx := t.Context()
+	loc := srv.location(srv.bucket(t, locked))
+	loc.Retention = time.Hour
+	short := srv.create(t, loc, false)
+	h := store.Handle{Type: store.Snapshots, Name: blob.Hash([]byte("renew me")).String()}
+	for _, h := range []store.Handle{{Type: store.Config}, h} {
+		if err := short.Save(ctx, h, []byte("renew me")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := func() time.Time {
+		t.Helper()
+		v, err := short.first(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, u, err := srv.admin.GetObjectRetention(ctx, loc.Bucket, short.key(h), v.id)
+		if err != nil || u == nil {
+			t.Fatalf("retention of %v: %v, %v", h, u, err)
+		}
+		return *u
+	}
+	written := until()
+	if ok, err := short.Renew(ctx, h); err != nil || ok {
+		t.Errorf("Renew with the whole hour left = %v, %v; want nothing done", ok, err)
+	}
+
+	loc.Retention = 4 * time.Hour
+	long, err := Open(ctx, loc, srv.options(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := long.Renew(ctx, h); err != nil || !ok {
+		t.Fatalf("Renew with 1 h of 4 left = %v, %v; want extended", ok, err)
+	}
+	if got := until(); got.Sub(written) < 2*time.Hour {
+		t.Errorf("retention until %v after Renew, was %v: want about 3 h later", got, written)
+	}
+
+	plainLoc := srv.location(srv.bucket(t, plain))
+	p := srv.create(t, plainLoc, true)
+	if err := p.Save(ctx, h, []byte("renew me")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.Renew(ctx, h); err != nil || ok {
+		t.Errorf("Renew without Object Lock = %v, %v; want nothing done", ok, err)
+	}
+}
