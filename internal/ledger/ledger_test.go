@@ -629,6 +629,51 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestAppendPastForgedCheckpoints: checkpoints planted under the sizes the
+// next appends will reach, signed by another key, stop neither appends nor
+// a client's check; verify names each one.
+func TestAppendPastForgedCheckpoints(t *testing.T) {
+	tl := newTestLog(t)
+	cp := tl.append(t, testRecords("h", 0, 2), Checkpoint{})
+	thief := mustSigner(t, testOtherSkey)
+	for n := int64(3); n <= 6; n++ {
+		msg, err := signText(Checkpoint{Origin: tl.log.Origin(), N: n, Hash: cp.Hash}, thief)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tl.st.Save(t.Context(), store.Handle{Type: store.LedgerCheckpoints, Name: entryName(n)}, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _, err := tl.log.Latest(t.Context()); err != nil || got != cp {
+		t.Fatalf("Latest = %+v, %v; want the newest valid checkpoint %+v", got, err, cp)
+	}
+	for i, n := range []int64{1, 2, 3} { // the log reaches 3, 5 (both squatted), then 8
+		next := tl.append(t, testRecords("h", int(cp.N), int(n)), cp)
+		if _, _, err := tl.log.Check(t.Context(), next); err != nil {
+			t.Fatalf("append %d: Check of the checkpoint it signed: %v", i, err)
+		}
+		cp = next
+	}
+	if got, _, err := tl.log.Latest(t.Context()); err != nil || got != cp || cp.N != 8 {
+		t.Errorf("Latest = %+v, %v; want the stored checkpoint of size 8, %+v", got, err, cp)
+	}
+	rep, err := tl.log.Verify(t.Context(), VerifyOptions{Seen: []Seen{{Source: "test", Checkpoint: cp}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged []string
+	for _, p := range rep.Problems {
+		if p.Kind != ProblemSignature {
+			t.Errorf("verify: %+v", p)
+		}
+		forged = append(forged, p.Object)
+	}
+	if len(forged) != 4 {
+		t.Errorf("verify named %q, want the 4 forged checkpoints", forged)
+	}
+}
+
 func TestAppend(t *testing.T) {
 	tl := newTestLog(t)
 	if cp, msg, err := tl.log.Latest(t.Context()); err != nil || cp.N != 0 || msg != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -129,24 +130,82 @@ func (l *Log) Origin() string { return l.origin }
 // Verifier returns the log's checkpoint verifier.
 func (l *Log) Verifier() note.Verifier { return l.verifier }
 
-// Latest returns the newest checkpoint stored and its signed note. An empty
-// log has the zero checkpoint and a nil note. A newest checkpoint that is
-// not signed by the log key is an error wrapping ErrSignature.
+// Latest returns the newest valid checkpoint stored and its signed note.
+// An empty log has the zero checkpoint and a nil note. Checkpoints that do
+// not verify (not signed by the log key, malformed, or naming another size)
+// are passed over: anyone with write access to the storage can plant one,
+// and it must not stop appends; verify reports each. If checkpoints are
+// stored but none verifies (a log key that is not the log's), the error of
+// the newest, wrapping ErrSignature or blob.ErrCorrupt, is returned.
 func (l *Log) Latest(ctx context.Context) (Checkpoint, []byte, error) {
-	var newest int64 = -1
-	err := l.st.List(ctx, store.LedgerCheckpoints, func(fi store.FileInfo) error {
-		if n, ok := parseIndexName(fi.Name); ok && n > newest {
-			newest = n
+	c, msg, invalid, err := l.newestValid(ctx)
+	if err == nil && msg == nil && invalid != nil {
+		err = invalid
+	}
+	return c, msg, err
+}
+
+// newestValid is Latest, returning the zero checkpoint when none verifies
+// and the error of the newest that did not verify, if any, as invalid.
+func (l *Log) newestValid(ctx context.Context) (c Checkpoint, msg []byte, invalid, err error) {
+	var sizes []int64
+	err = l.st.List(ctx, store.LedgerCheckpoints, func(fi store.FileInfo) error {
+		if n, ok := parseIndexName(fi.Name); ok {
+			sizes = append(sizes, n)
 		}
 		return nil
 	})
 	if err != nil {
-		return Checkpoint{}, nil, fmt.Errorf("list checkpoints: %w", err)
+		return Checkpoint{}, nil, nil, fmt.Errorf("list checkpoints: %w", err)
 	}
-	if newest < 0 {
-		return Checkpoint{Origin: l.origin}, nil, nil
+	slices.Sort(sizes)
+	for i := len(sizes) - 1; i >= 0; i-- {
+		c, msg, err := l.checkpoint(ctx, sizes[i])
+		if err == nil {
+			return c, msg, invalid, nil
+		}
+		if ctx.Err() != nil || !errors.Is(err, ErrSignature) && !errors.Is(err, blob.ErrCorrupt) {
+			return Checkpoint{}, nil, nil, err
+		}
+		if invalid == nil {
+			invalid = err
+		}
 	}
-	return l.checkpoint(ctx, newest)
+	return Checkpoint{Origin: l.origin}, nil, invalid, nil
+}
+
+// head returns the newest valid checkpoint (the zero one if none
+// verifies) and the hashes of the whole log: the checkpoint's tree,
+// authenticated by its tiles, and every batch stored after it (by appends
+// that are running, or were interrupted before signing, or whose
+// checkpoint name was squatted), hashed from its records. n is the log's
+// size.
+func (l *Log) head(ctx context.Context) (latest Checkpoint, msg []byte, hs *hashStore, n int64, err error) {
+	latest, msg, _, err = l.newestValid(ctx)
+	if err != nil {
+		return Checkpoint{}, nil, nil, 0, err
+	}
+	hs = newHashStore(ctx, l.st, latest)
+	n, err = l.catchUp(ctx, hs, latest.N)
+	return latest, msg, hs, n, err
+}
+
+// catchUp adds to hs the batches stored from log index n on, and returns
+// the index after the last.
+func (l *Log) catchUp(ctx context.Context, hs *hashStore, n int64) (int64, error) {
+	for {
+		b, err := loadBatch(ctx, l.st, n)
+		if errors.Is(err, blob.ErrNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := hs.add(n, b.records); err != nil {
+			return n, err
+		}
+		n += int64(len(b.records))
+	}
 }
 
 // checkpoint loads and verifies the stored checkpoint of size n.
@@ -193,32 +252,20 @@ func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Check
 		}
 		data[i] = b
 	}
-	latest, _, err := l.Latest(ctx)
+	latest, _, hs, n, err := l.head(ctx)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
-	hs := newHashStore(ctx, l.st, latest)
-	n := latest.N
 	for {
-		// Catch up with batches stored after the latest checkpoint (by
-		// appends that are running, or were interrupted before signing).
-		for {
-			b, err := loadBatch(ctx, l.st, n)
-			if errors.Is(err, blob.ErrNotFound) {
-				break
-			}
-			if err != nil {
-				return Checkpoint{}, nil, err
-			}
-			if err := hs.add(n, b.records); err != nil {
-				return Checkpoint{}, nil, err
-			}
-			n += int64(len(b.records))
-		}
 		h := store.Handle{Type: store.LedgerEntries, Name: entryName(n)}
 		err := l.st.Save(ctx, h, batch{start: n, records: data}.encode())
 		if errors.Is(err, store.ErrExists) {
-			continue // another client appended at n first
+			// Another client appended at n first: read its batch (and
+			// any after it) and try after them.
+			if n, err = l.catchUp(ctx, hs, n); err != nil {
+				return Checkpoint{}, nil, err
+			}
+			continue
 		}
 		if err != nil {
 			return Checkpoint{}, nil, fmt.Errorf("store ledger entries: %w", err)
@@ -247,8 +294,14 @@ func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Check
 	h := store.Handle{Type: store.LedgerCheckpoints, Name: entryName(n)}
 	if err := l.st.Save(ctx, h, msg); errors.Is(err, store.ErrExists) {
 		// The same records give the same root: another client signed the
-		// same checkpoint. A different root at this size is a fork.
+		// same checkpoint. A different root at this size is a fork. A
+		// checkpoint that does not verify was planted to squat the name:
+		// the log goes on without a stored checkpoint at this size (the
+		// next append signs a larger one), and verify names the squatter.
 		other, _, err := l.checkpoint(ctx, n)
+		if errors.Is(err, ErrSignature) || errors.Is(err, blob.ErrCorrupt) {
+			return cp, msg, nil
+		}
 		if err != nil {
 			return Checkpoint{}, nil, err
 		}

@@ -46,16 +46,21 @@ func (l *Log) Cosign(ctx context.Context, w note.Signer, prev Checkpoint) (Check
 	return latest, cosigned, nil
 }
 
-// Check returns the log's newest checkpoint and its note after checking,
-// with a consistency proof built from the stored tiles, that it extends
-// seen (see CheckExtends).
+// Check returns the log's newest valid checkpoint and its note after
+// checking that the log extends seen (see CheckExtends): the checkpoint's
+// tree, authenticated by the stored tiles, with the batches stored after
+// it, since seen may be a checkpoint this client signed but could not
+// store (see Append).
 func (l *Log) Check(ctx context.Context, seen Checkpoint) (Checkpoint, []byte, error) {
-	latest, msg, err := l.Latest(ctx)
-	if err != nil || seen.N == 0 {
-		return latest, msg, err
+	latest, msg, hs, n, err := l.head(ctx)
+	if err != nil {
+		return Checkpoint{}, nil, err
 	}
-	var hr tlog.HashReader = tlog.TileHashReader(latest.Tree(), tileReader{ctx: ctx, st: l.st})
-	if err := CheckExtends(seen, latest.N, latest.Hash, hr); err != nil {
+	root, err := tlog.TreeHash(n, hs)
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("ledger tree hash: %w", err)
+	}
+	if err := CheckExtends(seen, n, root, hs); err != nil {
 		return Checkpoint{}, nil, err
 	}
 	return latest, msg, nil
