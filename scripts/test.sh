@@ -36,7 +36,11 @@ if [ "$fuzztime" != "0" ]; then
 		pkg="./$(dirname "$file")"
 		for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | cut -d' ' -f2); do
 			echo "-- $pkg $fn"
-			go test "$pkg" -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" -fuzzminimizetime 200x >/dev/null
+			if ! out=$(go test "$pkg" -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" -fuzzminimizetime 200x 2>&1); then
+				echo "$out" | tail -40 >&2
+				echo "fuzz: $pkg $fn failed" >&2
+				exit 1
+			fi
 		done
 	done
 	echo "fuzz: all targets ran without a failure"
