@@ -181,6 +181,7 @@ func newDrillWatchCommand() *cobra.Command {
 			}
 			w, err := watcher.New(watcher.Config{
 				Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries,
+				Realtime: os.Geteuid() == 0,
 				OnAlert: func(a detect.Alert) {
 					da := drillAlert(a)
 					line(drill.WatchLine{Alert: &da})
@@ -207,7 +208,8 @@ func watchHere(backend string, canaries bool, logger *slog.Logger) drill.WatchFu
 	return func(paths []string, onAlert func(drill.Alert)) (drill.Watcher, error) {
 		w, err := watcher.New(watcher.Config{
 			Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries,
-			Logger: logger, OnAlert: func(a detect.Alert) { onAlert(drillAlert(a)) },
+			Realtime: os.Geteuid() == 0,
+			Logger:   logger, OnAlert: func(a detect.Alert) { onAlert(drillAlert(a)) },
 		})
 		if err != nil {
 			return nil, err

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kalaja/kalaja/internal/drill"
 )
@@ -106,6 +109,8 @@ func TestDrill(t *testing.T) {
 		want[name] = b
 	}
 
+	realtime := realtimePermitted()
+	t.Logf("real-time priority permitted: %v", realtime)
 	r := drillRun(t, "drill", "--sandbox", sandbox, "--json", "--files", "120", "--bulk-mib", "16",
 		"--slow-interval", "1s", "--settle", "2s", "--timeout", "2m")
 	var rep drill.Report
@@ -129,12 +134,17 @@ func TestDrill(t *testing.T) {
 				t.Errorf("%s was not detected (%d of %d files damaged)", res.Scenario, res.FilesDamaged, res.FilesTotal)
 			}
 			// The worst case (issue 5: at most 10 files) is a race between
-			// the attack and the watcher, which a loaded CI machine decides:
-			// a zero-wiper once damaged 15 files here while other test
-			// packages ran. It is measured, not asserted: bench/drill.sh
-			// checks it on an idle machine.
+			// the attack and the watcher. With real-time priority the
+			// watcher wins it even on a loaded machine (two busy threads on
+			// two cores: at most 4 files in 100 attacks); without (no
+			// CAP_SYS_NICE) a loaded machine decides it, so it is only
+			// logged then.
 			if res.FilesDamaged > 10 {
-				t.Logf("%s damaged %d files before it was stopped (target: at most 10)", res.Scenario, res.FilesDamaged)
+				if realtime {
+					t.Errorf("%s damaged %d files before it was stopped, want at most 10", res.Scenario, res.FilesDamaged)
+				} else {
+					t.Logf("%s damaged %d files before it was stopped (target: at most 10; no real-time priority here)", res.Scenario, res.FilesDamaged)
+				}
 			}
 		case drill.KindBenign:
 			if res.FalseAlarms > 0 {
@@ -229,4 +239,16 @@ func medianOf(v []float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// realtimePermitted reports whether this process may run a thread at
+// real-time priority (SCHED_FIFO), as the drill's watcher asks to.
+func realtimePermitted() bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}, 0) != nil {
+		return false
+	}
+	unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
+	return true
 }

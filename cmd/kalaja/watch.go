@@ -25,19 +25,20 @@ import (
 
 // watchOptions are the flags of kalaja watch.
 type watchOptions struct {
-	config        string
-	threshold     float64
-	userThreshold float64
-	window        time.Duration
-	weights       []string
-	backend       string
-	noStop        bool
-	noCanaries    bool
-	alertLog      string
-	webhook       string
-	syslog        bool
-	snapshot      bool
-	rawDevices    []string
+	config         string
+	threshold      float64
+	userThreshold  float64
+	window         time.Duration
+	weights        []string
+	backend        string
+	noStop         bool
+	normalPriority bool
+	noCanaries     bool
+	alertLog       string
+	webhook        string
+	syslog         bool
+	snapshot       bool
+	rawDevices     []string
 }
 
 func newWatchCommand(g *globalOptions) *cobra.Command {
@@ -85,6 +86,7 @@ then the flags.`,
 	f.StringArrayVar(&o.weights, "weight", nil, "set a signal's weight, as signal=number (repeatable)")
 	f.StringVar(&o.backend, "backend", "auto", "event source: auto, fanotify or inotify")
 	f.BoolVar(&o.noStop, "no-stop", false, "alert only; do not stop the offending processes")
+	f.BoolVar(&o.normalPriority, "normal-priority", false, "handle events at normal priority, not real-time (root only; real-time stops an attack sooner on a busy machine)")
 	f.BoolVar(&o.noCanaries, "no-canaries", false, "do not place canary files in the folders")
 	f.StringVar(&o.alertLog, "alert-log", "", "append each alert as a JSON line to this file")
 	f.StringVar(&o.webhook, "webhook", "", "POST each alert as JSON to this URL")
@@ -198,6 +200,7 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	alerts := make(chan detect.Alert, 64)
 	cfg := watcher.Config{
 		Paths: abs, Detect: dcfg, Backend: o.backend, Stop: !o.noStop, Canaries: !o.noCanaries, Logger: log,
+		Realtime: !o.normalPriority && os.Geteuid() == 0,
 		OnAlert: func(a detect.Alert) {
 			select {
 			case alerts <- a:

@@ -345,22 +345,32 @@ func TestAlertAttribution(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		sid     int
+		early   bool // the alert comes before the runner knows the session
 		alert   Alert
 		counted bool
 	}{
-		{"a process of the scenario's session", sid, Alert{PID: sid}, true},
-		{"one of several pids in the session", sid, Alert{PID: self, PIDs: []int{self, sid}}, true},
-		{"a live process of another session", sid, Alert{PID: self}, false},
-		{"a process that is gone", sid, Alert{PID: gone.Process.Pid}, true},
-		{"no pid (inotify)", sid, Alert{}, true},
-		{"before the scenario started", 0, Alert{PID: sid}, false},
+		{"a process of the scenario's session", false, Alert{PID: sid}, true},
+		{"one of several pids in the session", false, Alert{PID: self, PIDs: []int{self, sid}}, true},
+		{"a live process of another session", false, Alert{PID: self}, false},
+		{"a process that is gone", false, Alert{PID: gone.Process.Pid}, true},
+		{"no pid (inotify)", false, Alert{}, true},
+		{"before the session was known, its process", true, Alert{PID: sid}, true},
+		{"before the session was known, processes gone", true, Alert{PID: gone.Process.Pid}, false},
+		{"before the session was known, another session", true, Alert{PID: self}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := &watching{alerts: make(chan Alert, 1)}
-			w.sid.Store(int64(tt.sid))
-			w.receive(tt.alert)
+			if tt.early {
+				w.receive(tt.alert)
+				if len(w.alerts) != 0 || w.foreign.Load() != 0 {
+					t.Fatal("an alert was sorted before the session was known")
+				}
+				w.start(sid)
+			} else {
+				w.start(sid)
+				w.receive(tt.alert)
+			}
 			counted, foreign := len(w.alerts) == 1, w.foreign.Load() == 1
 			if counted != tt.counted || foreign == tt.counted {
 				t.Errorf("counted %v, foreign %v; want counted %v", counted, foreign, tt.counted)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -269,7 +270,7 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	if w != nil {
-		w.sid.Store(int64(cmd.Process.Pid))
+		w.start(cmd.Process.Pid)
 		defer func() { out.ForeignAlerts = int(w.foreign.Load()) }()
 	}
 	exited := make(chan error, 1)
@@ -346,8 +347,32 @@ type watching struct {
 	alerts  chan Alert
 	cancel  context.CancelFunc
 	done    chan error
-	sid     atomic.Int64 // the scenario's session, once started
-	foreign atomic.Int64 // alerts about other processes
+	mu      sync.Mutex
+	sid     int     // the scenario's session, once started
+	early   []Alert // alerts that came before the session was known
+	foreign atomic.Int64
+}
+
+// maxEarly bounds the alerts held until the scenario's session is known.
+const maxEarly = 64
+
+// start records the scenario's session (its first process's PID) and
+// sorts the alerts that came before it: the watcher handles events at
+// real-time priority, so it can stop a scenario's process and alert before
+// the runner learns the PID. Those processes are stopped, so still there to
+// ask; an early alert whose processes are all gone came from before.
+func (w *watching) start(sid int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sid = sid
+	for _, a := range w.early {
+		if ours, known := w.ours(a); ours && known {
+			w.queue(a)
+		} else {
+			w.foreign.Add(1)
+		}
+	}
+	w.early = nil
 }
 
 // receive queues an alert about the scenario's processes and counts any
@@ -357,21 +382,39 @@ type watching struct {
 // not the scenario's; one whose processes are gone gets the benefit of
 // the doubt, as only the scenario works in the sandbox.
 func (w *watching) receive(a Alert) {
-	sid := int(w.sid.Load())
-	ours, known := false, false
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sid == 0 {
+		if len(w.early) < maxEarly {
+			w.early = append(w.early, a)
+		} else {
+			w.foreign.Add(1)
+		}
+		return
+	}
+	if ours, known := w.ours(a); known && !ours {
+		w.foreign.Add(1)
+		return
+	}
+	w.queue(a)
+}
+
+// ours reports whether any of a's processes is in the scenario's session,
+// and known whether any of them still exists.
+func (w *watching) ours(a Alert) (ours, known bool) {
 	for _, pid := range append(a.PIDs, a.PID) {
 		if pid <= 0 {
 			continue
 		}
 		if s, err := unix.Getsid(pid); err == nil {
 			known = true
-			ours = ours || s == sid
+			ours = ours || s == w.sid
 		}
 	}
-	if sid == 0 || known && !ours {
-		w.foreign.Add(1)
-		return
-	}
+	return ours, known
+}
+
+func (w *watching) queue(a Alert) {
 	select {
 	case w.alerts <- a:
 	default: // the drill only needs the first few

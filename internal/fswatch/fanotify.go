@@ -32,16 +32,19 @@ type fanotify struct {
 	allDevs bool              // mark block devices created later
 	loops   *loops            // which loop devices count
 	buf     []byte
+	loop    loop
 }
 
-func openFanotify(roots, devices []string, log *slog.Logger) (_ *fanotify, err error) {
+func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
+	l.kind = "fanotify"
+	log := l.log
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME|unix.FAN_UNLIMITED_QUEUE,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("%w: fanotify_init: %v (needs Linux 5.17+ and CAP_SYS_ADMIN)", ErrUnsupported, err)
 	}
 	s := &fanotify{
-		f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, log: log,
+		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, log: log,
 		mounts: map[[8]byte]int{}, dirs: map[string]string{}, marked: map[string]bool{}, loops: newLoops(roots),
 		buf: make([]byte, 256<<10),
 	}
@@ -164,7 +167,7 @@ func (s *fanotify) Close() error {
 }
 
 func (s *fanotify) Run(ctx context.Context, handle func([]Event)) error {
-	return readLoop(ctx, s.f, s.buf, "fanotify", handle, func(b []byte, batch []Event) []Event {
+	return s.loop.run(ctx, s.f, s.buf, handle, func(b []byte, batch []Event) []Event {
 		evs, err := parseFanotify(b)
 		if err != nil {
 			s.log.Warn("bad fanotify event", "err", err)

@@ -25,8 +25,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Op is what happened.
@@ -66,8 +69,10 @@ type Event struct {
 // are in place when Open returns.
 type Source interface {
 	// Run reads events until ctx is done or the source fails, calling
-	// handle (from Run's goroutine) with each batch. It returns nil when
-	// ctx ended it. Run may be called once.
+	// handle (from Run's goroutine) with each batch, and with an empty
+	// batch at least every Idle while no event comes, so that the caller
+	// can do its periodic work on the same thread (at the same priority).
+	// It returns nil when ctx ended it. Run may be called once.
 	Run(ctx context.Context, handle func([]Event)) error
 	// Close releases the kernel objects; call it after Run returned.
 	Close() error
@@ -88,6 +93,14 @@ type Options struct {
 	// fanotify); an empty non-nil slice means none.
 	Devices []string
 	Log     *slog.Logger // may be nil
+	// Realtime runs the loop that reads events and calls the handler on an
+	// OS thread of its own at real-time priority (SCHED_FIFO), woken by the
+	// kernel itself when an event arrives: on a busy machine the handler
+	// then runs at once, not after the writers' time slices, so what a
+	// process can damage before it is stopped is bounded by the detector,
+	// not by the scheduler. It needs CAP_SYS_NICE (root); without it the
+	// loop runs at normal priority and says so in the log.
+	Realtime bool
 }
 
 // Open starts watching roots (folders) with backend "fanotify",
@@ -102,18 +115,19 @@ func Open(backend string, roots []string, opts Options) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	l := loop{kind: backend, realtime: opts.Realtime, log: log}
 	switch backend {
 	case "fanotify":
-		return openFanotify(clean, opts.Devices, log)
+		return openFanotify(clean, opts.Devices, l)
 	case "inotify":
-		return openInotify(clean, opts.Devices, log)
+		return openInotify(clean, opts.Devices, l)
 	case "auto", "":
-		s, err := openFanotify(clean, opts.Devices, log)
+		s, err := openFanotify(clean, opts.Devices, l)
 		if err == nil {
 			return s, nil
 		}
 		log.Warn("fanotify unavailable, using inotify: no process IDs, so no process can be stopped", "reason", err)
-		return openInotify(clean, opts.Devices, log)
+		return openInotify(clean, opts.Devices, l)
 	}
 	return nil, fmt.Errorf("fswatch: unknown backend %q (want auto, fanotify or inotify)", backend)
 }
@@ -184,25 +198,85 @@ const (
 // pacer counts quiet batches in a row and delays reading after a run.
 type pacer struct{ quiet int }
 
-// readLoop reads the kernel's event buffers from f (of the given kind)
-// until ctx is done, has decode turn each into Events appended to a batch,
-// hands every non-empty batch to handle, and paces long runs of writes in
-// progress.
-func readLoop(ctx context.Context, f *os.File, buf []byte, kind string, handle func([]Event), decode func(b []byte, batch []Event) []Event) error {
-	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+// loop is how a source reads its kernel object.
+type loop struct {
+	kind     string // "fanotify" or "inotify", for messages
+	realtime bool   // see Options.Realtime
+	log      *slog.Logger
+}
+
+// Idle is the longest a source's Run goes without calling its handler.
+const Idle = 200 * time.Millisecond
+
+// realtimePriority is the SCHED_FIFO priority of the reading thread: above
+// every normal process, below the kernel's own real-time threads (50).
+const realtimePriority = 10
+
+// run reads the kernel's event buffers from f until ctx is done, has
+// decode turn each into Events appended to a batch, hands every non-empty
+// batch to handle, and paces long runs of writes in progress. It waits in
+// poll(2) on its own thread rather than in Go's network poller, so that
+// the kernel wakes it directly (see Options.Realtime); a pipe wakes it
+// when ctx is done.
+func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle func([]Event), decode func(b []byte, batch []Event) []Event) error {
+	defer runtime.KeepAlive(f)
+	var fd int
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(u uintptr) { fd = int(u) })
+	}
+	if err != nil {
+		return fmt.Errorf("fswatch: %s: %w", l.kind, err)
+	}
+	var wake [2]int
+	if err := unix.Pipe2(wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("fswatch: pipe: %w", err)
+	}
+	defer unix.Close(wake[0])
+	defer unix.Close(wake[1])
+	stop := context.AfterFunc(ctx, func() { unix.Write(wake[1], []byte{0}) })
 	defer stop()
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if l.realtime {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: realtimePriority}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			l.log.Warn("event handling runs at normal priority: on a busy machine a process may damage more files before it is stopped", "reason", err)
+		} else {
+			l.log.Info("event handling runs at real-time priority", "policy", "SCHED_FIFO", "priority", realtimePriority)
+			// The thread goes back to the runtime's pool at normal
+			// priority.
+			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
+		}
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
 	var batch []Event
 	var pace pacer
 	for {
 		if ctx.Err() != nil {
 			return nil // also when events never stop coming (a busy file system)
 		}
-		n, err := f.Read(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fswatch: read %s: %w", kind, err)
+		ready, err := unix.Poll(fds, int(Idle/time.Millisecond))
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("fswatch: poll %s: %w", l.kind, err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if ready == 0 {
+			handle(nil)
+			continue
+		}
+		if fds[0].Revents == 0 {
+			continue
+		}
+		n, err := unix.Read(fd, buf)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			continue
+		case err != nil:
+			return fmt.Errorf("fswatch: read %s: %w", l.kind, err)
 		}
 		batch = decode(buf[:n], batch[:0])
 		if len(batch) > 0 {

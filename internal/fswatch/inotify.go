@@ -25,15 +25,18 @@ type inotify struct {
 	moves map[uint32]Event // IN_MOVED_FROM waiting for its IN_MOVED_TO, by cookie
 	loops *loops
 	buf   []byte
+	loop  loop
 }
 
-func openInotify(roots, devices []string, log *slog.Logger) (_ *inotify, err error) {
+func openInotify(roots, devices []string, l loop) (_ *inotify, err error) {
+	l.kind = "inotify"
+	log := l.log
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("fswatch: inotify_init1: %w", err)
 	}
 	s := &inotify{
-		f: os.NewFile(uintptr(fd), "inotify"), fd: fd, roots: roots, log: log,
+		loop: l, f: os.NewFile(uintptr(fd), "inotify"), fd: fd, roots: roots, log: log,
 		dirs: map[int32]string{}, devs: map[int32]string{}, moves: map[uint32]Event{}, loops: newLoops(roots),
 		buf: make([]byte, 256<<10),
 	}
@@ -97,7 +100,7 @@ func (s *inotify) PIDs() bool   { return false }
 func (s *inotify) Close() error { return s.f.Close() }
 
 func (s *inotify) Run(ctx context.Context, handle func([]Event)) error {
-	return readLoop(ctx, s.f, s.buf, "inotify", handle, func(b []byte, batch []Event) []Event {
+	return s.loop.run(ctx, s.f, s.buf, handle, func(b []byte, batch []Event) []Event {
 		evs, err := parseInotify(b)
 		if err != nil {
 			s.log.Warn("bad inotify event", "err", err)

@@ -44,6 +44,9 @@ type Config struct {
 	// shared machine names its own loop device, so that other programs'
 	// raw writes are not taken for its attack.
 	RawDevices []string
+	// Realtime handles events at real-time priority (fswatch.Options):
+	// fewer files lost on a busy machine; needs root.
+	Realtime bool
 }
 
 // maxPending bounds the written files waiting for their rename, and the
@@ -67,6 +70,7 @@ type Watcher struct {
 	placed   []string
 	pending  map[string]bool      // written files gone before they were sampled (renamed away)
 	modified map[string]time.Time // last truncation check per file
+	ticked   time.Time            // when the proc connector was last drained
 	mu       sync.Mutex           // guards placed (Canaries may be called from any goroutine)
 	runOnce  sync.Once
 }
@@ -115,7 +119,7 @@ func New(cfg Config) (*Watcher, error) {
 			w.canaries[c] = true
 		}
 	}
-	if w.src, err = fswatch.Open(cfg.Backend, w.roots, fswatch.Options{Devices: cfg.RawDevices, Log: w.log}); err != nil {
+	if w.src, err = fswatch.Open(cfg.Backend, w.roots, fswatch.Options{Devices: cfg.RawDevices, Log: w.log, Realtime: cfg.Realtime}); err != nil {
 		removeCanaries(w.placed)
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
@@ -166,34 +170,22 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	w.log.Info("watching", "paths", w.roots, "backend", name, "pids", w.src.PIDs(), "stop", canStop,
 		"canaries", len(w.placed), "files sampled", n)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // drains the proc connector while no file event comes
-		defer wg.Done()
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				w.procs.tick()
-			}
-		}
-	}()
 	if ready != nil {
 		ready()
 	}
-	err := w.src.Run(ctx, w.handle)
-	cancel()
-	wg.Wait()
-	return err
+	return w.src.Run(ctx, w.handle)
 }
 
-// handle processes one batch of events, in order.
+// handle processes one batch of events, in order, and drains the proc
+// connector when it has not for a while (an empty batch: no event came),
+// so that its socket does not overflow. Everything that takes the process table's lock runs here,
+// on the source's thread, so that a real-time handler never waits for a
+// lock held by a thread of normal priority.
 func (w *Watcher) handle(batch []fswatch.Event) {
+	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
+		w.procs.tick()
+		w.ticked = now
+	}
 	for _, ev := range batch {
 		w.one(ev)
 	}
