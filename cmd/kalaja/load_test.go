@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -83,7 +82,7 @@ func TestLoadManyHosts(t *testing.T) {
 	if t.Failed() {
 		t.Fatalf("%d of %d backups failed; server log:\n%s", loadHosts-len(snapHost), loadHosts, tail(s.log(), 40))
 	}
-	repoBytes := dirBytes(t, filepath.Join(s.repo, "data"))
+	repoBytes := treeBytes(t, filepath.Join(s.repo, "data"))
 	t.Logf("%d hosts backed up %.1f MiB in %v through one server: %.1f MB/s in all", loadHosts,
 		float64(total)/(1<<20), wall.Round(time.Millisecond), float64(total)/1e6/wall.Seconds())
 	t.Logf("server peak RSS (VmHWM) %d MiB (%d MiB before the backups); largest client %d MiB; packs %.1f MiB for %.1f MiB of sources",
@@ -214,23 +213,6 @@ func procStatus(t *testing.T, p, field string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// dirBytes returns the size of the regular files under dir.
-func dirBytes(t *testing.T, dir string) int64 {
-	t.Helper()
-	var n int64
-	must(t, filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		fi, err := d.Info()
-		if err == nil {
-			n += fi.Size()
-		}
-		return err
-	}))
-	return n
 }
 
 // refusals counts the requests the server's log shows refused, by reason

@@ -50,6 +50,15 @@ func (o *serveOptions) tokensPath() (string, error) {
 	return filepath.Join(d, "tokens"), nil
 }
 
+// openTokens opens the tokens file in the server directory.
+func (o *serveOptions) openTokens() (*server.Tokens, error) {
+	p, err := o.tokensPath()
+	if err != nil {
+		return nil, err
+	}
+	return server.OpenTokens(p)
+}
+
 func newServeCommand(g *globalOptions) *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
@@ -263,14 +272,10 @@ in the server directory. A running server takes it up without a restart. Give
 the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			p, err := o.tokensPath()
-			if err != nil {
-				return err
-			}
 			if err := server.CheckHost(a[0]); err != nil {
 				return usageError{err}
 			}
-			t, err := server.OpenTokens(p)
+			t, err := o.openTokens()
 			if err != nil {
 				return err
 			}
@@ -292,11 +297,7 @@ the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
 from the next request on, without a restart.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			p, err := o.tokensPath()
-			if err != nil {
-				return err
-			}
-			t, err := server.OpenTokens(p)
+			t, err := o.openTokens()
 			if err != nil {
 				return err
 			}
@@ -315,11 +316,7 @@ from the next request on, without a restart.`,
 		Short: "List the hosts that have a token",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := o.tokensPath()
-			if err != nil {
-				return err
-			}
-			t, err := server.OpenTokens(p)
+			t, err := o.openTokens()
 			if err != nil {
 				return err
 			}
