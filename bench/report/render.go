@@ -15,13 +15,7 @@ const noisyCores = 0.25
 // when every target passed, FAIL when any failed, otherwise INCOMPLETE
 // (some target could not be checked for lack of measurements).
 func render(w io.Writer, s summary) string {
-	reps := 0
-	for _, t := range s.tools {
-		for _, st := range s.by[t] {
-			reps = max(reps, st.n)
-		}
-	}
-	fmt.Fprintf(w, "### Medians over %d repetition(s)\n\n", reps)
+	fmt.Fprintf(w, "### Medians over %d repetition(s)\n\n", s.reps())
 	fmt.Fprintln(w, "Throughput is source size / wall time in MB/s (10^6 bytes), for the incremental")
 	fmt.Fprintln(w, "backup the size of the whole source, as restic reports it. Repository size is")
 	fmt.Fprintln(w, "measured after the backup (`du -sb`); for restore it is the repository restored from.")

@@ -23,13 +23,7 @@ const serveTarget = 0.70
 // verdict on the serve target: PASS, FAIL, or INCOMPLETE when kalaja's local
 // or serve setup was not measured.
 func renderServe(w io.Writer, s summary) string {
-	reps := 0
-	for _, t := range s.tools {
-		for _, st := range s.by[t] {
-			reps = max(reps, st.n)
-		}
-	}
-	fmt.Fprintf(w, "### Medians over %d repetition(s)\n\n", reps)
+	fmt.Fprintf(w, "### Medians over %d repetition(s)\n\n", s.reps())
 	fmt.Fprintln(w, "First backup of the whole source into a new repository. Throughput is source size")
 	fmt.Fprintln(w, "/ wall time in MB/s (10^6 bytes); for concurrent clients, the whole source over the")
 	fmt.Fprintln(w, "time from the first start to the last exit. Client RSS is that of the largest client")

@@ -170,3 +170,14 @@ func median(v []float64) float64 {
 	}
 	return v[m]
 }
+
+// reps is the most repetitions any measurement had.
+func (s summary) reps() int {
+	n := 0
+	for _, t := range s.tools {
+		for _, st := range s.by[t] {
+			n = max(n, st.n)
+		}
+	}
+	return n
+}
