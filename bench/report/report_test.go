@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -51,21 +52,7 @@ func TestRender(t *testing.T) {
 			"INCOMPLETE", []string{"n/a (kalaja not measured)", "| first backup | borg | 8.00 |"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rows, err := parse(strings.NewReader(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out strings.Builder
-			if got := render(&out, summarize(rows)); got != tt.verdict {
-				t.Errorf("verdict %s, want %s", got, tt.verdict)
-			}
-			for _, want := range tt.contains {
-				if !strings.Contains(out.String(), want) {
-					t.Errorf("output lacks %q:\n%s", want, out.String())
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkReport(t, render, tt.in, tt.verdict, tt.contains) })
 	}
 }
 
@@ -114,20 +101,25 @@ func TestRenderServe(t *testing.T) {
 			"INCOMPLETE", []string{"n/a (serve not measured)", "| restic, local repository | 20.00 |"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rows, err := parse(strings.NewReader(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out strings.Builder
-			if got := renderServe(&out, summarize(rows)); got != tt.verdict {
-				t.Errorf("verdict %s, want %s", got, tt.verdict)
-			}
-			for _, want := range tt.contains {
-				if !strings.Contains(out.String(), want) {
-					t.Errorf("output lacks %q:\n%s", want, out.String())
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkReport(t, renderServe, tt.in, tt.verdict, tt.contains) })
+	}
+}
+
+// checkReport renders the measurements in with render and checks the
+// verdict and that the output holds each of contains.
+func checkReport(t *testing.T, render func(io.Writer, summary) string, in, verdict string, contains []string) {
+	t.Helper()
+	rows, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if got := render(&out, summarize(rows)); got != verdict {
+		t.Errorf("verdict %s, want %s", got, verdict)
+	}
+	for _, want := range contains {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
