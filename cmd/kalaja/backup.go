@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
@@ -46,13 +47,15 @@ saved and the exit code is 3.`,
 			if err := r.SetCompression(level); err != nil {
 				return err
 			}
-			cl, err := g.openLedger(ctx, r)
-			if err != nil {
-				return err
-			}
-			latest, _, err := cl.log.Check(ctx, cl.seen)
-			if err != nil {
-				return fmt.Errorf("ledger: %w (nothing was backed up; run 'kalaja verify' for details)", err)
+			var cl *clientLedger
+			var latest ledger.Checkpoint
+			if withLedger {
+				if cl, err = g.openLedger(ctx, r); err != nil {
+					return err
+				}
+				if latest, _, err = cl.log.Check(ctx, cl.seen); err != nil {
+					return fmt.Errorf("ledger: %w (nothing was backed up; run 'kalaja verify' for details)", err)
+				}
 			}
 			if st, ok := r.Store().(*local.Local); ok {
 				st.CleanTemp(time.Minute)
@@ -92,8 +95,10 @@ saved and the exit code is 3.`,
 			if err != nil {
 				return err
 			}
-			if _, err := cl.record(ctx, r, host); err != nil {
-				return fmt.Errorf("snapshot %s was saved, but %w", sn.ID.Short(), err)
+			if withLedger {
+				if _, err := cl.record(ctx, r, host); err != nil {
+					return fmt.Errorf("snapshot %s was saved, but %w", sn.ID.Short(), err)
+				}
 			}
 			s := sn.Summary
 			if g.json {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -1124,5 +1125,65 @@ func TestCheckExtends(t *testing.T) {
 	}
 	if err := CheckExtends(Checkpoint{N: cp.N + 1}, cp.N, cp.Hash, c); !errors.Is(err, ErrRollback) {
 		t.Errorf("CheckExtends of a larger tree = %v, want ErrRollback", err)
+	}
+}
+
+// countingStore counts a store's List calls by file type.
+type countingStore struct {
+	store.Store
+	lists map[store.FileType]int
+}
+
+func (c *countingStore) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
+	c.lists[t]++
+	return c.Store.List(ctx, t, fn)
+}
+
+// A backup checks the log before it starts and appends when it ends. The
+// append resumes from what the check read (it does not list and verify the
+// checkpoints again) and still takes in what other hosts appended between.
+func TestAppendResumesCheck(t *testing.T) {
+	tl := newTestLog(t)
+	all := testRecords("a", 0, 3)
+	seen := tl.append(t, all, Checkpoint{})
+
+	st, _ := tl.host(t)
+	cs := &countingStore{Store: st, lists: map[store.FileType]int{}}
+	keys := *tl.keys
+	lg, err := Open(t.Context(), cs, tl.id, &keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lg.Check(t.Context(), seen); err != nil {
+		t.Fatal(err)
+	}
+	if cs.lists[store.LedgerCheckpoints] != 1 {
+		t.Fatalf("Check listed the checkpoints %d times, want 1", cs.lists[store.LedgerCheckpoints])
+	}
+	between := testRecords("b", 3, 2) // another host, while the backup runs
+	seen = tl.append(t, between, seen)
+	all = append(all, between...)
+
+	mine := testRecords("a", 5, 4)
+	cp, _, err := lg.Append(t.Context(), mine, seen)
+	if err != nil {
+		t.Fatalf("Append after Check: %v", err)
+	}
+	all = append(all, mine...)
+	if n := cs.lists[store.LedgerCheckpoints]; n != 1 {
+		t.Errorf("Append after Check listed the checkpoints again (%d lists in all)", n)
+	}
+	if cp.N != int64(len(all)) {
+		t.Fatalf("checkpoint %+v, want size %d", cp, len(all))
+	}
+	tl.checkContents(t, all, cp)
+	// A second append resumes from the first.
+	more := testRecords("a", 9, 1)
+	if cp, _, err = lg.Append(t.Context(), more, cp); err != nil {
+		t.Fatal(err)
+	}
+	tl.checkContents(t, append(all, more...), cp)
+	if rep := tl.verifyClean(t, VerifyOptions{}); rep.SignedN != cp.N {
+		t.Fatalf("Verify: newest checkpoint of size %d, want %d", rep.SignedN, cp.N)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -49,6 +50,18 @@ type Log struct {
 	vkey     string
 	verifier note.Verifier
 	signer   note.Signer // nil when opened read-only
+
+	mu   sync.Mutex
+	last *logHead // what the last Check or Append read, for the next Append
+}
+
+// logHead is the log as one reader saw it: the newest valid checkpoint
+// then, its signed note, and the hashes of the whole log of n records.
+type logHead struct {
+	latest Checkpoint
+	msg    []byte
+	hs     *hashStore
+	n      int64
 }
 
 // Open opens the log of repository repoID for appending, creating its
@@ -74,7 +87,7 @@ func Open(ctx context.Context, st store.Store, repoID blob.ID, kr Keyring) (*Log
 	if err != nil || verifier.KeyHash() != signer.KeyHash() || verifier.Name() != KeyName(repoID) {
 		return nil, fmt.Errorf("ledger signing key: public and private halves do not match: %w", blob.ErrCorrupt)
 	}
-	if err := st.Save(ctx, verifierHandle, []byte(vkey+"\n")); err != nil && !errors.Is(err, store.ErrExists) {
+	if err := publish(ctx, st, vkey); err != nil {
 		return nil, fmt.Errorf("ledger public key: %w", err)
 	}
 	return &Log{st: st, origin: Origin(repoID), vkey: vkey, verifier: verifier, signer: signer}, nil
@@ -96,6 +109,20 @@ func createSigner(ctx context.Context, st store.Store, repoID blob.ID, kr Keyrin
 		return st.Load(ctx, signerHandle)
 	}
 	return sealed, err
+}
+
+// publish stores the log's public key for readers without the password,
+// unless it is stored already (every backup opens the log: a read is
+// cheaper than a synced write refused).
+func publish(ctx context.Context, st store.Store, vkey string) error {
+	b, err := st.Load(ctx, verifierHandle)
+	if err == nil && strings.TrimSpace(string(b)) == vkey {
+		return nil
+	}
+	if err := st.Save(ctx, verifierHandle, []byte(vkey+"\n")); err != nil && !errors.Is(err, store.ErrExists) {
+		return err
+	}
+	return nil
 }
 
 // OpenReadOnly opens the log of repository repoID to read and verify it
@@ -178,16 +205,45 @@ func (l *Log) newestValid(ctx context.Context) (c Checkpoint, msg []byte, invali
 // verifies) and the hashes of the whole log: the checkpoint's tree,
 // authenticated by its tiles, and every batch stored after it (by appends
 // that are running, or were interrupted before signing, or whose
-// checkpoint name was squatted), hashed from its records. n is the log's
-// size.
-func (l *Log) head(ctx context.Context) (latest Checkpoint, msg []byte, hs *hashStore, n int64, err error) {
-	latest, msg, _, err = l.newestValid(ctx)
+// checkpoint name was squatted), hashed from its records.
+func (l *Log) head(ctx context.Context) (*logHead, error) {
+	latest, msg, _, err := l.newestValid(ctx)
 	if err != nil {
-		return Checkpoint{}, nil, nil, 0, err
+		return nil, err
 	}
-	hs = newHashStore(ctx, l.st, latest)
-	n, err = l.catchUp(ctx, hs, latest.N)
-	return latest, msg, hs, n, err
+	h := &logHead{latest: latest, msg: msg, hs: newHashStore(ctx, l.st, latest)}
+	h.n, err = l.catchUp(ctx, h.hs, latest.N)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// keep remembers h for the next Append of this Log.
+func (l *Log) keep(h *logHead) {
+	l.mu.Lock()
+	l.last = h
+	l.mu.Unlock()
+}
+
+// resume returns the head the last Check or Append of this Log read,
+// brought up to the end of the log, or reads it afresh if there is none.
+// Batches are immutable and hashed as they are read, so catching up from a
+// head checked before is as safe as reading it again, and a backup's
+// append does not repeat the reads of the check that began it.
+func (l *Log) resume(ctx context.Context) (*logHead, error) {
+	l.mu.Lock()
+	h := l.last
+	l.last = nil
+	l.mu.Unlock()
+	if h == nil {
+		return l.head(ctx)
+	}
+	var err error
+	if h.n, err = l.catchUp(ctx, h.hs, h.n); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // catchUp adds to hs the batches stored from log index n on, and returns
@@ -252,10 +308,11 @@ func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Check
 		}
 		data[i] = b
 	}
-	latest, _, hs, n, err := l.head(ctx)
+	head, err := l.resume(ctx)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
+	hs, n := head.hs, head.n
 	for {
 		h := store.Handle{Type: store.LedgerEntries, Name: entryName(n)}
 		err := l.st.Save(ctx, h, batch{start: n, records: data}.encode())
@@ -283,9 +340,11 @@ func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Check
 	if err := CheckExtends(seen, n, root, hs); err != nil {
 		return Checkpoint{}, nil, err
 	}
-	if err := l.saveTiles(ctx, latest.N, n, hs); err != nil {
+	if err := l.saveTiles(ctx, head.latest.N, n, hs); err != nil {
 		return Checkpoint{}, nil, err
 	}
+	head.n = n
+	l.keep(head)
 	cp := Checkpoint{Origin: l.origin, N: n, Hash: root}
 	msg, err := signText(cp, l.signer)
 	if err != nil {

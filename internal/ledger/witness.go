@@ -52,16 +52,17 @@ func (l *Log) Cosign(ctx context.Context, w note.Signer, prev Checkpoint) (Check
 // it, since seen may be a checkpoint this client signed but could not
 // store (see Append).
 func (l *Log) Check(ctx context.Context, seen Checkpoint) (Checkpoint, []byte, error) {
-	latest, msg, hs, n, err := l.head(ctx)
+	h, err := l.head(ctx)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
-	root, err := tlog.TreeHash(n, hs)
+	root, err := tlog.TreeHash(h.n, h.hs)
 	if err != nil {
 		return Checkpoint{}, nil, fmt.Errorf("ledger tree hash: %w", err)
 	}
-	if err := CheckExtends(seen, n, root, hs); err != nil {
+	if err := CheckExtends(seen, h.n, root, h.hs); err != nil {
 		return Checkpoint{}, nil, err
 	}
-	return latest, msg, nil
+	l.keep(h)
+	return h.latest, h.msg, nil
 }
