@@ -40,9 +40,14 @@ const (
 	Rename
 	// RawWrite: a block device (Path) was written to directly.
 	RawWrite
-	// Create: the file was created. It scores nothing, but deleting or
-	// truncating it within Config.FreshAge is churn (temporary files,
-	// journals, lock files), not damage.
+	// Create: the file (or folder, Dir) was created. It scores nothing,
+	// but deleting or truncating it within Config.FreshAge is churn
+	// (temporary files, journals, lock files), not damage, and the same
+	// small file appearing in new folders is a tree being unpacked, not
+	// ransom notes. A file created where its own actor deleted one
+	// earlier in the window replaces it (git checkout, installers): the
+	// deletion no longer counts, and the next write is compared with the
+	// deleted content.
 	Create
 )
 
@@ -67,6 +72,7 @@ type Event struct {
 	Old     *Sample // content before the event, nil if unknown
 	New     *Sample // Write: content after
 	Canary  bool    // the event touched a canary file
+	Dir     bool    // Create: Path is a folder
 }
 
 // Hit is one signal in an alert: its total score and the files it fired for.
@@ -123,7 +129,8 @@ type contrib struct {
 type recent struct {
 	t      time.Time
 	path   string
-	opaque bool // a new file with high-entropy unrecognised content
+	opaque bool    // a new file with high-entropy unrecognised content
+	old    *Sample // a deleted file's last sample, if known
 }
 
 type group struct {
@@ -138,6 +145,7 @@ type group struct {
 	created  []recent
 	deleted  []recent
 	notes    map[string]map[string]string // name+hash -> dir -> path
+	replaced map[string]*Sample           // path recreated after its deletion -> the deleted content
 	score    float64
 	scoreHit []Hit
 	alerted  time.Time // last alert
@@ -160,7 +168,13 @@ func New(cfg Config) (*Detector, error) {
 func (d *Detector) Observe(e Event) *Alert {
 	d.sweep(e.Time)
 	g := d.group(e.Actor, e.Time)
-	g.touch(e.Path)
+	if !e.Dir {
+		g.touch(e.Path)
+	}
+	if e.Op == Create && !e.Dir && g.recreate(e.Path) {
+		g.rescore(d.cfg)
+		return nil // a replacement scores nothing, and is not fresh
+	}
 	hits := d.signals(g, e)
 	d.remember(e)
 	if len(hits) == 0 {
@@ -216,6 +230,12 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		if e.New == nil {
 			break
 		}
+		if e.Old == nil {
+			if old, ok := g.replaced[e.Path]; ok {
+				delete(g.replaced, e.Path)
+				e.Old = old
+			}
+		}
 		if e.New.Type == EmptyType {
 			if e.Old != nil && e.Old.Size > 0 && !d.isFresh(e.Path, e.Time) {
 				add(e.Path, Truncated)
@@ -231,7 +251,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 			break
 		}
 		add(e.Path, Deleted)
-		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path})
+		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path, old: e.Old})
 		for _, c := range g.created {
 			if c.opaque && replaces(c.path, e.Path) {
 				add(e.Path, TypeLost, e.Path, c.path)
@@ -358,7 +378,9 @@ func (d *Detector) newFile(g *group, e Event, add func(string, Signal, ...string
 			dirs = map[string]string{}
 			g.notes[key] = dirs
 		}
-		dirs[path.Dir(e.Path)] = e.Path
+		if dir := path.Dir(e.Path); !d.isFresh(dir, e.Time) {
+			dirs[dir] = e.Path
+		}
 		if len(dirs) >= d.cfg.NoteDirs {
 			add("note:"+path.Base(e.Path), RansomNote, slices.Sorted(maps.Values(dirs))...)
 		}
@@ -462,6 +484,27 @@ func (g *group) touch(p string) {
 	g.touched = append(g.touched, p)
 }
 
+// recreate reports whether p, just created, replaces a file the group
+// deleted within the window. If so the deletion's evidence is taken back
+// and the deleted file's sample kept for the write that follows.
+func (g *group) recreate(p string) bool {
+	i := slices.IndexFunc(g.deleted, func(r recent) bool { return r.path == p })
+	if i < 0 {
+		return false
+	}
+	if g.replaced == nil {
+		g.replaced = map[string]*Sample{}
+	}
+	if len(g.replaced) >= maxRecent {
+		clear(g.replaced)
+	}
+	g.replaced[p] = g.deleted[i].old
+	g.deleted = slices.Delete(g.deleted, i, i+1)
+	g.hits = slices.DeleteFunc(g.hits, func(c contrib) bool { return c.key == p && c.sig == Deleted })
+	delete(g.seen, [2]string{p, string(Deleted)})
+	return true
+}
+
 func (g *group) add(c contrib) {
 	k := [2]string{c.key, string(c.sig)}
 	if g.seen[k] {
@@ -492,6 +535,7 @@ func (g *group) expire(now time.Time, cfg Config) {
 	if now.Sub(g.last) > cfg.Window {
 		g.notes = nil
 		g.touched = nil
+		g.replaced = nil
 	}
 }
 

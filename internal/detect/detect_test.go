@@ -105,6 +105,7 @@ type step struct {
 	old, new []byte // content before and after (nil: unknown / none)
 	to       string // Rename target
 	canary   bool
+	dir      bool // Create of a folder
 }
 
 func run(t *testing.T, steps []step) []*Alert {
@@ -115,7 +116,7 @@ func run(t *testing.T, steps []step) []*Alert {
 	}
 	var alerts []*Alert
 	for i, s := range steps {
-		e := Event{Time: t0.Add(time.Duration(i) * time.Second), Op: s.op, Path: "/data/" + s.file, Canary: s.canary,
+		e := Event{Time: t0.Add(time.Duration(i) * time.Second), Op: s.op, Path: "/data/" + s.file, Canary: s.canary, Dir: s.dir,
 			Actor: Actor{PID: s.pid, Group: s.pid, UID: 1000, Command: fmt.Sprint("proc", s.pid)}}
 		if s.old != nil {
 			e.Old = sample(s.old)
@@ -190,6 +191,36 @@ func TestScenarios(t *testing.T) {
 		}), 0, nil},
 		{"text edits", repeat(20, func(i int) []step {
 			return []step{{op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), old: doc, new: append(text(100), doc...)}}
+		}), 0, nil},
+		// git checkout in an old clone: each changed file is deleted and
+		// written anew under the same name.
+		{"checkout replaces old files", repeat(20, func(i int) []step {
+			f := fmt.Sprintf("d%d/LICENSE", i)
+			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: append(text(100), doc...)}}
+		}), 0, nil},
+		{"replaced by ciphertext", repeat(5, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: random(6000)}}
+		}), 1, []Signal{Entropy}},
+		{"replaced by an empty file", repeat(5, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: []byte{}}}
+		}), 1, []Signal{Truncated}},
+		{"recreated by another process", repeat(5, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 8, file: f}, {op: Write, pid: 8, file: f, new: text(300)}}
+		}), 1, []Signal{Deleted}},
+		// A clone or unpack writes the same small file into folders it
+		// just made; with some damage beside it, that is still no note.
+		{"same file in new folders", append(repeat(8, func(i int) []step {
+			d := fmt.Sprint("pkg", i)
+			return []step{{op: Create, pid: 7, file: d, dir: true}, {op: Create, pid: 7, file: d + "/LICENSE"}, {op: Write, pid: 7, file: d + "/LICENSE", new: text(700)}}
+		}), step{op: Delete, pid: 7, file: "old.txt", old: doc}), 0, nil},
+		{"ransom notes beside damage", append(repeat(3, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprintf("d%d/README.txt", i), new: text(700)}}
+		}), step{op: Write, pid: 7, file: "d0/report.txt", old: doc, new: random(6000)}), 1, []Signal{Entropy, RansomNote}},
+		{"lock files moved into place", repeat(20, func(i int) []step {
+			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("r%d/gc.pid.lock", i), to: fmt.Sprintf("r%d/gc.pid", i)}, {op: Rename, pid: 7, file: fmt.Sprintf("r%d/HEAD.lk", i), to: fmt.Sprintf("r%d/HEAD", i)}}
 		}), 0, nil},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}

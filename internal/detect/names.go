@@ -29,7 +29,7 @@ var known = func() map[string]bool {
 		m[e] = true
 	}
 	for _, e := range strings.Fields(`
-		bak old orig tmp temp swp swo part partial crdownload download lock new prev save sav
+		bak old orig tmp temp swp swo part partial crdownload download lock new prev save sav pid
 		pack idx rev keep gitkeep sample
 		odg odf ott rtf pages numbers key wpd wps xlsm xlsb docm dotx dot pot potx pps ppsx vsd vsdx
 		svg tif tiff bmp webp heic ico psd ai eps raw cr2 nef
@@ -63,10 +63,12 @@ func expectedType(p string) Type { return expected[ext(p)] }
 
 // suspiciousRename reports whether renaming from old to new changes the
 // extension to one that is neither known nor a number (log rotation) nor a
-// backup marker (a trailing ~).
+// backup marker (a trailing ~). A rename that only drops old's extension
+// ("x.pid.lock" to "x.pid", "f.tmp" to "f") moves a finished file into
+// place, the opposite of what ransomware does.
 func suspiciousRename(old, new string) bool {
 	oe, ne := ext(old), ext(new)
-	if ne == oe || ne == "" || known[ne] || strings.HasSuffix(new, "~") {
+	if ne == oe || ne == "" || known[ne] || strings.HasSuffix(new, "~") || strings.TrimSuffix(old, path.Ext(old)) == new {
 		return false
 	}
 	if strings.Trim(ne, "0123456789") == "" {

@@ -91,7 +91,10 @@ tar -czf work/backup.tar.gz files work/dataset.log`)
 }
 
 // prepareGit makes a bare repository with two commits of the tree's
-// source code and extra generated packages; the workload clones it.
+// source code and extra generated packages, each vendored library with the
+// same LICENSE file (a small text file in many folders, as ransom notes
+// are), and a clone of it made before the watcher starts, so that the
+// workload also switches commits in a clone whose files are not fresh.
 func prepareGit(ctx context.Context, st *stage) error {
 	src := path.Join(WorkDir, "src")
 	files, err := st.sb.Files(path.Join(DataDir, "Projects"))
@@ -99,6 +102,7 @@ func prepareGit(ctx context.Context, st *stage) error {
 		return err
 	}
 	g := newGen(st.cfg.Tree.Seed + 2)
+	license := []byte(g.text(1500))
 	for i := range max(20, st.cfg.Tree.Files/2) {
 		dir := path.Join(src, "vendor", fmt.Sprintf("lib%02d", i%12))
 		if err := st.sb.MkdirAll(dir); err != nil {
@@ -106,6 +110,9 @@ func prepareGit(ctx context.Context, st *stage) error {
 		}
 		name := path.Join(dir, fmt.Sprintf("gen%03d.go", i))
 		if err := st.sb.WriteFile(name, g.source("go", path.Base(dir), g.between(2_000, 20_000)), 0o644); err != nil {
+			return err
+		}
+		if err := st.sb.WriteFile(path.Join(dir, "LICENSE"), license, 0o644); err != nil {
 			return err
 		}
 	}
@@ -153,13 +160,19 @@ func prepareGit(ctx context.Context, st *stage) error {
 	if err := run("commit", "-q", "-a", "-m", "second"); err != nil {
 		return err
 	}
-	return st.progs.RunEnv(ctx, st.sb.Root(), env, "", "git", "clone", "-q", "--bare", src, path.Join(WorkDir, "origin.git"))
+	if err := st.progs.RunEnv(ctx, st.sb.Root(), env, "", "git", "clone", "-q", "--bare", src, path.Join(WorkDir, "origin.git")); err != nil {
+		return err
+	}
+	return st.progs.RunEnv(ctx, st.sb.Root(), env, "", "git", "clone", "-q", path.Join(WorkDir, "origin.git"), path.Join(WorkDir, "old"))
 }
 
-// startGit clones the bare repository (copying objects, as from a
-// server), checks out the first commit and back, and runs gc.
+// startGit switches the clone made before the watcher started to the
+// first commit and back (git deletes each changed file and writes it
+// anew), then clones the bare repository (copying objects, as from a
+// server), does the same there, and runs gc.
 func startGit(ctx context.Context, st *stage) (*exec.Cmd, error) {
-	return st.shell(ctx, `git clone -q --no-local work/origin.git work/clone
+	return st.shell(ctx, `(cd work/old && git checkout -q HEAD~1 && git checkout -q main)
+git clone -q --no-local work/origin.git work/clone
 cd work/clone
 git checkout -q HEAD~1
 git checkout -q main

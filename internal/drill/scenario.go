@@ -111,7 +111,7 @@ func Scenarios() []Scenario {
 			prepare: prepareRaw, start: attack(WipeRaw)},
 		{Name: Compress, Kind: KindBenign, Family: "archive", About: "tar | zstd, then tar -z, of the tree and a log dataset",
 			prepare: prepareCompress, start: startCompress},
-		{Name: GitClone, Kind: KindBenign, Family: "development", About: "git clone of a local bare repository, checkout of an older commit and back, gc",
+		{Name: GitClone, Kind: KindBenign, Family: "development", About: "checkout of an older commit and back in a clone older than the watcher, then a fresh clone of a local bare repository, the same there, gc",
 			prepare: prepareGit, start: startGit},
 		{Name: GoBuild, Kind: KindBenign, Family: "development", About: "go build of a generated module with an empty build cache",
 			prepare: prepareGo, start: startGo},

@@ -199,10 +199,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 		w.log.Warn("the kernel dropped file events (queue overflow); some activity was not scored")
 		return
 	case fswatch.Create:
-		if ev.Dir {
-			return
-		}
-		de = &detect.Event{Op: detect.Create, Path: ev.Path}
+		de = &detect.Event{Op: detect.Create, Path: ev.Path, Dir: ev.Dir}
 	case fswatch.Write:
 		smp, ok := w.samples.read(ev.Path)
 		if !ok {
