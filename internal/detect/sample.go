@@ -3,7 +3,9 @@ package detect
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/maphash"
 	"math"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -29,7 +31,7 @@ const (
 
 // Block is what a sample keeps of one block: no content, only features.
 type Block struct {
-	Hash    uint64  // FNV-1a of the block's bytes
+	Hash    uint64  // keyed hash of the block's bytes (see blockSeed)
 	Entropy float32 // Shannon entropy in bits per byte
 	High    bool    // entropy is close to that of random bytes of this length
 }
@@ -88,7 +90,7 @@ func Analyze(size int64, blocks [][]byte) Sample {
 			b = b[:BlockSize]
 		}
 		e := entropy(b)
-		s.Blocks = append(s.Blocks, Block{Hash: fnv64(b), Entropy: float32(e), High: len(b) >= minJudged && e >= highEntropy(len(b))})
+		s.Blocks = append(s.Blocks, Block{Hash: maphash.Bytes(blockSeed, b), Entropy: float32(e), High: len(b) >= minJudged && e >= highEntropy(len(b))})
 		if zero && !allZero(b) {
 			zero = false
 		}
@@ -125,33 +127,56 @@ func highEntropy(n int) float64 {
 	return 8 - 255/(2*float64(n)*math.Ln2) - 0.5
 }
 
+// blockSeed keys block hashes. It is random per process: samples are
+// compared only within the process that took them, and someone who knows a
+// file's old content cannot make new content that hashes the same and
+// passes for an unchanged block.
+var blockSeed = maphash.MakeSeed()
+
+// entropy returns the Shannon entropy of b in bits per byte, as
+// log2(n) - sum(c log2 c)/n over the byte counts c, with c log2 c from a
+// table for blocks up to BlockSize. Counting in four tables keeps the
+// increments of neighbouring bytes independent.
 func entropy(b []byte) float64 {
-	if len(b) == 0 {
+	n := len(b)
+	if n == 0 {
 		return 0
 	}
-	var counts [256]int
-	for _, c := range b {
-		counts[c]++
+	var counts [4][256]uint32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		counts[0][b[i]]++
+		counts[1][b[i+1]]++
+		counts[2][b[i+2]]++
+		counts[3][b[i+3]]++
 	}
-	n := float64(len(b))
-	h := 0.0
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / n
-			h -= p * math.Log2(p)
+	for ; i < n; i++ {
+		counts[0][b[i]]++
+	}
+	clog := cLog2()
+	sum := 0.0
+	for v := range 256 {
+		c := int(counts[0][v] + counts[1][v] + counts[2][v] + counts[3][v])
+		switch {
+		case c <= 1:
+		case c < len(clog):
+			sum += clog[c]
+		default:
+			sum += float64(c) * math.Log2(float64(c))
 		}
 	}
-	return h
+	h := math.Log2(float64(n)) - sum/float64(n)
+	return max(h, 0)
 }
 
-func fnv64(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
+// cLog2 returns the table of c*log2(c) for c from 0 to BlockSize.
+var cLog2 = sync.OnceValue(func() []float64 {
+	t := make([]float64, BlockSize+1)
+	for c := 2; c < len(t); c++ {
+		t[c] = float64(c) * math.Log2(float64(c))
 	}
-	return h
-}
+	return t
+})
 
 func allZero(b []byte) bool {
 	for _, c := range b {
@@ -255,7 +280,11 @@ func isEncoded(b []byte, ent float64) bool {
 		case c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=':
 			b64++
 		default:
-			other++
+			// Past 1% of the block, no count of the rest can make it
+			// encoded: prose stops here within a few hundred bytes.
+			if other++; other*100 > len(b) {
+				return false
+			}
 		}
 	}
 	if other*100 > hex+b64 {

@@ -2,9 +2,7 @@ package watcher
 
 import (
 	"context"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -26,43 +24,88 @@ const (
 // sampler reads bounded samples of files and remembers the last sample of
 // each file, so the next write can be compared with it.
 type sampler struct {
-	cache map[string]*detect.Sample
-	bufs  [detect.MaxBlocks][]byte
+	cache  map[string]*detect.Sample
+	buf    []byte   // detect.MaxBlocks blocks, one after the other
+	blocks [][]byte // slices of buf, reused
 }
 
 func newSampler() *sampler {
-	s := &sampler{cache: map[string]*detect.Sample{}}
-	for i := range s.bufs {
-		s.bufs[i] = make([]byte, detect.BlockSize)
-	}
-	return s
+	return &sampler{cache: map[string]*detect.Sample{}, buf: make([]byte, detect.MaxBlocks*detect.BlockSize)}
 }
 
 // read samples the regular file at path; ok is false when it is gone or
-// not a regular file.
+// not a regular file. It runs for every file written, so it goes straight
+// to the system calls: no *os.File, whose registration with the runtime's
+// poller would cost two more calls and an allocation per file, and a small
+// file (every block sampled) is read in one call.
 func (s *sampler) read(path string) (*detect.Sample, bool) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOATIME, 0)
+	fd, err := openNoFollow(path)
 	if err != nil {
-		if f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0); err != nil {
-			return nil, false
-		}
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
 		return nil, false
 	}
-	offs := detect.Offsets(fi.Size())
-	blocks := make([][]byte, 0, len(offs))
-	for i, off := range offs {
-		n, err := f.ReadAt(s.bufs[i], off)
-		if err != nil && err != io.EOF {
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, false
+	}
+	blocks := s.blocks[:0]
+	if st.Size <= int64(len(s.buf)) {
+		n, _ := pread(fd, s.buf[:st.Size], 0)
+		for off := 0; off < n; off += detect.BlockSize {
+			blocks = append(blocks, s.buf[off:min(n, off+detect.BlockSize)])
+		}
+	} else {
+		for i, off := range detect.Offsets(st.Size) {
+			n, err := pread(fd, s.buf[i*detect.BlockSize:(i+1)*detect.BlockSize], off)
+			if err != nil {
+				break
+			}
+			blocks = append(blocks, s.buf[i*detect.BlockSize:i*detect.BlockSize+n])
+		}
+	}
+	s.blocks = blocks
+	smp := detect.Analyze(st.Size, blocks)
+	return &smp, true
+}
+
+// openNoFollow opens path to read without following a symbolic link,
+// blocking on a FIFO or changing its access time (when allowed: O_NOATIME
+// needs the file's owner or CAP_FOWNER).
+func openNoFollow(path string) (int, error) {
+	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	for _, f := range []int{flags | unix.O_NOATIME, flags} {
+		for {
+			fd, err := unix.Open(path, f, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EPERM && f&unix.O_NOATIME != 0 {
+				break
+			}
+			return fd, err
+		}
+	}
+	return -1, unix.EPERM
+}
+
+// pread fills b from offset off of fd as far as the file goes, and returns
+// how many bytes it read.
+func pread(fd int, b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(fd, b[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
 			break
 		}
-		blocks = append(blocks, s.bufs[i][:n])
+		n += m
 	}
-	smp := detect.Analyze(fi.Size(), blocks)
-	return &smp, true
+	return n, nil
 }
 
 // put remembers a file's latest sample.

@@ -1,0 +1,50 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"testing"
+)
+
+// BenchmarkAnalyze measures the features of one file's sample: four full
+// blocks of text (a source file) or of random bytes (an encrypted one).
+func BenchmarkAnalyze(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"text", text(4 * BlockSize)}, {"random", random(4 * BlockSize)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.data)))
+			for b.Loop() {
+				sample(tc.data)
+			}
+		})
+	}
+}
+
+// The table-driven entropy equals the textbook sum over byte frequencies.
+func TestEntropy(t *testing.T) {
+	for _, n := range []int{1, 2, 127, 128, 1000, BlockSize} {
+		for name, b := range map[string][]byte{"text": text(n), "random": random(n), "zeros": make([]byte, n)} {
+			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
+				var counts [256]int
+				for _, c := range b {
+					counts[c]++
+				}
+				want := 0.0
+				for _, c := range counts {
+					if c > 0 {
+						p := float64(c) / float64(n)
+						want -= p * math.Log2(p)
+					}
+				}
+				if got := entropy(b); math.Abs(got-want) > 1e-9 {
+					t.Errorf("entropy = %v, want %v", got, want)
+				}
+			})
+		}
+	}
+	if got := entropy(nil); got != 0 {
+		t.Errorf("entropy(nil) = %v, want 0", got)
+	}
+}
