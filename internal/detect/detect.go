@@ -211,6 +211,17 @@ func (d *Detector) Observe(e Event) *Alert {
 	return nil
 }
 
+// Suspects reports whether some actor has evidence against it in the
+// window (a score above zero, alerted or not).
+func (d *Detector) Suspects() bool {
+	for _, g := range d.groups {
+		if g.score > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // signals returns the evidence one event adds.
 func (d *Detector) signals(g *group, e Event) []contrib {
 	var out []contrib

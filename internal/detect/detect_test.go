@@ -265,3 +265,23 @@ func TestWindow(t *testing.T) {
 		}
 	}
 }
+
+// Suspects: no actor before any damage, one after a single old file is
+// deleted, none once a replacement takes the deletion back.
+func TestSuspects(t *testing.T) {
+	d, _ := New(DefaultConfig())
+	ev := func(i int, op Op) Event {
+		return Event{Time: t0.Add(time.Duration(i) * time.Second), Op: op, Path: "/d/a.txt", Actor: Actor{PID: 5, Group: 5}, Old: sample(text(6000))}
+	}
+	if d.Suspects() {
+		t.Fatal("Suspects before any event")
+	}
+	d.Observe(ev(0, Delete))
+	if !d.Suspects() {
+		t.Fatal("no suspect after an old file was deleted")
+	}
+	d.Observe(ev(1, Create))
+	if d.Suspects() {
+		t.Fatal("still a suspect after the file was recreated")
+	}
+}

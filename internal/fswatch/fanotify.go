@@ -166,7 +166,7 @@ func (s *fanotify) Close() error {
 	return s.f.Close()
 }
 
-func (s *fanotify) Run(ctx context.Context, handle func([]Event)) error {
+func (s *fanotify) Run(ctx context.Context, handle Handler) error {
 	return s.loop.run(ctx, s.f, s.buf, handle, func(b []byte, batch []Event) []Event {
 		evs, err := parseFanotify(b)
 		if err != nil {

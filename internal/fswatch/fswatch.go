@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,6 +66,11 @@ type Event struct {
 	PID     int
 }
 
+// Handler takes a batch of events. It returns true to have the next batch
+// read without the pause between reads (see gap): while it is scoring a
+// suspect, every millisecond counts more than the cost of reading early.
+type Handler func(batch []Event) (hurry bool)
+
 // Source delivers events under the protected folders. Its marks or watches
 // are in place when Open returns.
 type Source interface {
@@ -73,7 +79,7 @@ type Source interface {
 	// batch at least every Idle while no event comes, so that the caller
 	// can do its periodic work on the same thread (at the same priority).
 	// It returns nil when ctx ended it. Run may be called once.
-	Run(ctx context.Context, handle func([]Event)) error
+	Run(ctx context.Context, handle Handler) error
 	// Close releases the kernel objects; call it after Run returned.
 	Close() error
 	// Name is "fanotify" or "inotify".
@@ -182,20 +188,27 @@ func blockDevices() []string {
 	return out
 }
 
-// coalesce is how long a source waits before reading again once it has
-// read quietRuns batches in a row with nothing but writes still in progress
-// (Modify) or events outside the protected folders: a busy file system (a
-// database writing page after page). Meanwhile the kernel merges repeated
-// events on the same file, so such a stream costs a few hundred reads a
-// second instead of one per write. Any other event (a file closed,
-// renamed, deleted) ends the run, so an attack, which closes, renames or
-// deletes file after file, is read without this delay.
+// Pacing. After each read a source waits gap before reading again, so that
+// what happens meanwhile queues in the kernel and is read at once: a
+// process writing file after file (a git checkout, an unpacked archive) is
+// not preempted by the watcher once per file, and the kernel merges
+// repeated events on one file. Measured with the drill's git workload on 2
+// cores, the watcher's CPU time fell from 0.22 s (no pause) to 0.14 s
+// (1 ms) and 0.09 s (2 ms); a wiper deleting or truncating thousands of
+// files a second got up to 4 (1 ms) or 10 (2 ms) files further before the
+// stop. An attack waits at most gap longer to be read. Once a source has read quietRuns batches in a row with
+// nothing but writes still in progress (Modify) or events outside the
+// protected folders (a busy file system: a database writing page after
+// page), it waits coalesce instead, until any other event (a file closed,
+// renamed, deleted) ends the run. While the handler scores a suspect it
+// reads without waiting (Handler).
 const (
+	gap       = 1 * time.Millisecond
 	coalesce  = 5 * time.Millisecond
 	quietRuns = 8
 )
 
-// pacer counts quiet batches in a row and delays reading after a run.
+// pacer counts quiet batches in a row and waits between reads.
 type pacer struct{ quiet int }
 
 // loop is how a source reads its kernel object.
@@ -218,7 +231,7 @@ const realtimePriority = 10
 // poll(2) on its own thread rather than in Go's network poller, so that
 // the kernel wakes it directly (see Options.Realtime); a pipe wakes it
 // when ctx is done.
-func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle func([]Event), decode func(b []byte, batch []Event) []Event) error {
+func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, decode func(b []byte, batch []Event) []Event) error {
 	defer runtime.KeepAlive(f)
 	var fd int
 	rc, err := f.SyscallConn()
@@ -279,28 +292,26 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle func([]Eve
 			return fmt.Errorf("fswatch: read %s: %w", l.kind, err)
 		}
 		batch = decode(buf[:n], batch[:0])
-		if len(batch) > 0 {
-			handle(batch)
+		if len(batch) > 0 && handle(batch) {
+			pace.quiet = 0
+			continue
 		}
-		pace.after(ctx, batch)
+		pace.after(batch)
 	}
 }
 
-// after is called after each batch; it waits when the run is long enough.
-func (p *pacer) after(ctx context.Context, batch []Event) {
-	for _, e := range batch {
-		if e.Op != Modify {
-			p.quiet = 0
-			return
-		}
+// after is called after each read; it waits gap, or coalesce once the run
+// of quiet batches is long enough. It sleeps in the system call, on the
+// loop's own thread, rather than on a runtime timer, which would take
+// another thread to wake it.
+func (p *pacer) after(batch []Event) {
+	wait := gap
+	if slices.ContainsFunc(batch, func(e Event) bool { return e.Op != Modify }) {
+		p.quiet = 0
+	} else if p.quiet++; p.quiet >= quietRuns {
+		wait = coalesce
 	}
-	if p.quiet++; p.quiet < quietRuns {
-		return
-	}
-	t := time.NewTimer(coalesce)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	ts := unix.NsecToTimespec(int64(wait))
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 	}
 }

@@ -27,10 +27,11 @@ func TestWatchSources(t *testing.T) {
 			events := make(chan Event, 1000)
 			done := make(chan error, 1)
 			go func() {
-				done <- src.Run(ctx, func(b []Event) {
+				done <- src.Run(ctx, func(b []Event) bool {
 					for _, e := range b {
 						events <- e
 					}
+					return false
 				})
 			}()
 			defer func() {

@@ -99,7 +99,7 @@ func (s *inotify) Name() string { return "inotify" }
 func (s *inotify) PIDs() bool   { return false }
 func (s *inotify) Close() error { return s.f.Close() }
 
-func (s *inotify) Run(ctx context.Context, handle func([]Event)) error {
+func (s *inotify) Run(ctx context.Context, handle Handler) error {
 	return s.loop.run(ctx, s.f, s.buf, handle, func(b []byte, batch []Event) []Event {
 		evs, err := parseInotify(b)
 		if err != nil {

@@ -70,6 +70,7 @@ type Watcher struct {
 	placed   []string
 	pending  map[string]bool      // written files gone before they were sampled (renamed away)
 	modified map[string]time.Time // last truncation check per file
+	hurry    bool                 // the batch being handled asks for the next at once (see handle)
 	ticked   time.Time            // when the proc connector was last drained
 	mu       sync.Mutex           // guards placed (Canaries may be called from any goroutine)
 	runOnce  sync.Once
@@ -180,15 +181,19 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // connector when it has not for a while (an empty batch: no event came),
 // so that its socket does not overflow. Everything that takes the process table's lock runs here,
 // on the source's thread, so that a real-time handler never waits for a
-// lock held by a thread of normal priority.
-func (w *Watcher) handle(batch []fswatch.Event) {
+// lock held by a thread of normal priority. It asks for the next batch at
+// once while some actor has a score, or a file was found cut to nothing by
+// a process that still has it open.
+func (w *Watcher) handle(batch []fswatch.Event) bool {
 	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
 		w.procs.tick()
 		w.ticked = now
 	}
+	w.hurry = false
 	for _, ev := range batch {
 		w.one(ev)
 	}
+	return w.hurry || w.det.Suspects()
 }
 
 func (w *Watcher) one(ev fswatch.Event) {
@@ -224,7 +229,8 @@ func (w *Watcher) one(ev fswatch.Event) {
 			return
 		}
 		if !self && ev.PID != 0 && hasOpenForWrite(ev.PID, ev.Path) {
-			return // a rewrite in progress: judged at close
+			w.hurry = true // cut to nothing and still open: judged at close, which should be read soon
+			return
 		}
 		if fi, err := os.Lstat(ev.Path); err != nil || fi.Size() != 0 {
 			return // rewritten (and closed) meanwhile: judged at close
@@ -287,7 +293,12 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	src := w.samples.cache[ev.OldPath]
 	written := w.pending[ev.OldPath]
 	delete(w.pending, ev.OldPath)
-	if written || src == nil {
+	// A file renamed over another is judged on what the rename put there,
+	// read now: the sample cached under a temporary name may be of a later
+	// file under the same name (a program saving document after document
+	// through one temporary name, whose events the kernel merged), caught
+	// half written.
+	if written || src == nil || replaced != nil {
 		if smp, ok := w.samples.read(ev.Path); ok {
 			if written {
 				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(src, smp)})

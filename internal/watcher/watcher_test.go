@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,16 +307,36 @@ func (h *harness) waitAlert() detect.Alert {
 }
 
 // waitStopped waits (generously: a signal is delivered when the process
-// next leaves the kernel) until pid is stopped, and returns its state.
+// next leaves the kernel) until pid is stopped, and returns its state. A
+// process whose child was stopped between vfork and exec (os/exec spawns
+// that way) waits for it in state D, where it cannot run either: that is
+// reported as T.
 func waitStopped(pid int) string {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s := stateOf(pid)
+		if s == "D" && childStopped(pid) {
+			s = "T"
+		}
 		if s == "T" || s == "t" || time.Now().After(deadline) {
 			return s
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// childStopped reports whether a child of pid is stopped.
+func childStopped(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, c := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(c); err == nil && stateOf(n) == "T" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stateOf returns a process's state letter from /proc (T when stopped).
