@@ -196,12 +196,13 @@ func blockDevices() []string {
 // cores, the watcher's CPU time fell from 0.22 s (no pause) to 0.14 s
 // (1 ms) and 0.09 s (2 ms); a wiper deleting or truncating thousands of
 // files a second got up to 4 (1 ms) or 10 (2 ms) files further before the
-// stop. An attack waits at most gap longer to be read. Once a source has read quietRuns batches in a row with
-// nothing but writes still in progress (Modify) or events outside the
-// protected folders (a busy file system: a database writing page after
-// page), it waits coalesce instead, until any other event (a file closed,
-// renamed, deleted) ends the run. While the handler scores a suspect it
-// reads without waiting (Handler).
+// stop. An attack waits at most gap longer to be read, and once the
+// handler scores a suspect it reads without waiting (Handler). Once a
+// source has read quietRuns batches in a row with nothing but writes still
+// in progress (Modify) or events outside the protected folders (a busy
+// file system: a database writing page after page), it waits coalesce
+// instead, until any other event (a file closed, renamed, deleted) ends
+// the run.
 const (
 	gap       = 1 * time.Millisecond
 	coalesce  = 5 * time.Millisecond
