@@ -45,9 +45,9 @@ const (
 	// (temporary files, journals, lock files), not damage, and the same
 	// small file appearing in new folders is a tree being unpacked, not
 	// ransom notes. A file created where its own actor deleted one
-	// earlier in the window replaces it (git checkout, installers): the
-	// deletion no longer counts, and the next write is compared with the
-	// deleted content.
+	// earlier in the window replaces it (git checkout, installers): once
+	// it is written the deletion no longer counts, and the content is
+	// compared with the deleted file's.
 	Create
 )
 
@@ -172,8 +172,18 @@ func (d *Detector) Observe(e Event) *Alert {
 		g.touch(e.Path)
 	}
 	if e.Op == Create && !e.Dir && g.recreate(e.Path) {
-		g.rescore(d.cfg)
 		return nil // a replacement scores nothing, and is not fresh
+	}
+	if e.Op == Write && e.Old == nil {
+		if old, ok := g.replaced[e.Path]; ok {
+			// The replacement's content is here: the deletion is taken
+			// back, and the content judged against the deleted file's.
+			delete(g.replaced, e.Path)
+			e.Old = old
+			g.hits = slices.DeleteFunc(g.hits, func(c contrib) bool { return c.key == e.Path && c.sig == Deleted })
+			delete(g.seen, [2]string{e.Path, string(Deleted)})
+			g.rescore(d.cfg)
+		}
 	}
 	hits := d.signals(g, e)
 	d.remember(e)
@@ -240,12 +250,6 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 	case Write:
 		if e.New == nil {
 			break
-		}
-		if e.Old == nil {
-			if old, ok := g.replaced[e.Path]; ok {
-				delete(g.replaced, e.Path)
-				e.Old = old
-			}
 		}
 		if e.New.Type == EmptyType {
 			if e.Old != nil && e.Old.Size > 0 && !d.isFresh(e.Path, e.Time) {
@@ -496,8 +500,10 @@ func (g *group) touch(p string) {
 }
 
 // recreate reports whether p, just created, replaces a file the group
-// deleted within the window. If so the deletion's evidence is taken back
-// and the deleted file's sample kept for the write that follows.
+// deleted within the window. If so the deleted file's sample is kept for
+// the write that follows, which takes the deletion's evidence back (see
+// Observe): a name filled with no content (a symbolic link, a device) is
+// still a deletion.
 func (g *group) recreate(p string) bool {
 	i := slices.IndexFunc(g.deleted, func(r recent) bool { return r.path == p })
 	if i < 0 {
@@ -511,8 +517,6 @@ func (g *group) recreate(p string) bool {
 	}
 	g.replaced[p] = g.deleted[i].old
 	g.deleted = slices.Delete(g.deleted, i, i+1)
-	g.hits = slices.DeleteFunc(g.hits, func(c contrib) bool { return c.key == p && c.sig == Deleted })
-	delete(g.seen, [2]string{p, string(Deleted)})
 	return true
 }
 

@@ -206,6 +206,10 @@ func TestScenarios(t *testing.T) {
 			f := fmt.Sprint(i, ".txt")
 			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: []byte{}}}
 		}), 1, []Signal{Truncated}},
+		{"replaced by links", repeat(5, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 7, file: f}}
+		}), 1, []Signal{Deleted}},
 		{"recreated by another process", repeat(5, func(i int) []step {
 			f := fmt.Sprint(i, ".txt")
 			return []step{{op: Delete, pid: 7, file: f, old: doc}, {op: Create, pid: 8, file: f}, {op: Write, pid: 8, file: f, new: text(300)}}
@@ -267,7 +271,8 @@ func TestWindow(t *testing.T) {
 }
 
 // Suspects: no actor before any damage, one after a single old file is
-// deleted, none once a replacement takes the deletion back.
+// deleted, none once the file written anew in its place takes the
+// deletion back.
 func TestSuspects(t *testing.T) {
 	d, _ := New(DefaultConfig())
 	ev := func(i int, op Op) Event {
@@ -281,7 +286,13 @@ func TestSuspects(t *testing.T) {
 		t.Fatal("no suspect after an old file was deleted")
 	}
 	d.Observe(ev(1, Create))
+	if !d.Suspects() {
+		t.Fatal("no suspect after the name was created again, before any content")
+	}
+	w := ev(2, Write)
+	w.Old, w.New = nil, sample(text(7000))
+	d.Observe(w)
 	if d.Suspects() {
-		t.Fatal("still a suspect after the file was recreated")
+		t.Fatal("still a suspect after the file was written anew")
 	}
 }
