@@ -72,20 +72,19 @@ func (s *sampler) read(path string) (*detect.Sample, bool) {
 // blocking on a FIFO or changing its access time (when allowed: O_NOATIME
 // needs the file's owner or CAP_FOWNER).
 func openNoFollow(path string) (int, error) {
-	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
-	for _, f := range []int{flags | unix.O_NOATIME, flags} {
+	open := func(flags int) (int, error) {
 		for {
-			fd, err := unix.Open(path, f, 0)
-			if err == unix.EINTR {
-				continue
+			fd, err := unix.Open(path, flags|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != unix.EINTR {
+				return fd, err
 			}
-			if err == unix.EPERM && f&unix.O_NOATIME != 0 {
-				break
-			}
-			return fd, err
 		}
 	}
-	return -1, unix.EPERM
+	fd, err := open(unix.O_NOATIME)
+	if err == unix.EPERM {
+		fd, err = open(0)
+	}
+	return fd, err
 }
 
 // pread fills b from offset off of fd as far as the file goes, and returns
