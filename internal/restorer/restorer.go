@@ -1,10 +1,12 @@
-// Package restorer writes a snapshot back to disk. It first lays out the
-// tree (directories, links, special files, empty regular files of the right
-// size), then restores file content in parallel: each file is cut into jobs
-// of consecutive blobs, blobs that lie next to each other in a pack are read
-// with one call, and all-zero blocks are skipped so sparse files stay sparse.
-// Metadata is applied to a file when its last job ends and to directories,
-// deepest first, at the very end. Every blob is verified against its ID.
+// Package restorer writes a snapshot back to disk. One goroutine lays out
+// the tree (directories, links, special files, regular files created at
+// their final size) while a pool of workers restores the content of the
+// files already created: each file is cut into jobs of consecutive blobs,
+// blobs that lie next to each other in a pack are read with one call, and
+// all-zero blocks are skipped so sparse files stay sparse. A regular file
+// stays open from its creation until its last job ends, when its metadata
+// is applied through the open descriptor; directories get theirs, deepest
+// first, at the very end. Every blob is verified against its ID.
 package restorer
 
 import (
@@ -18,6 +20,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -60,6 +63,7 @@ const jobBytes = 8 << 20
 type file struct {
 	path      string
 	node      snapshot.Node
+	out       *os.File     // open from creation until the last job ends
 	remaining atomic.Int32 // jobs not yet done
 	failed    atomic.Bool
 }
@@ -79,10 +83,10 @@ type restorer struct {
 	repo   *repo.Repository
 	opts   Options
 	prog   *Progress
+	jobs   chan<- job
 	mu     sync.Mutex
 	stats  Stats
 	links  map[[2]uint64]string
-	files  []*file
 	dirs   []dir
 	isRoot bool
 }
@@ -99,10 +103,21 @@ func Restore(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot, opt
 	if err := os.MkdirAll(opts.Target, 0o700); err != nil {
 		return rs.stats, fmt.Errorf("restore target: %w", err)
 	}
-	if _, err := rs.layout(ctx, sn.Tree, "/", opts.Include == nil); err != nil {
-		return rs.stats, err
+	jobs := make(chan job, 64)
+	rs.jobs = jobs
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) + 2 {
+		wg.Go(func() {
+			w := worker{rs: rs, ids: r.Keys().NewIDHasher()}
+			for j := range jobs {
+				w.run(ctx, j)
+			}
+		})
 	}
-	if err := rs.content(ctx); err != nil {
+	_, err := rs.layout(ctx, sn.Tree, "/", opts.Include == nil)
+	close(jobs)
+	wg.Wait()
+	if err != nil {
 		return rs.stats, err
 	}
 	for _, d := range slices.Backward(rs.dirs) {
@@ -137,6 +152,7 @@ func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) 
 		return false, nil
 	}
 	any := false
+	made := all // p exists: it was made when its selected node was
 	for _, n := range tree.Nodes {
 		if err := ctx.Err(); err != nil {
 			return any, err
@@ -168,60 +184,63 @@ func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) 
 			continue
 		}
 		any = true
-		if err := os.MkdirAll(rs.dest(p), 0o700); err != nil {
-			rs.report(sp, err)
-			continue
+		if !made {
+			if err := os.MkdirAll(rs.dest(p), 0o700); err != nil {
+				rs.report(sp, err)
+				continue
+			}
+			made = true
 		}
-		if err := rs.create(sp, n); err != nil {
+		if err := rs.create(ctx, sp, n); err != nil {
+			if ctx.Err() != nil {
+				return any, ctx.Err()
+			}
 			rs.report(sp, err)
 		}
 	}
 	return any, nil
 }
 
-// create makes a non-directory node; regular files are created empty at
-// their final size and queued for content.
-func (rs *restorer) create(sp string, n snapshot.Node) error {
+// create makes a non-directory node; a regular file is created at its
+// final size and its content queued for the workers.
+func (rs *restorer) create(ctx context.Context, sp string, n snapshot.Node) error {
 	path := rs.dest(sp)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
 	if n.Kind == snapshot.File && n.Links > 1 {
 		key := [2]uint64{n.Device, n.Inode}
 		if first, ok := rs.links[key]; ok {
 			rs.stats.Files++
-			return os.Link(first, path)
+			return replace(path, func() error { return os.Link(first, path) })
 		}
 		rs.links[key] = path
 	}
 	switch n.Kind {
 	case snapshot.File:
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+		var out *os.File
+		err := replace(path, func() (err error) {
+			out, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		err = f.Truncate(int64(n.Size))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := out.Truncate(int64(n.Size)); err != nil {
+			out.Close()
 			return err
 		}
 		rs.stats.Files++
 		rs.stats.Bytes += int64(n.Size)
-		rs.files = append(rs.files, &file{path: path, node: n})
-		return nil
+		return rs.queue(ctx, &file{path: path, node: n, out: out})
 	case snapshot.Symlink:
-		if err := os.Symlink(string(n.Target), path); err != nil {
+		if err := replace(path, func() error { return os.Symlink(string(n.Target), path) }); err != nil {
 			return err
 		}
 	case snapshot.FIFO:
-		if err := unix.Mkfifo(path, 0o600); err != nil {
+		if err := replace(path, func() error { return unix.Mkfifo(path, 0o600) }); err != nil {
 			return &os.PathError{Op: "mkfifo", Path: path, Err: err}
 		}
 	case snapshot.Socket, snapshot.Dev, snapshot.CharDev:
 		mode := map[snapshot.Kind]uint32{snapshot.Socket: unix.S_IFSOCK, snapshot.Dev: unix.S_IFBLK, snapshot.CharDev: unix.S_IFCHR}[n.Kind]
-		if err := unix.Mknod(path, mode|0o600, int(n.Rdev)); err != nil {
+		if err := replace(path, func() error { return unix.Mknod(path, mode|0o600, int(n.Rdev)) }); err != nil {
 			return &os.PathError{Op: "mknod", Path: path, Err: err}
 		}
 	}
@@ -229,95 +248,152 @@ func (rs *restorer) create(sp string, n snapshot.Node) error {
 	return rs.setMeta(path, &n)
 }
 
-// setMeta applies ownership, mode, extended attributes and times.
+// replace runs mk, which creates path; if path exists already, it is
+// removed and mk run again.
+func replace(path string, mk func() error) error {
+	err := mk()
+	if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return mk()
+}
+
+// setMeta applies ownership, mode, extended attributes and times to path.
 func (rs *restorer) setMeta(path string, n *snapshot.Node) error {
+	return rs.applyMeta(path, -1, n)
+}
+
+// setFileMeta applies a regular file's metadata through its descriptor.
+func (rs *restorer) setFileMeta(f *os.File, n *snapshot.Node) error {
+	return rs.applyMeta(f.Name(), int(f.Fd()), n)
+}
+
+// applyMeta applies n's metadata to path, through fd unless it is -1. A
+// failed chown is an error only for root.
+func (rs *restorer) applyMeta(path string, fd int, n *snapshot.Node) error {
 	var errs []error
-	if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil && rs.isRoot {
-		errs = append(errs, err)
+	fail := func(op string, err error) {
+		if err != nil {
+			errs = append(errs, &os.PathError{Op: op, Path: path, Err: err})
+		}
+	}
+	byFD := fd >= 0
+	var err error
+	if byFD {
+		err = unix.Fchown(fd, int(n.UID), int(n.GID))
+	} else {
+		err = unix.Lchown(path, int(n.UID), int(n.GID))
+	}
+	if rs.isRoot {
+		fail("chown", err)
 	}
 	if n.Kind != snapshot.Symlink {
-		if err := unix.Chmod(path, n.Mode); err != nil {
-			errs = append(errs, &os.PathError{Op: "chmod", Path: path, Err: err})
+		if byFD {
+			fail("chmod", unix.Fchmod(fd, n.Mode))
+		} else {
+			fail("chmod", unix.Chmod(path, n.Mode))
 		}
 	}
 	for _, x := range n.Xattrs {
-		if err := unix.Lsetxattr(path, string(x.Name), x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
-			errs = append(errs, &os.PathError{Op: "setxattr " + string(x.Name), Path: path, Err: err})
+		if byFD {
+			err = unix.Fsetxattr(fd, string(x.Name), x.Value, 0)
+		} else {
+			err = unix.Lsetxattr(path, string(x.Name), x.Value, 0)
+		}
+		if !errors.Is(err, unix.ENOTSUP) {
+			fail("setxattr "+string(x.Name), err)
 		}
 	}
 	mt := unix.Timespec{Sec: n.MTime.Sec, Nsec: n.MTime.Nsec}
-	ts := []unix.Timespec{mt, mt}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		errs = append(errs, &os.PathError{Op: "utimes", Path: path, Err: err})
+	ts := [2]unix.Timespec{mt, mt}
+	if byFD {
+		fail("utimes", futimens(fd, &ts))
+	} else {
+		fail("utimes", unix.UtimesNanoAt(unix.AT_FDCWD, path, ts[:], unix.AT_SYMLINK_NOFOLLOW))
 	}
 	return errors.Join(errs...)
 }
 
-// content restores every queued file's content with a pool of workers.
-func (rs *restorer) content(ctx context.Context) error {
-	jobs := make(chan job, 64)
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) + 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := worker{rs: rs, ids: rs.repo.Keys().NewIDHasher()}
-			for j := range jobs {
-				w.run(ctx, j)
-			}
-		}()
+// futimens sets the times of the file open as fd: utimensat(2) with a NULL
+// path acts on fd itself, and x/sys/unix has no wrapper for that.
+func futimens(fd int, ts *[2]unix.Timespec) error {
+	if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0); errno != 0 {
+		return errno
 	}
-	defer wg.Wait()
-	defer close(jobs)
-	for _, f := range rs.files {
-		var js []job
-		cur := job{f: f}
-		var size, off int64
-		for _, id := range f.node.Content {
-			loc, ok := rs.repo.Index().Lookup(blob.Handle{Type: blob.Data, ID: id})
-			n := int64(jobBytes)
-			if ok && loc.RawLength != 0 {
-				n = int64(loc.RawLength)
-			} else if ok {
-				n = int64(loc.Length - crypto.Overhead)
-			}
-			if len(cur.blobs) > 0 && size+n > jobBytes {
-				js = append(js, cur)
-				cur = job{f: f, offset: off}
-				size = 0
-			}
-			cur.blobs = append(cur.blobs, id)
-			size += n
-			off += n
+	return nil
+}
+
+// queue cuts f's content into jobs and hands them to the workers. A job
+// not handed over because ctx ended still counts down, so f is closed.
+func (rs *restorer) queue(ctx context.Context, f *file) error {
+	var js []job
+	cur := job{f: f}
+	var size, off int64
+	for _, id := range f.node.Content {
+		loc, ok := rs.repo.Index().Lookup(blob.Handle{Type: blob.Data, ID: id})
+		n := int64(jobBytes)
+		if ok && loc.RawLength != 0 {
+			n = int64(loc.RawLength)
+		} else if ok {
+			n = int64(loc.Length - crypto.Overhead)
 		}
-		if len(cur.blobs) > 0 {
+		if len(cur.blobs) > 0 && size+n > jobBytes {
 			js = append(js, cur)
+			cur = job{f: f, offset: off}
+			size = 0
 		}
-		if len(js) == 0 {
-			rs.finishFile(f)
-			continue
-		}
-		f.remaining.Store(int32(len(js)))
-		for _, j := range js {
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
-				return ctx.Err()
+		cur.blobs = append(cur.blobs, id)
+		size += n
+		off += n
+	}
+	if len(cur.blobs) > 0 {
+		js = append(js, cur)
+	}
+	if len(js) == 0 {
+		rs.finishFile(f)
+		return nil
+	}
+	f.remaining.Store(int32(len(js)))
+	for i, j := range js {
+		select {
+		case rs.jobs <- j:
+		case <-ctx.Done():
+			f.failed.Store(true)
+			for range len(js) - i {
+				rs.jobDone(f)
 			}
+			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-// finishFile applies a file's metadata once its content is complete.
+// jobDone counts one of f's jobs as ended, and finishes f after the last.
+func (rs *restorer) jobDone(f *file) {
+	if f.remaining.Add(-1) == 0 {
+		rs.finishFile(f)
+	}
+}
+
+// finishFile applies a file's metadata, unless its content failed, and
+// closes it.
 func (rs *restorer) finishFile(f *file) {
-	if f.failed.Load() {
+	if !f.failed.Load() {
+		err := rs.setFileMeta(f.out, &f.node)
+		if cerr := f.out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			rs.report(f.path, err)
+			return
+		}
+		rs.prog.Files.Add(1)
 		return
 	}
-	if err := rs.setMeta(f.path, &f.node); err != nil {
-		rs.report(f.path, err)
-	}
-	rs.prog.Files.Add(1)
+	f.out.Close()
 }
 
 type worker struct {
@@ -374,11 +450,7 @@ func writeData(f *os.File, p []byte, off int64) error {
 
 func (w *worker) run(ctx context.Context, j job) {
 	f := j.f
-	defer func() {
-		if f.remaining.Add(-1) == 0 {
-			w.rs.finishFile(f)
-		}
-	}()
+	defer w.rs.jobDone(f)
 	if f.failed.Load() {
 		return
 	}
@@ -392,11 +464,7 @@ func (w *worker) run(ctx context.Context, j job) {
 // write restores one job: it reads runs of blobs adjacent in one pack with
 // a single read, and writes every non-zero blob at its offset.
 func (w *worker) write(ctx context.Context, j job) error {
-	out, err := os.OpenFile(j.f.path, os.O_WRONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
+	out := j.f.out
 	idx := w.rs.repo.Index()
 	locs := make([]index.Location, len(j.blobs))
 	for i, id := range j.blobs {
