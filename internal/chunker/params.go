@@ -6,7 +6,7 @@ import (
 )
 
 // Bounds on Params checked by Validate. minMin keeps chunks large enough to be
-// worth an index entry; maxMax bounds the memory a Chunker allocates (2·Max),
+// worth an index entry; maxMax bounds the memory a Chunker allocates (Max + 1 MiB),
 // since Params may come from a repository's stored config.
 const (
 	minMin = 64
