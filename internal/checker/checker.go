@@ -264,7 +264,7 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 	case !sameEntries(hdr.Entries, p.Entries):
 		c.errorf("pack %s: header does not match the index", p.ID.Short())
 	}
-	ids := r.Keys().NewIDHasher()
+	ids := r.NewIDHasher()
 	var failed int
 	var buf []byte
 	for _, e := range p.Entries {

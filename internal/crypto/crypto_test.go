@@ -147,13 +147,54 @@ func TestWriteOnly(t *testing.T) {
 }
 
 func TestIDHasherKeyed(t *testing.T) {
-	a, b := testKeys(t), testKeys(t)
-	if a.NewIDHasher().Sum([]byte("x")) == b.NewIDHasher().Sum([]byte("x")) {
-		t.Fatal("IDs of two repositories agree")
+	for _, f := range []IDFunc{HMACSHA256, BLAKE3} {
+		a, b := testKeys(t), testKeys(t)
+		if a.NewIDHasher(f).Sum([]byte("x")) == b.NewIDHasher(f).Sum([]byte("x")) {
+			t.Fatalf("%s: IDs of two repositories agree", f)
+		}
+		h := a.NewIDHasher(f)
+		if h.Sum([]byte("x")) != a.NewIDHasher(f).Sum([]byte("x")) || h.Sum([]byte("x")) == blob.Hash([]byte("x")) {
+			t.Fatalf("%s: IDs not deterministic or not keyed", f)
+		}
 	}
-	h := a.NewIDHasher()
-	if h.Sum([]byte("x")) != a.NewIDHasher().Sum([]byte("x")) || h.Sum([]byte("x")) == blob.Hash([]byte("x")) {
-		t.Fatal("IDs not deterministic or not keyed")
+}
+
+// TestIDFuncVectors checks both ID functions against published answers:
+// RFC 4231 test case 2 for HMAC-SHA256 (its key is shorter than ours, which
+// HMAC pads the same way), and the official BLAKE3 test vectors' keyed_hash
+// (key "whats the Elvish word for friend", input byte i = i mod 251).
+func TestIDFuncVectors(t *testing.T) {
+	elvish := [KeySize]byte([]byte("whats the Elvish word for friend"))
+	pattern := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i % 251)
+		}
+		return b
+	}
+	var jefe [KeySize]byte // "Jefe" zero-padded: the same HMAC key
+	copy(jefe[:], "Jefe")
+	tests := []struct {
+		f    IDFunc
+		key  [KeySize]byte
+		in   []byte
+		want string
+	}{
+		{HMACSHA256, jefe, []byte("what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+		{BLAKE3, elvish, pattern(0), "92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26"},
+		{BLAKE3, elvish, pattern(1), "6d7878dfff2f485635d39013278ae14f1454b8c0a3a2d34bc1ab38228a80c95b"},
+		{BLAKE3, elvish, pattern(1025), "357dc55de0c7e382c900fd6e320acc04146be01db6a8ce7210b7189bd664ea69"},
+		{BLAKE3, elvish, pattern(8192), "dc9637c8845a770b4cbf76b8daec0eebf7dc2eac11498517f08d44c8fc00d58a"},
+		{BLAKE3, elvish, pattern(100000), "74c836d008247adebbc032d1bced2e71d19050b5c39fa03c43d4160ad8d17073"},
+	}
+	for _, tt := range tests {
+		k := &Keys{ID: tt.key}
+		h := k.NewIDHasher(tt.f)
+		for range 2 { // and again after a reset
+			if got := h.Sum(tt.in); got.String() != tt.want {
+				t.Errorf("%s of %d bytes = %s, want %s", tt.f, len(tt.in), got, tt.want)
+			}
+		}
 	}
 }
 

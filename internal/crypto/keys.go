@@ -5,7 +5,8 @@
 // The key hierarchy separates what a host needs to add data from what it needs
 // to read it (docs/design.md, "Keys"):
 //
-//   - ID key: HMAC-SHA256 key naming blobs, so equal chunks deduplicate and a
+//   - ID key: keys the function naming blobs (BLAKE3, or HMAC-SHA256 in format
+//     version 1 repositories), so equal chunks deduplicate and a
 //     stored ID does not reveal a known file to someone without the key.
 //   - Chunker key: seeds the content-defined chunker's gear table.
 //   - Index key: AES-256-GCM key for index files, which map blob IDs to packs.
@@ -25,6 +26,7 @@ import (
 	"fmt"
 	"hash"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/curve25519"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -130,14 +132,40 @@ func (k *Keys) WriteOnly() *Keys {
 	return &c
 }
 
+// IDFunc names the keyed function that derives a blob's ID from its
+// plaintext. The repository's config chooses it (docs/design.md, section 6).
+type IDFunc string
+
+const (
+	// HMACSHA256 is HMAC-SHA256 under the ID key: format version 1.
+	HMACSHA256 IDFunc = "hmac-sha256"
+	// BLAKE3 is BLAKE3's keyed hash under the ID key, 32 bytes out: format
+	// version 2. It is about twice as fast here as HMAC-SHA256 with SHA-NI,
+	// and every chunk a backup reads or a restore writes is hashed.
+	BLAKE3 IDFunc = "blake3"
+)
+
 // IDHasher computes blob IDs. It is not safe for concurrent use; make one
 // per goroutine with Keys.NewIDHasher.
 type IDHasher struct{ mac hash.Hash }
 
-// NewIDHasher returns a hasher keyed with the repository's ID key.
-func (k *Keys) NewIDHasher() *IDHasher { return &IDHasher{hmac.New(sha256.New, k.ID[:])} }
+// NewIDHasher returns a hasher computing f keyed with the repository's ID
+// key. f must be HMACSHA256 or BLAKE3 (config parsing guarantees it).
+func (k *Keys) NewIDHasher(f IDFunc) *IDHasher {
+	switch f {
+	case HMACSHA256:
+		return &IDHasher{hmac.New(sha256.New, k.ID[:])}
+	case BLAKE3:
+		h, err := blake3.NewKeyed(k.ID[:])
+		if err != nil {
+			panic(err) // the key is KeySize = 32 bytes, as BLAKE3 requires
+		}
+		return &IDHasher{h}
+	}
+	panic(fmt.Sprintf("crypto: unknown ID function %q", f))
+}
 
-// Sum returns the blob ID of plaintext: HMAC-SHA256(ID key, plaintext).
+// Sum returns the blob ID of plaintext.
 func (h *IDHasher) Sum(plaintext []byte) blob.ID {
 	h.mac.Reset()
 	h.mac.Write(plaintext)

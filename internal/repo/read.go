@@ -260,7 +260,7 @@ func (r *Repository) OpenBlob(loc index.Location, ciphertext, buf []byte, ids *c
 		plain = append(buf[:0], plain...)
 	}
 	if ids == nil {
-		ids = r.keys.NewIDHasher()
+		ids = r.NewIDHasher()
 	}
 	if ids.Sum(plain) != loc.ID {
 		return nil, fmt.Errorf("blob %v in pack %s: content does not match its ID: %w", loc.Handle(), loc.Pack.Short(), blob.ErrCorrupt)

@@ -29,8 +29,9 @@ import (
 	"github.com/kalaja/kalaja/internal/store"
 )
 
-// ConfigVersion is the repository format version this build writes and reads.
-const ConfigVersion = 1
+// ConfigVersion is the repository format version this build writes. It
+// reads this version and version 1, which named blobs by HMAC-SHA256.
+const ConfigVersion = 2
 
 // Config is the repository's public configuration, stored unencrypted as
 // JSON in the object "config" so that a version mismatch is reported before
@@ -44,6 +45,17 @@ type Config struct {
 		Avg int `json:"avg"`
 		Max int `json:"max"`
 	} `json:"chunker"`
+	// BlobID names the function of blob IDs: "blake3" in version 2,
+	// absent in version 1 (HMAC-SHA256).
+	BlobID crypto.IDFunc `json:"blob_id,omitempty"`
+}
+
+// IDFunc returns the function that names the repository's blobs.
+func (c Config) IDFunc() crypto.IDFunc {
+	if c.Version == 1 {
+		return crypto.HMACSHA256
+	}
+	return c.BlobID
 }
 
 // ChunkerParams returns the chunk sizes the repository was created with.
@@ -90,8 +102,13 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return cfg, fmt.Errorf("config: %v: %w", err, blob.ErrCorrupt)
 	}
-	if cfg.Version != ConfigVersion {
-		return cfg, fmt.Errorf("format version %d, this kalaja reads version %d: %w", cfg.Version, ConfigVersion, blob.ErrUnsupported)
+	switch {
+	case cfg.Version != 1 && cfg.Version != ConfigVersion:
+		return cfg, fmt.Errorf("format version %d, this kalaja reads versions 1 and %d: %w", cfg.Version, ConfigVersion, blob.ErrUnsupported)
+	case cfg.Version == 1 && cfg.BlobID != "":
+		return cfg, fmt.Errorf("config: version 1 has no blob_id: %w", blob.ErrCorrupt)
+	case cfg.Version == 2 && cfg.BlobID != crypto.BLAKE3:
+		return cfg, fmt.Errorf("config: blob_id %q, want %q: %w", cfg.BlobID, crypto.BLAKE3, blob.ErrCorrupt)
 	}
 	if err := cfg.ChunkerParams().Validate(); err != nil {
 		return cfg, fmt.Errorf("config: %v: %w", err, blob.ErrCorrupt)
@@ -102,7 +119,7 @@ func ParseConfig(b []byte) (Config, error) {
 // Init creates a repository in an empty store: a key file sealed with
 // password, then the config (whose presence marks the repository as made).
 func Init(ctx context.Context, st store.Store, password []byte, kdf crypto.KDFParams) (*Repository, error) {
-	cfg := Config{Version: ConfigVersion, Created: time.Now().UTC()}
+	cfg := Config{Version: ConfigVersion, Created: time.Now().UTC(), BlobID: crypto.BLAKE3}
 	if _, err := rand.Read(cfg.ID[:]); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
@@ -196,6 +213,9 @@ func (r *Repository) Config() Config { return r.cfg }
 
 // Keys returns the open key material. Callers must not log it.
 func (r *Repository) Keys() *crypto.Keys { return r.keys }
+
+// NewIDHasher returns a hasher of the repository's blob IDs.
+func (r *Repository) NewIDHasher() *crypto.IDHasher { return r.keys.NewIDHasher(r.cfg.IDFunc()) }
 
 // Store returns the underlying store.
 func (r *Repository) Store() store.Store { return r.st }

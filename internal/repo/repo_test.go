@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -107,6 +108,62 @@ func TestSaveLoad(t *testing.T) {
 	}
 	if _, err := Open(ctx, st, []byte("wrong")); !errors.Is(err, blob.ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+// TestIDFuncByVersion reads and writes a repository of each format
+// version: version 1 names blobs by HMAC-SHA256, version 2 by BLAKE3.
+func TestIDFuncByVersion(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		version int
+		f       crypto.IDFunc
+	}{{1, crypto.HMACSHA256}, {2, crypto.BLAKE3}} {
+		t.Run(fmt.Sprint("version ", tt.version), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "repo")
+			st, err := local.Create(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Init(ctx, st, []byte("pw"), cheapKDF(t)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.version == 1 { // as a version 1 kalaja wrote it
+				cfg, err := LoadConfig(ctx, st)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Version, cfg.BlobID = 1, ""
+				b, _ := json.Marshal(cfg)
+				if err := os.WriteFile(filepath.Join(dir, "config"), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := Open(ctx, st, []byte("pw"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := []byte("chunk named by the repository's ID function")
+			r.StartWrites(ctx)
+			p := r.NewPacker()
+			id, _, err := p.Save(ctx, blob.Data, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.FinishWrites(); err != nil {
+				t.Fatal(err)
+			}
+			if want := r.Keys().NewIDHasher(tt.f).Sum(data); id != want {
+				t.Fatalf("blob ID %s, want %s by %s", id, want, tt.f)
+			}
+			got, err := r.LoadBlob(ctx, blob.Handle{Type: blob.Data, ID: id}, nil)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("load: %q, %v", got, err)
+			}
+		})
 	}
 }
 

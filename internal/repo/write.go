@@ -200,7 +200,7 @@ type Packer struct {
 
 // NewPacker returns a packer for the current write session.
 func (r *Repository) NewPacker() *Packer {
-	return &Packer{r: r, ids: r.keys.NewIDHasher()}
+	return &Packer{r: r, ids: r.NewIDHasher()}
 }
 
 // Save stores data as a blob of type t unless the repository already has

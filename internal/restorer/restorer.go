@@ -108,7 +108,7 @@ func Restore(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot, opt
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) + 2 {
 		wg.Go(func() {
-			w := worker{rs: rs, ids: r.Keys().NewIDHasher()}
+			w := worker{rs: rs, ids: r.NewIDHasher()}
 			for j := range jobs {
 				w.run(ctx, j)
 			}
