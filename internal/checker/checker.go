@@ -264,7 +264,6 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 	case !sameEntries(hdr.Entries, p.Entries):
 		c.errorf("pack %s: header does not match the index", p.ID.Short())
 	}
-	ids := r.NewIDHasher()
 	var failed int
 	var buf []byte
 	for _, e := range p.Entries {
@@ -277,7 +276,7 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 		}
 		// Decrypting in place is safe: blobs do not overlap, and the pack's
 		// hash and header were checked above.
-		if buf, err = r.OpenBlob(loc, data[e.Offset:end], buf, ids); err != nil {
+		if buf, err = r.OpenBlob(loc, data[e.Offset:end], buf); err != nil {
 			c.markBad(e.Handle(), err.Error())
 			failed++
 		}

@@ -400,7 +400,7 @@ func (p *Plan) copyPacks(ctx context.Context, r *repo.Repository, packer *repo.P
 				return fmt.Errorf("blob %v lies past the end of pack %s: %w", e.Handle(), pk.ID.Short(), blob.ErrCorrupt)
 			}
 			loc := index.Location{Pack: pk.ID, Ephemeral: pk.Ephemeral, Entry: e}
-			buf, err = r.OpenBlob(loc, data[e.Offset:end], buf, nil)
+			buf, err = r.OpenBlob(loc, data[e.Offset:end], buf)
 			if err != nil {
 				return err
 			}

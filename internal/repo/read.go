@@ -232,13 +232,12 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 	if err := r.st.ReadAt(ctx, store.Handle{Type: store.Packs, Name: loc.Pack.String()}, ct, int64(loc.Offset)); err != nil {
 		return nil, fmt.Errorf("blob %v in pack %s: %w", h, loc.Pack.Short(), err)
 	}
-	return r.OpenBlob(loc, ct, buf, nil)
+	return r.OpenBlob(loc, ct, buf)
 }
 
 // OpenBlob decrypts, decompresses and verifies the ciphertext of the blob at
-// loc, appending the plaintext to buf[:0]. ids may be nil (a fresh hasher is
-// used); pass one to avoid its allocation in loops.
-func (r *Repository) OpenBlob(loc index.Location, ciphertext, buf []byte, ids *crypto.IDHasher) ([]byte, error) {
+// loc, appending the plaintext to buf[:0].
+func (r *Repository) OpenBlob(loc index.Location, ciphertext, buf []byte) ([]byte, error) {
 	key, err := r.packKey(loc.Pack, loc.Ephemeral)
 	if err != nil {
 		return nil, err
@@ -259,10 +258,10 @@ func (r *Repository) OpenBlob(loc index.Location, ciphertext, buf []byte, ids *c
 	} else {
 		plain = append(buf[:0], plain...)
 	}
-	if ids == nil {
-		ids = r.NewIDHasher()
-	}
-	if ids.Sum(plain) != loc.ID {
+	ids := r.ids.Get().(*crypto.IDHasher)
+	id := ids.Sum(plain)
+	r.ids.Put(ids)
+	if id != loc.ID {
 		return nil, fmt.Errorf("blob %v in pack %s: content does not match its ID: %w", loc.Handle(), loc.Pack.Short(), blob.ErrCorrupt)
 	}
 	return plain, nil

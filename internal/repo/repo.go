@@ -75,6 +75,7 @@ type Repository struct {
 	dec *zstd.Decoder
 
 	packKeys packKeyCache
+	ids      sync.Pool // of *crypto.IDHasher, for readers
 	w        *writer
 
 	writtenMu sync.Mutex
@@ -205,7 +206,9 @@ func newRepository(st store.Store, keys *crypto.Keys, cfg Config) (*Repository, 
 	if err != nil {
 		return nil, err
 	}
-	return &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec}, nil
+	r := &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec}
+	r.ids.New = func() any { return r.NewIDHasher() }
+	return r, nil
 }
 
 // Config returns the repository configuration.

@@ -108,7 +108,7 @@ func Restore(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot, opt
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) + 2 {
 		wg.Go(func() {
-			w := worker{rs: rs, ids: r.NewIDHasher()}
+			w := worker{rs: rs}
 			for j := range jobs {
 				w.run(ctx, j)
 			}
@@ -398,7 +398,6 @@ func (rs *restorer) finishFile(f *file) {
 
 type worker struct {
 	rs    *restorer
-	ids   *crypto.IDHasher
 	ct    []byte
 	plain []byte
 }
@@ -492,7 +491,7 @@ func (w *worker) write(ctx context.Context, j job) error {
 		}
 		for k := i; k < end; k++ {
 			n := locs[k].Length
-			plain, err := w.rs.repo.OpenBlob(locs[k], ct[:n], w.plain, w.ids)
+			plain, err := w.rs.repo.OpenBlob(locs[k], ct[:n], w.plain)
 			if err != nil {
 				return err
 			}
