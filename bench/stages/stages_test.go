@@ -6,6 +6,7 @@ package stages
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -62,12 +63,20 @@ func BenchmarkChunk(b *testing.B) {
 	}
 }
 
+// BenchmarkBlobID hashes a whole chunk and a small file's 16 KiB with each
+// ID function: BLAKE3 (format version 2) and HMAC-SHA256 (version 1).
 func BenchmarkBlobID(b *testing.B) {
-	h := keys(b).NewIDHasher()
 	data := inputs()["random"]
-	b.SetBytes(chunkSize)
-	for b.Loop() {
-		h.Sum(data)
+	for _, f := range []crypto.IDFunc{crypto.BLAKE3, crypto.HMACSHA256} {
+		for _, n := range []int{16 << 10, chunkSize} {
+			b.Run(fmt.Sprintf("%s/%dKiB", f, n>>10), func(b *testing.B) {
+				h := keys(b).NewIDHasher(f)
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					h.Sum(data[:n])
+				}
+			})
+		}
 	}
 }
 
