@@ -160,7 +160,12 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 			parentTree = nil // back up everything rather than fail
 		}
 	}
+	wctx, stopWarm := context.WithCancel(ctx)
+	warmed := make(chan struct{})
+	go func() { warm(wctx, abs); close(warmed) }()
 	root := a.walkDir(ctx, "/", parentTree, rootSelection(abs))
+	stopWarm()
+	<-warmed
 	<-root.done
 	close(a.files)
 	fileWG.Wait()

@@ -2,6 +2,7 @@ package archiver
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,4 +68,27 @@ func splitPath(p string) []string {
 		p = filepath.Dir(p)
 	}
 	return parts
+}
+
+// TestWarmReturns runs warm over a tree wider and deeper than its worker
+// limit, with a symlink loop and a missing root, and once cancelled: it
+// must return every time.
+func TestWarmReturns(t *testing.T) {
+	root := t.TempDir()
+	for i := range 3 * warmWorkers {
+		d := filepath.Join(root, fmt.Sprint("d", i), "a", "b", "c")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(root, filepath.Join(root, "loop")); err != nil {
+		t.Fatal(err)
+	}
+	warm(context.Background(), []string{root, filepath.Join(root, "missing")})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	warm(ctx, []string{root})
 }
