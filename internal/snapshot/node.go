@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -44,16 +45,40 @@ func (k Kind) valid() bool {
 // {"base64": "..."} otherwise, so no byte is ever lost.
 type Name string
 
-// MarshalJSON implements json.Marshaler.
+// MarshalJSON implements json.Marshaler. A name of printable ASCII that
+// json.Marshal would not escape is written directly, in the same bytes.
 func (n Name) MarshalJSON() ([]byte, error) {
+	if plainJSON(string(n)) {
+		b := make([]byte, 0, len(n)+2)
+		return append(append(append(b, '"'), n...), '"'), nil
+	}
 	if utf8.ValidString(string(n)) {
 		return json.Marshal(string(n))
 	}
 	return json.Marshal(map[string][]byte{"base64": []byte(n)})
 }
 
-// UnmarshalJSON implements json.Unmarshaler.
+// plainJSON reports whether json.Marshal writes s as it is between quotes:
+// printable ASCII without the characters it escapes (", \, <, >, &).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
+// UnmarshalJSON implements json.Unmarshaler. A string without escapes that
+// is valid UTF-8, as almost every name is, is taken as it stands: the
+// decoder has checked b's syntax, and json.Unmarshal would return the same
+// bytes at many times the cost.
 func (n *Name) UnmarshalJSON(b []byte) error {
+	if len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b[1:len(b)-1]) {
+		*n = Name(b[1 : len(b)-1])
+		return nil
+	}
 	if len(b) > 0 && b[0] == '{' {
 		var m struct {
 			B64 []byte `json:"base64"`
@@ -86,20 +111,52 @@ type Time struct {
 	Nsec int64 // 0..999999999
 }
 
-// MarshalJSON implements json.Marshaler.
-func (t Time) MarshalJSON() ([]byte, error) { return json.Marshal([2]int64{t.Sec, t.Nsec}) }
+// MarshalJSON implements json.Marshaler: the bytes json.Marshal writes for
+// [2]int64{Sec, Nsec}, without its reflection.
+func (t Time) MarshalJSON() ([]byte, error) {
+	b := strconv.AppendInt([]byte{'['}, t.Sec, 10)
+	b = strconv.AppendInt(append(b, ','), t.Nsec, 10)
+	return append(b, ']'), nil
+}
 
-// UnmarshalJSON implements json.Unmarshaler.
+// UnmarshalJSON implements json.Unmarshaler. The usual "[s,ns]" is parsed
+// directly; anything else (spaces, other forms) through json.Unmarshal.
+// Exactly two integers are accepted.
 func (t *Time) UnmarshalJSON(b []byte) error {
 	var a [2]int64
-	if err := json.Unmarshal(b, &a); err != nil {
-		return err
+	if !parseTimeArray(b, &a) {
+		var s []int64
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if len(s) != 2 { // into an array, json.Unmarshal would pad or drop
+			return fmt.Errorf("time %s: want [seconds, nanoseconds]", b)
+		}
+		a = [2]int64(s)
 	}
 	if a[1] < 0 || a[1] > 999999999 {
 		return fmt.Errorf("nanoseconds %d out of range", a[1])
 	}
 	t.Sec, t.Nsec = a[0], a[1]
 	return nil
+}
+
+// parseTimeArray parses b as "[s,ns]" of two decimal int64s without
+// spaces, reporting whether it could.
+func parseTimeArray(b []byte, a *[2]int64) bool {
+	if len(b) < 5 || b[0] != '[' || b[len(b)-1] != ']' {
+		return false
+	}
+	sec, nsec, ok := bytes.Cut(b[1:len(b)-1], []byte{','})
+	if !ok {
+		return false
+	}
+	var err error
+	if a[0], err = strconv.ParseInt(string(sec), 10, 64); err != nil {
+		return false
+	}
+	a[1], err = strconv.ParseInt(string(nsec), 10, 64)
+	return err == nil
 }
 
 // Node is one entry of a directory. Inode, Device and Links serve change

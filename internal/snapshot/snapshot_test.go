@@ -1,10 +1,15 @@
 package snapshot
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kalaja/kalaja/internal/blob"
 )
@@ -130,5 +135,107 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = Decode(b)
+	})
+}
+
+// checkNameJSON requires Name's encoding of s to be json.Marshal's where s
+// is valid UTF-8, and to decode back to s; and the decoding of any JSON
+// string json.Marshal writes to equal what json.Unmarshal reads from it.
+func checkNameJSON(t *testing.T, s string) {
+	t.Helper()
+	got, err := Name(s).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if utf8.ValidString(s) {
+		if want, _ := json.Marshal(s); !bytes.Equal(got, want) {
+			t.Fatalf("Name(%q) encodes as %s, json.Marshal as %s", s, got, want)
+		}
+	}
+	var back Name
+	if err := back.UnmarshalJSON(got); err != nil || string(back) != s {
+		t.Fatalf("Name(%q) round trip: %q, %v", s, back, err)
+	}
+	// A string as another encoder might write it: \u escapes, raw
+	// non-ASCII, invalid UTF-8 (which json.Unmarshal replaces).
+	raw := []byte(`"` + s + `"`)
+	var want string
+	if json.Unmarshal(raw, &want) == nil {
+		var n Name
+		if err := n.UnmarshalJSON(raw); err != nil || string(n) != want {
+			t.Fatalf("Name decodes %s as %q, %v; json.Unmarshal as %q", raw, n, err, want)
+		}
+	}
+}
+
+func TestNameJSON(t *testing.T) {
+	for _, s := range []string{"", "plain.go", "a b", `q"uote`, `back\slash`, "<a>&b", "tab\there", "\x7f", "é", "日本", "\u2028", "b\xff", "\xff\xfe", `\u0041`, "nul\x00"} {
+		checkNameJSON(t, s)
+	}
+}
+
+func FuzzNameJSON(f *testing.F) {
+	for _, s := range []string{"plain", "<&>", "é", "b\xff", `\"`} {
+		f.Add(s)
+	}
+	f.Fuzz(checkNameJSON)
+}
+
+func TestTimeJSON(t *testing.T) {
+	for _, tm := range []Time{{}, {1, 2}, {-1, 999999999}, {math.MaxInt64, 0}, {math.MinInt64, 5}} {
+		got, err := tm.MarshalJSON()
+		want, _ := json.Marshal([2]int64{tm.Sec, tm.Nsec})
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%v encodes as %s, want %s", tm, got, want)
+		}
+		var back Time
+		if err := back.UnmarshalJSON(got); err != nil || back != tm {
+			t.Fatalf("%s decodes as %v, %v", got, back, err)
+		}
+	}
+	for _, tt := range []struct {
+		in   string
+		want Time
+		ok   bool
+	}{
+		{"[ 3 , 4 ]", Time{3, 4}, true},
+		{"[-0,0]", Time{0, 0}, true},
+		{"[1,1000000000]", Time{}, false},
+		{"[1,-1]", Time{}, false},
+		{"[1.5,0]", Time{}, false},
+		{"[1e3,0]", Time{}, false},
+		{"[1]", Time{}, false},
+		{"[1,2,3]", Time{}, false},
+		{"[9223372036854775808,0]", Time{}, false},
+	} {
+		var got Time
+		err := got.UnmarshalJSON([]byte(tt.in))
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("%s decodes as %v, %v", tt.in, got, err)
+		}
+	}
+}
+
+// BenchmarkTreeCodec encodes and decodes a folder of 100 source files.
+func BenchmarkTreeCodec(b *testing.B) {
+	tr := &Tree{}
+	for i := range 100 {
+		id := blob.Hash([]byte{byte(i)})
+		ct := Time{1700000000 + int64(i), 123456789}
+		tr.Nodes = append(tr.Nodes, Node{Name: Name(fmt.Sprintf("file_%03d.go", i)), Kind: File, Mode: 0o644, UID: 1000, GID: 1000,
+			Size: 4096, MTime: Time{1700000000, int64(i)}, CTime: &ct, Inode: uint64(1e6 + i), Device: 2049, Links: 1, Content: []blob.ID{id}})
+	}
+	enc, _ := tr.Encode()
+	b.Run("encode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		for b.Loop() {
+			tr.Encode()
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		for b.Loop() {
+			DecodeTree(enc)
+		}
 	})
 }
