@@ -68,6 +68,11 @@ type archiver struct {
 
 	files  chan fileJob
 	chunks chan blobJob
+	// trees packs the tree blobs apart from file content, so that the trees
+	// of a snapshot lie together in few packs: the next backup and a
+	// restore read them all, one by one, before or while anything else.
+	trees  *repo.Packer
+	treeMu sync.Mutex // serialises finishDir's use of trees
 	// bufs holds the chunk buffers not in use: one per file worker and one
 	// per blob worker, so a file worker waits for a free one rather than
 	// allocating. Each grows to the largest chunk it has held (4 MiB in a
@@ -86,10 +91,10 @@ type archiver struct {
 	bytesAdded, bytesRead, totalBytes, totalFiles                        atomic.Int64
 }
 
+// blobJob is a chunk of file content for a blob worker to save.
 type blobJob struct {
-	typ  blob.Type
 	data []byte
-	buf  *[]byte // pooled buffer holding data, or nil
+	buf  *[]byte // the buffer holding data, returned to bufs once saved
 	out  *blob.ID
 	wg   *sync.WaitGroup
 }
@@ -143,6 +148,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 
 	r.StartWrites(ctx)
 	var fileWG, blobWG sync.WaitGroup
+	a.trees = r.NewPacker()
 	packers := make([]*repo.Packer, runtime.GOMAXPROCS(0))
 	for i := range packers {
 		packers[i] = r.NewPacker()
@@ -171,7 +177,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	fileWG.Wait()
 	close(a.chunks)
 	blobWG.Wait()
-	for _, p := range packers {
+	for _, p := range append(packers, a.trees) {
 		if err := p.Close(ctx); err != nil {
 			a.fail(err)
 		}
@@ -293,22 +299,27 @@ func (a *archiver) report(path string, err error) {
 
 func (a *archiver) blobWorker(ctx context.Context, p *repo.Packer) {
 	for j := range a.chunks {
-		if a.failed() == nil {
-			id, n, err := p.Save(ctx, j.typ, j.data)
-			if err != nil {
-				a.fail(err)
-			}
-			*j.out = id
-			if n > 0 {
-				a.blobsAdded.Add(1)
-				a.bytesAdded.Add(int64(n))
-			}
-		}
-		if j.buf != nil {
-			a.bufs <- j.buf
-		}
+		*j.out = a.save(ctx, p, blob.Data, j.data)
+		a.bufs <- j.buf
 		j.wg.Done()
 	}
+}
+
+// save stores data with p unless the backup has failed, and counts what it
+// added.
+func (a *archiver) save(ctx context.Context, p *repo.Packer, t blob.Type, data []byte) blob.ID {
+	if a.failed() != nil {
+		return blob.ID{}
+	}
+	id, n, err := p.Save(ctx, t, data)
+	if err != nil {
+		a.fail(err)
+	}
+	if n > 0 {
+		a.blobsAdded.Add(1)
+		a.bytesAdded.Add(int64(n))
+	}
+	return id
 }
 
 func (a *archiver) fileWorker(ctx context.Context) {
@@ -352,7 +363,7 @@ func (a *archiver) readFile(ctx context.Context, c *chunker.Chunker, j fileJob) 
 		a.prog.Bytes.Add(int64(len(data)))
 		res.wg.Add(1)
 		select {
-		case a.chunks <- blobJob{blob.Data, data, bp, id, &res.wg}:
+		case a.chunks <- blobJob{data, bp, id, &res.wg}:
 		case <-ctx.Done():
 			res.wg.Done()
 			a.bufs <- bp
@@ -556,12 +567,7 @@ func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapsh
 		a.fail(err)
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	select {
-	case a.chunks <- blobJob{typ: blob.Tree, data: data, out: &res.id, wg: &wg}:
-		wg.Wait()
-	case <-ctx.Done():
-		a.fail(ctx.Err())
-	}
+	a.treeMu.Lock()
+	res.id = a.save(ctx, a.trees, blob.Tree, data)
+	a.treeMu.Unlock()
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/crypto"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/store/local"
@@ -91,4 +92,53 @@ func TestWarmReturns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	warm(ctx, []string{root})
+}
+
+// TestTreesPackedApart backs up a tree of many folders and files and
+// requires that no pack holds both trees and file content.
+func TestTreesPackedApart(t *testing.T) {
+	ctx := context.Background()
+	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Init(ctx, st, []byte("pw"), crypto.KDFParams{Time: 1, MemoryKiB: 8 << 10, Threads: 1, Salt: make([]byte, 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i := range 50 {
+		p := filepath.Join(dir, fmt.Sprint("d", i%7), fmt.Sprint("f", i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	var treePacks, dataPacks int
+	for id, p := range r.Index().ByPack() {
+		types := map[blob.Type]bool{}
+		for _, e := range p.Entries {
+			types[e.Type] = true
+		}
+		if len(types) != 1 {
+			t.Errorf("pack %s holds trees and content", id.Short())
+		}
+		if types[blob.Tree] {
+			treePacks++
+			if !r.Index().TreesOnly(id) {
+				t.Errorf("pack %s of trees: TreesOnly is false", id.Short())
+			}
+		} else {
+			dataPacks++
+			if r.Index().TreesOnly(id) {
+				t.Errorf("pack %s of content: TreesOnly is true", id.Short())
+			}
+		}
+	}
+	if treePacks == 0 || dataPacks == 0 {
+		t.Fatalf("%d packs of trees, %d of content", treePacks, dataPacks)
+	}
 }

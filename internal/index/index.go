@@ -37,8 +37,9 @@ type entry struct {
 }
 
 type packInfo struct {
-	id  blob.ID
-	eph [crypto.KeySize]byte
+	id   blob.ID
+	eph  [crypto.KeySize]byte
+	data bool // holds file content, not only trees
 }
 
 // Index is the in-memory blob index. It is safe for concurrent use.
@@ -67,7 +68,8 @@ func (x *Index) Add(p Pack) {
 		return
 	}
 	n := uint32(len(x.packs))
-	x.packs = append(x.packs, packInfo{p.ID, p.Ephemeral})
+	data := slices.ContainsFunc(p.Entries, func(e pack.Entry) bool { return e.Type == blob.Data })
+	x.packs = append(x.packs, packInfo{p.ID, p.Ephemeral, data})
 	x.byPack[p.ID] = n
 	for _, e := range p.Entries {
 		h := e.Handle()
@@ -106,6 +108,14 @@ func (x *Index) HasPack(id blob.ID) bool {
 	defer x.mu.RUnlock()
 	_, ok := x.byPack[id]
 	return ok
+}
+
+// TreesOnly reports whether pack id is indexed and holds only trees.
+func (x *Index) TreesOnly(id blob.ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n, ok := x.byPack[id]
+	return ok && !x.packs[n].data
 }
 
 // Len returns the number of indexed blobs.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -51,6 +52,9 @@ func newFixture(t *testing.T) *fixture {
 	write(t, newDir, "shared", f.shared)
 	write(t, newDir, "own", randomBytes(1<<20))
 	f.newDir = newDir
+	// One blob worker, so that each backup stores exactly one pack of
+	// content and one of trees.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	if f.old, err = archiver.Backup(ctx, r, []string{oldDir}, archiver.Options{Hostname: "h"}); err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,10 @@ type Repository struct {
 
 	packKeys packKeyCache
 	ids      sync.Pool // of *crypto.IDHasher, for readers
-	w        *writer
+
+	prefetchedMu sync.Mutex
+	prefetched   map[blob.ID]bool // tree packs asked for (prefetchTrees)
+	w            *writer
 
 	writtenMu sync.Mutex
 	written   []Object // see Written
@@ -206,7 +209,7 @@ func newRepository(st store.Store, keys *crypto.Keys, cfg Config) (*Repository, 
 	if err != nil {
 		return nil, err
 	}
-	r := &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec}
+	r := &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec, prefetched: map[blob.ID]bool{}}
 	r.ids.New = func() any { return r.NewIDHasher() }
 	return r, nil
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,5 +280,74 @@ func TestCompressionDecision(t *testing.T) {
 				t.Fatalf("load: %v", err)
 			}
 		})
+	}
+}
+
+// countingStore counts the store's Prefetch hints.
+type countingStore struct {
+	*local.Local
+	mu         sync.Mutex
+	prefetched map[string]int
+}
+
+func (s *countingStore) Prefetch(h store.Handle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prefetched[h.Name]++
+}
+
+// TestPrefetchTreePacks loads trees and content: a pack of trees only is
+// prefetched once, however many of its trees load, and a pack holding
+// content never.
+func TestPrefetchTreePacks(t *testing.T) {
+	ctx := context.Background()
+	r, st := newRepo(t)
+	r.StartWrites(ctx)
+	trees, data := r.NewPacker(), r.NewPacker()
+	var treeIDs []blob.ID
+	for i := range 3 {
+		id, _, err := trees.Save(ctx, blob.Tree, []byte(fmt.Sprintf(`{"v":1,"nodes":[{"name":"f%d","type":"fifo","mode":420,"uid":0,"gid":0,"mtime":[0,0]}]}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		treeIDs = append(treeIDs, id)
+	}
+	dataID, _, err := data.Save(ctx, blob.Data, []byte("content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixedTree, _, err := data.Save(ctx, blob.Tree, []byte(`{"v":1,"nodes":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*Packer{trees, data} {
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.FinishWrites(); err != nil {
+		t.Fatal(err)
+	}
+
+	cs := &countingStore{Local: st, prefetched: map[string]int{}}
+	r2, err := Open(ctx, cs, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range append(treeIDs, mixedTree) {
+		if _, err := r2.LoadTree(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r2.LoadBlob(ctx, blob.Handle{Type: blob.Data, ID: dataID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	treeLoc, _ := r2.Index().Lookup(blob.Handle{Type: blob.Tree, ID: treeIDs[0]})
+	want := map[string]int{treeLoc.Pack.String(): 1}
+	if !maps.Equal(cs.prefetched, want) {
+		t.Fatalf("prefetched %v, want %v", cs.prefetched, want)
 	}
 }
