@@ -156,7 +156,7 @@ func TestNewPanicsOnInvalidParams(t *testing.T) {
 func TestDefaultMasks(t *testing.T) {
 	// The values stated in the package documentation.
 	s, l := DefaultParams().masks()
-	if s != 0xFFFFFC0000000000 || l != 0xFFFFC00000000000 {
+	if s != 0xFFFFF80000000000 || l != 0xFFFF800000000000 {
 		t.Fatalf("default masks = %#x, %#x", s, l)
 	}
 }
@@ -194,7 +194,7 @@ func TestGolden(t *testing.T) {
 	for _, tc := range []struct {
 		p Params
 		n int
-	}{{small, 64 << 10}, {DefaultParams(), 24 << 20}} {
+	}{{small, 64 << 10}, {Params{256 << 10, 1 << 20, 4 << 20}, 24 << 20}} { // the defaults until format 2
 		data := shaStream(tc.n)
 		chunks, err := chunkAll(t, New(bytes.NewReader(data), key, tc.p))
 		if err != nil {

@@ -24,8 +24,8 @@
 // 256 MiB and Avg a power of two, Avg = 2^b (see [Params.Validate]). Normalized
 // chunking level 2 uses two masks selecting the most significant bits of the
 // 64-bit hash: MaskS has the top b+2 bits set and MaskL the top b−2 bits
-// (for the defaults, b = 20: MaskS = 0xFFFFFC0000000000 and MaskL =
-// 0xFFFFC00000000000).
+// (for the defaults, b = 19: MaskS = 0xFFFFF80000000000 and MaskL =
+// 0xFFFF800000000000).
 //
 // Cut point. Let r be the input not yet returned as chunks. If len(r) ≤ Min,
 // r is the last chunk (nothing when r is empty). Otherwise let n = min(len(r),

@@ -17,9 +17,10 @@ const (
 // See the package documentation for how each is used.
 type Params struct{ Min, Avg, Max int }
 
-// DefaultParams returns Min 256 KiB, Avg 1 MiB, Max 4 MiB.
+// DefaultParams returns Min 128 KiB, Avg 512 KiB, Max 2 MiB, the sizes new
+// repositories use (docs/design.md, section 5.1, says why).
 func DefaultParams() Params {
-	return Params{Min: 256 << 10, Avg: 1 << 20, Max: 4 << 20}
+	return Params{Min: 128 << 10, Avg: 512 << 10, Max: 2 << 20}
 }
 
 // Validate reports whether p is usable: 64 ≤ Min < Avg < Max ≤ 256 MiB and
