@@ -12,6 +12,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 REPS=${DRILL_REPS:-5}
 FILES=${DRILL_FILES:-600}
 BULK=${DRILL_BULK_MIB:-256}
@@ -20,13 +21,6 @@ WORK=${DRILL_DIR:-/tmp/kalaja-drill-bench}
 KALAJA=$WORK/bin/kalaja
 SANDBOX=$WORK/sandbox
 MAX_SLOWDOWN=5 # percent
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-fail() {
-	printf '\n!!! BENCH FAILURE: %s\n' "$1" >&2
-	exit 1
-}
 
 [[ $(id -u) == 0 ]] || fail "run as root: the watcher needs fanotify to stop processes, and wipe-raw needs losetup"
 for p in tar zstd gzip git go sqlite3 losetup; do

@@ -14,6 +14,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 SIZE=${BENCH_SIZE:-1GiB}
 REPS=${BENCH_REPS:-9}
 SNAPS=${BENCH_SNAPSHOTS:-10000}
@@ -21,8 +22,6 @@ WORK=${BENCH_DIR:-/tmp/kalaja-bench-ledger}
 BIN=$WORK/bin
 export KALAJA_PASSWORD=bench-password
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 mkdir -p "$WORK" "$BIN"

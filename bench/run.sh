@@ -8,6 +8,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 SIZE=${BENCH_SIZE:-1GiB}
 REPS=${BENCH_REPS:-3}
 SEED=${BENCH_SEED:-1}
@@ -31,18 +32,6 @@ export KALAJA_CACHE_DIR=$STATE/cache/kalaja
 export BORG_BASE_DIR=$STATE/cache/borg
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_DISPLAY_PASSPHRASE=no
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-# fail MESSAGE [LOGFILE]: stop loudly, showing the end of the log.
-fail() {
-	printf '\n!!! BENCH FAILURE: %s\n' "$1" >&2
-	if [[ -n ${2:-} && -f $2 ]]; then
-		printf '!!! last lines of %s:\n' "$2" >&2
-		tail -n 30 "$2" >&2
-	fi
-	exit 1
-}
 
 install_tools() {
 	local need=()
@@ -70,8 +59,6 @@ build() {
 			fail "cannot build kalaja; run with BENCH_TOOLS='restic borg' to compare the peers only"
 	fi
 }
-
-drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 
 # cold: empty the page cache before a measured phase, when allowed.
 cold() { if ((COLD)); then drop_caches; fi; }

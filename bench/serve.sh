@@ -17,6 +17,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 SIZE=${BENCH_SIZE:-${SIZE:-1GiB}}
 REPS=${BENCH_REPS:-${REPS:-3}}
 CLIENTS=${BENCH_CLIENTS:-50}
@@ -34,23 +35,10 @@ KALAJA=$BIN/kalaja
 
 export KALAJA_PASSWORD=bench-password RESTIC_PASSWORD=bench-password
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-# fail MESSAGE [LOGFILE]: stop loudly, showing the end of the log.
-fail() {
-	printf '\n!!! BENCH FAILURE: %s\n' "$1" >&2
-	if [[ -n ${2:-} && -f $2 ]]; then
-		printf '!!! last lines of %s:\n' "$2" >&2
-		tail -n 30 "$2" >&2
-	fi
-	exit 1
-}
-
 # The server this script started and has not stopped yet, stopped on any exit.
 RUNNING=
 trap '[[ -z $RUNNING ]] || kill -TERM "$RUNNING" 2>/dev/null || true' EXIT
 
-drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 cold() { if ((COLD)); then drop_caches; fi; }
 
 # cpu_busy: busy CPU ticks of the whole machine so far (all but idle and iowait).
