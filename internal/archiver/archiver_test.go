@@ -14,18 +14,25 @@ import (
 	"github.com/kalaja/kalaja/internal/store/local"
 )
 
-// TestExclude: paths Exclude reports are left out of the snapshot; the
-// rest is saved.
-func TestExclude(t *testing.T) {
-	ctx := context.Background()
+// newRepo makes a repository in a temporary directory, with a cheap key.
+func newRepo(t *testing.T) *repo.Repository {
+	t.Helper()
 	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := repo.Init(ctx, st, []byte("pw"), crypto.KDFParams{Time: 1, MemoryKiB: 8 << 10, Threads: 1, Salt: make([]byte, 16)})
+	r, err := repo.Init(t.Context(), st, []byte("pw"), crypto.KDFParams{Time: 1, MemoryKiB: 8 << 10, Threads: 1, Salt: make([]byte, 16)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// TestExclude: paths Exclude reports are left out of the snapshot; the
+// rest is saved.
+func TestExclude(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
 	dir := t.TempDir()
 	for _, f := range []string{"keep.txt", "damaged.txt", "sub/keep.txt", "gone/a.txt"} {
 		p := filepath.Join(dir, f)
@@ -98,14 +105,7 @@ func TestWarmReturns(t *testing.T) {
 // requires that no pack holds both trees and file content.
 func TestTreesPackedApart(t *testing.T) {
 	ctx := context.Background()
-	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(ctx, st, []byte("pw"), crypto.KDFParams{Time: 1, MemoryKiB: 8 << 10, Threads: 1, Salt: make([]byte, 16)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRepo(t)
 	dir := t.TempDir()
 	for i := range 50 {
 		p := filepath.Join(dir, fmt.Sprint("d", i%7), fmt.Sprint("f", i))
