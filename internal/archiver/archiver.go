@@ -75,11 +75,12 @@ type archiver struct {
 	treeMu sync.Mutex // serialises finishDir's use of trees
 	// bufs holds the chunk buffers not in use: one per file worker and one
 	// per blob worker, so a file worker waits for a free one rather than
-	// allocating. Each grows to the largest chunk it has held (4 MiB in a
-	// disk image's runs of zeros) and keeps its size. Two more buffers, as
-	// many as chunks could be in flight, and a sync.Pool before that, were
-	// no faster on the peer benchmark and cost 10-15 MiB of peak RSS, which
-	// had brought the incremental backup level with restic's.
+	// allocating. Each grows to the largest chunk it has held (the
+	// repository's largest chunk size in a disk image's runs of zeros) and
+	// keeps its size. Two more buffers, as many as chunks could be in
+	// flight, and a sync.Pool before that, were no faster on the peer
+	// benchmark and cost 10-15 MiB of peak RSS, which had brought the
+	// incremental backup level with restic's.
 	bufs chan *[]byte
 
 	links map[[2]uint64]*fileResult // hard links seen, walker goroutine only
