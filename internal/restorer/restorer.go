@@ -381,19 +381,19 @@ func (rs *restorer) jobDone(f *file) {
 // finishFile applies a file's metadata, unless its content failed, and
 // closes it.
 func (rs *restorer) finishFile(f *file) {
-	if !f.failed.Load() {
-		err := rs.setFileMeta(f.out, &f.node)
-		if cerr := f.out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			rs.report(f.path, err)
-			return
-		}
-		rs.prog.Files.Add(1)
+	if f.failed.Load() {
+		f.out.Close()
 		return
 	}
-	f.out.Close()
+	err := rs.setFileMeta(f.out, &f.node)
+	if cerr := f.out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rs.report(f.path, err)
+		return
+	}
+	rs.prog.Files.Add(1)
 }
 
 type worker struct {
