@@ -411,7 +411,11 @@ func TestServerTokens(t *testing.T) {
 			t.Errorf("Host = %q, %v, %v; want %s", host, ok, err, want)
 		}
 	}
-	if _, ok, _ := a.Host("x" + tok1[1:]); ok {
+	changed := "x" + tok1[1:]
+	if tok1[0] == 'x' { // a random token can start with x already
+		changed = "y" + tok1[1:]
+	}
+	if _, ok, _ := a.Host(changed); ok {
 		t.Error("a changed token was accepted")
 	}
 	if _, err := a.Add("web-01"); err == nil {
