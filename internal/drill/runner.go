@@ -145,6 +145,11 @@ type outcome struct {
 type runner struct {
 	cfg  *Config
 	tree *pristine // the generated tree, once made
+	// lead, when set, is how long after the tree was synced to disk the
+	// workload starts, with or without a watcher (which starts within
+	// it): so that timed runs with and without one begin in the same
+	// state (see MeasureOverhead).
+	lead time.Duration
 }
 
 // layout resets the sandbox and lays out the tree, generating it the
@@ -209,6 +214,7 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 		out.FilesTotal++
 	}
 	unix.Sync()
+	synced := time.Now()
 
 	var w *watching
 	if watch != nil {
@@ -218,6 +224,15 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 			return fail(err)
 		}
 		out.backend, out.canStop = w.w.Backend()
+	}
+	if r.lead > 0 {
+		if late := time.Since(synced) - r.lead; late > 0 {
+			cfg.Logger.Warn("the watcher took longer to start than the lead before a timed run", "lead", r.lead, "late", late)
+		}
+		if err := sleep(ctx, time.Until(synced.Add(r.lead))); err != nil {
+			w.stop()
+			return fail(err)
+		}
 	}
 	cmd, err := sc.start(ctx, st)
 	if err != nil {
@@ -477,4 +492,19 @@ func (w *watching) stop() error {
 		err = nil
 	}
 	return err
+}
+
+// sleep waits d (nothing if d <= 0), or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
