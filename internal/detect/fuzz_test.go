@@ -1,8 +1,10 @@
 package detect
 
 import (
+	"bytes"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzAnalyze: any bytes give a sample, and the detector accepts it.
@@ -19,4 +21,75 @@ func FuzzAnalyze(f *testing.F) {
 		old := Analyze(int64(len(b)), [][]byte{b})
 		d.Observe(Event{Time: time.Unix(0, 0), Op: Write, Path: "/x.txt", Actor: Actor{PID: 1, Group: 1}, Old: &old, New: &s})
 	})
+}
+
+// FuzzTextClasses: judging text and encodings from byte counts agrees
+// with judging them byte by byte, as the straightforward versions below
+// do.
+func FuzzTextClasses(f *testing.F) {
+	f.Add([]byte("aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8=\r\n=="))
+	f.Add([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"))
+	f.Add([]byte("plain prose, with a tab\there and a form feed\f and a bell\a"))
+	f.Add([]byte{0xe2, 0x82, 0xac, 0x7f, '\r', '\n'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h := countBytes(b)
+		ent := h.entropy(len(b))
+		if got, want := isText(b, &h), isTextBytewise(b); got != want {
+			t.Fatalf("isText = %v, byte by byte %v", got, want)
+		}
+		if got, want := isEncoded(b, &h, ent), isEncodedBytewise(b, ent); got != want {
+			t.Fatalf("isEncoded = %v, byte by byte %v", got, want)
+		}
+	})
+}
+
+func isTextBytewise(b []byte) bool {
+	if len(b) > 3 {
+		cut := len(b) - 3
+		if !utf8.Valid(b[:cut]) {
+			return false
+		}
+		for i := cut; i < len(b); {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && utf8.FullRune(b[i:]) {
+				return false
+			}
+			i += n
+		}
+	} else if !utf8.Valid(b) {
+		return false
+	}
+	ctrl := 0
+	for _, c := range b {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f' || c == 0x7f {
+			ctrl++
+		}
+	}
+	return ctrl*50 <= len(b)
+}
+
+func isEncodedBytewise(b []byte, ent float64) bool {
+	b = bytes.TrimRight(b, "\r\n=")
+	if len(b) < 64 {
+		return false
+	}
+	var hex, b64, other int
+	for _, c := range b {
+		switch {
+		case c == '\n' || c == '\r':
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+			hex++
+		case c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=':
+			b64++
+		default:
+			other++
+		}
+	}
+	if other*100 > hex+b64 {
+		return false
+	}
+	if b64 == 0 {
+		return ent >= 3.5
+	}
+	return ent >= 5.0
 }

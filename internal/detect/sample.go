@@ -82,6 +82,7 @@ func Analyze(size int64, blocks [][]byte) Sample {
 		return s
 	}
 	zero := true
+	var first histogram
 	for i, b := range blocks {
 		if i == MaxBlocks {
 			break
@@ -89,10 +90,12 @@ func Analyze(size int64, blocks [][]byte) Sample {
 		if len(b) > BlockSize {
 			b = b[:BlockSize]
 		}
-		e := entropy(b)
+		h := countBytes(b)
+		e := h.entropy(len(b))
 		s.Blocks = append(s.Blocks, Block{Hash: maphash.Bytes(blockSeed, b), Entropy: float32(e), High: len(b) >= minJudged && e >= highEntropy(len(b))})
-		if zero && !allZero(b) {
-			zero = false
+		zero = zero && int(h[0]) == len(b)
+		if i == 0 {
+			first = h
 		}
 	}
 	switch {
@@ -101,7 +104,7 @@ func Analyze(size int64, blocks [][]byte) Sample {
 	case zero:
 		s.Type = ZeroType
 	default:
-		s.Type = typeOf(blocks[0], float64(s.Blocks[0].Entropy))
+		s.Type = typeOf(blocks[0][:min(len(blocks[0]), BlockSize)], &first, float64(s.Blocks[0].Entropy))
 	}
 	return s
 }
@@ -133,40 +136,54 @@ func highEntropy(n int) float64 {
 // passes for an unchanged block.
 var blockSeed = maphash.MakeSeed()
 
-// entropy returns the Shannon entropy of b in bits per byte, as
-// log2(n) - sum(c log2 c)/n over the byte counts c, with c log2 c from a
-// table for blocks up to BlockSize. Counting in four tables keeps the
+// histogram is the count of each byte value in a block.
+type histogram [256]uint32
+
+// countBytes counts the bytes of b. Counting in four tables keeps the
 // increments of neighbouring bytes independent.
-func entropy(b []byte) float64 {
-	n := len(b)
-	if n == 0 {
-		return 0
-	}
-	var counts [4][256]uint32
+func countBytes(b []byte) histogram {
+	var counts [4]histogram
 	i := 0
-	for ; i+4 <= n; i += 4 {
+	for ; i+4 <= len(b); i += 4 {
 		counts[0][b[i]]++
 		counts[1][b[i+1]]++
 		counts[2][b[i+2]]++
 		counts[3][b[i+3]]++
 	}
-	for ; i < n; i++ {
+	for ; i < len(b); i++ {
 		counts[0][b[i]]++
+	}
+	for v := range counts[0] {
+		counts[0][v] += counts[1][v] + counts[2][v] + counts[3][v]
+	}
+	return counts[0]
+}
+
+// entropy returns the Shannon entropy of b in bits per byte.
+func entropy(b []byte) float64 {
+	h := countBytes(b)
+	return h.entropy(len(b))
+}
+
+// entropy returns the Shannon entropy in bits per byte of the n bytes
+// counted, as log2(n) - sum(c log2 c)/n over the counts c, with c log2 c
+// from a table for blocks up to BlockSize.
+func (h *histogram) entropy(n int) float64 {
+	if n == 0 {
+		return 0
 	}
 	clog := cLog2()
 	sum := 0.0
-	for v := range 256 {
-		c := int(counts[0][v] + counts[1][v] + counts[2][v] + counts[3][v])
+	for _, c := range h {
 		switch {
 		case c <= 1:
-		case c < len(clog):
+		case int(c) < len(clog):
 			sum += clog[c]
 		default:
 			sum += float64(c) * math.Log2(float64(c))
 		}
 	}
-	h := math.Log2(float64(n)) - sum/float64(n)
-	return max(h, 0)
+	return max(math.Log2(float64(n))-sum/float64(n), 0)
 }
 
 // cLog2 returns the table of c*log2(c) for c from 0 to BlockSize.
@@ -177,15 +194,6 @@ var cLog2 = sync.OnceValue(func() []float64 {
 	}
 	return t
 })
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // magic is a format recognised by bytes at an offset.
 type magic struct {
@@ -217,8 +225,9 @@ var magics = []magic{
 	{"kalaja", 0, "KALAJA"},
 }
 
-// typeOf judges a file's type from its first block and that block's entropy.
-func typeOf(b []byte, ent float64) Type {
+// typeOf judges a file's type from its first block b, its byte counts h
+// and its entropy.
+func typeOf(b []byte, h *histogram, ent float64) Type {
 	for _, m := range magics {
 		if len(b) >= m.off+len(m.sig) && string(b[m.off:m.off+len(m.sig)]) == m.sig {
 			return m.typ
@@ -227,18 +236,52 @@ func typeOf(b []byte, ent float64) Type {
 	if len(b) >= 2 && b[0]&0x0f == 8 && b[0]>>4 <= 7 && binary.BigEndian.Uint16(b)%31 == 0 {
 		return "zlib"
 	}
-	if !isText(b) {
+	if !isText(b, h) {
 		return Unknown
 	}
-	if isEncoded(b, ent) {
+	if isEncoded(b, h, ent) {
 		return EncodedType
 	}
 	return TextType
 }
 
-// isText reports whether b is UTF-8 text with few control characters. A
-// rune cut at the end of the block is allowed.
-func isText(b []byte) bool {
+// Byte classes, for judging text from byte counts.
+const (
+	plain      byte = iota // any other byte
+	control                // a control character other than a line break, tab or form feed
+	newline                // '\n' or '\r'
+	hexDigit               // in the alphabets of hex and base64
+	base64Only             // in the alphabet of base64 (or base64url) but not hex
+)
+
+// classes maps each byte value to its class.
+var classes = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c == '\n' || c == '\r':
+			t[c] = newline
+		case c < 0x20 && c != '\t' && c != '\f' || c == 0x7f:
+			t[c] = control
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+			t[c] = hexDigit
+		case c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=':
+			t[c] = base64Only
+		}
+	}
+	return t
+}()
+
+// classCounts sums the byte counts h by class.
+func classCounts(h *histogram) (n [base64Only + 1]int) {
+	for c, k := range h {
+		n[classes[c]] += int(k)
+	}
+	return n
+}
+
+// isText reports whether b, counted in h, is UTF-8 text with few control
+// characters. A rune cut at the end of the block is allowed.
+func isText(b []byte, h *histogram) bool {
 	if len(b) > 3 {
 		cut := len(b) - 3
 		if !utf8.Valid(b[:cut]) {
@@ -254,39 +297,25 @@ func isText(b []byte) bool {
 	} else if !utf8.Valid(b) {
 		return false
 	}
-	ctrl := 0
-	for _, c := range b {
-		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f' || c == 0x7f {
-			ctrl++
-		}
-	}
-	return ctrl*50 <= len(b)
+	return classCounts(h)[control]*50 <= len(b)
 }
 
-// isEncoded reports whether text b is base64 or hex: at least 64 bytes of
-// which almost all (line breaks aside) are in the encoding's alphabet, with
-// no spaces, and dense enough not to be a repeated letter.
-func isEncoded(b []byte, ent float64) bool {
-	b = bytes.TrimRight(b, "\r\n=")
-	if len(b) < 64 {
+// isEncoded reports whether text b, counted in h, is base64 or hex: at
+// least 64 bytes (trailing line breaks and padding aside) of which almost
+// all (line breaks aside) are in the encoding's alphabet, with no spaces,
+// and dense enough (entropy ent) not to be a repeated letter.
+func isEncoded(b []byte, h *histogram, ent float64) bool {
+	body := bytes.TrimRight(b, "\r\n=")
+	if len(body) < 64 {
 		return false
 	}
-	var hex, b64, other int
-	for _, c := range b {
-		switch {
-		case c == '\n' || c == '\r':
-		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
-			hex++
-		case c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=':
-			b64++
-		default:
-			// Past 1% of the block, no count of the rest can make it
-			// encoded: prose stops here within a few hundred bytes.
-			if other++; other*100 > len(b) {
-				return false
-			}
-		}
-	}
+	n := classCounts(h)
+	// The trimmed tail holds only line breaks and padding ('=', which
+	// counts as base64): take them out of the counts.
+	pad := bytes.Count(b[len(body):], []byte("="))
+	lines := n[newline] - (len(b) - len(body) - pad)
+	hex, b64 := n[hexDigit], n[base64Only]-pad
+	other := len(body) - lines - hex - b64
 	if other*100 > hex+b64 {
 		return false
 	}
