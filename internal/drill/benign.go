@@ -261,7 +261,7 @@ func startOffice(ctx context.Context, st *stage) (*exec.Cmd, error) {
 // document is saved officeRounds times.
 const (
 	officeDocs   = 12
-	officeRounds = 3
+	officeRounds = 8
 )
 
 // saveDocuments saves up to officeDocs Word documents officeRounds times
@@ -380,7 +380,9 @@ done`)
 }
 
 // startMoves reorganises the tree: photos into an archive with one mv,
-// notes with one mv process each, whole folders renamed.
+// notes with one mv process each, whole folders renamed; then, as a
+// clean-up script would, every archived file sorted into a folder named
+// after where it was, one mv process per file.
 func startMoves(ctx context.Context, st *stage) (*exec.Cmd, error) {
 	return st.shell(ctx, `cd files
 mkdir -p Archive/Pictures Archive/Notes Archive/2024
@@ -388,5 +390,10 @@ find Pictures -name '*.jpg' -exec mv -t Archive/Pictures {} +
 find Documents Desktop Shared -name '*.txt' 2>/dev/null | while read -r f; do mv "$f" Archive/Notes/; done
 for d in Documents/Reports Shared Projects; do
 	if [ -d "$d" ]; then mv "$d" "Archive/2024/${d##*/}"; fi
+done
+find Archive -type f | sort | while read -r f; do
+	d="Sorted/${f%/*}"
+	[ -d "$d" ] || mkdir -p "$d"
+	mv "$f" "$d/"
 done`)
 }

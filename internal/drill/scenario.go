@@ -121,7 +121,7 @@ func Scenarios() []Scenario {
 			prepare: noPrepare, start: startOffice},
 		{Name: LogRotate, Kind: KindBenign, Family: "system", About: "log rotation: rename, gzip, new log",
 			prepare: prepareLogs, start: startLogs},
-		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv",
+		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv, then sorted out of it one mv per file",
 			prepare: noPrepare, start: startMoves},
 	}
 }
