@@ -282,22 +282,26 @@ func classCounts(h *histogram) (n [base64Only + 1]int) {
 // isText reports whether b, counted in h, is UTF-8 text with few control
 // characters. A rune cut at the end of the block is allowed.
 func isText(b []byte, h *histogram) bool {
-	if len(b) > 3 {
-		cut := len(b) - 3
-		if !utf8.Valid(b[:cut]) {
-			return false
-		}
-		for i := cut; i < len(b); {
-			r, n := utf8.DecodeRune(b[i:])
-			if r == utf8.RuneError && utf8.FullRune(b[i:]) {
-				return false
-			}
-			i += n
-		}
-	} else if !utf8.Valid(b) {
+	return validUTF8(b) && classCounts(h)[control]*50 <= len(b)
+}
+
+// validUTF8 reports whether b is UTF-8, allowing a rune cut at the end.
+func validUTF8(b []byte) bool {
+	if len(b) <= 3 {
+		return utf8.Valid(b)
+	}
+	cut := len(b) - 3
+	if !utf8.Valid(b[:cut]) {
 		return false
 	}
-	return classCounts(h)[control]*50 <= len(b)
+	for i := cut; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && utf8.FullRune(b[i:]) {
+			return false
+		}
+		i += n
+	}
+	return true
 }
 
 // isEncoded reports whether text b, counted in h, is base64 or hex: at
