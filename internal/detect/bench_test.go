@@ -38,13 +38,15 @@ func TestEntropy(t *testing.T) {
 						want -= p * math.Log2(p)
 					}
 				}
-				if got := entropy(b); math.Abs(got-want) > 1e-9 {
+				h := countBytes(b)
+				if got := h.entropy(len(b)); math.Abs(got-want) > 1e-9 {
 					t.Errorf("entropy = %v, want %v", got, want)
 				}
 			})
 		}
 	}
-	if got := entropy(nil); got != 0 {
-		t.Errorf("entropy(nil) = %v, want 0", got)
+	var none histogram
+	if got := none.entropy(0); got != 0 {
+		t.Errorf("entropy of nothing = %v, want 0", got)
 	}
 }

@@ -82,7 +82,8 @@ func Analyze(size int64, blocks [][]byte) Sample {
 		return s
 	}
 	zero := true
-	var first histogram
+	var first []byte // the first block, as judged
+	var firstCounts histogram
 	for i, b := range blocks {
 		if i == MaxBlocks {
 			break
@@ -95,7 +96,7 @@ func Analyze(size int64, blocks [][]byte) Sample {
 		s.Blocks = append(s.Blocks, Block{Hash: maphash.Bytes(blockSeed, b), Entropy: float32(e), High: len(b) >= minJudged && e >= highEntropy(len(b))})
 		zero = zero && int(h[0]) == len(b)
 		if i == 0 {
-			first = h
+			first, firstCounts = b, h
 		}
 	}
 	switch {
@@ -104,7 +105,7 @@ func Analyze(size int64, blocks [][]byte) Sample {
 	case zero:
 		s.Type = ZeroType
 	default:
-		s.Type = typeOf(blocks[0][:min(len(blocks[0]), BlockSize)], &first, float64(s.Blocks[0].Entropy))
+		s.Type = typeOf(first, &firstCounts, float64(s.Blocks[0].Entropy))
 	}
 	return s
 }
@@ -157,12 +158,6 @@ func countBytes(b []byte) histogram {
 		counts[0][v] += counts[1][v] + counts[2][v] + counts[3][v]
 	}
 	return counts[0]
-}
-
-// entropy returns the Shannon entropy of b in bits per byte.
-func entropy(b []byte) float64 {
-	h := countBytes(b)
-	return h.entropy(len(b))
 }
 
 // entropy returns the Shannon entropy in bits per byte of the n bytes
