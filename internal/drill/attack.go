@@ -142,11 +142,9 @@ func Attack(ctx context.Context, sb *Sandbox, name string, o AttackOptions) erro
 		return err
 	}
 	for i, rel := range files {
-		if i > 0 && o.Interval > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(o.Interval):
+		if i > 0 {
+			if err := sleep(ctx, o.Interval); err != nil {
+				return err
 			}
 		}
 		if err := ctx.Err(); err != nil {
