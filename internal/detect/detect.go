@@ -115,6 +115,7 @@ type Detector struct {
 	groups map[int]*group
 	fresh  map[string]time.Time // path -> creation seen
 	swept  time.Time
+	raised uint64 // events that raised an actor's score
 }
 
 type contrib struct {
@@ -190,10 +191,14 @@ func (d *Detector) Observe(e Event) *Alert {
 	if len(hits) == 0 {
 		return nil
 	}
+	before := g.score
 	for _, h := range hits {
 		g.add(h)
 	}
 	g.rescore(d.cfg)
+	if g.score > before {
+		d.raised++
+	}
 	if !g.alerted.IsZero() && e.Time.Sub(g.alerted) < d.cfg.Cooldown {
 		return nil
 	}
@@ -221,16 +226,12 @@ func (d *Detector) Observe(e Event) *Alert {
 	return nil
 }
 
-// Suspects reports whether some actor has evidence against it in the
-// window (a score above zero, alerted or not).
-func (d *Detector) Suspects() bool {
-	for _, g := range d.groups {
-		if g.score > 0 {
-			return true
-		}
-	}
-	return false
-}
+// Raised returns how many events so far raised an actor's score. The
+// watcher reads the next events at once while it grows: an attack under
+// way adds evidence with every batch it causes, while a program's one odd
+// file (a lock file deleted) should not keep the watcher reading eagerly
+// for the whole window.
+func (d *Detector) Raised() uint64 { return d.raised }
 
 // signals returns the evidence one event adds.
 func (d *Detector) signals(g *group, e Event) []contrib {

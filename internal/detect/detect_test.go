@@ -270,29 +270,34 @@ func TestWindow(t *testing.T) {
 	}
 }
 
-// Suspects: no actor before any damage, one after a single old file is
-// deleted, none once the file written anew in its place takes the
-// deletion back.
-func TestSuspects(t *testing.T) {
+// Raised counts the events that raised an actor's score: the deletion of
+// an old file does; its creation anew, the same deletion seen again and
+// the write that takes the deletion back do not; a second old file
+// deleted does.
+func TestRaised(t *testing.T) {
 	d, _ := New(DefaultConfig())
-	ev := func(i int, op Op) Event {
-		return Event{Time: t0.Add(time.Duration(i) * time.Second), Op: op, Path: "/d/a.txt", Actor: Actor{PID: 5, Group: 5}, Old: sample(text(6000))}
+	ev := func(i int, op Op, path string) Event {
+		return Event{Time: t0.Add(time.Duration(i) * time.Second), Op: op, Path: path, Actor: Actor{PID: 5, Group: 5}, Old: sample(text(6000))}
 	}
-	if d.Suspects() {
-		t.Fatal("Suspects before any event")
-	}
-	d.Observe(ev(0, Delete))
-	if !d.Suspects() {
-		t.Fatal("no suspect after an old file was deleted")
-	}
-	d.Observe(ev(1, Create))
-	if !d.Suspects() {
-		t.Fatal("no suspect after the name was created again, before any content")
-	}
-	w := ev(2, Write)
+	w := ev(3, Write, "/d/a.txt")
 	w.Old, w.New = nil, sample(text(7000))
-	d.Observe(w)
-	if d.Suspects() {
-		t.Fatal("still a suspect after the file was written anew")
+	steps := []struct {
+		ev   Event
+		want uint64
+	}{
+		{ev(0, Delete, "/d/a.txt"), 1},
+		{ev(1, Delete, "/d/a.txt"), 1},
+		{ev(2, Create, "/d/a.txt"), 1},
+		{w, 1},
+		{ev(4, Delete, "/d/b.txt"), 2},
+	}
+	if n := d.Raised(); n != 0 {
+		t.Fatalf("Raised before any event = %d", n)
+	}
+	for i, s := range steps {
+		d.Observe(s.ev)
+		if n := d.Raised(); n != s.want {
+			t.Fatalf("step %d (%v %s): Raised = %d, want %d", i, s.ev.Op, s.ev.Path, n, s.want)
+		}
 	}
 }

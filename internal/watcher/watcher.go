@@ -71,6 +71,7 @@ type Watcher struct {
 	pending  map[string]bool      // written files gone before they were sampled (renamed away)
 	modified map[string]time.Time // last truncation check per file
 	hurry    bool                 // the batch being handled asks for the next at once (see handle)
+	raised   uint64               // the detector's Raised after the last batch
 	ticked   time.Time            // when the proc connector was last drained
 	mu       sync.Mutex           // guards placed (Canaries may be called from any goroutine)
 	runOnce  sync.Once
@@ -182,8 +183,8 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // so that its socket does not overflow. Everything that takes the process table's lock runs here,
 // on the source's thread, so that a real-time handler never waits for a
 // lock held by a thread of normal priority. It asks for the next batch at
-// once while some actor has a score, or a file was found cut to nothing by
-// a process that still has it open.
+// once when the batch raised an actor's score, or a file was found cut to
+// nothing by a process that still has it open.
 func (w *Watcher) handle(batch []fswatch.Event) bool {
 	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
 		w.procs.tick()
@@ -193,7 +194,9 @@ func (w *Watcher) handle(batch []fswatch.Event) bool {
 	for _, ev := range batch {
 		w.one(ev)
 	}
-	return w.hurry || w.det.Suspects()
+	rising := w.det.Raised() != w.raised
+	w.raised = w.det.Raised()
+	return w.hurry || rising
 }
 
 func (w *Watcher) one(ev fswatch.Event) {
