@@ -100,13 +100,17 @@ type Options struct {
 	// fanotify); an empty non-nil slice means none.
 	Devices []string
 	Log     *slog.Logger // may be nil
-	// Realtime runs the loop that reads events and calls the handler on an
-	// OS thread of its own at real-time priority (SCHED_FIFO), woken by the
-	// kernel itself when an event arrives: on a busy machine the handler
-	// then runs at once, not after the writers' time slices, so what a
-	// process can damage before it is stopped is bounded by the detector,
-	// not by the scheduler. It needs CAP_SYS_NICE (root); without it the
-	// loop runs at normal priority and says so in the log.
+	// Realtime raises the OS thread that reads events and calls the
+	// handler to real-time priority (SCHED_FIFO) while the handler asks
+	// to hurry (see Handler), and for linger after: on a busy machine the
+	// handler then runs as soon as the kernel queues an event, not after
+	// the writers' time slices, so what a process can damage before it is
+	// stopped is bounded by the detector, not by the scheduler. Otherwise
+	// the thread runs at normal priority, so that it does not preempt a
+	// benign program once per read: a real-time reader made a script
+	// moving files one mv at a time 9% slower, a normal one 4% (see
+	// docs/design.md, "Priority"). It needs CAP_SYS_NICE (root); without
+	// it the loop always runs at normal priority and says so in the log.
 	Realtime bool
 }
 
@@ -277,17 +281,16 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	var prio priority
 	if l.realtime {
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: realtimePriority}
-		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		if err := prio.permit(); err != nil {
 			l.log.Warn("event handling runs at normal priority: on a busy machine a process may damage more files before it is stopped", "reason", err)
 		} else {
-			l.log.Info("event handling runs at real-time priority", "policy", "SCHED_FIFO", "priority", realtimePriority)
-			// The thread goes back to the runtime's pool at normal
-			// priority.
-			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
+			l.log.Info("event handling goes to real-time priority while a score rises", "policy", "SCHED_FIFO", "priority", realtimePriority)
 		}
 	}
+	// The thread goes back to the runtime's pool at normal priority.
+	defer prio.lower()
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
 	var batch []Event
 	var pace pacer
@@ -300,9 +303,14 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		n, err := rawRead(fd, buf)
 		switch {
 		case err == unix.EAGAIN && !hurry && time.Since(last) < linger:
+			prio.settle()
 			pause(gap)
 			continue
 		case err == unix.EAGAIN:
+			// Whatever wakes the loop now is news (the first event
+			// after a quiet spell, or the next of a suspect): it is
+			// read at real-time priority.
+			prio.raise(0)
 			ready, err := unix.Poll(fds, int(Idle/time.Millisecond))
 			if err != nil && err != unix.EINTR {
 				return fmt.Errorf("fswatch: poll %s: %w", l.kind, err)
@@ -319,11 +327,64 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		last = time.Now()
 		batch = decode(buf[:n], batch[:0])
 		if hurry = len(batch) > 0 && handle(batch); hurry {
+			prio.raise(linger)
 			pace.quiet = 0
 			continue
 		}
+		prio.settle()
 		pace.after(batch)
 	}
+}
+
+// priority switches the loop's thread between normal and real-time
+// priority (Options.Realtime).
+type priority struct {
+	permitted bool      // real-time priority may be used
+	high      bool      // the thread is at real-time priority
+	until     time.Time // when it goes back to normal, unless raised again
+}
+
+// permit checks that the thread may go to real-time priority, by going
+// there and back.
+func (p *priority) permit() error {
+	if err := setPolicy(unix.SCHED_FIFO, realtimePriority); err != nil {
+		return err
+	}
+	p.permitted = true
+	return setPolicy(unix.SCHED_NORMAL, 0)
+}
+
+// raise puts the thread at real-time priority, to stay there for at
+// least hold.
+func (p *priority) raise(hold time.Duration) {
+	if !p.permitted {
+		return
+	}
+	if until := time.Now().Add(hold); until.After(p.until) {
+		p.until = until
+	}
+	if !p.high && setPolicy(unix.SCHED_FIFO, realtimePriority) == nil {
+		p.high = true
+	}
+}
+
+// settle puts the thread back at normal priority once the hold of the
+// last raise has passed.
+func (p *priority) settle() {
+	if p.high && time.Now().After(p.until) {
+		p.lower()
+	}
+}
+
+func (p *priority) lower() {
+	if p.high && setPolicy(unix.SCHED_NORMAL, 0) == nil {
+		p.high = false
+	}
+}
+
+// setPolicy sets the scheduling policy of the calling thread.
+func setPolicy(policy uint32, prio uint32) error {
+	return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}, 0)
 }
 
 // after is called after each read; it waits gap, or coalesce once the run

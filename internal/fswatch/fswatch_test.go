@@ -2,12 +2,15 @@ package fswatch
 
 import (
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSources runs real file operations in another process under each
@@ -89,5 +92,66 @@ func TestWatchSources(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRealtimeForNews checks when the loop's thread runs at real-time
+// priority (Options.Realtime): for what wakes it from a wait (the first
+// event after a quiet spell), not for the events that follow it while it
+// paces its reads, and again for the batch after one the handler asked to
+// hurry for. Each file is written from the handler, so the order is fixed.
+func TestRealtimeForNews(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("real-time priority needs root")
+	}
+	dir := t.TempDir()
+	src, err := Open("fanotify", []string{dir}, Options{Devices: []string{}, Realtime: true})
+	if err != nil {
+		t.Skipf("fanotify not available: %v", err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	write := func(name string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	policy := map[string]uint32{} // file -> the thread's policy when its first event was handled
+	err = src.Run(ctx, func(batch []Event) bool {
+		if len(batch) == 0 && len(policy) == 0 {
+			write("news") // after a wait in poll(2) that timed out
+		}
+		for _, e := range batch {
+			name := filepath.Base(e.Path)
+			if _, seen := policy[name]; seen || e.Path == dir {
+				continue
+			}
+			attr, err := unix.SchedGetAttr(0, 0)
+			if err != nil {
+				t.Error(err)
+				cancel()
+				return false
+			}
+			policy[name] = attr.Policy
+			switch name {
+			case "news":
+				write("paced")
+				return false
+			case "paced":
+				write("hurried")
+				return true
+			case "hurried":
+				cancel()
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{"news": unix.SCHED_FIFO, "paced": unix.SCHED_NORMAL, "hurried": unix.SCHED_FIFO}
+	if !maps.Equal(policy, want) {
+		t.Errorf("policies (FIFO %d, normal %d) = %v, want %v", unix.SCHED_FIFO, unix.SCHED_NORMAL, policy, want)
 	}
 }
