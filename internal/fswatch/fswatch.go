@@ -101,15 +101,17 @@ type Options struct {
 	Devices []string
 	Log     *slog.Logger // may be nil
 	// Realtime raises the OS thread that reads events and calls the
-	// handler to real-time priority (SCHED_FIFO) while the handler asks
-	// to hurry (see Handler), and for linger after: on a busy machine the
-	// handler then runs as soon as the kernel queues an event, not after
-	// the writers' time slices, so what a process can damage before it is
-	// stopped is bounded by the detector, not by the scheduler. Otherwise
-	// the thread runs at normal priority, so that it does not preempt a
-	// benign program once per read: a real-time reader made a script
-	// moving files one mv at a time 9% slower, a normal one 4% (see
-	// docs/design.md, "Priority"). It needs CAP_SYS_NICE (root); without
+	// handler to real-time priority (SCHED_FIFO) for news: while it waits
+	// in poll(2) for the first event after a quiet spell, and for linger
+	// after the handler asked to hurry (see Handler). On a busy machine
+	// the handler then runs as soon as the kernel queues such an event,
+	// not after the writers' time slices, so what a process can damage
+	// before it is stopped is bounded by the detector, not by the
+	// scheduler. While it paces its reads through a run of events that
+	// raise nothing it runs at normal priority, so that it does not
+	// preempt a benign program at every read: a real-time reader made a
+	// script moving files one mv at a time 9% slower, a normal one 4%
+	// (docs/design.md, "Priority"). It needs CAP_SYS_NICE (root); without
 	// it the loop always runs at normal priority and says so in the log.
 	Realtime bool
 }
@@ -286,7 +288,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		if err := prio.permit(); err != nil {
 			l.log.Warn("event handling runs at normal priority: on a busy machine a process may damage more files before it is stopped", "reason", err)
 		} else {
-			l.log.Info("event handling goes to real-time priority while a score rises", "policy", "SCHED_FIFO", "priority", realtimePriority)
+			l.log.Info("event handling goes to real-time priority for the first event after a quiet spell and while a score rises", "policy", "SCHED_FIFO", "priority", realtimePriority)
 		}
 	}
 	// The thread goes back to the runtime's pool at normal priority.
