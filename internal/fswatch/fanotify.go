@@ -202,7 +202,7 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 		if dir && from != "" {
 			s.forget(from)
 		}
-		if from != "" && to != "" && (inRoots(from, s.roots) || inRoots(to, s.roots)) {
+		if from != "" && to != "" && (InRoots(from, s.roots) || InRoots(to, s.roots)) {
 			out = append(out, Event{Op: Rename, Path: to, OldPath: from, Dir: dir, PID: pid})
 		}
 		return out
@@ -217,7 +217,7 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 			break
 		}
 	}
-	if p == "" || !inRoots(p, s.roots) {
+	if p == "" || !InRoots(p, s.roots) {
 		return out
 	}
 	// The kernel merges events on one name by one process, losing their
@@ -303,7 +303,7 @@ func (s *fanotify) path(r fanRecord) string {
 // forget drops cached folders at or below p (renamed or removed).
 func (s *fanotify) forget(p string) {
 	for k, d := range s.dirs {
-		if under(d, p) {
+		if Under(d, p) {
 			delete(s.dirs, k)
 		}
 	}

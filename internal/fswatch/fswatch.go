@@ -165,15 +165,15 @@ func cleanRoots(roots []string) ([]string, error) {
 	return out, nil
 }
 
-// under reports whether p is root or inside it.
-func under(p, root string) bool {
+// Under reports whether the absolute path p is root or inside it.
+func Under(p, root string) bool {
 	return p == root || root == "/" || strings.HasPrefix(p, root) && len(p) > len(root) && p[len(root)] == '/'
 }
 
-// inRoots reports whether p lies in one of roots.
-func inRoots(p string, roots []string) bool {
+// InRoots reports whether the absolute path p lies in one of roots.
+func InRoots(p string, roots []string) bool {
 	for _, r := range roots {
-		if under(p, r) {
+		if Under(p, r) {
 			return true
 		}
 	}

@@ -180,7 +180,7 @@ func (s *inotify) convert(ev inoEvent, out []Event) []Event {
 // moveWatches renames the folders of the watches at or below from.
 func (s *inotify) moveWatches(from, to string) {
 	for wd, d := range s.dirs {
-		if under(d, from) {
+		if Under(d, from) {
 			s.dirs[wd] = to + d[len(from):]
 		}
 	}

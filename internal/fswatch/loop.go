@@ -39,7 +39,7 @@ func (l *loops) relevant(dev string) bool {
 	}
 	b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file")
 	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-	rel := err == nil && inRoots(backing, l.roots)
+	rel := err == nil && InRoots(backing, l.roots)
 	if len(l.seen) > 1024 {
 		clear(l.seen)
 	}

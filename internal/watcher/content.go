@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/fswatch"
 )
 
 // Bounds on the content sampling, so the watcher stays cheap: at most
@@ -131,7 +132,7 @@ func (s *sampler) move(from, to string, dir bool) {
 		return
 	}
 	for p, smp := range s.cache {
-		if under(p, from) {
+		if fswatch.Under(p, from) {
 			delete(s.cache, p)
 			s.cache[to+p[len(from):]] = smp
 		}
@@ -160,9 +161,4 @@ func (s *sampler) scan(ctx context.Context, roots []string) int {
 		})
 	}
 	return n
-}
-
-// under reports whether p is dir or inside it.
-func under(p, dir string) bool {
-	return p == dir || len(p) > len(dir) && p[:len(dir)] == dir && (p[len(dir)] == '/' || dir == "/")
 }

@@ -286,7 +286,7 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	if ev.Dir {
 		w.samples.move(ev.OldPath, ev.Path, true)
 		for c := range w.canaries {
-			if under(c, ev.OldPath) {
+			if fswatch.Under(c, ev.OldPath) {
 				w.moveCanary(c, ev.Path+c[len(ev.OldPath):])
 			}
 		}
@@ -315,7 +315,7 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	}
 	canary := false
 	if w.canaries[ev.OldPath] {
-		if filepath.Base(ev.OldPath) == filepath.Base(ev.Path) && inRoots(ev.Path, w.roots) {
+		if filepath.Base(ev.OldPath) == filepath.Base(ev.Path) && fswatch.InRoots(ev.Path, w.roots) {
 			w.moveCanary(ev.OldPath, ev.Path) // moved along with its folder's content
 		} else {
 			canary = true
@@ -341,15 +341,6 @@ func (w *Watcher) moveCanary(from, to string) {
 	if i := slices.Index(w.placed, from); i >= 0 {
 		w.placed[i] = to
 	}
-}
-
-func inRoots(p string, roots []string) bool {
-	for _, r := range roots {
-		if under(p, r) {
-			return true
-		}
-	}
-	return false
 }
 
 // observe charges an event to its process tree and responds to an alert.
