@@ -352,8 +352,11 @@ func (p *priority) permit() error {
 	if err := setPolicy(unix.SCHED_FIFO, realtimePriority); err != nil {
 		return err
 	}
-	p.permitted = true
-	return setPolicy(unix.SCHED_NORMAL, 0)
+	// Should going back fail, the thread is known to be high, and the
+	// next settle tries again.
+	p.permitted, p.high = true, true
+	p.lower()
+	return nil
 }
 
 // raise puts the thread at real-time priority, to stay there for at
