@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -195,42 +194,71 @@ func blockDevices() []string {
 	return out
 }
 
-// Pacing. After each read a source waits gap before reading again, so that
+// Pacing. After each read a source waits before reading again, so that
 // what happens meanwhile queues in the kernel and is read at once: a
 // process writing file after file (a git checkout, an unpacked archive) is
 // not preempted by the watcher once per file, and the kernel merges
 // repeated events on one file. Measured with the drill's git workload on 2
 // cores, the watcher's CPU time fell from 0.22 s (no pause) to 0.14 s
-// (1 ms) and 0.09 s (2 ms); a wiper deleting or truncating thousands of
-// files a second got up to 4 (1 ms) or 10 (2 ms) files further before the
-// stop. An attack waits at most gap longer to be read, and once the
-// handler scores a suspect it reads without waiting (Handler). Once a
-// source has read quietRuns batches in a row with nothing but writes still
-// in progress (Modify) or events outside the protected folders (a busy
-// file system: a database writing page after page), it waits coalesce
-// instead, until any other event (a file closed, renamed, deleted) ends
-// the run.
+// (1 ms) and 0.09 s (2 ms).
+//
+// The wait is gap after a quiet spell, and doubles with each batch in a
+// row that the handler did not hurry for, up to maxGap: a long run of
+// benign events (a script moving files one mv at a time, a database
+// writing page after page) is read every maxGap, not every gap. Each read
+// wakes the watcher's CPU, and on 2 cores a reader that did nothing but
+// wake every millisecond made the drill's bulk-move 4.5% slower. Once a
+// batch raises a score the handler asks to hurry and the source reads
+// without waiting (Handler); a wiper starting on a quiet file system is
+// read at once (see below) and hurried from its first batch. The price:
+// an attack that starts amid a run of benign events waits up to maxGap
+// to be read, not gap.
 //
 // A read that finds nothing does not block at once: for linger after the
-// last event the source keeps reading every gap, and only then waits in
-// poll(2) for the kernel to wake it. Woken by the kernel, every event
-// that finds the source waiting costs the process that caused it a
-// wake-up of the watcher's CPU; a script moving files one mv at a time
-// (one event every millisecond or so) was 11% slower with a reader that
-// blocked after every empty read, 5% with one that read on its own timer
-// (drill bulk-move, 2 cores). An event that arrives while it lingers is
-// read at most gap later, as during a run of events; while the handler
-// asks to hurry, an empty read waits in poll(2) at once, to be woken by
-// the next event.
+// last event the source keeps reading at the same pace, and only then
+// waits in poll(2) for the kernel to wake it, and starts again from gap.
+// Woken by the kernel, every event that finds the source waiting costs the
+// process that caused it a wake-up of the watcher's CPU; a script moving
+// files one mv at a time (one event every millisecond or so) was 11%
+// slower with a reader that blocked after every empty read, 5% with one
+// that read on its own 1 ms timer (drill bulk-move, 2 cores). While the
+// handler asks to hurry, an empty read waits in poll(2) at once, to be
+// woken by the next event.
 const (
-	gap       = 1 * time.Millisecond
-	coalesce  = 5 * time.Millisecond
-	quietRuns = 8
-	linger    = 50 * time.Millisecond
+	gap    = 1 * time.Millisecond
+	maxGap = 4 * time.Millisecond
+	linger = 50 * time.Millisecond
 )
 
-// pacer counts quiet batches in a row and waits between reads.
-type pacer struct{ quiet int }
+// pacer chooses the wait between reads (see Pacing).
+type pacer struct {
+	calm  int       // batches in a row the handler did not hurry for
+	eager time.Time // until then the wait stays gap: a score rose
+}
+
+// calmBatch returns the wait after a calm batch, and lengthens the next
+// unless a score rose within linger.
+func (p *pacer) calmBatch(now time.Time) time.Duration {
+	d := p.wait()
+	if d < maxGap && now.After(p.eager) {
+		p.calm++
+	}
+	return d
+}
+
+// wait is the pause before the next read.
+func (p *pacer) wait() time.Duration { return min(gap<<p.calm, maxGap) }
+
+// reset starts again from gap, after a quiet spell.
+func (p *pacer) reset() { p.calm = 0 }
+
+// rose starts again from gap and stays there for linger: a batch raised a
+// score, and between the batches of an attack a calm one (a file closed
+// after it was judged) must not slow the reads down.
+func (p *pacer) rose(now time.Time) {
+	p.calm = 0
+	p.eager = now.Add(linger)
+}
 
 // loop is how a source reads its kernel object.
 type loop struct {
@@ -261,7 +289,7 @@ const realtimePriority = 10
 // spins there, possibly while the monitor, preempted by it on the same
 // CPU, cannot finish. With raw calls the monitor sees a goroutine running
 // and backs off. The price: a stop-the-world of the garbage collector may
-// wait for a pause to end (at most coalesce).
+// wait for a pause to end (at most maxGap).
 func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, decode func(b []byte, batch []Event) []Event) error {
 	defer runtime.KeepAlive(f)
 	var fd int
@@ -306,13 +334,14 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		switch {
 		case err == unix.EAGAIN && !hurry && time.Since(last) < linger:
 			prio.settle()
-			pause(gap)
+			pause(pace.wait())
 			continue
 		case err == unix.EAGAIN:
 			// Whatever wakes the loop now is news (the first event
 			// after a quiet spell, or the next of a suspect): it is
 			// read at real-time priority.
 			prio.raise(0)
+			pace.reset()
 			ready, err := unix.Poll(fds, int(Idle/time.Millisecond))
 			if err != nil && err != unix.EINTR {
 				return fmt.Errorf("fswatch: poll %s: %w", l.kind, err)
@@ -330,11 +359,11 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		batch = decode(buf[:n], batch[:0])
 		if hurry = len(batch) > 0 && handle(batch); hurry {
 			prio.raise(linger)
-			pace.quiet = 0
+			pace.rose(last)
 			continue
 		}
 		prio.settle()
-		pace.after(batch)
+		pause(pace.calmBatch(last))
 	}
 }
 
@@ -390,18 +419,6 @@ func (p *priority) lower() {
 // setPolicy sets the scheduling policy of the calling thread.
 func setPolicy(policy uint32, prio uint32) error {
 	return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}, 0)
-}
-
-// after is called after each read; it waits gap, or coalesce once the run
-// of quiet batches is long enough.
-func (p *pacer) after(batch []Event) {
-	wait := gap
-	if slices.ContainsFunc(batch, func(e Event) bool { return e.Op != Modify }) {
-		p.quiet = 0
-	} else if p.quiet++; p.quiet >= quietRuns {
-		wait = coalesce
-	}
-	pause(wait)
 }
 
 // pause waits d in the system call, on the loop's own thread, rather than

@@ -155,3 +155,35 @@ func TestRealtimeForNews(t *testing.T) {
 		t.Errorf("policies (FIFO %d, normal %d) = %v, want %v", unix.SCHED_FIFO, unix.SCHED_NORMAL, policy, want)
 	}
 }
+
+// TestPacer checks the waits between reads: gap after a quiet spell,
+// doubling with each calm batch in a row until it stays at maxGap; and gap
+// for linger after a score rose, however many calm batches come.
+func TestPacer(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	grows := func(t *testing.T, p *pacer, now time.Time) {
+		t.Helper()
+		want := gap
+		for i := range 10 {
+			if got := p.calmBatch(now); got != want {
+				t.Fatalf("calm batch %d: wait %v, want %v", i, got, want)
+			}
+			want = min(2*want, maxGap)
+		}
+		if want != maxGap {
+			t.Fatalf("ten calm batches did not reach maxGap (%v)", maxGap)
+		}
+	}
+	var p pacer
+	grows(t, &p, t0)
+	p.reset()
+	grows(t, &p, t0)
+
+	p.rose(t0)
+	for i := range 10 {
+		if got := p.calmBatch(t0.Add(linger - time.Millisecond)); got != gap {
+			t.Fatalf("calm batch %d within linger of a rise: wait %v, want %v", i, got, gap)
+		}
+	}
+	grows(t, &p, t0.Add(linger+time.Millisecond))
+}
