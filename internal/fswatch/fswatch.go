@@ -207,12 +207,12 @@ func blockDevices() []string {
 // benign events (a script moving files one mv at a time, a database
 // writing page after page) is read every maxGap, not every gap. Each read
 // wakes the watcher's CPU, and on 2 cores a reader that did nothing but
-// wake every millisecond made the drill's bulk-move 4.5% slower. Once a
-// batch raises a score the handler asks to hurry and the source reads
-// without waiting (Handler); a wiper starting on a quiet file system is
-// read at once (see below) and hurried from its first batch. The price:
-// an attack that starts amid a run of benign events waits up to maxGap
-// to be read, not gap.
+// wake every millisecond made a copy of the drill's bulk-move script 4.5%
+// slower. Once a batch raises a score the handler asks to hurry and the
+// source reads without waiting (Handler); a wiper starting on a quiet
+// file system is read at once (see below) and hurried from its first
+// batch. The price: an attack that starts amid a run of benign events
+// waits up to maxGap to be read, not gap.
 //
 // A read that finds nothing does not block at once: for linger after the
 // last event the source keeps reading at the same pace, and only then
