@@ -190,6 +190,7 @@ func newDrillWatchCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer setGCPercent(watchGCPercent)()
 			name, canStop := w.Backend()
 			err = w.Run(cmd.Context(), func() {
 				line(drill.WatchLine{Ready: &drill.WatchReady{Backend: name, CanStop: canStop, Canaries: w.Canaries()}})

@@ -62,14 +62,35 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-func main() {
-	// The working set is mostly long-lived buffers (chunks, chunker and
-	// compressor state) with little garbage between collections; a lower GC
-	// target cuts peak memory by a quarter for a few percent of CPU
-	// (docs/design.md, "Memory"). GOGC in the environment still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+// The garbage collector's targets (GOGC in the environment wins over both).
+//
+// A backup's working set is mostly long-lived buffers (chunks, chunker and
+// compressor state) with little garbage between collections; a lower
+// target cuts peak memory by a quarter for a few percent of CPU
+// (docs/design.md, "Memory").
+//
+// A watcher's live heap is a few MiB and every event makes garbage; each
+// collection has to stop its event loop, which it can only do between two
+// reads, and meanwhile sends the loop's thread a signal every few
+// microseconds. A higher target makes that rare for a few MiB of memory
+// (docs/design.md, "Overhead").
+const (
+	backupGCPercent = 50
+	watchGCPercent  = 400
+)
+
+// setGCPercent sets the collector's target unless GOGC is set, and
+// returns the function that restores the previous one.
+func setGCPercent(percent int) (restore func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
 	}
+	old := debug.SetGCPercent(percent)
+	return func() { debug.SetGCPercent(old) }
+}
+
+func main() {
+	setGCPercent(backupGCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()

@@ -216,6 +216,7 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	if err != nil {
 		return err
 	}
+	defer setGCPercent(watchGCPercent)()
 	name, canStop := w.Backend()
 	switch {
 	case name != "fanotify":
@@ -362,7 +363,9 @@ func (p *protector) run(ctx context.Context, a detect.Alert) {
 		Exclude: func(path string) bool { return p.damaged[path] },
 		OnError: func(path string, err error) { p.log.Warn("protective snapshot: unreadable", "path", path, "err", err) },
 	}
+	restore := setGCPercent(backupGCPercent)
 	sn, err := archiver.Backup(ctx, p.r, p.paths, opts)
+	restore()
 	if err != nil {
 		p.log.Error("protective snapshot failed", "err", err)
 		return
