@@ -20,14 +20,20 @@ func TestSetGCPercent(t *testing.T) {
 			defer debug.SetGCPercent(before)
 
 			restore := setGCPercent(watchGCPercent)
-			if got := debug.SetGCPercent(-1); got != tc.want {
+			if got := gcPercent(); got != tc.want {
 				t.Errorf("target while set: %d, want %d", got, tc.want)
 			}
-			debug.SetGCPercent(tc.want)
 			restore()
-			if got := debug.SetGCPercent(123); got != 123 {
+			if got := gcPercent(); got != 123 {
 				t.Errorf("target after restore: %d, want 123", got)
 			}
 		})
 	}
+}
+
+// gcPercent returns the collector's current target.
+func gcPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
 }

@@ -170,9 +170,6 @@ func TestPacer(t *testing.T) {
 			}
 			want = min(2*want, maxGap)
 		}
-		if want != maxGap {
-			t.Fatalf("ten calm batches did not reach maxGap (%v)", maxGap)
-		}
 	}
 	var p pacer
 	grows(t, &p, t0)
