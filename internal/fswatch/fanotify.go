@@ -48,6 +48,7 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 		mounts: map[[8]byte]int{}, dirs: map[string]string{}, marked: map[string]bool{}, loops: newLoops(roots),
 		buf: make([]byte, 256<<10),
 	}
+	s.loop.mute = s.mute
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -153,6 +154,31 @@ func (s *fanotify) markDevice(fd int, p string) {
 		return
 	}
 	s.marked[p] = true
+}
+
+// mute keeps the kernel from making Modify events of the file at p until
+// unmute is called (see Throttling), with an ignore mark on its inode. The
+// mark is made and removed through an O_PATH descriptor of the file, held
+// in between, so that unmute finds the same inode if the file was moved
+// meanwhile. fanotify_mark takes no O_PATH descriptor but follows its
+// /proc/self/fd link.
+func (s *fanotify) mute(p string) (unmute func()) {
+	fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	group := int(s.f.Fd())
+	const mask = unix.FAN_MODIFY
+	if err := unix.FanotifyMark(group, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY, mask, unix.AT_FDCWD, self); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	return func() {
+		// Fails only when the file was deleted, which took the mark.
+		unix.FanotifyMark(group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, mask, unix.AT_FDCWD, self)
+		unix.Close(fd)
+	}
 }
 
 func (s *fanotify) Name() string { return "fanotify" }

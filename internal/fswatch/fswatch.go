@@ -39,7 +39,7 @@ type Op uint8
 // The operations a Source reports.
 const (
 	Create   Op = iota + 1 // a file or folder (Dir) appeared
-	Modify                 // a file's content or size changed (a write or truncate; the file may still be open)
+	Modify                 // a file's content or size changed (a write or truncate; the file may still be open); see Throttling
 	Write                  // a file opened for writing was closed
 	Delete                 // a file or folder (Dir) was removed
 	Rename                 // a file or folder (Dir) moved from OldPath to Path
@@ -265,6 +265,7 @@ type loop struct {
 	kind     string // "fanotify" or "inotify", for messages
 	realtime bool   // see Options.Realtime
 	log      *slog.Logger
+	mute     func(path string) (unmute func()) // see throttle; nil when the kernel cannot
 }
 
 // Idle is the longest a source's Run goes without calling its handler.
@@ -323,6 +324,8 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 	defer prio.lower()
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
 	var batch []Event
+	thr := newThrottle(l.mute)
+	defer thr.release()
 	var pace pacer
 	var last time.Time // when the last event was read
 	hurry := false     // the handler asked for the next batch at once
@@ -333,6 +336,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		n, err := rawRead(fd, buf)
 		switch {
 		case err == unix.EAGAIN && !hurry && time.Since(last) < linger:
+			thr.expire(time.Now())
 			prio.settle()
 			pause(pace.wait())
 			continue
@@ -340,6 +344,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			// Whatever wakes the loop now is news (the first event
 			// after a quiet spell, or the next of a suspect): it is
 			// read at real-time priority.
+			thr.release()
 			prio.raise(0)
 			pace.reset()
 			ready, err := unix.Poll(fds, int(Idle/time.Millisecond))
@@ -356,7 +361,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			return fmt.Errorf("fswatch: read %s: %w", l.kind, err)
 		}
 		last = time.Now()
-		batch = decode(buf[:n], batch[:0])
+		batch = thr.filter(decode(buf[:n], batch[:0]), last)
 		if hurry = len(batch) > 0 && handle(batch); hurry {
 			prio.raise(linger)
 			pace.rose(last)

@@ -49,12 +49,8 @@ type Config struct {
 	Realtime bool
 }
 
-// maxPending bounds the written files waiting for their rename, and the
-// files whose last truncation check is remembered.
+// maxPending bounds the written files waiting for their rename.
 const maxPending = 4096
-
-// modifyEvery is how often a file being written is checked for truncation.
-const modifyEvery = 100 * time.Millisecond
 
 // Watcher watches the protected paths. Create it with New, then call Run
 // once.
@@ -68,12 +64,11 @@ type Watcher struct {
 	samples  *sampler
 	canaries map[string]bool
 	placed   []string
-	pending  map[string]bool      // written files gone before they were sampled (renamed away)
-	modified map[string]time.Time // last truncation check per file
-	hurry    bool                 // the batch being handled asks for the next at once (see handle)
-	raised   uint64               // the detector's Raised after the last batch
-	ticked   time.Time            // when the proc connector was last drained
-	mu       sync.Mutex           // guards placed (Canaries may be called from any goroutine)
+	pending  map[string]bool // written files gone before they were sampled (renamed away)
+	hurry    bool            // the batch being handled asks for the next at once (see handle)
+	raised   uint64          // the detector's Raised after the last batch
+	ticked   time.Time       // when the proc connector was last drained
+	mu       sync.Mutex      // guards placed (Canaries may be called from any goroutine)
 	runOnce  sync.Once
 }
 
@@ -94,7 +89,7 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}, modified: map[string]time.Time{}}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -224,7 +219,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 		de = &detect.Event{Op: detect.Write, Path: ev.Path, Old: old, New: smp}
 	case fswatch.Modify:
 		old := w.samples.cache[ev.Path]
-		if old == nil || old.Size == 0 || !w.modifyDue(ev.Path) {
+		if old == nil || old.Size == 0 {
 			return
 		}
 		fi, err := os.Lstat(ev.Path)
@@ -262,21 +257,6 @@ func (w *Watcher) one(ev fswatch.Event) {
 	}
 	de.Canary = w.canaries[ev.Path] && canaryHit(de.Old, de.New)
 	w.observe(ev.PID, de)
-}
-
-// modifyDue reports whether a Modify of path should be checked for a
-// truncation now: at most once per modifyEvery per file, so a file being
-// written page by page costs a map lookup per event, not a stat.
-func (w *Watcher) modifyDue(path string) bool {
-	now := time.Now()
-	if last, ok := w.modified[path]; ok && now.Sub(last) < modifyEvery {
-		return false
-	}
-	if len(w.modified) >= maxPending {
-		clear(w.modified)
-	}
-	w.modified[path] = now
-	return true
 }
 
 // rename handles a move: the cache and canary bookkeeping, the rename
