@@ -14,7 +14,8 @@
 //     ones, added as folders appear; no PIDs. Block devices are watched
 //     for IN_MODIFY when the user may read them.
 //
-// Both deliver batches of Events in kernel order to one handler goroutine.
+// Both deliver batches of Events in kernel order to one handler goroutine,
+// with at most one Modify per file per 100 ms (see Throttling).
 package fswatch
 
 import (

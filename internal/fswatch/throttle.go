@@ -7,7 +7,7 @@ import "time"
 // a Modify. A Modify matters only for what no close follows (a close is
 // a Write, and the watcher judges the file then): a file cut to nothing
 // while it stays open, or by truncate(2). So a
-// source reports at most one Modify per file per ModifyEvery and drops the
+// source reports at most one Modify per file per modifyEvery and drops the
 // rest. With fanotify the kernel drops them: once a file's Modify has come
 // twice within the window, an ignore mark on its inode keeps the kernel
 // from making the next ones until the window ends. Each event the kernel
@@ -24,9 +24,9 @@ import "time"
 // merges their writes into one event) and closed: for those a mark would
 // cost four system calls and save nothing.
 
-// ModifyEvery is the shortest time between two Modify events of one file
+// modifyEvery is the shortest time between two Modify events of one file
 // that stays open.
-const ModifyEvery = 100 * time.Millisecond
+const modifyEvery = 100 * time.Millisecond
 
 // maxThrottled bounds the files in a window at once; a Modify of a file
 // beyond it is reported and not throttled.
@@ -78,7 +78,7 @@ func (t *throttle) filter(batch []Event, now time.Time) []Event {
 			continue
 		}
 		if len(t.queue) < maxThrottled {
-			w := &window{path: e.Path, end: now.Add(ModifyEvery)}
+			w := &window{path: e.Path, end: now.Add(modifyEvery)}
 			t.window[e.Path] = w
 			t.queue = append(t.queue, w)
 		}

@@ -36,7 +36,7 @@ func TestThrottle(t *testing.T) {
 			{0, []Event{mod("a")}, []Event{mod("a")}, nil},
 			{time.Millisecond, []Event{mod("a"), mod("a")}, nil, []string{"mute a"}},
 			{50 * time.Millisecond, []Event{mod("a")}, nil, nil},
-			{ModifyEvery, []Event{mod("a")}, []Event{mod("a")}, []string{"unmute a"}},
+			{modifyEvery, []Event{mod("a")}, []Event{mod("a")}, []string{"unmute a"}},
 		}},
 		{"one batch with both", []step{
 			{0, []Event{mod("a"), mod("a"), mod("b")}, []Event{mod("a"), mod("b")}, []string{"mute a"}},
@@ -48,14 +48,14 @@ func TestThrottle(t *testing.T) {
 			{0, []Event{mod("a"), mod("a")}, []Event{mod("a")}, []string{"mute a"}},
 			{time.Millisecond, []Event{wr("a")}, []Event{wr("a")}, []string{"unmute a"}},
 			{2 * time.Millisecond, []Event{mod("a")}, []Event{mod("a")}, nil},
-			{ModifyEvery, []Event{mod("b")}, []Event{mod("b")}, nil}, // the closed window's end unmutes nothing again
-			{ModifyEvery + time.Millisecond, []Event{mod("a")}, nil, []string{"mute a"}},
+			{modifyEvery, []Event{mod("b")}, []Event{mod("b")}, nil}, // the closed window's end unmutes nothing again
+			{modifyEvery + time.Millisecond, []Event{mod("a")}, nil, []string{"mute a"}},
 		}},
 		{"windows end in order", []step{
 			{0, []Event{mod("a"), mod("a")}, []Event{mod("a")}, []string{"mute a"}},
 			{10 * time.Millisecond, []Event{mod("b"), mod("b")}, []Event{mod("b")}, []string{"mute b"}},
-			{ModifyEvery + 5*time.Millisecond, []Event{mod("a"), mod("b")}, []Event{mod("a")}, []string{"unmute a"}},
-			{ModifyEvery + 10*time.Millisecond, []Event{mod("b")}, []Event{mod("b")}, []string{"unmute b"}},
+			{modifyEvery + 5*time.Millisecond, []Event{mod("a"), mod("b")}, []Event{mod("a")}, []string{"unmute a"}},
+			{modifyEvery + 10*time.Millisecond, []Event{mod("b")}, []Event{mod("b")}, []string{"unmute b"}},
 		}},
 		{"release unmutes all", []step{
 			{0, []Event{mod("a"), mod("a"), mod("b"), mod("b")}, []Event{mod("a"), mod("b")}, []string{"mute a", "mute b"}},
@@ -65,7 +65,7 @@ func TestThrottle(t *testing.T) {
 		{"a file that cannot be muted is still throttled", []step{
 			{0, []Event{mod("gone"), mod("gone")}, []Event{mod("gone")}, []string{"mute gone"}},
 			{time.Millisecond, []Event{mod("gone")}, nil, nil},
-			{ModifyEvery, []Event{mod("gone")}, []Event{mod("gone")}, nil},
+			{modifyEvery, []Event{mod("gone")}, []Event{mod("gone")}, nil},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,9 +275,9 @@ func TestThrottleWriter(t *testing.T) {
 	if took == 0 {
 		t.Fatal("the writer's close was not seen")
 	}
-	// A window ends after ModifyEvery, or sooner when the loop, having
+	// A window ends after modifyEvery, or sooner when the loop, having
 	// read nothing for linger, waits in poll(2).
-	if most := int(took/min(ModifyEvery, linger)) + 2; modifies < 1 || modifies > most {
+	if most := int(took/min(modifyEvery, linger)) + 2; modifies < 1 || modifies > most {
 		t.Errorf("%d Modify events in %v, want 1 to %d", modifies, took, most)
 	}
 	if !muted.Load() {
