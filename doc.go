@@ -19,13 +19,15 @@
 //	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/archiver    backup: walk, detect changes, chunk, save
-//	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export
+//	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export; a client's pin of it
 //	internal/restorer    restore: lay out, parallel content, metadata
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
-//	internal/prune       prune: copy used blobs out of mostly-unused packs, new index, delete as retention allows
+//	internal/prune       forget and prune: policy decisions carried out, removals logged first, deletion as retention allows
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
 //	internal/fswatch     file event sources: fanotify (with PIDs, raw disk writes) and inotify
 //	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert
+//	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back
+//	internal/backup      the backup use case: ledger check, archive, ledger record; protective snapshots after alerts
 //	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill
 //	cmd/kalaja           the command line: one file per subcommand
 //

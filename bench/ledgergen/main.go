@@ -18,7 +18,6 @@ import (
 	"github.com/kalaja/kalaja/internal/crypto"
 	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
-	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
 
@@ -67,10 +66,7 @@ func run(ctx context.Context, dir, src string, n int) error {
 				return err
 			}
 		}
-		var recs []ledger.Record
-		for _, o := range r.Written() {
-			recs = append(recs, ledger.Record{Kind: kinds[o.Type], ID: o.ID, Size: o.Size, Time: sn.Time, Host: "bench"})
-		}
+		recs := ledger.Records(r.Written(), "bench", sn.Time)
 		if seen, _, err = lg.Append(ctx, recs, seen); err != nil {
 			return err
 		}
@@ -79,10 +75,4 @@ func run(ctx context.Context, dir, src string, n int) error {
 		}
 	}
 	return nil
-}
-
-var kinds = map[store.FileType]string{
-	store.Snapshots: ledger.KindSnapshot,
-	store.Packs:     ledger.KindPack,
-	store.Index:     ledger.KindIndex,
 }

@@ -9,9 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/backup"
 	"github.com/kalaja/kalaja/internal/ledger"
-	"github.com/kalaja/kalaja/internal/snapshot"
-	"github.com/kalaja/kalaja/internal/store/local"
 )
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -47,38 +46,14 @@ saved and the exit code is 3.`,
 			if err := r.SetCompression(level); err != nil {
 				return err
 			}
-			var cl *clientLedger
-			var latest ledger.Checkpoint
+			var lc *ledger.Client
 			if withLedger {
-				if cl, err = g.openLedger(ctx, r); err != nil {
+				if lc, err = g.openLedger(ctx, r); err != nil {
 					return err
 				}
-				if latest, _, err = cl.log.Check(ctx, cl.seen); err != nil {
-					return fmt.Errorf("ledger: %w (nothing was backed up; run 'kalaja verify' for details)", err)
-				}
 			}
-			if st, ok := r.Store().(*local.Local); ok {
-				st.CleanTemp(time.Minute)
-			}
-			if n, err := r.IndexOrphans(ctx); err != nil {
-				g.warn("re-indexing packs: %v", err)
-			} else if n > 0 && !g.quiet {
-				g.warn("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n)
-			}
-			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}, Ledger: ref(latest)}
-			if !noParent {
-				abs, err := archiver.CleanPaths(paths)
-				if err != nil {
-					return err
-				}
-				list, err := r.Snapshots(ctx)
-				if err != nil {
-					g.warn("%v", err)
-				}
-				opts.Parent, _ = snapshot.Find(list, "latest", func(s *snapshot.Snapshot) bool {
-					return s.Hostname == host && s.SamePaths(abs)
-				})
-			}
+			opts := backup.Options{Host: host, Tags: tags, Version: version, NoParent: noParent,
+				Progress: &archiver.Progress{}, Log: g.logger()}
 			opts.OnError = func(path string, err error) {
 				fmt.Fprintf(os.Stderr, "\r\033[Kerror: %v\n", err)
 			}
@@ -90,16 +65,12 @@ saved and the exit code is 3.`,
 					return progressLine(el, p.Files.Load(), p.Bytes.Load(), tot.files.Load(), tot.bytes.Load(), tot.done.Load())
 				})
 			}
-			sn, err := archiver.Backup(ctx, r, paths, opts)
+			res, err := backup.Run(ctx, r, lc, paths, opts)
 			m.Stop()
 			if err != nil {
 				return err
 			}
-			if withLedger {
-				if _, err := cl.record(ctx, r, host); err != nil {
-					return fmt.Errorf("snapshot %s was saved, but %w", sn.ID.Short(), err)
-				}
-			}
+			sn := res.Snapshot
 			s := sn.Summary
 			if g.json {
 				if err := printJSON(cmd.OutOrStdout(), map[string]any{"snapshot": sn.ID, "parent": sn.Parent, "summary": s}); err != nil {

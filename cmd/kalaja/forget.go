@@ -1,20 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/kalaja/kalaja/internal/admin"
-	"github.com/kalaja/kalaja/internal/blob"
-	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/prune"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
@@ -32,20 +27,11 @@ func (d *deleteOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&d.dryRun, "dry-run", "n", false, "say what would be deleted, delete nothing")
 }
 
-// adminStore is a store that deletes only on the administrator's signed
-// request: a server repository (internal/store/remote).
-type adminStore interface {
-	AdminState(ctx context.Context) (admin.State, error)
-	Admin(ctx context.Context, signed []byte) (admin.Result, error)
-}
-
-// remover returns what deletes from r's store: the store's own Remove for
-// a local directory or an S3 bucket (where the credential decides and
-// Object Lock refuses what is retained), or for a server, requests signed
-// with the administrator's key.
+// remover returns what deletes from r's store (prune.NewRemover), reading
+// the administrator's key when the store needs it.
 func (d *deleteOptions) remover(r *repo.Repository) (prune.Remover, error) {
-	switch st := r.Store().(type) {
-	case adminStore:
+	var signer note.Signer
+	if prune.NeedsSigner(r.Store()) {
 		file := env(d.adminKey, "KALAJA_ADMIN_KEY_FILE")
 		if file == "" {
 			return nil, usageError{fmt.Errorf("%s deletes only what the administrator signs: give the administrator's key with --admin-key or KALAJA_ADMIN_KEY_FILE", r.Store().Location())}
@@ -54,72 +40,11 @@ func (d *deleteOptions) remover(r *repo.Repository) (prune.Remover, error) {
 		if err != nil {
 			return nil, fmt.Errorf("administrator key: %w", err)
 		}
-		signer, err := note.NewSigner(strings.TrimSpace(string(b)))
-		if err != nil {
+		if signer, err = note.NewSigner(strings.TrimSpace(string(b))); err != nil {
 			return nil, fmt.Errorf("administrator key %s: not a secret note key (make one with 'kalaja admin keygen')", file)
 		}
-		return signedRemover{st, signer}, nil
-	case store.Remover:
-		return prune.Direct(st), nil
 	}
-	return nil, fmt.Errorf("%s cannot delete objects", r.Store().Location())
-}
-
-// signedRemover deletes through a server, one signed request per batch.
-type signedRemover struct {
-	st     adminStore
-	signer note.Signer
-}
-
-// requestLifetime is how long a signed request stays valid: long enough to
-// reach the server, short enough that a copy is of no later use.
-const requestLifetime = time.Hour
-
-func (s signedRemover) Remove(ctx context.Context, hs []store.Handle) ([]prune.Kept, error) {
-	var kept []prune.Kept
-	for start := 0; start < len(hs); start += admin.MaxDeletes {
-		state, err := s.st.AdminState(ctx)
-		if err != nil {
-			return kept, err
-		}
-		req := admin.Request{Server: state.Server, Seq: state.Seq + 1,
-			Expires: time.Now().Add(requestLifetime).Truncate(time.Second), Delete: hs[start:min(start+admin.MaxDeletes, len(hs))]}
-		signed, err := req.Sign(s.signer)
-		if err != nil {
-			return kept, err
-		}
-		res, err := s.st.Admin(ctx, signed)
-		if err != nil {
-			return kept, err
-		}
-		for _, k := range res.Kept {
-			reason := k.Reason
-			if !k.Until.IsZero() {
-				reason = fmt.Sprintf("%s (until %s)", reason, k.Until.UTC().Format(time.RFC3339))
-			}
-			kept = append(kept, prune.Kept{Object: k.Object, Reason: reason})
-		}
-	}
-	return kept, nil
-}
-
-// removalRecords are the ledger's records of objects about to be deleted,
-// with their sizes from a listing of the store.
-func removalRecords(ctx context.Context, st store.Lister, hs []store.Handle, host string) ([]ledger.Record, error) {
-	now := time.Now()
-	var recs []ledger.Record
-	for _, h := range hs {
-		id, err := blob.ParseID(h.Name)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", h, err)
-		}
-		fi, err := st.Stat(ctx, h)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, ledger.Record{Kind: ledger.Removed(recordKinds[h.Type]), ID: id, Size: fi.Size, Time: now, Host: host})
-	}
-	return recs, nil
+	return prune.NewRemover(r.Store(), signer)
 }
 
 func newForgetCommand(g *globalOptions) *cobra.Command {
@@ -159,22 +84,22 @@ used stays until 'kalaja prune' (or --prune).`,
 			if len(ids) == 0 && p.Empty() {
 				return usageError{errors.New("no policy: give at least one --keep-* flag, or snapshot IDs")}
 			}
-			r, cl, err := g.openWithLedger(ctx)
+			r, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
-			if _, _, err := cl.log.Check(ctx, cl.seen); err != nil {
+			if _, _, err := lc.Check(ctx); err != nil {
 				return fmt.Errorf("ledger: %w (nothing was deleted; run 'kalaja verify' for details)", err)
 			}
-			list, err := stampedSnapshots(ctx, r)
+			list, err := prune.StampedSnapshots(ctx, r.Store(), r.Snapshots)
 			if err != nil {
 				return err
 			}
 			var decisions []snapshot.Decision
 			if len(ids) > 0 {
-				decisions, err = byID(list, ids)
+				decisions, err = snapshot.Named(list, ids)
 			} else {
-				decisions = byPolicy(p, list, hosts)
+				decisions = p.ApplyGroups(list, hosts, time.Now())
 			}
 			if err != nil {
 				return err
@@ -191,7 +116,12 @@ used stays until 'kalaja prune' (or --prune).`,
 					Time: d.Time, Stamp: d.Stamp, Keep: d.Keep, Reasons: d.Reasons})
 			}
 			if !del.dryRun && len(doomed) > 0 {
-				kept, err := forget(ctx, r, cl, &del, doomed)
+				rm, err := del.remover(r)
+				if err != nil {
+					return err
+				}
+				host, _ := os.Hostname()
+				kept, err := prune.Forget(ctx, r.Store(), lc, rm, doomed, host)
 				if err != nil {
 					return err
 				}
@@ -201,7 +131,7 @@ used stays until 'kalaja prune' (or --prune).`,
 				return err
 			}
 			if doPrune && !del.dryRun {
-				return runPrune(ctx, g, r, cl, &del, po)
+				return runPrune(ctx, g, r, lc, &del, po)
 			}
 			return nil
 		},
@@ -220,98 +150,6 @@ used stays until 'kalaja prune' (or --prune).`,
 	del.flags(cmd)
 	po.flags(cmd)
 	return cmd
-}
-
-// stampedSnapshots loads every snapshot with its store stamp. A snapshot
-// that cannot be read is an error: forget must not decide without it.
-func stampedSnapshots(ctx context.Context, r *repo.Repository) ([]snapshot.Stamped, error) {
-	stamps := map[string]time.Time{}
-	if err := r.Store().List(ctx, store.Snapshots, func(fi store.FileInfo) error {
-		stamps[fi.Name] = fi.Stamp
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	list, err := r.Snapshots(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w (nothing was deleted)", err)
-	}
-	out := make([]snapshot.Stamped, len(list))
-	for i, sn := range list {
-		out[i] = snapshot.Stamped{Snapshot: sn, Stamp: stamps[sn.ID.String()]}
-	}
-	return out, nil
-}
-
-// byID decides to remove the named snapshots and keep the others.
-func byID(list []snapshot.Stamped, names []string) ([]snapshot.Decision, error) {
-	plain := make([]*snapshot.Snapshot, len(list))
-	for i, s := range list {
-		plain[i] = s.Snapshot
-	}
-	doomed := map[blob.ID]bool{}
-	for _, name := range names {
-		sn, err := snapshot.Find(plain, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		doomed[sn.ID] = true
-	}
-	var out []snapshot.Decision
-	for _, s := range list {
-		if doomed[s.ID] {
-			out = append(out, snapshot.Decision{Stamped: s})
-		}
-	}
-	return out, nil
-}
-
-// byPolicy applies p to each group of snapshots of the same host and
-// paths, among those of hosts (all if empty).
-func byPolicy(p snapshot.Policy, list []snapshot.Stamped, hosts []string) []snapshot.Decision {
-	groups := map[string][]snapshot.Stamped{}
-	var keys []string
-	for _, s := range list {
-		if len(hosts) > 0 && !slices.Contains(hosts, s.Hostname) {
-			continue
-		}
-		paths := slices.Clone(s.Paths)
-		slices.Sort(paths)
-		key := s.Hostname + "\x00" + strings.Join(paths, "\x00")
-		if groups[key] == nil {
-			keys = append(keys, key)
-		}
-		groups[key] = append(groups[key], s)
-	}
-	slices.Sort(keys)
-	now := time.Now()
-	var out []snapshot.Decision
-	for _, k := range keys {
-		out = append(out, p.Apply(groups[k], now)...)
-	}
-	return out
-}
-
-// forget records the removal of doomed in the ledger, then deletes them,
-// and returns what the store kept.
-func forget(ctx context.Context, r *repo.Repository, cl *clientLedger, del *deleteOptions, doomed []store.Handle) ([]prune.Kept, error) {
-	rm, err := del.remover(r)
-	if err != nil {
-		return nil, err
-	}
-	host, _ := os.Hostname()
-	recs, err := removalRecords(ctx, r.Store(), doomed, host)
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.append(ctx, recs); err != nil {
-		return nil, fmt.Errorf("nothing was deleted: %w", err)
-	}
-	kept, err := rm.Remove(ctx, doomed)
-	if err != nil {
-		return kept, fmt.Errorf("delete snapshots: %w", err)
-	}
-	return kept, nil
 }
 
 // forgetLine is one snapshot in forget's report.

@@ -31,11 +31,11 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			_, cl, err := g.openWithLedger(ctx)
+			_, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
-			c, err := cl.log.ReadAll(ctx)
+			c, err := lc.Log.ReadAll(ctx)
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func newLedgerProofCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			r, cl, err := g.openWithLedger(ctx)
+			r, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
@@ -80,7 +80,7 @@ func newLedgerProofCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ex, err := cl.log.Export(ctx, func(rec ledger.Record) bool {
+			ex, err := lc.Log.Export(ctx, func(rec ledger.Record) bool {
 				return rec.Kind == ledger.KindSnapshot && rec.ID == sn.ID
 			})
 			if err != nil {
@@ -105,11 +105,11 @@ func newLedgerExportCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			_, cl, err := g.openWithLedger(ctx)
+			_, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
-			ex, err := cl.log.Export(ctx, func(rec ledger.Record) bool { return all || rec.Kind == ledger.KindSnapshot })
+			ex, err := lc.Log.Export(ctx, func(rec ledger.Record) bool { return all || rec.Kind == ledger.KindSnapshot })
 			if err != nil {
 				return err
 			}
@@ -139,14 +139,14 @@ func newLedgerKeyCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			_, cl, err := g.openWithLedger(ctx)
+			_, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"log_key": cl.log.VerifierKey(), "origin": cl.log.Origin()})
+				return printJSON(cmd.OutOrStdout(), map[string]string{"log_key": lc.Log.VerifierKey(), "origin": lc.Log.Origin()})
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), cl.log.VerifierKey())
+			fmt.Fprintln(cmd.OutOrStdout(), lc.Log.VerifierKey())
 			return nil
 		},
 	}

@@ -238,15 +238,18 @@ func TestVerifyTamper(t *testing.T) {
 				t.Fatalf("untouched repository: verify exit %d: %+v", code, rep.Problems)
 			}
 			tt.tamper(t, f)
-			rep, _ := verifyJSON(t, f.e, args...)
+			rep, code := verifyJSON(t, f.e, args...)
 			wantProblems(t, rep, tt.kind, tt.object, tt.message)
+			if code != exitTampered {
+				t.Errorf("verify of a tampered repository exited %d, want %d (tampering)", code, exitTampered)
+			}
 			for _, p := range rep.Problems {
 				t.Logf("%s %s: %s", p.Kind, p.Object, p.Message)
 			}
 			if tt.backupFail {
 				r := f.e.run("backup", f.src)
-				if r.code == 0 {
-					t.Errorf("backup ran on the tampered repository")
+				if r.code != exitTampered {
+					t.Errorf("backup on the tampered repository exited %d, want %d (tampering)", r.code, exitTampered)
 				}
 				t.Logf("backup: %s", strings.TrimSpace(r.stderr))
 			}

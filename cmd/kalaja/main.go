@@ -27,6 +27,7 @@ const (
 	exitPartial     = 3
 	exitNoRepo      = 10
 	exitWrongPass   = 12
+	exitTampered    = 13
 	exitInterrupted = 130
 )
 
@@ -58,6 +59,8 @@ func exitCode(err error) int {
 		return exitNoRepo
 	case errors.Is(err, blob.ErrWrongPassword):
 		return exitWrongPass
+	case errors.Is(err, blob.ErrTampered):
+		return exitTampered
 	}
 	return exitFailure
 }
@@ -115,6 +118,7 @@ KALAJA_PASSWORD, or from a prompt on the terminal.
 
 Exit codes: 0 success; 1 failure; 2 wrong usage; 3 backup saved but some files
 could not be read; 10 no repository at the given location; 12 wrong password;
+13 the repository or its ledger was tampered with (verify, backup, check);
 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/prune"
 	"github.com/kalaja/kalaja/internal/repo"
-	"github.com/kalaja/kalaja/internal/store"
 )
 
 // pruneOptions are prune's flags, also on forget --prune.
@@ -65,14 +65,14 @@ started more than --grace ago is still running: it may have deduplicated
 against a pack prune deletes (kalaja check would name the damage).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, cl, err := g.openWithLedger(ctx)
+			r, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
-			if _, _, err := cl.log.Check(ctx, cl.seen); err != nil {
+			if _, _, err := lc.Check(ctx); err != nil {
 				return fmt.Errorf("ledger: %w (nothing was deleted; run 'kalaja verify' for details)", err)
 			}
-			return runPrune(ctx, g, r, cl, &del, po)
+			return runPrune(ctx, g, r, lc, &del, po)
 		},
 	}
 	del.flags(cmd)
@@ -81,7 +81,7 @@ against a pack prune deletes (kalaja check would name the damage).`,
 }
 
 // runPrune plans and, unless a dry run, carries out a prune of r.
-func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, cl *clientLedger, del *deleteOptions, po pruneOptions) error {
+func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, lc *ledger.Client, del *deleteOptions, po pruneOptions) error {
 	maxUnused, err := po.fraction()
 	if err != nil {
 		return err
@@ -103,64 +103,16 @@ func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, cl *cli
 	out := pruneReport{DryRun: del.dryRun, Stats: plan.Stats}
 	if !del.dryRun {
 		host, _ := os.Hostname()
-		logRemoval := func(ctx context.Context, hs []store.Handle) error {
-			recs, err := removalRecords(ctx, r.Store(), hs, host)
-			if err != nil {
-				return err
-			}
-			if err := cl.append(ctx, append(written(r, host), recs...)); err != nil {
-				return fmt.Errorf("nothing was deleted: %w", err)
-			}
-			return nil
-		}
-		res, err := plan.Execute(ctx, r, rm, logRemoval)
+		res, err := plan.Execute(ctx, r, rm, lc, host)
 		if res != nil {
-			out.Removed = len(res.Removed)
+			out.Removed, out.Renewed = len(res.Removed), res.Renewed
 			out.Retained = keptLines(res.Kept)
-		}
-		if err == nil {
-			out.Renewed, err = renewAll(ctx, r.Store())
 		}
 		if err != nil {
 			return errors.Join(out.print(g), err)
 		}
 	}
 	return out.print(g)
-}
-
-// renewer is a store whose retention prune extends for every object that
-// stays: S3 with Object Lock (s3.Store.Renew).
-type renewer interface {
-	Renew(ctx context.Context, h store.Handle) (bool, error)
-}
-
-// renewAll extends the retention of every object of st that would lose it
-// soon, if st is a renewer, and returns how many it extended.
-func renewAll(ctx context.Context, st store.Store) (int, error) {
-	rn, ok := st.(renewer)
-	if !ok {
-		return 0, nil
-	}
-	hs := []store.Handle{{Type: store.Config}}
-	for _, t := range store.Listable {
-		if err := st.List(ctx, t, func(fi store.FileInfo) error {
-			hs = append(hs, store.Handle{Type: t, Name: fi.Name})
-			return nil
-		}); err != nil {
-			return 0, fmt.Errorf("list %s: %w", t, err)
-		}
-	}
-	n := 0
-	for _, h := range hs {
-		ok, err := rn.Renew(ctx, h)
-		if err != nil {
-			return n, fmt.Errorf("extend retention: %w", err)
-		}
-		if ok {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // keptLine is an object a deletion had to keep, for reports.

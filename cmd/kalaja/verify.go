@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
 )
 
@@ -44,32 +44,17 @@ clean run this client remembers the newest checkpoint.`,
 				}
 				vs = append(vs, v)
 			}
-			r, cl, err := g.openWithLedger(ctx)
+			r, lc, err := g.openWithLedger(ctx)
 			if err != nil {
 				return err
 			}
-			opts := ledger.VerifyOptions{ReadData: readData, Witnesses: vs,
-				Seen: []ledger.Seen{{Source: "this client", Checkpoint: cl.seen}}}
 			list, err := r.Snapshots(ctx)
 			if err != nil {
 				g.warn("%v", err)
 			}
-			for _, sn := range list {
-				if sn.Ledger == nil || len(sn.Ledger.Root) != tlog.HashSize {
-					continue
-				}
-				cp := ledger.Checkpoint{Origin: cl.log.Origin(), N: sn.Ledger.Size}
-				copy(cp.Hash[:], sn.Ledger.Root)
-				opts.Seen = append(opts.Seen, ledger.Seen{Source: "snapshot " + sn.ID.Short(), Checkpoint: cp})
-			}
-			rep, err := cl.log.Verify(ctx, opts)
+			rep, err := lc.Verify(ctx, ledger.VerifyOptions{ReadData: readData, Witnesses: vs}, list)
 			if err != nil {
 				return err
-			}
-			if len(rep.Problems) == 0 {
-				if err := cl.remember(rep.Signed, rep.SignedNote); err != nil {
-					return err
-				}
 			}
 			if g.json {
 				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
@@ -92,7 +77,10 @@ clean run this client remembers the newest checkpoint.`,
 					g.printf("no problems found\n")
 				}
 			}
-			if len(rep.Problems) > 0 {
+			switch {
+			case rep.Tampered():
+				return fmt.Errorf("%w: verify found %d problems", blob.ErrTampered, len(rep.Problems))
+			case len(rep.Problems) > 0:
 				return fmt.Errorf("%w: verify found %d problems", errDamaged, len(rep.Problems))
 			}
 			return nil

@@ -2,13 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"log/syslog"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -17,8 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kalaja/kalaja/internal/alert"
 	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/backup"
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/watcher"
 )
@@ -180,9 +179,15 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	if err != nil {
 		return usageError{err}
 	}
-	var r *repo.Repository
+	var (
+		r  *repo.Repository
+		lc *ledger.Client
+	)
 	if o.snapshot {
 		if r, err = g.open(ctx, true); err != nil {
+			return err
+		}
+		if lc, err = g.openLedger(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -191,11 +196,11 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		level = slog.LevelWarn
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	sinks, err := openSinks(o, cmd.OutOrStdout())
+	sinks, err := alert.Open(alert.Options{Stdout: cmd.OutOrStdout(), LogFile: o.alertLog, Syslog: o.syslog, Webhook: o.webhook})
 	if err != nil {
-		return err
+		return usageError{err}
 	}
-	defer sinks.close()
+	defer sinks.Close()
 
 	alerts := make(chan detect.Alert, 64)
 	cfg := watcher.Config{
@@ -228,18 +233,31 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		fmt.Fprintln(os.Stderr, "kalaja watch: backend fanotify: offending processes are named and stopped (SIGSTOP)")
 	}
 
+	var protector *backup.Protector
+	if o.snapshot {
+		host, _ := os.Hostname()
+		protector = backup.NewProtector(r, lc, abs, w.Canaries(), backup.Options{
+			Host: host, Tags: []string{"alert"}, Version: version, Log: log,
+			OnError: func(path string, err error) { log.Warn("protective snapshot: unreadable", "path", path, "err", err) },
+		})
+	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the alert sinks and the protective snapshots
-		defer wg.Done()
-		snap := &protector{r: r, paths: abs, canaries: w.Canaries(), log: log}
+	wg.Go(func() { // the alert sinks and the protective snapshots
 		for a := range alerts {
-			sinks.send(ctx, a, log)
-			if o.snapshot {
-				snap.run(ctx, a)
+			sinks.Send(ctx, a, log)
+			if protector == nil {
+				continue
 			}
+			restore := setGCPercent(backupGCPercent)
+			res, left, err := protector.Snapshot(ctx, a)
+			restore()
+			if err != nil {
+				log.Error("protective snapshot failed", "err", err)
+				continue
+			}
+			log.Warn("protective snapshot saved", "snapshot", res.Snapshot.ID.Short(), "files left out", left)
 		}
-	}()
+	})
 	err = w.Run(ctx, func() {
 		log.Info("ready", "paths", abs)
 	})
@@ -249,126 +267,4 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		return nil // interrupted: the normal way to end watching
 	}
 	return err
-}
-
-// sinks are where alerts go besides the log: stdout, a file, syslog, a webhook.
-type sinks struct {
-	stdout  io.Writer
-	file    *os.File
-	syslog  *syslog.Writer
-	webhook string
-	client  *http.Client
-}
-
-func openSinks(o *watchOptions, stdout io.Writer) (*sinks, error) {
-	s := &sinks{stdout: stdout, webhook: o.webhook, client: &http.Client{Timeout: 10 * time.Second}}
-	if o.alertLog != "" {
-		f, err := os.OpenFile(o.alertLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("--alert-log: %w", err)
-		}
-		s.file = f
-	}
-	if o.syslog {
-		w, err := syslog.New(syslog.LOG_ALERT|syslog.LOG_DAEMON, "kalaja")
-		if err != nil {
-			s.close()
-			return nil, fmt.Errorf("--syslog: %w", err)
-		}
-		s.syslog = w
-	}
-	return s, nil
-}
-
-func (s *sinks) close() {
-	if s.file != nil {
-		s.file.Close()
-	}
-	if s.syslog != nil {
-		s.syslog.Close()
-	}
-}
-
-// send writes one alert to every sink; failures are logged.
-func (s *sinks) send(ctx context.Context, a detect.Alert, log *slog.Logger) {
-	line, err := json.Marshal(a)
-	if err != nil {
-		log.Error("encode alert", "err", err)
-		return
-	}
-	line = append(line, '\n')
-	s.stdout.Write(line)
-	if s.file != nil {
-		if _, err := s.file.Write(line); err != nil {
-			log.Error("write alert log", "err", err)
-		}
-	}
-	if s.syslog != nil {
-		if err := s.syslog.Alert(string(line)); err != nil {
-			log.Error("syslog", "err", err)
-		}
-	}
-	if s.webhook != "" {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(line))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-			var resp *http.Response
-			if resp, err = s.client.Do(req); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode/100 != 2 {
-					err = fmt.Errorf("status %s", resp.Status)
-				}
-			}
-		}
-		if err != nil {
-			log.Error("webhook", "url", s.webhook, "err", err)
-		}
-	}
-}
-
-// protector takes protective snapshots: the protected folders without the
-// files any alert so far implicated, nor the canaries.
-type protector struct {
-	r        *repo.Repository
-	paths    []string
-	canaries []string
-	log      *slog.Logger
-	damaged  map[string]bool
-}
-
-// run saves one protective snapshot after alert a.
-func (p *protector) run(ctx context.Context, a detect.Alert) {
-	if p.damaged == nil {
-		p.damaged = map[string]bool{}
-		for _, c := range p.canaries {
-			p.damaged[c] = true
-		}
-	}
-	for _, f := range a.Files {
-		p.damaged[f] = true
-	}
-	for _, h := range a.Signals {
-		for _, f := range h.Files {
-			from, to, ok := strings.Cut(f, " -> ")
-			if ok {
-				p.damaged[from], p.damaged[to] = true, true
-			} else {
-				p.damaged[f] = true
-			}
-		}
-	}
-	host, _ := os.Hostname()
-	opts := archiver.Options{
-		Hostname: host, Tags: []string{"protective", "alert"}, Version: version,
-		Exclude: func(path string) bool { return p.damaged[path] },
-		OnError: func(path string, err error) { p.log.Warn("protective snapshot: unreadable", "path", path, "err", err) },
-	}
-	restore := setGCPercent(backupGCPercent)
-	sn, err := archiver.Backup(ctx, p.r, p.paths, opts)
-	restore()
-	if err != nil {
-		p.log.Error("protective snapshot failed", "err", err)
-		return
-	}
-	p.log.Warn("protective snapshot saved", "snapshot", sn.ID.Short(), "files left out", len(p.damaged))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -132,60 +131,23 @@ ledger key'); without it, the key published in the repository is pinned
 	return cmd
 }
 
-// witnessState is what a witness remembers of one log.
-type witnessState struct {
-	LogKey     string `json:"log_key"`
-	Checkpoint string `json:"checkpoint,omitempty"` // the newest note it co-signed
-}
-
 // cosign runs one witness step on the repository given by g.
 func (g *globalOptions) cosign(ctx context.Context, dir string, signer note.Signer, logKey string, cmd *cobra.Command) error {
 	st, cfg, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "logs", cfg.ID.String()+".json")
-	var ws witnessState
-	switch b, err := os.ReadFile(path); {
-	case err == nil:
-		if err := json.Unmarshal(b, &ws); err != nil {
-			return fmt.Errorf("witness state %s: %v", path, err)
-		}
-		if logKey != "" && logKey != ws.LogKey {
-			return fmt.Errorf("--log-key differs from the key this witness pinned for the repository (%s)", ws.LogKey)
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		ws.LogKey = logKey
-		if ws.LogKey == "" {
-			if ws.LogKey, err = ledger.PublishedKey(ctx, st); err != nil {
-				return err
-			}
-			g.warn("pinning the log key the repository publishes, %s (pass --log-key to check it)", ws.LogKey)
-		}
-	default:
-		return fmt.Errorf("witness state: %w", err)
+	pin := ledger.PinFile(filepath.Join(dir, "logs", cfg.ID.String()+".json"))
+	run, err := ledger.Witness(ctx, st, cfg.ID, signer, pin, logKey)
+	if run.Published != "" {
+		g.warn("pinning the log key the repository publishes, %s (pass --log-key to check it)", run.Published)
 	}
-	lg, err := ledger.OpenReadOnly(st, cfg.ID, ws.LogKey)
 	if err != nil {
 		return err
-	}
-	var prev ledger.Checkpoint
-	if ws.Checkpoint != "" {
-		if prev, _, err = ledger.OpenCheckpoint([]byte(ws.Checkpoint), lg.Origin(), lg.Verifier()); err != nil {
-			return fmt.Errorf("witness state %s: %w", path, err)
-		}
-	}
-	cp, cosigned, err := lg.Cosign(ctx, signer, prev)
-	if err != nil {
-		return err
-	}
-	ws.Checkpoint = string(cosigned)
-	if err := writeJSONFile(path, ws); err != nil {
-		return fmt.Errorf("witness state: %w", err)
 	}
 	if g.json {
-		return printJSON(cmd.OutOrStdout(), map[string]any{"size": cp.N, "checkpoint": string(cosigned)})
+		return printJSON(cmd.OutOrStdout(), map[string]any{"size": run.Checkpoint.N, "checkpoint": string(run.Cosigned)})
 	}
-	g.printf("co-signed %s (previous: size %d)\n", cp, prev.N)
+	g.printf("co-signed %s (previous: size %d)\n", run.Checkpoint, run.Previous)
 	return nil
 }

@@ -22,6 +22,12 @@ var (
 	ErrWrongPassword = errors.New("wrong password or no key found")
 	// ErrUnsupported reports a format version this build cannot read.
 	ErrUnsupported = errors.New("unsupported format version")
+	// ErrTampered reports evidence that the repository or its ledger was
+	// changed after it was written and signed: a logged object removed or
+	// altered, a checkpoint not signed by the pinned key, a rolled-back or
+	// forked log. Honest failures (a crash, an interrupted backup) never
+	// produce it; bit rot that changes logged bytes does.
+	ErrTampered = errors.New("tampered with")
 )
 
 // IDSize is the length of an ID in bytes.

@@ -63,8 +63,9 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	return c, nil
 }
 
-// ErrSignature reports a checkpoint that is not signed by the key it must be.
-var ErrSignature = errors.New("not signed by the expected key")
+// ErrSignature reports a checkpoint that is not signed by the key it must
+// be. It also matches blob.ErrTampered.
+var ErrSignature error = tamperError("not signed by the expected key")
 
 // OpenCheckpoint verifies a signed checkpoint against the log's verifier
 // (and any others given, e.g. witnesses) and decodes it. The origin must be

@@ -17,14 +17,24 @@ import (
 )
 
 // Errors that verify and append report when the log contradicts what a
-// client or witness saw before.
+// client or witness saw before. Each also matches blob.ErrTampered.
 var (
 	// ErrRollback: the log is shorter than a checkpoint seen before.
-	ErrRollback = errors.New("rollback")
+	ErrRollback error = tamperError("rollback")
 	// ErrFork: the log does not extend a checkpoint seen before, or two
 	// checkpoints of one size have different roots.
-	ErrFork = errors.New("log rewritten")
+	ErrFork error = tamperError("log rewritten")
 )
+
+// tamperError is a sentinel of this package that errors.Is also matches
+// with blob.ErrTampered, so that callers map every kind of tampering to one
+// exit code without listing the kinds.
+type tamperError string
+
+func (e tamperError) Error() string { return string(e) }
+
+// Is reports whether target is blob.ErrTampered.
+func (e tamperError) Is(target error) bool { return target == blob.ErrTampered }
 
 // Keyring seals and opens the log's signing key; *crypto.Keys is one. The
 // key is sealed for the repository's full keys, so write-only hosts (which

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/store"
 )
 
 // Record kinds. A record names one stored object; verify checks that the
@@ -34,6 +35,30 @@ func Removed(kind string) string {
 		return kind + "-removed"
 	}
 	return ""
+}
+
+// KindOf returns the record kind of objects of type t: KindSnapshot,
+// KindPack or KindIndex, and "" for a type the log does not record.
+func KindOf(t store.FileType) string {
+	switch t {
+	case store.Snapshots:
+		return KindSnapshot
+	case store.Packs:
+		return KindPack
+	case store.Index:
+		return KindIndex
+	}
+	return ""
+}
+
+// Records returns the records, at time now for host, of objects a client
+// stored.
+func Records(objs []store.Object, host string, now time.Time) []Record {
+	recs := make([]Record, len(objs))
+	for i, o := range objs {
+		recs[i] = Record{Kind: KindOf(o.Type), ID: o.ID, Size: o.Size, Time: now, Host: host}
+	}
+	return recs
 }
 
 // RecordVersion is the version of the record encoding.

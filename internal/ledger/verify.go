@@ -71,6 +71,21 @@ type Report struct {
 	SignedNote []byte `json:"-"`
 }
 
+// Tampered reports whether a problem shows the repository or its ledger was
+// changed after it was written and signed (blob.ErrTampered): an object
+// missing or changed, a rollback, a fork, a bad signature. An unlogged
+// snapshot, an unreadable log or a missing witness co-signature can also
+// come from an interrupted backup or a witness that lags, and do not count.
+func (r *Report) Tampered() bool {
+	for _, p := range r.Problems {
+		switch p.Kind {
+		case ProblemMissing, ProblemChanged, ProblemRollback, ProblemFork, ProblemSignature:
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Report) problem(kind, object, format string, args ...any) {
 	r.Problems = append(r.Problems, Problem{Kind: kind, Object: object, Message: fmt.Sprintf(format, args...)})
 }

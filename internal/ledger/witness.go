@@ -8,6 +8,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/store"
 )
 
@@ -65,4 +66,70 @@ func (l *Log) Check(ctx context.Context, seen Checkpoint) (Checkpoint, []byte, e
 	}
 	l.keep(h)
 	return h.latest, h.msg, nil
+}
+
+// WitnessRun is what one run of Witness did.
+type WitnessRun struct {
+	Checkpoint Checkpoint // the checkpoint co-signed
+	Cosigned   []byte     // its note with the witness's signature
+	Previous   int64      // the size of the checkpoint co-signed before (0 for none)
+	// Published is set when the log key was pinned from the repository's
+	// own unauthenticated copy (trust on first use): the caller should say
+	// so.
+	Published string
+}
+
+// Witness is one step of a witness of the log of repository repoID in st,
+// whose memory of that log is pin: it pins logKey (or, if empty, the key
+// the repository publishes) on first use, refuses a logKey other than the
+// pinned one, co-signs the newest checkpoint if the log extends the one it
+// co-signed last (Cosign), and moves the pin forward to it. The pin never
+// moves backwards, even when two runs overlap.
+func Witness(ctx context.Context, st store.Store, repoID blob.ID, w note.Signer, pin PinFile, logKey string) (WitnessRun, error) {
+	var run WitnessRun
+	p, ok, err := pin.Load()
+	if err != nil {
+		return run, err
+	}
+	switch {
+	case ok && logKey != "" && logKey != p.LogKey:
+		return run, fmt.Errorf("the log key given differs from the key this witness pinned for the repository (%s)", p.LogKey)
+	case !ok && logKey == "":
+		if logKey, err = PublishedKey(ctx, st); err != nil {
+			return run, err
+		}
+		run.Published = logKey
+	case ok:
+		logKey = p.LogKey
+	}
+	lg, err := OpenReadOnly(st, repoID, logKey)
+	if err != nil {
+		return run, err
+	}
+	var prev Checkpoint
+	if p.Checkpoint != nil {
+		if prev, _, err = OpenCheckpoint(p.Checkpoint, lg.Origin(), lg.Verifier()); err != nil {
+			return run, fmt.Errorf("witness pin %s: %w", pin, err)
+		}
+	}
+	run.Previous = prev.N
+	if run.Checkpoint, run.Cosigned, err = lg.Cosign(ctx, w, prev); err != nil {
+		return run, err
+	}
+	_, err = pin.Update(func(cur Pin, ok bool) (Pin, error) {
+		if ok && cur.LogKey != logKey {
+			return cur, fmt.Errorf("witness pin %s changed while co-signing: it now pins %s", pin, cur.LogKey)
+		}
+		if ok && cur.Checkpoint != nil {
+			c, _, err := OpenCheckpoint(cur.Checkpoint, lg.Origin(), lg.Verifier())
+			if err != nil {
+				return cur, fmt.Errorf("witness pin %s: %w", pin, err)
+			}
+			if c.N >= run.Checkpoint.N {
+				return cur, nil
+			}
+		}
+		return Pin{LogKey: logKey, Checkpoint: run.Cosigned}, nil
+	})
+	return run, err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
@@ -279,17 +280,21 @@ type Result struct {
 	// Removed are the objects deleted; Kept those the Remover had to keep.
 	Removed []store.Handle
 	Kept    []Kept
+	// Renewed counts the objects that stay whose retention was extended
+	// (RenewAll).
+	Renewed int
 }
 
 // Execute carries out p: it copies the used blobs of Repack packs into new
-// packs, writes index files listing every pack that stays, calls logRemoval
-// with every object it is about to delete (so that the ledger says so
-// first; its error stops Execute before anything is deleted), deletes the
-// old index files, and then deletes the packs that no remaining index file
-// lists. A crash at any point leaves a repository that passes check: at
+// packs, writes index files listing every pack that stays, appends to lg
+// (as host) a record of every object it stored and every object it is about
+// to delete (so that the ledger says so first; an error stops Execute
+// before anything is deleted), deletes the old index files, and then
+// deletes the packs that no remaining index file lists, and finally
+// extends the retention of what stays (RenewAll). A crash at any point leaves a repository that passes check: at
 // worst with packs no index lists, which the next backup re-indexes and
 // the next prune deletes again.
-func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, logRemoval func(context.Context, []store.Handle) error) (*Result, error) {
+func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg Ledger, host string) (*Result, error) {
 	if err := p.copyUsed(ctx, r); err != nil {
 		return nil, err
 	}
@@ -305,8 +310,13 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, logR
 	for _, pk := range slices.Concat(p.Repack, p.Delete) {
 		doomed = append(doomed, store.Handle{Type: store.Packs, Name: pk.ID.String()})
 	}
-	if err := logRemoval(ctx, doomed); err != nil {
+	now := time.Now()
+	recs, err := RemovalRecords(ctx, r.Store(), doomed, host, now)
+	if err != nil {
 		return nil, err
+	}
+	if err := lg.Append(ctx, append(ledger.Records(r.Written(), host, now), recs...)); err != nil {
+		return nil, fmt.Errorf("nothing was deleted: %w", err)
 	}
 	res := &Result{}
 	idxHandles := doomed[:len(p.Indexes)]
@@ -352,6 +362,9 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, logR
 		if !stays[h.Name] {
 			res.Removed = append(res.Removed, h)
 		}
+	}
+	if res.Renewed, err = RenewAll(ctx, r.Store()); err != nil {
+		return res, err
 	}
 	return res, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/checker"
 	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
@@ -118,12 +119,26 @@ func (f *fixture) checkRepository(t *testing.T) {
 	}
 }
 
-// removed logs what Execute is about to delete.
+// removed is a Ledger that keeps the removal records Execute appends.
 type removed struct{ hs []store.Handle }
 
-func (l *removed) log(_ context.Context, hs []store.Handle) error {
-	l.hs = append(l.hs, hs...)
+func (l *removed) Append(_ context.Context, recs []ledger.Record) error {
+	for _, rec := range recs {
+		if t, ok := removedType(rec.Kind); ok {
+			l.hs = append(l.hs, store.Handle{Type: t, Name: rec.ID.String()})
+		}
+	}
 	return nil
+}
+
+// removedType returns the object type a removal record kind names.
+func removedType(kind string) (store.FileType, bool) {
+	for _, t := range []store.FileType{store.Snapshots, store.Packs, store.Index} {
+		if kind == ledger.Removed(ledger.KindOf(t)) {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 func TestPrune(t *testing.T) {
@@ -143,7 +158,7 @@ func TestPrune(t *testing.T) {
 		t.Errorf("plan %+v: want about 200 KiB copied, over 3 MiB unused", p.Stats)
 	}
 	var log removed
-	res, err := p.Execute(ctx, r, Direct(f.st), log.log)
+	res, err := p.Execute(ctx, r, Direct(f.st), &log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +221,7 @@ func TestPruneRetained(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log removed
-	res, err := p.Execute(ctx, r, keepIndexes{Direct(f.st)}, log.log)
+	res, err := p.Execute(ctx, r, keepIndexes{Direct(f.st)}, &log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ type Repository struct {
 	w            *writer
 
 	writtenMu sync.Mutex
-	written   []Object // see Written
+	written   []store.Object // see Written
 }
 
 // LoadConfig reads and checks the repository configuration.

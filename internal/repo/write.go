@@ -145,24 +145,17 @@ func (r *Repository) SaveIndex(ctx context.Context, packs []index.Pack) (blob.ID
 	return id, nil
 }
 
-// Object names one stored object: what the ledger records of it.
-type Object struct {
-	Type store.FileType
-	ID   blob.ID // the SHA-256 of its bytes, which is its name
-	Size int64
-}
-
 // wrote notes an object this Repository stored (or found already stored).
 func (r *Repository) wrote(t store.FileType, id blob.ID, size int64) {
 	r.writtenMu.Lock()
-	r.written = append(r.written, Object{Type: t, ID: id, Size: size})
+	r.written = append(r.written, store.Object{Type: t, ID: id, Size: size})
 	r.writtenMu.Unlock()
 }
 
 // Written returns the packs, index files and snapshots this Repository
 // stored since the last call, including orphan packs IndexOrphans adopted,
 // so that they can be recorded in the ledger.
-func (r *Repository) Written() []Object {
+func (r *Repository) Written() []store.Object {
 	r.writtenMu.Lock()
 	defer r.writtenMu.Unlock()
 	w := r.written

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
 )
 
 // Policy says which snapshots forget keeps: the newest Last, the newest in
@@ -144,4 +146,55 @@ func (p Policy) Apply(list []Stamped, now time.Time) []Decision {
 		}
 	}
 	return out
+}
+
+// ApplyGroups applies p to each group of snapshots of one host and one set
+// of paths, among the snapshots of hosts (all hosts if empty), groups in
+// the order of their host and paths.
+func (p Policy) ApplyGroups(list []Stamped, hosts []string, now time.Time) []Decision {
+	groups := map[string][]Stamped{}
+	var keys []string
+	for _, s := range list {
+		if len(hosts) > 0 && !slices.Contains(hosts, s.Hostname) {
+			continue
+		}
+		paths := slices.Clone(s.Paths)
+		slices.Sort(paths)
+		key := s.Hostname + "\x00" + strings.Join(paths, "\x00")
+		if groups[key] == nil {
+			keys = append(keys, key)
+		}
+		groups[key] = append(groups[key], s)
+	}
+	slices.Sort(keys)
+	var out []Decision
+	for _, k := range keys {
+		out = append(out, p.Apply(groups[k], now)...)
+	}
+	return out
+}
+
+// Named decides to remove the snapshots of list that names name (as Find
+// resolves them), one Decision each, in the order of list. A name that
+// matches none, or several, is an error.
+func Named(list []Stamped, names []string) ([]Decision, error) {
+	plain := make([]*Snapshot, len(list))
+	for i, s := range list {
+		plain[i] = s.Snapshot
+	}
+	doomed := map[blob.ID]bool{}
+	for _, name := range names {
+		sn, err := Find(plain, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		doomed[sn.ID] = true
+	}
+	var out []Decision
+	for _, s := range list {
+		if doomed[s.ID] {
+			out = append(out, Decision{Stamped: s})
+		}
+	}
+	return out, nil
 }

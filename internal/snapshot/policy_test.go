@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -122,5 +123,61 @@ func TestPolicyWithoutStamp(t *testing.T) {
 	list := []Stamped{stamped("old", now.AddDate(-1, 0, 0), time.Time{}), stamped("new", now, now)}
 	if got := kept(t, Policy{Last: 1}, list, now, []string{"old", "new"}); !slices.Equal(got, []string{"new", "old"}) {
 		t.Errorf("kept %q, want both: a snapshot without a stamp is never forgotten", got)
+	}
+}
+
+func TestApplyGroups(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	snap := func(name, host string, paths []string, age time.Duration) Stamped {
+		s := stamped(name, now.Add(-age), now.Add(-age))
+		s.Hostname, s.Paths = host, paths
+		return s
+	}
+	list := []Stamped{
+		snap("a1", "a", []string{"/x", "/y"}, 3*time.Hour),
+		snap("a2", "a", []string{"/y", "/x"}, 2*time.Hour), // the same paths in another order
+		snap("a3", "a", []string{"/x"}, time.Hour),
+		snap("b1", "b", []string{"/x", "/y"}, 4*time.Hour),
+		snap("b2", "b", []string{"/x", "/y"}, time.Hour),
+	}
+	names := map[blob.ID]string{}
+	for i, s := range list {
+		names[s.ID] = []string{"a1", "a2", "a3", "b1", "b2"}[i]
+	}
+	tests := []struct {
+		hosts []string
+		keep  []string
+		drop  []string
+	}{
+		{nil, []string{"a2", "a3", "b2"}, []string{"a1", "b1"}},
+		{[]string{"b"}, []string{"b2"}, []string{"b1"}},
+		{[]string{"c"}, nil, nil},
+	}
+	for _, tt := range tests {
+		var keep, drop []string
+		for _, d := range (Policy{Last: 1}).ApplyGroups(list, tt.hosts, now) {
+			if d.Keep {
+				keep = append(keep, names[d.ID])
+			} else {
+				drop = append(drop, names[d.ID])
+			}
+		}
+		slices.Sort(keep)
+		slices.Sort(drop)
+		if !slices.Equal(keep, tt.keep) || !slices.Equal(drop, tt.drop) {
+			t.Errorf("hosts %q: keep %q, drop %q; want keep %q, drop %q", tt.hosts, keep, drop, tt.keep, tt.drop)
+		}
+	}
+}
+
+func TestNamed(t *testing.T) {
+	now := time.Now()
+	list := []Stamped{stamped("one", now, now), stamped("two", now, now)}
+	got, err := Named(list, []string{list[1].ID.String()[:8]})
+	if err != nil || len(got) != 1 || got[0].ID != list[1].ID || got[0].Keep {
+		t.Fatalf("Named = %+v, %v; want the second snapshot, to remove", got, err)
+	}
+	if _, err := Named(list, []string{"ffffffff"}); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("Named of an unknown ID = %v, want ErrNotFound", err)
 	}
 }

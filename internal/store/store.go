@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/kalaja/kalaja/internal/blob"
 )
 
 // ErrExists reports that Save found an object of that name already stored.
@@ -56,6 +58,14 @@ func (h Handle) String() string {
 		return string(h.Type)
 	}
 	return fmt.Sprintf("%s/%s", h.Type, h.Name)
+}
+
+// Object names one content-addressed object a client stored, with its
+// size: what the ledger records of it.
+type Object struct {
+	Type FileType
+	ID   blob.ID // the SHA-256 of its bytes, which is its name
+	Size int64
 }
 
 // FileInfo describes a stored object.

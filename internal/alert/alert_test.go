@@ -1,0 +1,86 @@
+package alert
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/detect"
+)
+
+func TestSinksAndReadLog(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		posted [][]byte
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		posted = append(posted, b)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	logFile := filepath.Join(t.TempDir(), "alerts.jsonl")
+	var stdout bytes.Buffer
+	s, err := Open(Options{Stdout: &stdout, LogFile: logFile, Webhook: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	sent := []detect.Alert{
+		{Time: t0, PID: 42, Command: "locker", Files: []string{"/srv/a.docx"}, Signals: []detect.Hit{{Signal: "entropy", Score: 9, Files: []string{"/srv/a.docx"}}}},
+		{Time: t0.Add(time.Minute), PID: 43, Command: "wiper"},
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, a := range sent {
+		s.Send(t.Context(), a, log)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(stdout.Bytes(), []byte("\n")); n != len(sent) {
+		t.Errorf("stdout holds %d lines, want %d", n, len(sent))
+	}
+	if len(posted) != len(sent) {
+		t.Errorf("webhook got %d posts, want %d", len(posted), len(sent))
+	}
+	for i, p := range posted {
+		var a detect.Alert
+		if err := json.Unmarshal(p, &a); err != nil || a.PID != sent[i].PID {
+			t.Errorf("post %d = %s (%v), want alert of pid %d", i, p, err, sent[i].PID)
+		}
+	}
+	// A torn last line (a crash mid-write) and a foreign line are skipped.
+	f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("not an alert\n{\"time\":\"2026-12-06T10:02:00Z\",\"pid\":4")
+	f.Close()
+	got, bad, err := ReadLog(logFile)
+	if err != nil || bad != 2 || len(got) != len(sent) {
+		t.Fatalf("ReadLog = %d alerts, %d bad, %v; want %d alerts and 2 bad lines", len(got), bad, err, len(sent))
+	}
+	for i, a := range got {
+		if !a.Time.Equal(sent[i].Time) || a.PID != sent[i].PID || a.Command != sent[i].Command {
+			t.Errorf("alert %d read back as %+v, want %+v", i, a, sent[i])
+		}
+	}
+	if got, bad, err := ReadLog(filepath.Join(t.TempDir(), "none")); err != nil || bad != 0 || got != nil {
+		t.Errorf("ReadLog of a missing file = %v, %d, %v; want no alerts", got, bad, err)
+	}
+}
+
+func TestOpenRefusesUnwritableLog(t *testing.T) {
+	if _, err := Open(Options{LogFile: filepath.Join(t.TempDir(), "missing", "alerts.jsonl")}); err == nil {
+		t.Fatal("Open of an alert log in a missing folder succeeded")
+	}
+}

@@ -1,0 +1,127 @@
+// Package backup is the backup use case, the one sequence that every
+// snapshot goes through, whether a user, a timer or the watcher's
+// protective snapshot asks for it: check that the ledger extends what this
+// client saw (nothing is written into a rolled-back or forked log), clear
+// the temporary files of dead writers, index packs an interrupted backup
+// left, choose the parent snapshot, archive, and record every stored object
+// and the snapshot in the ledger.
+package backup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
+)
+
+// ProtectiveTag is the tag of a protective snapshot: one the watcher took
+// after an alert, leaving out the files the attack touched.
+const ProtectiveTag = "protective"
+
+// Options configures one backup.
+type Options struct {
+	Host    string   // hostname to record
+	Tags    []string // recorded in the snapshot
+	Version string   // program version recorded in the snapshot
+	// NoParent reads every file: no parent snapshot is used.
+	NoParent bool
+	// Protective marks the snapshot as protective (ProtectiveTag).
+	Protective bool
+	// Exclude, OnError and Progress are passed to the archiver (see
+	// archiver.Options).
+	Exclude  func(path string) bool
+	OnError  func(path string, err error)
+	Progress *archiver.Progress
+	// Log receives what the backup repaired (Info) and what it could not
+	// read besides files (Warn); nil discards both.
+	Log *slog.Logger
+}
+
+// Result is what a backup made.
+type Result struct {
+	Snapshot *snapshot.Snapshot
+	// Checkpoint is the ledger checkpoint that records the snapshot.
+	Checkpoint ledger.Checkpoint
+}
+
+// Run backs paths up into r. lc is the repository's ledger as this client
+// sees it; with a nil lc the ledger is neither checked nor appended to,
+// which only the build that measures the ledger's cost does.
+//
+// A ledger that does not extend what this client saw is an error wrapping
+// blob.ErrTampered, and nothing is written. An error after the snapshot
+// was stored (the ledger could not record it) names the snapshot, and
+// Result.Snapshot is set.
+func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []string, o Options) (*Result, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	abs, err := archiver.CleanPaths(paths)
+	if err != nil {
+		return nil, err
+	}
+	var latest ledger.Checkpoint
+	if lc != nil {
+		if latest, _, err = lc.Check(ctx); err != nil {
+			return nil, fmt.Errorf("ledger: %w (nothing was backed up; run 'kalaja verify' for details)", err)
+		}
+	}
+	if c, ok := r.Store().(tempCleaner); ok {
+		if err := c.CleanTemp(time.Minute); err != nil {
+			log.Warn("cleaning temporary files", "err", err)
+		}
+	}
+	if n, err := r.IndexOrphans(ctx); err != nil {
+		log.Warn("re-indexing packs (run 'kalaja check')", "err", err)
+	} else if n > 0 {
+		log.Info(fmt.Sprintf("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n))
+	}
+	opts := archiver.Options{
+		Hostname: o.Host, Tags: o.Tags, Version: o.Version, Ledger: ref(latest),
+		Exclude: o.Exclude, OnError: o.OnError, Progress: o.Progress,
+	}
+	if o.Protective && !slices.Contains(opts.Tags, ProtectiveTag) {
+		opts.Tags = append(slices.Clone(opts.Tags), ProtectiveTag)
+	}
+	if !o.NoParent {
+		list, err := r.Snapshots(ctx)
+		if err != nil {
+			log.Warn("some snapshots cannot be read: the parent is chosen among the others", "err", err)
+		}
+		opts.Parent, _ = snapshot.Find(list, "latest", func(s *snapshot.Snapshot) bool {
+			return s.Hostname == o.Host && s.SamePaths(abs)
+		})
+	}
+	sn, err := archiver.Backup(ctx, r, abs, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Snapshot: sn, Checkpoint: latest}
+	if lc != nil {
+		if res.Checkpoint, err = lc.Record(ctx, ledger.Records(r.Written(), o.Host, time.Now()), o.Host, time.Now()); err != nil {
+			return res, fmt.Errorf("snapshot %s was saved, but %w", sn.ID.Short(), err)
+		}
+	}
+	return res, nil
+}
+
+// tempCleaner is a store that keeps temporary files of writers that may
+// have died: the local directory store.
+type tempCleaner interface {
+	CleanTemp(age time.Duration) error
+}
+
+// ref returns a checkpoint as a snapshot records it.
+func ref(cp ledger.Checkpoint) *snapshot.Checkpoint {
+	if cp.N == 0 {
+		return nil
+	}
+	return &snapshot.Checkpoint{Size: cp.N, Root: cp.Hash[:]}
+}

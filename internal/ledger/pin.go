@@ -1,0 +1,152 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/blob"
+)
+
+// PinVersion is the version of the pin file encoding.
+const PinVersion = 1
+
+// Pin is what a client or a witness remembers of one log between runs: the
+// log's public key, pinned at first use, and the newest checkpoint it has
+// checked (a witness: co-signed), as its signed note.
+type Pin struct {
+	LogKey     string
+	Checkpoint []byte // the signed note; nil before the first
+}
+
+// pinFile is a pin's encoding: one JSON object.
+type pinFile struct {
+	Version    int    `json:"version"`
+	LogKey     string `json:"log_key"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// PinFile is a pin kept in a file, shared by every process of a host that
+// uses the same log: updates are read-modify-write under an exclusive lock
+// (flock on a sibling ".lock" file, released by the kernel however the
+// process ends) and replace the file atomically, so two processes never
+// lose each other's update and a crash leaves the old pin or the new one.
+type PinFile string
+
+// Load returns the pin, and false if the file does not exist. A file of an
+// unknown version, or that does not decode, is an error naming the file.
+// Files written before the version field existed are read as version 1.
+func (f PinFile) Load() (Pin, bool, error) {
+	b, err := os.ReadFile(string(f))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Pin{}, false, nil
+	}
+	if err != nil {
+		return Pin{}, false, fmt.Errorf("ledger pin: %w", err)
+	}
+	var pf pinFile
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&pf); err != nil {
+		return Pin{}, false, fmt.Errorf("ledger pin %s: %v: %w", f, err, blob.ErrCorrupt)
+	}
+	if pf.Version != 0 && pf.Version != PinVersion {
+		return Pin{}, false, fmt.Errorf("ledger pin %s: version %d: %w", f, pf.Version, blob.ErrUnsupported)
+	}
+	if pf.LogKey == "" {
+		return Pin{}, false, fmt.Errorf("ledger pin %s: no log key: %w", f, blob.ErrCorrupt)
+	}
+	p := Pin{LogKey: pf.LogKey}
+	if pf.Checkpoint != "" {
+		p.Checkpoint = []byte(pf.Checkpoint)
+	}
+	return p, true, nil
+}
+
+// Update replaces the pin with what change makes of the current one (ok is
+// false when there is none yet), holding the lock from the read to the
+// write. If change returns an error, nothing is written and Update returns
+// it. It returns the pin as stored afterwards.
+func (f PinFile) Update(change func(cur Pin, ok bool) (Pin, error)) (Pin, error) {
+	dir := filepath.Dir(string(f))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Pin{}, fmt.Errorf("ledger pin: %w", err)
+	}
+	lock, err := os.OpenFile(string(f)+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return Pin{}, fmt.Errorf("ledger pin: %w", err)
+	}
+	defer lock.Close()
+	if err := flock(lock); err != nil {
+		return Pin{}, fmt.Errorf("ledger pin: lock %s: %w", lock.Name(), err)
+	}
+	cur, ok, err := f.Load()
+	if err != nil {
+		return Pin{}, err
+	}
+	next, err := change(cur, ok)
+	if err != nil {
+		return Pin{}, err
+	}
+	if ok && next.LogKey == cur.LogKey && bytes.Equal(next.Checkpoint, cur.Checkpoint) {
+		return cur, nil
+	}
+	b, err := json.MarshalIndent(pinFile{Version: PinVersion, LogKey: next.LogKey, Checkpoint: string(next.Checkpoint)}, "", "  ")
+	if err != nil {
+		return Pin{}, fmt.Errorf("ledger pin: %w", err)
+	}
+	if err := writeFileAtomic(string(f), append(b, '\n'), 0o600); err != nil {
+		return Pin{}, fmt.Errorf("ledger pin: %w", err)
+	}
+	return next, nil
+}
+
+// flock takes an exclusive lock on f, waiting for it; EINTR retries.
+func flock(f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, synced, renamed over path, and the directory synced.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

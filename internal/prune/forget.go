@@ -1,0 +1,189 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/kalaja/kalaja/internal/admin"
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
+)
+
+// Ledger is where forget and prune record each object before they delete
+// it: ledger.Client.Append.
+type Ledger interface {
+	Append(ctx context.Context, recs []ledger.Record) error
+}
+
+// Forget records the removal of the snapshots doomed in lg, then deletes
+// them with rm, and returns what rm had to keep. Nothing is deleted if the
+// records cannot be appended.
+func Forget(ctx context.Context, st store.Lister, lg Ledger, rm Remover, doomed []store.Handle, host string) ([]Kept, error) {
+	recs, err := RemovalRecords(ctx, st, doomed, host, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := lg.Append(ctx, recs); err != nil {
+		return nil, fmt.Errorf("nothing was deleted: %w", err)
+	}
+	kept, err := rm.Remove(ctx, doomed)
+	if err != nil {
+		return kept, fmt.Errorf("delete snapshots: %w", err)
+	}
+	return kept, nil
+}
+
+// RemovalRecords returns the ledger's records, at time now for host, of the
+// objects hs about to be deleted, with their sizes from the store.
+func RemovalRecords(ctx context.Context, st store.Lister, hs []store.Handle, host string, now time.Time) ([]ledger.Record, error) {
+	var recs []ledger.Record
+	for _, h := range hs {
+		id, err := blob.ParseID(h.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", h, err)
+		}
+		fi, err := st.Stat(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, ledger.Record{Kind: ledger.Removed(ledger.KindOf(h.Type)), ID: id, Size: fi.Size, Time: now, Host: host})
+	}
+	return recs, nil
+}
+
+// StampedSnapshots loads every snapshot of a repository with the time its
+// store stamped it. A snapshot that cannot be read is an error: forget must
+// not decide without it.
+func StampedSnapshots(ctx context.Context, st store.Lister, load func(context.Context) ([]*snapshot.Snapshot, error)) ([]snapshot.Stamped, error) {
+	stamps := map[string]time.Time{}
+	if err := st.List(ctx, store.Snapshots, func(fi store.FileInfo) error {
+		stamps[fi.Name] = fi.Stamp
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	list, err := load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w (nothing was deleted)", err)
+	}
+	out := make([]snapshot.Stamped, len(list))
+	for i, sn := range list {
+		out[i] = snapshot.Stamped{Snapshot: sn, Stamp: stamps[sn.ID.String()]}
+	}
+	return out, nil
+}
+
+// AdminStore is a store that deletes only on the administrator's signed
+// request: a server repository (internal/store/remote).
+type AdminStore interface {
+	AdminState(ctx context.Context) (admin.State, error)
+	Admin(ctx context.Context, signed []byte) (admin.Result, error)
+}
+
+// RequestLifetime is how long a signed request stays valid: long enough
+// to reach the server, short enough that a copy is of no later use.
+const RequestLifetime = time.Hour
+
+// Signed is a Remover that deletes through a server, one request signed
+// with the administrator's key per batch of at most admin.MaxDeletes
+// objects. What the server keeps (its retention) is returned as kept.
+func Signed(st AdminStore, signer note.Signer) Remover { return signed{st, signer} }
+
+type signed struct {
+	st     AdminStore
+	signer note.Signer
+}
+
+func (s signed) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
+	var kept []Kept
+	for start := 0; start < len(hs); start += admin.MaxDeletes {
+		state, err := s.st.AdminState(ctx)
+		if err != nil {
+			return kept, err
+		}
+		req := admin.Request{Server: state.Server, Seq: state.Seq + 1,
+			Expires: time.Now().Add(RequestLifetime).Truncate(time.Second), Delete: hs[start:min(start+admin.MaxDeletes, len(hs))]}
+		msg, err := req.Sign(s.signer)
+		if err != nil {
+			return kept, err
+		}
+		res, err := s.st.Admin(ctx, msg)
+		if err != nil {
+			return kept, err
+		}
+		for _, k := range res.Kept {
+			reason := k.Reason
+			if !k.Until.IsZero() {
+				reason = fmt.Sprintf("%s (until %s)", reason, k.Until.UTC().Format(time.RFC3339))
+			}
+			kept = append(kept, Kept{Object: k.Object, Reason: reason})
+		}
+	}
+	return kept, nil
+}
+
+// renewer is a store whose retention prune extends for every object that
+// stays: S3 with Object Lock (s3.Store.Renew).
+type renewer interface {
+	Renew(ctx context.Context, h store.Handle) (bool, error)
+}
+
+// RenewAll extends the retention of every object of st that would lose it
+// soon, if st keeps objects under retention, and returns how many it
+// extended.
+func RenewAll(ctx context.Context, st store.Lister) (int, error) {
+	rn, ok := st.(renewer)
+	if !ok {
+		return 0, nil
+	}
+	hs := []store.Handle{{Type: store.Config}}
+	for _, t := range store.Listable {
+		if err := st.List(ctx, t, func(fi store.FileInfo) error {
+			hs = append(hs, store.Handle{Type: t, Name: fi.Name})
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("list %s: %w", t, err)
+		}
+	}
+	n := 0
+	for _, h := range hs {
+		ok, err := rn.Renew(ctx, h)
+		if err != nil {
+			return n, fmt.Errorf("extend retention: %w", err)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// NeedsSigner reports whether deleting from st needs the administrator's
+// signing key (st deletes only on signed requests).
+func NeedsSigner(st store.Store) bool {
+	_, ok := st.(AdminStore)
+	return ok
+}
+
+// NewRemover returns what deletes from st: Signed with signer for a store
+// that deletes only on the administrator's signed request (signer must
+// then be set), Direct for one with its own Remove (a local directory, or
+// S3 where the credential and Object Lock decide). A store that can do
+// neither is an error.
+func NewRemover(st store.Store, signer note.Signer) (Remover, error) {
+	switch st := st.(type) {
+	case AdminStore:
+		if signer == nil {
+			return nil, fmt.Errorf("%s deletes only what the administrator signs, and no administrator key was given", st.(store.Store).Location())
+		}
+		return Signed(st, signer), nil
+	case store.Remover:
+		return Direct(st), nil
+	}
+	return nil, fmt.Errorf("%s cannot delete objects", st.Location())
+}
