@@ -69,14 +69,14 @@ func exitCode(err error) int {
 //
 // A backup's working set is mostly long-lived buffers (chunks, chunker and
 // compressor state) with little garbage between collections; a lower
-// target cuts peak memory by a quarter for a few percent of CPU
-// (docs/design.md, "Memory").
+// target cuts peak memory for a few percent of CPU (docs/design.md,
+// "Memory").
 //
 // A watcher's live heap is a few MiB and every event makes garbage; each
 // collection has to stop its event loop, which it can only do between two
 // reads, and meanwhile sends the loop's thread a signal every few
 // microseconds. A higher target makes that rare for a few MiB of memory
-// (docs/design.md, "Overhead").
+// (docs/design.md, "Garbage collection").
 const (
 	backupGCPercent = 50
 	watchGCPercent  = 400

@@ -54,7 +54,7 @@ base64/hex encoding, overwrites with zeros, renames to unknown extensions,
 ransom notes in many folders, mass deletion or truncation of older files,
 canary files touched, and any raw write to a block device. Scores add up over
 a window per process tree and per user; see docs/design.md, "Watcher
-(detector v1)", for the signals, weights and limits.
+(detector version 1)", for the signals, weights and limits.
 
 When a score crosses its threshold: the offending processes are stopped with
 SIGSTOP (inspect them, then 'kill -KILL' or 'kill -CONT'), unless --no-stop;

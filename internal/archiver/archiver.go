@@ -77,10 +77,8 @@ type archiver struct {
 	// per blob worker, so a file worker waits for a free one rather than
 	// allocating. Each grows to the largest chunk it has held (the
 	// repository's largest chunk size in a disk image's runs of zeros) and
-	// keeps its size. Two more buffers, as many as chunks could be in
-	// flight, and a sync.Pool before that, were no faster on the peer
-	// benchmark and cost 10-15 MiB of peak RSS, which had brought the
-	// incremental backup level with restic's.
+	// keeps its size. More buffers, or a sync.Pool, are no faster and cost
+	// peak memory (docs/measurements.md, "Chunk buffers").
 	bufs chan *[]byte
 
 	links map[[2]uint64]*fileResult // hard links seen, walker goroutine only

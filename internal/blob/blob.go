@@ -35,7 +35,9 @@ const IDSize = sha256.Size
 
 // ID names an object or a blob. Objects (files in a repository) are named by
 // the SHA-256 of their stored bytes; blobs (chunks and trees inside packs) by
-// the HMAC-SHA256 of their plaintext under the repository's ID key. Both are 32
+// a keyed hash of their plaintext under the repository's ID key: BLAKE3 in
+// keyed mode in repository format version 2, HMAC-SHA256 in version 1 (the
+// repository's config says which; docs/design.md, section 6). All are 32
 // bytes; the zero ID means "none". ID is comparable and usable as a map key.
 type ID [IDSize]byte
 

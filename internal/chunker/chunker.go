@@ -11,12 +11,13 @@ import (
 const maxEmptyReads = 100
 
 // readSize is the least a Chunker's buffer holds beyond the longest chunk,
-// so that each read is at least that large. A buffer of 2·Max measured no
-// faster and cost 6 MiB more per chunker.
+// so that each read is at least that large. A larger buffer (2·Max) is no
+// faster and costs memory in every file reader (docs/measurements.md,
+// "Chunker").
 const readSize = 1 << 20
 
 // Chunker splits a stream into chunks as the package documentation specifies.
-// It reads the stream into an internal buffer of Max + readSize bytes, 5 MiB
+// It reads the stream into an internal buffer of Max + readSize bytes, 3 MiB
 // for DefaultParams. Not safe for concurrent use.
 type Chunker struct {
 	tab          [256]uint64

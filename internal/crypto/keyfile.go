@@ -78,11 +78,11 @@ func (p KDFParams) derive(password []byte) []byte {
 // x/crypto's Argon2 XORs every block into its zeroed memory, even in the
 // first pass, so each fresh page is read before it is written: the read maps
 // the kernel's shared zero page and the write then takes a copy-on-write
-// fault, which flushes the TLBs of the CPUs running the other lanes. On a
-// two-core VM those flushes took 220 ms of a 300 ms derivation of 64 MiB;
-// with the memory prefaulted (about 25 ms) the derivation takes 80 ms. This
-// relies on the runtime reusing the freed span; if it does not, the
-// derivation is only as slow as without.
+// fault, which flushes the TLBs of the CPUs running the other lanes; on a
+// two-core machine those flushes were most of the derivation's time
+// (docs/measurements.md, "Opening a key"). Prefaulting relies on the
+// runtime reusing the freed span; if it does not, the derivation is only
+// as slow as without.
 func prefault(n int) {
 	b := make([]byte, n)
 	if unix.Madvise(b, unix.MADV_POPULATE_WRITE) != nil {

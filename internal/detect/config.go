@@ -12,7 +12,7 @@ import (
 // rejects weights for names not listed here.
 type Signal string
 
-// The signals, documented in docs/design.md ("Watcher (detector v1)").
+// The signals, documented in docs/design.md ("Watcher (detector version 1)").
 // Damage signals count on their own; boosters (SimilarityLost,
 // NewHighEntropy, RansomNote) count only once the same actor has damage.
 const (

@@ -12,7 +12,7 @@
 // Boosters count only for an actor that already shows damage. Every alert
 // lists the signals that fired, with their scores and files, and the
 // processes involved. The scoring is specified in docs/design.md,
-// "Watcher (detector v1)".
+// "Watcher (detector version 1)".
 package detect
 
 import (

@@ -52,9 +52,9 @@ type OverheadReport struct {
 // with or without the watcher. A run that starts at once is measurably
 // faster than one that starts after an idle second, and one that starts
 // soon after the previous tree was deleted pays more for new inodes
-// (ext4 skips recently freed ones): so both arms wait the same time, the
-// watcher starting within it. Found with a watcher that did nothing: at
-// once against after a second, it measured "slower" by 8% on git.
+// (ext4 skips recently freed ones), by more than the 5% the measurement is
+// for: so both arms wait the same time, the watcher starting within it
+// (docs/measurements.md, "Noise").
 const overheadLead = 1500 * time.Millisecond
 
 // MeasureOverhead runs every selected benign workload reps times without

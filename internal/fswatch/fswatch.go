@@ -109,9 +109,8 @@ type Options struct {
 	// before it is stopped is bounded by the detector, not by the
 	// scheduler. While it paces its reads through a run of events that
 	// raise nothing it runs at normal priority, so that it does not
-	// preempt a benign program at every read: a real-time reader made a
-	// script moving files one mv at a time 9% slower, a normal one 4%
-	// (docs/design.md, "Priority"). It needs CAP_SYS_NICE (root); without
+	// preempt a benign program at every read, which a real-time reader
+	// does (docs/design.md, "Priority"). It needs CAP_SYS_NICE (root); without
 	// it the loop always runs at normal priority and says so in the log.
 	Realtime bool
 }
@@ -199,18 +198,16 @@ func blockDevices() []string {
 // what happens meanwhile queues in the kernel and is read at once: a
 // process writing file after file (a git checkout, an unpacked archive) is
 // not preempted by the watcher once per file, and the kernel merges
-// repeated events on one file. Measured with the drill's git workload on 2
-// cores, the watcher's CPU time fell from 0.22 s (no pause) to 0.14 s
-// (1 ms) and 0.09 s (2 ms).
+// repeated events on one file.
 //
 // The wait is gap after a quiet spell, and doubles with each batch in a
 // row that the handler did not hurry for, up to maxGap: a long run of
 // benign events (a script moving files one mv at a time, a database
 // writing page after page) is read every maxGap, not every gap. Each read
-// wakes the watcher's CPU, and on 2 cores a reader that did nothing but
-// wake every millisecond made a copy of the drill's bulk-move script 4.5%
-// slower. Once a batch raises a score the handler asks to hurry and the
-// source reads without waiting (Handler); a wiper starting on a quiet
+// wakes the watcher's CPU, and on a small machine those wake-ups are most
+// of what the watcher costs a benign program (docs/design.md, "Pacing").
+// Once a batch raises a score the handler asks to hurry and the source
+// reads without waiting (Handler); a wiper starting on a quiet
 // file system is read at once (see below) and hurried from its first
 // batch. The price: an attack that starts amid a run of benign events
 // waits up to maxGap to be read, not gap.
@@ -219,10 +216,9 @@ func blockDevices() []string {
 // last event the source keeps reading at the same pace, and only then
 // waits in poll(2) for the kernel to wake it, and starts again from gap.
 // Woken by the kernel, every event that finds the source waiting costs the
-// process that caused it a wake-up of the watcher's CPU; a script moving
-// files one mv at a time (one event every millisecond or so) was 11%
-// slower with a reader that blocked after every empty read, 5% with one
-// that read on its own 1 ms timer (drill bulk-move, 2 cores). While the
+// process that caused it a wake-up of the watcher's CPU, which for a
+// program causing an event every millisecond or so (a script moving files
+// one mv at a time) costs more than a reader on its own timer. While the
 // handler asks to hurry, an empty read waits in poll(2) at once, to be
 // woken by the next event.
 const (

@@ -11,9 +11,9 @@ import "time"
 // rest. With fanotify the kernel drops them: once a file's Modify has come
 // twice within the window, an ignore mark on its inode keeps the kernel
 // from making the next ones until the window ends. Each event the kernel
-// makes costs the writing process a little of its own time: with every
-// write reported, the drill's sqlite workload ran 3-5% slower with the
-// watcher than without (docs/design.md, "Overhead").
+// makes costs the writing process a little of its own time, which for a
+// program writing in many pieces was most of what the watcher cost it
+// (docs/design.md, "Throttling of FAN_MODIFY").
 //
 // A window ends early when the file is closed (the next Modify is news)
 // and when the loop, having read nothing for linger, is about to wait in

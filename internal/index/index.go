@@ -2,9 +2,10 @@
 // index files.
 //
 // Memory: every blob costs one map entry of a 33-byte key and a 16-byte
-// value (about 80 bytes with map overhead), so 10 million chunks (10 TiB at
-// the 1 MiB average chunk) need under 1 GiB. docs/design.md ("Index at scale")
-// describes how this moves to sorted, memory-mapped files for 100 million.
+// value (about 80 bytes with map overhead), so 10 million chunks (5 TiB at
+// the default 512 KiB average chunk) need under 1 GiB. docs/design.md ("Index
+// at scale", planned) describes how this moves to sorted, memory-mapped files
+// for 100 million.
 package index
 
 import (

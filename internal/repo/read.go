@@ -246,9 +246,9 @@ type prefetcher interface {
 
 // prefetchTrees has the store read pack id ahead, once, if it holds only
 // trees: a backup packs a snapshot's trees together (archiver), and the
-// next backup and a restore then load them one after another. Cold, one
-// small read at a time, the 1,800 trees of the peer corpus took 0.15 s more
-// than warm.
+// next backup and a restore then load them one after another, which cold,
+// one small read at a time, waits on the disk for each (docs/measurements.md,
+// "Trees packed apart").
 func (r *Repository) prefetchTrees(id blob.ID) {
 	pf, ok := r.st.(prefetcher)
 	if !ok || !r.idx.TreesOnly(id) {

@@ -2,8 +2,9 @@
 // blob index, saves blobs into packs (deduplicated, compressed, encrypted),
 // loads them back, and reads and writes snapshots and trees.
 //
-// Write ordering (docs/design.md, "Crash safety"): packs are stored before
-// the index files that list them, and both before a snapshot that uses them.
+// Write ordering (docs/design.md, "Writing: crash safety and concurrency"):
+// packs are stored before the index files that list them, and both before a
+// snapshot that uses them.
 // Nothing is rewritten: every object's name is the SHA-256 of its bytes.
 // Adding data needs no lock: concurrent writers only ever create new names.
 package repo

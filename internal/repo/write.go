@@ -248,11 +248,12 @@ func (p *Packer) open() error {
 }
 
 // compress returns data zstd-compressed with its raw length, or data itself
-// and 0 when compression is off or does not make it smaller. zstd gives up
-// on incompressible input quickly (about 2.5 GB/s here), so every chunk is
-// tried in full: sampling only parts of a chunk missed compressible regions
-// in mixed data such as disk images, and keeping chunks that compress by
-// only a few percent raw cost 0.5% of repository size on the peer benchmark.
+// and 0 when compression is off, data is under 64 bytes, or compression
+// does not make it smaller. zstd gives up on incompressible input quickly,
+// so every chunk is tried in full: sampling only parts of a chunk missed
+// compressible regions in mixed data such as disk images, and keeping
+// chunks that compress by only a few percent raw makes the repository
+// larger (docs/measurements.md, "Compression").
 func (p *Packer) compress(data []byte) ([]byte, uint32) {
 	if p.r.enc == nil || len(data) < 64 {
 		return data, 0

@@ -1,6 +1,9 @@
 // Package store defines where repository objects live: the role interfaces
 // the rest of Kalaja uses, and the names of object kinds. Implementations are
-// in subpackages (local). A store moves bytes; it does not know formats.
+// in subpackages: local (a directory), s3 (a bucket with Object Lock),
+// remote (a kalaja serve server over HTTPS), and faulty (a decorator that
+// injects faults, for tests); storetest is the conformance suite they all
+// pass. A store moves bytes; it does not know formats.
 //
 // The interfaces are append-only on purpose: Saver never overwrites and there
 // is no delete in Store. Removal is the separate Remover interface, which only

@@ -9,8 +9,8 @@
 //
 // Events caused by the watcher's own process are never scored (they still
 // update the content cache); its own process and its ancestors are never
-// stopped. docs/design.md, "Watcher (detector v1)", documents the signals,
-// the process trees, the response and the limits.
+// stopped. docs/design.md, "Watcher (detector version 1)", documents the
+// signals, the process trees, the response and the limits.
 package watcher
 
 import (

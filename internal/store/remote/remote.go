@@ -178,8 +178,8 @@ func New(location string, opts Options) (*Store, error) {
 	}
 	// HTTP/1.1, one connection per request in flight: uploads of 16 MiB
 	// packs stream through TLS records without HTTP/2's frames and flow
-	// control windows, which cost backups through a server about a tenth of
-	// their throughput (bench/serve.sh).
+	// control windows, which cost backups through a server a noticeable
+	// share of their throughput (docs/measurements.md, "Server protocol").
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP1(true)
 	s := &Store{base: base, location: base.String(), token: opts.Token, client: &http.Client{Transport: tr},
