@@ -59,7 +59,9 @@ a window per process tree and per user; see docs/design.md, "Watcher
 When a score crosses its threshold: the offending processes are stopped with
 SIGSTOP (inspect them, then 'kill -KILL' or 'kill -CONT'), unless --no-stop;
 one JSON line describing the alert (signals, scores, files, processes) goes to
-stdout, and to --alert-log, syslog (--syslog) and a webhook (--webhook); with
+stdout and to the alert log (--alert-log), which 'kalaja snapshots' and
+'kalaja recover' read to mark the snapshots taken after an alert suspect, and
+to syslog (--syslog) and a webhook (--webhook); with
 --snapshot a protective snapshot of the folders is saved into the repository
 (--repo and its password), leaving out the files the offenders touched.
 
@@ -87,7 +89,7 @@ then the flags.`,
 	f.BoolVar(&o.noStop, "no-stop", false, "alert only; do not stop the offending processes")
 	f.BoolVar(&o.normalPriority, "normal-priority", false, "never handle events at real-time priority (as root the watcher uses it for the first event after a quiet spell and after a score rose: it stops an attack sooner on a busy machine)")
 	f.BoolVar(&o.noCanaries, "no-canaries", false, "do not place canary files in the folders")
-	f.StringVar(&o.alertLog, "alert-log", "", "append each alert as a JSON line to this file")
+	f.StringVar(&o.alertLog, "alert-log", "", "append each alert as a JSON line to this file (default $KALAJA_ALERT_LOG, else alerts.jsonl in the state directory; 'kalaja snapshots' and 'kalaja recover' read it)")
 	f.StringVar(&o.webhook, "webhook", "", "POST each alert as JSON to this URL")
 	f.BoolVar(&o.syslog, "syslog", false, "send each alert to the system log")
 	f.BoolVar(&o.snapshot, "snapshot", false, "on an alert, save a protective snapshot into the repository (--repo)")
@@ -196,7 +198,11 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		level = slog.LevelWarn
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	sinks, err := alert.Open(alert.Options{Stdout: cmd.OutOrStdout(), LogFile: o.alertLog, Syslog: o.syslog, Webhook: o.webhook})
+	alertLog, err := g.alertLogPath(o.alertLog)
+	if err != nil {
+		return err
+	}
+	sinks, err := alert.Open(alert.Options{Stdout: cmd.OutOrStdout(), LogFile: alertLog, Syslog: o.syslog, Webhook: o.webhook})
 	if err != nil {
 		return usageError{err}
 	}

@@ -53,9 +53,9 @@ const webhookTimeout = 10 * time.Second
 func Open(o Options) (*Sinks, error) {
 	s := &Sinks{stdout: o.Stdout, webhook: o.Webhook, client: &http.Client{Timeout: webhookTimeout}}
 	if o.LogFile != "" {
-		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		f, err := openLog(o.LogFile)
 		if err != nil {
-			return nil, fmt.Errorf("alert log: %w", err)
+			return nil, err
 		}
 		s.file = f
 	}
@@ -143,17 +143,56 @@ func (s *Sinks) post(ctx context.Context, line []byte) error {
 // hundred files.
 const maxLine = 4 << 20
 
-// ReadLog reads the alerts of an alert log, oldest first. A missing file
-// holds none. A line that does not decode (a torn last write, a line from
-// another program) is skipped and counted in bad, so that one bad line
-// cannot hide the alerts around it.
-func ReadLog(path string) (alerts []detect.Alert, bad int, err error) {
+// Resolution is a line of an alert log that ends an incident: recover
+// appends one when it has repaired the host, so that the alerts before it
+// no longer mark the host's later snapshots suspect.
+type Resolution struct {
+	Time     time.Time `json:"time"`
+	Resolved Resolved  `json:"resolved"`
+}
+
+// Resolved says what ended an incident.
+type Resolved struct {
+	By       string   `json:"by"`       // what resolved it: "recover"
+	Snapshot string   `json:"snapshot"` // the snapshot the host was brought back to
+	Paths    []string `json:"paths"`    // the paths repaired
+}
+
+// Log is what an alert log holds, oldest first.
+type Log struct {
+	Alerts      []detect.Alert
+	Resolutions []Resolution
+	// Bad counts lines that did not decode (a torn last write, a line from
+	// another program): skipped, so that one cannot hide the others.
+	Bad int
+}
+
+// Unresolved returns the alerts after the newest resolution.
+func (l *Log) Unresolved() []detect.Alert {
+	var last time.Time
+	for _, r := range l.Resolutions {
+		if r.Time.After(last) {
+			last = r.Time
+		}
+	}
+	var out []detect.Alert
+	for _, a := range l.Alerts {
+		if a.Time.After(last) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ReadLog reads an alert log. A missing file holds nothing.
+func ReadLog(path string) (*Log, error) {
+	l := &Log{}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
+		return l, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("alert log: %w", err)
+		return l, fmt.Errorf("alert log: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -163,15 +202,75 @@ func ReadLog(path string) (alerts []detect.Alert, bad int, err error) {
 		if len(line) == 0 {
 			continue
 		}
-		var a detect.Alert
-		if err := json.Unmarshal(line, &a); err != nil || a.Time.IsZero() {
-			bad++
+		var probe struct {
+			Time     time.Time        `json:"time"`
+			Resolved *json.RawMessage `json:"resolved"`
+		}
+		if err := json.Unmarshal(line, &probe); err != nil || probe.Time.IsZero() {
+			l.Bad++
 			continue
 		}
-		alerts = append(alerts, a)
+		if probe.Resolved != nil {
+			var r Resolution
+			if err := json.Unmarshal(line, &r); err != nil || r.Resolved.By == "" {
+				l.Bad++
+				continue
+			}
+			l.Resolutions = append(l.Resolutions, r)
+			continue
+		}
+		var a detect.Alert
+		if err := json.Unmarshal(line, &a); err != nil {
+			l.Bad++
+			continue
+		}
+		l.Alerts = append(l.Alerts, a)
 	}
 	if err := sc.Err(); err != nil {
-		return alerts, bad, fmt.Errorf("alert log %s: %w", path, err)
+		return l, fmt.Errorf("alert log %s: %w", path, err)
 	}
-	return alerts, bad, nil
+	return l, nil
+}
+
+// Resolve appends r to the alert log at path (creating it), synced.
+func Resolve(path string, r Resolution) error {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	f, err := openLog(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("alert log %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("alert log %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// openLog opens an alert log for appending, creating it. If the file does
+// not end in a line break (a write torn by a crash), one is added first, so
+// that the next line is not glued to the torn one and lost with it.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("alert log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err = f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			_, err = f.Write([]byte{'\n'})
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("alert log %s: %w", path, err)
+	}
+	return f, nil
 }

@@ -65,17 +65,31 @@ func TestSinksAndReadLog(t *testing.T) {
 	}
 	f.WriteString("not an alert\n{\"time\":\"2026-12-06T10:02:00Z\",\"pid\":4")
 	f.Close()
-	got, bad, err := ReadLog(logFile)
-	if err != nil || bad != 2 || len(got) != len(sent) {
-		t.Fatalf("ReadLog = %d alerts, %d bad, %v; want %d alerts and 2 bad lines", len(got), bad, err, len(sent))
+	l, err := ReadLog(logFile)
+	if err != nil || l.Bad != 2 || len(l.Alerts) != len(sent) {
+		t.Fatalf("ReadLog = %d alerts, %d bad, %v; want %d alerts and 2 bad lines", len(l.Alerts), l.Bad, err, len(sent))
 	}
-	for i, a := range got {
+	for i, a := range l.Alerts {
 		if !a.Time.Equal(sent[i].Time) || a.PID != sent[i].PID || a.Command != sent[i].Command {
 			t.Errorf("alert %d read back as %+v, want %+v", i, a, sent[i])
 		}
 	}
-	if got, bad, err := ReadLog(filepath.Join(t.TempDir(), "none")); err != nil || bad != 0 || got != nil {
-		t.Errorf("ReadLog of a missing file = %v, %d, %v; want no alerts", got, bad, err)
+	if got := l.Unresolved(); len(got) != len(sent) {
+		t.Errorf("%d unresolved alerts before any resolution, want %d", len(got), len(sent))
+	}
+	// A recovery between the two alerts resolves the first only.
+	r := Resolution{Time: t0.Add(30 * time.Second), Resolved: Resolved{By: "recover", Snapshot: "1a2b3c4d", Paths: []string{"/srv"}}}
+	if err := Resolve(logFile, r); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = ReadLog(logFile); err != nil || len(l.Resolutions) != 1 || len(l.Alerts) != len(sent) {
+		t.Fatalf("ReadLog after Resolve = %+v, %v", l, err)
+	}
+	if got := l.Unresolved(); len(got) != 1 || got[0].PID != 43 {
+		t.Errorf("unresolved after the recovery = %+v, want the second alert only", got)
+	}
+	if l, err := ReadLog(filepath.Join(t.TempDir(), "none")); err != nil || l.Bad != 0 || len(l.Alerts) != 0 {
+		t.Errorf("ReadLog of a missing file = %+v, %v; want nothing", l, err)
 	}
 }
 

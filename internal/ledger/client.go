@@ -244,3 +244,47 @@ func (c *Client) Verify(ctx context.Context, opts VerifyOptions, snaps []*snapsh
 	}
 	return rep, nil
 }
+
+// Proven is a snapshot record the log proves.
+type Proven struct {
+	Index  int64 // the record's index in the log
+	Record Record
+}
+
+// ProvenSnapshots returns the snapshots the log proves, by ID: those with a
+// record under the log's newest signed checkpoint, which Check has shown
+// extends this client's pin, each record's inclusion proof checked against
+// that checkpoint, and not followed by a removal record. It also returns
+// the checkpoint. Records after the newest signed checkpoint (an append
+// interrupted or still running) prove nothing yet. A log that contradicts
+// the pin is an error wrapping blob.ErrTampered.
+func (c *Client) ProvenSnapshots(ctx context.Context) (map[blob.ID]Proven, Checkpoint, error) {
+	cp, _, err := c.Check(ctx)
+	if err != nil {
+		return nil, cp, err
+	}
+	all, err := c.Log.ReadAll(ctx)
+	if err != nil {
+		return nil, cp, err
+	}
+	if all.N() < cp.N {
+		return nil, cp, fmt.Errorf("%w: the log holds %d records, its checkpoint says %d", ErrRollback, all.N(), cp.N)
+	}
+	out := map[blob.ID]Proven{}
+	for i, rec := range all.Records[:cp.N] {
+		switch rec.Kind {
+		case KindSnapshot:
+			proof, err := tlog.ProveRecord(cp.N, int64(i), all)
+			if err != nil {
+				return nil, cp, fmt.Errorf("proof of record %d: %w", i, err)
+			}
+			if err := tlog.CheckRecord(proof, cp.N, cp.Hash, int64(i), tlog.RecordHash(all.Raw[i])); err != nil {
+				return nil, cp, fmt.Errorf("%w: record %d is not in the signed checkpoint %s: %v", ErrFork, i, cp, err)
+			}
+			out[rec.ID] = Proven{Index: int64(i), Record: rec}
+		case KindSnapshotRemoved:
+			delete(out, rec.ID)
+		}
+	}
+	return out, cp, nil
+}

@@ -53,3 +53,20 @@ func (g *globalOptions) openWithLedger(ctx context.Context) (*repo.Repository, *
 	}
 	return r, lc, nil
 }
+
+// alertLogPath is this host's alert log, which watch appends to and
+// snapshots and recover read: flag if set, else KALAJA_ALERT_LOG, else
+// alerts.jsonl in the state directory.
+func (g *globalOptions) alertLogPath(flag string) (string, error) {
+	if p := env(flag, "KALAJA_ALERT_LOG"); p != "" {
+		return p, nil
+	}
+	root, err := g.stateRoot()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	return filepath.Join(root, "alerts.jsonl"), nil
+}
