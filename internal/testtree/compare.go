@@ -302,8 +302,8 @@ func (c *comparer) target(p string, ta, tb *tree) {
 }
 
 func (c *comparer) xattrs(p string, ta, tb *tree) {
-	xa, errA := userXattrs(filepath.Join(ta.root, p))
-	xb, errB := userXattrs(filepath.Join(tb.root, p))
+	xa, errA := UserXattrs(filepath.Join(ta.root, p))
+	xb, errB := UserXattrs(filepath.Join(tb.root, p))
 	if errA != nil {
 		c.errorf(p, true, errA)
 		return
@@ -331,9 +331,10 @@ func (c *comparer) xattrs(p string, ta, tb *tree) {
 	}
 }
 
-// userXattrs returns the user.* extended attributes of p, not following a
-// symlink. A filesystem without xattrs has none.
-func userXattrs(p string) (map[string]string, error) {
+// UserXattrs returns the user.* extended attributes of p by name, not
+// following a symlink: nil if it has none. A filesystem without xattrs has
+// none.
+func UserXattrs(p string) (map[string]string, error) {
 	names, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
 	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 		return nil, nil

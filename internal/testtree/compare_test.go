@@ -387,7 +387,7 @@ func breakLink(t *testing.T, root, rel string) {
 	data, err := os.ReadFile(p)
 	check(t, err)
 	check(t, os.WriteFile(tmp, data, 0o600))
-	xs, err := userXattrs(p)
+	xs, err := UserXattrs(p)
 	check(t, err)
 	for n, v := range xs {
 		check(t, unix.Lsetxattr(tmp, n, []byte(v), 0))
