@@ -117,7 +117,7 @@ func removalRecords(ctx context.Context, st store.Lister, hs []store.Handle, hos
 		if err != nil {
 			return nil, err
 		}
-		recs = append(recs, ledger.Record{Kind: ledger.Removed(recordKinds[h.Type]), ID: id, Size: fi.Size, Time: now, Host: host})
+		recs = append(recs, ledger.Record{Kind: ledger.Removed(ledger.KindOf(h.Type)), ID: id, Size: fi.Size, Time: now, Host: host})
 	}
 	return recs, nil
 }

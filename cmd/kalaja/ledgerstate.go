@@ -159,19 +159,12 @@ func ref(cp ledger.Checkpoint) *snapshot.Checkpoint {
 	return &snapshot.Checkpoint{Size: cp.N, Root: cp.Hash[:]}
 }
 
-// recordKinds maps stored object types to ledger record kinds.
-var recordKinds = map[store.FileType]string{
-	store.Snapshots: ledger.KindSnapshot,
-	store.Packs:     ledger.KindPack,
-	store.Index:     ledger.KindIndex,
-}
-
 // written returns the records of the objects r stored since the last call.
 func written(r *repo.Repository, host string) []ledger.Record {
 	now := time.Now()
 	var recs []ledger.Record
 	for _, o := range r.Written() {
-		recs = append(recs, ledger.Record{Kind: recordKinds[o.Type], ID: o.ID, Size: o.Size, Time: now, Host: host})
+		recs = append(recs, ledger.Record{Kind: ledger.KindOf(o.Type), ID: o.ID, Size: o.Size, Time: now, Host: host})
 	}
 	return recs
 }
@@ -209,7 +202,7 @@ func (cl *clientLedger) record(ctx context.Context, r *repo.Repository, host str
 		err := r.Store().List(ctx, t, func(fi store.FileInfo) error {
 			id, err := blob.ParseID(fi.Name)
 			if err == nil && !logged.ids[id] {
-				recs = append(recs, ledger.Record{Kind: recordKinds[t], ID: id, Size: fi.Size, Time: now, Host: host})
+				recs = append(recs, ledger.Record{Kind: ledger.KindOf(t), ID: id, Size: fi.Size, Time: now, Host: host})
 				logged.ids[id] = true
 			}
 			return nil
