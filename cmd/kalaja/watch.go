@@ -344,18 +344,8 @@ func (p *protector) run(ctx context.Context, a detect.Alert) {
 			p.damaged[c] = true
 		}
 	}
-	for _, f := range a.Files {
+	for _, f := range a.Paths() {
 		p.damaged[f] = true
-	}
-	for _, h := range a.Signals {
-		for _, f := range h.Files {
-			from, to, ok := strings.Cut(f, " -> ")
-			if ok {
-				p.damaged[from], p.damaged[to] = true, true
-			} else {
-				p.damaged[f] = true
-			}
-		}
 	}
 	host, _ := os.Hostname()
 	opts := archiver.Options{
