@@ -570,8 +570,13 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 		if e.End {
 			return nil
 		}
-		if (store.Handle{Type: t, Name: e.Name}).Check() != nil || e.Size < 0 {
+		if e.Size < 0 {
 			return fmt.Errorf("list %s at %s: malformed entry %q", t, s.location, e.Name)
+		}
+		if (store.Handle{Type: t, Name: e.Name}).Check() != nil {
+			// Not an object of the repository (store.Lister): a stray
+			// file in the backend of a server that lists it.
+			continue
 		}
 		if err := fn(store.FileInfo{Name: e.Name, Size: e.Size, Stamp: e.Time}); err != nil {
 			return err
