@@ -5,13 +5,14 @@
 // Packages, lowest layer first (a package imports only packages above it in
 // this list; layers_test.go enforces it):
 //
+//	internal/atomicfile  replace a file whole and durably: temporary file, fsync, rename, fsync the folder
 //	internal/blob        IDs, blob types, sentinel errors
 //	internal/chunker     content-defined chunking, FastCDC with a keyed table (pure)
 //	internal/crypto      key hierarchy, Argon2id key files, sealed objects, pack keys
 //	internal/pack        pack codec: encrypted blobs, header, trailer (pure)
 //	internal/index       blob -> pack location in memory; index file codec
 //	internal/snapshot    snapshot, tree and node records and their codecs (pure)
-//	internal/store       role interfaces for object storage (no Delete in Store)
+//	internal/store       role interfaces for object storage (no Delete in Store), the rule of object names
 //	internal/admin       administrator requests signed with the offline key: delete, retention (pure)
 //	internal/store/local a repository in a local directory
 //	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)

@@ -15,6 +15,7 @@ const module = "github.com/kalaja/kalaja/"
 // layers lists every internal package with the internal packages it may
 // import. Test files are not checked (they may import test support).
 var layers = map[string][]string{
+	"internal/atomicfile":  nil,
 	"internal/blob":        nil,
 	"internal/chunker":     nil,
 	"internal/crypto":      {"internal/blob"},
@@ -27,7 +28,7 @@ var layers = map[string][]string{
 	"internal/repo": {"internal/blob", "internal/chunker", "internal/crypto", "internal/pack",
 		"internal/index", "internal/snapshot", "internal/store"},
 	"internal/archiver": {"internal/blob", "internal/chunker", "internal/repo", "internal/snapshot"},
-	"internal/ledger":   {"internal/blob", "internal/snapshot", "internal/store"},
+	"internal/ledger":   {"internal/atomicfile", "internal/blob", "internal/snapshot", "internal/store"},
 	"internal/restorer": {"internal/blob", "internal/crypto", "internal/index", "internal/repo",
 		"internal/snapshot", "internal/store"},
 	"internal/checker": {"internal/blob", "internal/crypto", "internal/index", "internal/pack",
@@ -45,7 +46,7 @@ var layers = map[string][]string{
 	"internal/store/storetest": {"internal/blob", "internal/store"},
 	"internal/store/faulty":    {"internal/blob", "internal/store"},
 	"internal/store/remote":    {"internal/admin", "internal/blob", "internal/store"},
-	"internal/server":          {"internal/admin", "internal/blob", "internal/store"},
+	"internal/server":          {"internal/admin", "internal/atomicfile", "internal/blob", "internal/store"},
 	"internal/admin":           {"internal/store"},
 }
 

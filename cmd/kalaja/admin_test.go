@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/admin"
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/remote"
 )
@@ -74,10 +75,10 @@ func TestAdminKeygen(t *testing.T) {
 	rs, err := remote.New(s.url, remote.Options{Token: token, PinnedCert: pin})
 	must(t, err)
 	ctx := t.Context()
-	h := store.Handle{Type: store.Keys, Name: "old-key"}
+	h := store.Handle{Type: store.Keys, Name: blob.Hash([]byte("key file")).String()}
 	must(t, rs.Save(ctx, h, []byte("key file")))
 	old := time.Now().Add(-8 * 24 * time.Hour)
-	must(t, os.Chtimes(filepath.Join(s.repo, "keys", "old-key"), old, old))
+	must(t, os.Chtimes(filepath.Join(s.repo, "keys", h.Name), old, old))
 
 	st, err := rs.AdminState(ctx)
 	must(t, err)
@@ -90,13 +91,13 @@ func TestAdminKeygen(t *testing.T) {
 	if err != nil || len(res.Deleted) != 1 {
 		t.Fatalf("Admin = %+v, %v", res, err)
 	}
-	if _, err := os.Stat(filepath.Join(s.repo, "keys", "old-key")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(s.repo, "keys", h.Name)); !os.IsNotExist(err) {
 		t.Fatalf("the deleted object is still there: %v", err)
 	}
 	if _, err := rs.Admin(ctx, signed); err == nil || !strings.Contains(err.Error(), "replayed") {
 		t.Fatalf("replay: %v", err)
 	}
-	if log := s.log(); !strings.Contains(log, "administrator request accepted") || !strings.Contains(log, "keys/old-key") {
+	if log := s.log(); !strings.Contains(log, "administrator request accepted") || !strings.Contains(log, h.String()) {
 		t.Errorf("the server did not log the request and the deletion:\n%s", log)
 	}
 

@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,9 +40,6 @@ const (
 	MaxSize    = 1 << 20
 	MaxDeletes = 10000
 )
-
-// maxName bounds an object name's length, as the server does.
-const maxName = 255
 
 // Errors Open returns, wrapped with what is wrong.
 var (
@@ -212,18 +208,14 @@ func parse(text string) (Request, error) {
 	return r, nil
 }
 
-// CheckHandle accepts the objects a request may delete: a named object
-// of a kind in store.Listable (never the config), whose name is 1 to 255
-// letters, digits, '.', '_' and '-', not starting with '.'.
+// CheckHandle accepts the objects a request may delete: a named object of
+// a kind in store.Listable (never the config) whose name
+// store.Handle.Check accepts. Its errors wrap store.ErrInvalidHandle.
 func CheckHandle(h store.Handle) error {
-	if !slices.Contains(store.Listable, h.Type) {
-		return fmt.Errorf("invalid object kind %q", h.Type)
+	if err := h.Type.CheckListable(); err != nil {
+		return err
 	}
-	if len(h.Name) == 0 || len(h.Name) > maxName || h.Name[0] == '.' ||
-		strings.Trim(h.Name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
-		return fmt.Errorf("invalid object name %q", h.Name)
-	}
-	return nil
+	return h.Check()
 }
 
 // isServerID reports whether s is 32 lowercase hex digits.

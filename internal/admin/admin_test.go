@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/storetest"
 )
 
 const serverID = "0123456789abcdef0123456789abcdef"
@@ -67,8 +68,8 @@ func TestAdminRoundTrip(t *testing.T) {
 			"retention 30d\ndelete snapshots " + strings.Repeat("ab", 32) + "\ndelete ledger/checkpoints 00000000000000000001\n"},
 		{"retention only", Request{Server: serverID, Seq: 1, Expires: expires, Retention: 36 * time.Hour},
 			"kalaja admin request v1\nserver " + serverID + "\nseq 1\nexpires 2030-01-02T03:04:05Z\nretention 36h0m0s\n"},
-		{"delete only", Request{Server: serverID, Seq: 1<<64 - 1, Expires: expires, Delete: []store.Handle{{Type: store.Keys, Name: "k"}}},
-			"kalaja admin request v1\nserver " + serverID + "\nseq 18446744073709551615\nexpires 2030-01-02T03:04:05Z\ndelete keys k\n"},
+		{"delete only", Request{Server: serverID, Seq: 1<<64 - 1, Expires: expires, Delete: []store.Handle{{Type: store.LedgerKeys, Name: "signer"}}},
+			"kalaja admin request v1\nserver " + serverID + "\nseq 18446744073709551615\nexpires 2030-01-02T03:04:05Z\ndelete ledger/keys signer\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,8 +104,8 @@ func TestAdminSignRefuses(t *testing.T) {
 		{"no expiry", func(r *Request) { r.Expires = time.Time{} }, "expiry"},
 		{"negative retention", func(r *Request) { r.Retention = -time.Hour }, "retention"},
 		{"empty", func(r *Request) { r.Retention, r.Delete = 0, nil }, "empty request"},
-		{"config", func(r *Request) { r.Delete = []store.Handle{{Type: store.Config}} }, "kind"},
-		{"unknown kind", func(r *Request) { r.Delete = []store.Handle{{Type: "tmp", Name: "x"}} }, "kind"},
+		{"config", func(r *Request) { r.Delete = []store.Handle{{Type: store.Config}} }, "type"},
+		{"unknown kind", func(r *Request) { r.Delete = []store.Handle{{Type: "tmp", Name: "x"}} }, "type"},
 		{"slash in name", func(r *Request) { r.Delete = []store.Handle{{Type: store.Keys, Name: "a/b"}} }, "name"},
 		{"space in name", func(r *Request) { r.Delete = []store.Handle{{Type: store.Keys, Name: "a b"}} }, "name"},
 		{"hidden name", func(r *Request) { r.Delete = []store.Handle{{Type: store.Keys, Name: ".a"}} }, "name"},
@@ -163,11 +164,11 @@ func TestAdminOpenRefuses(t *testing.T) {
 		{"two retentions", signText(t, s, h+"retention 1d\nretention 2d\n"), ErrMalformed, "delete KIND NAME"},
 		{"retention after delete", signText(t, s, h+"delete keys k\nretention 2d\n"), ErrMalformed, "delete KIND NAME"},
 		{"nothing to do", signText(t, s, h), ErrMalformed, "at least four"},
-		{"delete config", signText(t, s, h+"delete config x\n"), ErrMalformed, "kind"},
+		{"delete config", signText(t, s, h+"delete config x\n"), ErrMalformed, "type"},
 		{"delete without name", signText(t, s, h+"delete keys\n"), ErrMalformed, "delete KIND NAME"},
 		{"delete with two spaces", signText(t, s, h+"delete keys  k\n"), ErrMalformed, "name"},
 		{"delete path", signText(t, s, h+"delete keys ../config\n"), ErrMalformed, "name"},
-		{"delete twice", signText(t, s, h+"delete keys k\ndelete keys k\n"), ErrMalformed, "twice"},
+		{"delete twice", signText(t, s, h+"delete ledger/keys signer\ndelete ledger/keys signer\n"), ErrMalformed, "twice"},
 		{"unknown field", signText(t, s, h+"retention 1d\nforce yes\n"), ErrMalformed, "delete KIND NAME"},
 		{"trailing space", signText(t, s, h+"retention 1d \n"), ErrMalformed, "retention"},
 		{"carriage return", signText(t, s, strings.ReplaceAll(h, "\n", "\r\n")+"retention 1d\r\n"), ErrMalformed, ""},
@@ -179,6 +180,22 @@ func TestAdminOpenRefuses(t *testing.T) {
 				t.Fatalf("Open = %+v, %v; want %v mentioning %q", r, err, tt.want, tt.why)
 			}
 		})
+	}
+}
+
+// TestCheckHandle checks that a request may name exactly the objects
+// every store and the server accept (storetest's tables), but the config.
+func TestCheckHandle(t *testing.T) {
+	for _, h := range storetest.ValidHandles() {
+		err := CheckHandle(h)
+		if h.Type == store.Config && !errors.Is(err, store.ErrInvalidHandle) || h.Type != store.Config && err != nil {
+			t.Errorf("CheckHandle(%q, %q) = %v", h.Type, h.Name, err)
+		}
+	}
+	for _, h := range storetest.InvalidHandles() {
+		if err := CheckHandle(h); !errors.Is(err, store.ErrInvalidHandle) {
+			t.Errorf("CheckHandle(%q, %q) = %v, want store.ErrInvalidHandle", h.Type, h.Name, err)
+		}
 	}
 }
 
@@ -225,14 +242,14 @@ func TestAdminJSON(t *testing.T) {
 	until := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	res := Result{
 		Deleted: []store.Handle{{Type: store.LedgerTiles, Name: "0-1"}},
-		Kept: []Kept{{Object: store.Handle{Type: store.Packs, Name: "ab"}, Reason: "retention", Until: until},
-			{Object: store.Handle{Type: store.Keys, Name: "k"}, Reason: "missing"}},
+		Kept: []Kept{{Object: store.Handle{Type: store.Packs, Name: strings.Repeat("ab", 32)}, Reason: "retention", Until: until},
+			{Object: store.Handle{Type: store.LedgerKeys, Name: "signer"}, Reason: "missing"}},
 	}
 	b, err = json.Marshal(res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"deleted":["ledger/tiles/0-1"],"kept":[{"object":"data/ab","reason":"retention","until":"2030-01-01T00:00:00Z"},{"object":"keys/k","reason":"missing"}]}`
+	want := `{"deleted":["ledger/tiles/0-1"],"kept":[{"object":"data/` + strings.Repeat("ab", 32) + `","reason":"retention","until":"2030-01-01T00:00:00Z"},{"object":"ledger/keys/signer","reason":"missing"}]}`
 	if string(b) != want {
 		t.Fatalf("Result JSON %s, want %s", b, want)
 	}

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"strings"
 	"sync"
 
 	"github.com/kalaja/kalaja/internal/detect"
@@ -42,25 +41,9 @@ func NewProtector(r *repo.Repository, lc *ledger.Client, paths, canaries []strin
 func (p *Protector) Snapshot(ctx context.Context, a detect.Alert) (*Result, int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, f := range alertPaths(a) {
+	for _, f := range a.Paths() {
 		p.damaged[f] = true
 	}
 	res, err := Run(ctx, p.r, p.lc, p.paths, p.opts)
 	return res, len(p.damaged), err
-}
-
-// alertPaths returns every path a names: its files and the files of its
-// signals, both sides of a rename.
-func alertPaths(a detect.Alert) []string {
-	out := append([]string(nil), a.Files...)
-	for _, h := range a.Signals {
-		for _, f := range h.Files {
-			if from, to, ok := strings.Cut(f, " -> "); ok {
-				out = append(out, from, to)
-			} else {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
 }

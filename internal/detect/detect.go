@@ -75,11 +75,20 @@ type Event struct {
 	Dir     bool    // Create: Path is a folder
 }
 
-// Hit is one signal in an alert: its total score and the files it fired for.
+// Hit is one signal in an alert: its total score and the files it fired
+// for. Files are paths, each once; a rename lists both its paths, and
+// Renames says which became which.
 type Hit struct {
-	Signal string   `json:"signal"`
-	Score  float64  `json:"score"`
-	Files  []string `json:"files"`
+	Signal  string   `json:"signal"`
+	Score   float64  `json:"score"`
+	Files   []string `json:"files"`
+	Renames []Move   `json:"renames,omitempty"` // the renames the signal fired for (rename_ext)
+}
+
+// Move is a file renamed from one path to another.
+type Move struct {
+	From string `json:"from"`
+	To   string `json:"to"`
 }
 
 // Alert says which actor crossed its threshold, why, and what it touched.
@@ -97,6 +106,25 @@ type Alert struct {
 	Files     []string  `json:"files"`     // files the implicated processes touched in the window (bounded)
 	Stopped   bool      `json:"stopped"`   // set by the caller once the processes are stopped
 	StopError string    `json:"stop_error,omitempty"`
+}
+
+// Paths returns every path a implicates, each once, sorted: the files
+// the processes touched and every file of every signal, both paths of
+// each rename included.
+func (a Alert) Paths() []string {
+	seen := map[string]bool{}
+	for _, f := range a.Files {
+		seen[f] = true
+	}
+	for _, h := range a.Signals {
+		for _, f := range h.Files {
+			seen[f] = true
+		}
+		for _, m := range h.Renames {
+			seen[m.From], seen[m.To] = true, true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // Limits on the state kept per actor, so memory stays bounded whatever
@@ -124,6 +152,7 @@ type contrib struct {
 	sig   Signal
 	score float64
 	files []string
+	move  Move // a rename's paths, or zero
 	pid   int
 }
 
@@ -275,7 +304,8 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		}
 	case Rename:
 		if suspiciousRename(e.OldPath, e.Path) {
-			add(e.OldPath, RenamedExt, e.OldPath+" -> "+e.Path) // one file: capped with its content signals
+			add(e.OldPath, RenamedExt, e.OldPath, e.Path) // one file: capped with its content signals
+			out[len(out)-1].move = Move{From: e.OldPath, To: e.Path}
 		}
 	}
 	return out
@@ -587,6 +617,9 @@ func (g *group) rescore(cfg Config) {
 				h.Files = append(h.Files, f)
 			}
 		}
+		if c.move != (Move{}) && len(h.Renames) < maxTouched && !slices.Contains(h.Renames, c.move) {
+			h.Renames = append(h.Renames, c.move)
+		}
 	}
 	g.score = damage
 	if damage > 0 {
@@ -635,6 +668,11 @@ func (d *Detector) alert(e Event, groups []*group, score, threshold float64, sco
 			for _, f := range h.Files {
 				if !slices.Contains(m.Files, f) {
 					m.Files = append(m.Files, f)
+				}
+			}
+			for _, r := range h.Renames {
+				if !slices.Contains(m.Renames, r) {
+					m.Renames = append(m.Renames, r)
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package detect
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -254,6 +255,76 @@ func TestScenarios(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRenameHit checks that a rename is carried as data: the rename_ext
+// hit lists both paths of each rename as files and pairs them in
+// Renames, and Alert.Paths names every one.
+func TestRenameHit(t *testing.T) {
+	doc := text(6000)
+	var moves []Move
+	alerts := run(t, repeat(5, func(i int) []step {
+		f := fmt.Sprintf("d%d/f%d.txt", i%3, i)
+		moves = append(moves, Move{From: "/data/" + f, To: "/data/" + f + ".lockbit"})
+		return []step{{op: Write, pid: 7, file: f, old: doc, new: random(6016)}, {op: Rename, pid: 7, file: f, to: f + ".lockbit"}}
+	}))
+	if len(alerts) == 0 {
+		t.Fatal("no alert")
+	}
+	a := alerts[0]
+	i := slices.IndexFunc(a.Signals, func(h Hit) bool { return h.Signal == string(RenamedExt) })
+	if i < 0 {
+		t.Fatalf("no rename_ext hit in %+v", a.Signals)
+	}
+	h := a.Signals[i]
+	if len(h.Renames) == 0 {
+		t.Fatalf("rename_ext hit without renames: %+v", h)
+	}
+	paths := a.Paths()
+	for _, m := range h.Renames {
+		if !slices.Contains(moves, m) {
+			t.Errorf("hit names the rename %+v, which did not happen", m)
+		}
+		for _, p := range []string{m.From, m.To} {
+			if !slices.Contains(h.Files, p) || !slices.Contains(paths, p) {
+				t.Errorf("%s is not among the hit's files %v and the alert's paths %v", p, h.Files, paths)
+			}
+		}
+	}
+	for _, f := range h.Files {
+		if strings.Contains(f, " -> ") {
+			t.Errorf("file %q is a formatted rename", f)
+		}
+	}
+	if !slices.IsSorted(paths) || len(slices.Compact(slices.Clone(paths))) != len(paths) {
+		t.Errorf("Paths() = %v, want sorted, each once", paths)
+	}
+}
+
+// TestAlertJSON pins the alert's JSON, the one line kalaja watch writes
+// per alert: users' scripts read it.
+func TestAlertJSON(t *testing.T) {
+	a := Alert{
+		Time: t0, Scope: "process tree", PID: 7, Group: 7, PIDs: []int{7, 8}, Command: "enc", UID: 1000,
+		Score: 12.5, Threshold: 10,
+		Signals: []Hit{
+			{Signal: "entropy", Score: 10, Files: []string{"/d/a.txt"}},
+			{Signal: "rename_ext", Score: 2.5, Files: []string{"/d/a.txt", "/d/a.txt.lockbit"},
+				Renames: []Move{{From: "/d/a.txt", To: "/d/a.txt.lockbit"}}},
+		},
+		Files: []string{"/d/a.txt", "/d/a.txt.lockbit"}, Stopped: true,
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"time":"2022-07-15T10:00:00Z","scope":"process tree","pid":7,"group":7,"pids":[7,8],"command":"enc",` +
+		`"uid":1000,"score":12.5,"threshold":10,"signals":[{"signal":"entropy","score":10,"files":["/d/a.txt"]},` +
+		`{"signal":"rename_ext","score":2.5,"files":["/d/a.txt","/d/a.txt.lockbit"],"renames":[{"from":"/d/a.txt","to":"/d/a.txt.lockbit"}]}],` +
+		`"files":["/d/a.txt","/d/a.txt.lockbit"],"stopped":true}`
+	if string(b) != want {
+		t.Errorf("alert JSON\n%s\nwant\n%s", b, want)
 	}
 }
 

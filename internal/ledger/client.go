@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/kalaja/kalaja/internal/atomicfile"
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
@@ -214,7 +215,7 @@ func (c *Client) saveLogged(s loggedSet) error {
 	for id := range s.ids {
 		b = append(b, id[:]...)
 	}
-	if err := writeFileAtomic(c.loggedPath(), b, 0o600); err != nil {
+	if err := atomicfile.Write(c.loggedPath(), b, 0o600); err != nil {
 		return fmt.Errorf("ledger client cache: %w", err)
 	}
 	return nil

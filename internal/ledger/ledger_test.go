@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -921,16 +923,20 @@ func TestVerifyRemoved(t *testing.T) {
 }
 
 // TestVerifyStrayNames plants copies of ledger objects under names that
-// parse to a real object's index; verify must name each as malformed.
+// parse to a real object's index. Names outside the store's rule
+// (store.Handle.Check) are refused by the store and, planted in its
+// directory anyway, are no object of the repository; verify must name
+// each one the store accepts as malformed.
 func TestVerifyStrayNames(t *testing.T) {
 	tests := []struct {
 		typ        store.FileType
 		from, name string
+		stored     bool // the store's rule accepts the name
 	}{
-		{store.LedgerCheckpoints, entryName(3), "+0000000000000000003"},
-		{store.LedgerEntries, entryName(0), "+0000000000000000000"},
-		{store.LedgerEntries, entryName(0), "-0000000000000000000"},
-		{store.LedgerTiles, "0-0.p3", "0-72057594037927936.p3"}, // N<<8 wraps to 0
+		{store.LedgerCheckpoints, entryName(3), "+0000000000000000003", false},
+		{store.LedgerEntries, entryName(0), "+0000000000000000000", false},
+		{store.LedgerEntries, entryName(0), "-0000000000000000000", false},
+		{store.LedgerTiles, "0-0.p3", "0-72057594037927936.p3", true}, // N<<8 wraps to 0
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.typ)+"/"+tt.name, func(t *testing.T) {
@@ -940,7 +946,18 @@ func TestVerifyStrayNames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := tl.st.Save(t.Context(), store.Handle{Type: tt.typ, Name: tt.name}, data); err != nil {
+			err = tl.st.Save(t.Context(), store.Handle{Type: tt.typ, Name: tt.name}, data)
+			if !tt.stored {
+				if !errors.Is(err, store.ErrInvalidHandle) {
+					t.Fatalf("Save under %q = %v, want store.ErrInvalidHandle", tt.name, err)
+				}
+				if err := os.WriteFile(filepath.Join(tl.dir, string(tt.typ), tt.name), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				tl.verifyClean(t, VerifyOptions{})
+				return
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			rep, err := tl.log.Verify(t.Context(), VerifyOptions{})

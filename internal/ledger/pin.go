@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kalaja/kalaja/internal/atomicfile"
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
@@ -101,7 +102,7 @@ func (f PinFile) Update(change func(cur Pin, ok bool) (Pin, error)) (Pin, error)
 	if err != nil {
 		return Pin{}, fmt.Errorf("ledger pin: %w", err)
 	}
-	if err := writeFileAtomic(string(f), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(string(f), append(b, '\n'), 0o600); err != nil {
 		return Pin{}, fmt.Errorf("ledger pin: %w", err)
 	}
 	return next, nil
@@ -115,38 +116,4 @@ func flock(f *os.File) error {
 			return err
 		}
 	}
-}
-
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

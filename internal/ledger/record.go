@@ -28,27 +28,52 @@ const (
 	KindIndexRemoved    = "index-removed"
 )
 
-// Removed returns the removal kind for an object kind ("" for others).
-func Removed(kind string) string {
-	switch kind {
-	case KindSnapshot, KindPack, KindIndex:
-		return kind + "-removed"
+// kinds is the one map between record kinds and the types of the objects
+// they name.
+var kinds = []struct {
+	kind, removed string
+	t             store.FileType
+}{
+	{KindSnapshot, KindSnapshotRemoved, store.Snapshots},
+	{KindPack, KindPackRemoved, store.Packs},
+	{KindIndex, KindIndexRemoved, store.Index},
+}
+
+// KindOf returns the record kind that logs an object of type t:
+// KindSnapshot, KindPack or KindIndex, or "" for a type the log does not
+// record.
+func KindOf(t store.FileType) string {
+	for _, k := range kinds {
+		if k.t == t {
+			return k.kind
+		}
 	}
 	return ""
 }
 
-// KindOf returns the record kind of objects of type t: KindSnapshot,
-// KindPack or KindIndex, and "" for a type the log does not record.
-func KindOf(t store.FileType) string {
-	switch t {
-	case store.Snapshots:
-		return KindSnapshot
-	case store.Packs:
-		return KindPack
-	case store.Index:
-		return KindIndex
+// Removed returns the removal kind for an object kind ("" for others).
+func Removed(kind string) string {
+	for _, k := range kinds {
+		if k.kind == kind {
+			return k.removed
+		}
 	}
 	return ""
+}
+
+// TypeOf returns the type of the objects a record kind names, and whether
+// the kind is a removal kind. ok is false for a kind that names no object
+// type (an unknown kind, which readers skip).
+func TypeOf(kind string) (t store.FileType, removal, ok bool) {
+	for _, k := range kinds {
+		switch kind {
+		case k.kind:
+			return k.t, false, true
+		case k.removed:
+			return k.t, true, true
+		}
+	}
+	return "", false, false
 }
 
 // Records returns the records, at time now for host, of objects a client

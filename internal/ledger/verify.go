@@ -90,20 +90,6 @@ func (r *Report) problem(kind, object, format string, args ...any) {
 	r.Problems = append(r.Problems, Problem{Kind: kind, Object: object, Message: fmt.Sprintf(format, args...)})
 }
 
-// kindTypes maps record kinds to the object types they name.
-var kindTypes = map[string]store.FileType{
-	KindSnapshot: store.Snapshots,
-	KindPack:     store.Packs,
-	KindIndex:    store.Index,
-}
-
-// removedTypes maps removal record kinds to the object types they name.
-var removedTypes = map[string]store.FileType{
-	KindSnapshotRemoved: store.Snapshots,
-	KindPackRemoved:     store.Packs,
-	KindIndexRemoved:    store.Index,
-}
-
 // Verify checks the log and the objects it names. It returns an error only
 // when it cannot run at all (the store fails); everything it finds wrong is
 // in the report.
@@ -284,12 +270,12 @@ func (l *Log) verifyObjects(ctx context.Context, c *Contents, rep *Report, readD
 	byType := map[store.FileType]map[string]logged{}
 	removed := map[store.Handle]int64{} // the last removal record of each object
 	for i, r := range c.Records {
-		if t, ok := removedTypes[r.Kind]; ok {
-			removed[store.Handle{Type: t, Name: r.ID.String()}] = int64(i)
+		t, removal, ok := TypeOf(r.Kind)
+		if !ok {
 			continue
 		}
-		t, ok := kindTypes[r.Kind]
-		if !ok {
+		if removal {
+			removed[store.Handle{Type: t, Name: r.ID.String()}] = int64(i)
 			continue
 		}
 		if byType[t] == nil {

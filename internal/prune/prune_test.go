@@ -124,21 +124,11 @@ type removed struct{ hs []store.Handle }
 
 func (l *removed) Append(_ context.Context, recs []ledger.Record) error {
 	for _, rec := range recs {
-		if t, ok := removedType(rec.Kind); ok {
+		if t, removal, ok := ledger.TypeOf(rec.Kind); ok && removal {
 			l.hs = append(l.hs, store.Handle{Type: t, Name: rec.ID.String()})
 		}
 	}
 	return nil
-}
-
-// removedType returns the object type a removal record kind names.
-func removedType(kind string) (store.FileType, bool) {
-	for _, t := range []store.FileType{store.Snapshots, store.Packs, store.Index} {
-		if kind == ledger.Removed(ledger.KindOf(t)) {
-			return t, true
-		}
-	}
-	return "", false
 }
 
 func TestPrune(t *testing.T) {

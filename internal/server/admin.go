@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/admin"
+	"github.com/kalaja/kalaja/internal/atomicfile"
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/store"
 )
@@ -135,7 +136,7 @@ func adminKey(file, given string) (string, error) {
 		return "", fmt.Errorf("administrator key: %w", err)
 	}
 	if file != "" {
-		if err := writeFileAtomic(file, []byte(given+"\n")); err != nil {
+		if err := atomicfile.Write(file, []byte(given+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("store administrator key: %w", err)
 		}
 	}
@@ -151,7 +152,7 @@ func (a *administration) persist(st admin.State) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(a.path, b); err != nil {
+	if err := atomicfile.Write(a.path, b, 0o600); err != nil {
 		return fmt.Errorf("write administrator state: %w", err)
 	}
 	return nil

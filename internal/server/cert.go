@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/kalaja/kalaja/internal/atomicfile"
 )
 
 // Names of the files of a generated certificate in its directory.
@@ -91,11 +93,11 @@ func SelfSignedCert(dir string, hosts []string, now time.Time) (tls.Certificate,
 	// The key first: a crash between the two leaves no certificate, so
 	// the next start generates a new pair.
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	if err := writeFileAtomic(keyPath, keyPEM); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, false, fmt.Errorf("write TLS key: %w", err)
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writeFileAtomic(certPath, certPEM); err != nil {
+	if err := atomicfile.Write(certPath, certPEM, 0o600); err != nil {
 		return tls.Certificate{}, false, fmt.Errorf("write TLS certificate: %w", err)
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)

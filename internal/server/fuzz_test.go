@@ -35,7 +35,7 @@ func FuzzParseRequest(f *testing.F) {
 		if h.Type != store.Config && !slices.Contains(store.Listable, h.Type) {
 			t.Fatalf("parseRequest(%q) accepted kind %q", path, h.Type)
 		}
-		if h.Name != "" && checkName(h.Name) != nil {
+		if h.Name != "" && h.Check() != nil {
 			t.Fatalf("parseRequest(%q) accepted name %q", path, h.Name)
 		}
 		if (req.op == opList) != (h.Type != store.Config && h.Name == "") {

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -13,9 +11,6 @@ import (
 
 // prefix is the path every endpoint of API version 1 lives under.
 const prefix = "/v1/"
-
-// maxName bounds an object name's length.
-const maxName = 255
 
 // op is what a request asks for.
 type op int
@@ -66,8 +61,9 @@ const (
 // parseRequest reads the method and the escaped path of a request under
 // prefix. Paths are prefix + "config", prefix + KIND + "/" (a listing) and
 // prefix + KIND + "/" + NAME, where KIND is one of store.Listable and NAME
-// is 1 to 255 letters, digits, '.', '_' and '-', not starting with '.'.
-// Nothing is percent-encoded. It returns a *refusal for anything else.
+// a name store.Handle.Check accepts for it. Nothing is percent-encoded. It
+// returns a *refusal for anything else: 404 for an unknown KIND, 400 for
+// an invalid NAME.
 func parseRequest(method, path string) (request, error) {
 	rest, ok := strings.CutPrefix(path, prefix)
 	if !ok {
@@ -84,16 +80,13 @@ func parseRequest(method, path string) (request, error) {
 		if i < 0 {
 			return request{}, refuse(http.StatusNotFound, reasonNotFound, "no such endpoint")
 		}
-		kind, name := store.FileType(rest[:i]), rest[i+1:]
-		if !slices.Contains(store.Listable, kind) {
+		req.h = store.Handle{Type: store.FileType(rest[:i]), Name: rest[i+1:]}
+		if req.h.Type.CheckListable() != nil {
 			return request{}, refuse(http.StatusNotFound, reasonNotFound, "unknown object kind")
 		}
-		if name != "" {
-			if err := checkName(name); err != nil {
-				return request{}, refuse(http.StatusBadRequest, reasonBadRequest, "%v", err)
-			}
+		if req.h.Name != "" && req.h.Check() != nil {
+			return request{}, refuse(http.StatusBadRequest, reasonBadRequest, "invalid name for an object of kind %s", req.h.Type)
 		}
-		req.h = store.Handle{Type: kind, Name: name}
 	}
 	listing := req.h.Type != store.Config && req.h.Name == ""
 	switch {
@@ -111,36 +104,6 @@ func parseRequest(method, path string) (request, error) {
 		return request{}, refuse(http.StatusMethodNotAllowed, reasonMethod, "method %s is not allowed: objects are only added and read", method)
 	}
 	return req, nil
-}
-
-// checkName accepts 1 to maxName letters, digits, '.', '_' and '-', not
-// starting with '.'.
-func checkName(name string) error {
-	if len(name) == 0 || len(name) > maxName || name[0] == '.' {
-		return errors.New("invalid object name")
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return errors.New("invalid object name")
-		}
-	}
-	return nil
-}
-
-// isHashName reports whether name is 64 lowercase hex digits, the form of
-// a SHA-256 object name.
-func isHashName(name string) bool {
-	if len(name) != 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // parseRange reads a Range header of one byte range ("bytes=A-B",

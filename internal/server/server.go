@@ -56,10 +56,6 @@ var limits = map[store.FileType]int64{
 	store.LedgerKeys:        4 << 20,
 }
 
-// contentAddressed are the kinds whose objects are named by the SHA-256 of
-// their bytes, which the server checks.
-var contentAddressed = map[store.FileType]bool{store.Packs: true, store.Index: true, store.Snapshots: true}
-
 // readChunk is how much of an object a GET reads from the store at once.
 const readChunk = 4 << 20
 
@@ -96,7 +92,8 @@ type Options struct {
 	// fails: only a signed request changes it.
 	Retention time.Duration
 	// SkipHashCheck stores objects of content-addressed kinds without
-	// checking that their name is the SHA-256 of their bytes. Only for
+	// checking that their name is the SHA-256 of their bytes (the name
+	// must still be 64 lowercase hex digits, store.Handle.Check). Only for
 	// running the store conformance suite, whose objects are not
 	// content-addressed, through a server.
 	SkipHashCheck bool
@@ -389,8 +386,6 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 		return refuse(http.StatusLengthRequired, reasonLength, "a Content-Length is required")
 	case size > limits[h.Type]:
 		return refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, "%s objects are limited to %d bytes", h.Type, limits[h.Type])
-	case contentAddressed[h.Type] && !s.skipHash && !isHashName(h.Name):
-		return refuse(http.StatusUnprocessableEntity, reasonHash, "%s objects are named by the SHA-256 of their bytes in lowercase hex", h.Type)
 	}
 	// An existing object is refused before its replacement is read; the
 	// store's Save or Commit refuses it again if it appears meanwhile.
@@ -445,7 +440,7 @@ func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash) error {
 	if n != size {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "the body has %d of %d bytes", n, size)
 	}
-	if contentAddressed[h.Type] && !s.skipHash && hex.EncodeToString(sum.Sum(nil)) != h.Name {
+	if h.Type.ContentAddressed() && !s.skipHash && hex.EncodeToString(sum.Sum(nil)) != h.Name {
 		return refuse(http.StatusUnprocessableEntity, reasonHash, "the SHA-256 of the body is not the name %s", h.Name)
 	}
 	return nil

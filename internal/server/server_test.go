@@ -111,8 +111,8 @@ func TestServerAttacks(t *testing.T) {
 		{"overwrite checkpoint", http.MethodPut, "/v1/ledger/checkpoints/00000000000000000001", other, nil, http.StatusConflict},
 		{"pack under another's hash", http.MethodPut, "/v1/data/" + sha([]byte("x")), other, nil, http.StatusUnprocessableEntity},
 		{"snapshot under another's hash", http.MethodPut, "/v1/snapshots/" + sha([]byte("x")), other, nil, http.StatusUnprocessableEntity},
-		{"index not named by a hash", http.MethodPut, "/v1/index/latest", other, nil, http.StatusUnprocessableEntity},
-		{"uppercase hash name", http.MethodPut, "/v1/data/" + strings.ToUpper(sha(other)), other, nil, http.StatusUnprocessableEntity},
+		{"index not named by a hash", http.MethodPut, "/v1/index/latest", other, nil, http.StatusBadRequest},
+		{"uppercase hash name", http.MethodPut, "/v1/data/" + strings.ToUpper(sha(other)), other, nil, http.StatusBadRequest},
 		{"delete", http.MethodDelete, packPath, nil, nil, http.StatusMethodNotAllowed},
 		{"delete config", http.MethodDelete, "/v1/config", nil, nil, http.StatusMethodNotAllowed},
 		{"post", http.MethodPost, packPath, other, nil, http.StatusMethodNotAllowed},
@@ -219,6 +219,9 @@ func TestServerAuth(t *testing.T) {
 	}
 }
 
+// keyPath is the path of a key file's object.
+var keyPath = "/v1/keys/" + sha([]byte("key file"))
+
 func TestServerLimits(t *testing.T) {
 	f := newFixture(t, nil)
 	tests := []struct {
@@ -228,10 +231,10 @@ func TestServerLimits(t *testing.T) {
 		body   []byte
 		want   int
 	}{
-		{"oversized key", "/v1/keys/k", 4<<20 + 1, nil, http.StatusRequestEntityTooLarge},
+		{"oversized key", keyPath, 4<<20 + 1, nil, http.StatusRequestEntityTooLarge},
 		{"oversized pack", "/v1/data/" + sha(nil), 64<<20 + 1, nil, http.StatusRequestEntityTooLarge},
-		{"no length", "/v1/keys/k", -1, []byte("x"), http.StatusLengthRequired},
-		{"short body", "/v1/keys/k", 10, []byte("abc"), http.StatusBadRequest},
+		{"no length", keyPath, -1, []byte("x"), http.StatusLengthRequired},
+		{"short body", keyPath, 10, []byte("abc"), http.StatusBadRequest},
 		{"short pack body", "/v1/data/" + sha([]byte("abc")), 10, []byte("abc"), http.StatusBadRequest},
 	}
 	for _, tt := range tests {
@@ -264,7 +267,7 @@ func TestServerQuota(t *testing.T) {
 	if w := f.do(http.MethodPut, "/v1/data/"+sha(a), a); w.Code != http.StatusConflict {
 		t.Fatalf("PUT of an existing object: %d", w.Code)
 	}
-	if w := f.do(http.MethodPut, "/v1/keys/k", b[:40]); w.Code != http.StatusCreated {
+	if w := f.do(http.MethodPut, keyPath, b[:40]); w.Code != http.StatusCreated {
 		t.Fatalf("PUT within quota: %d %s", w.Code, w.Body)
 	}
 	// The count survives a restart.
@@ -273,7 +276,7 @@ func TestServerQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.srv = srv
-	if w := f.do(http.MethodPut, "/v1/keys/k2", []byte("x")); w.Code != http.StatusInsufficientStorage {
+	if w := f.do(http.MethodPut, "/v1/keys/"+sha([]byte("key 2")), []byte("x")); w.Code != http.StatusInsufficientStorage {
 		t.Fatalf("PUT over quota after a restart: %d %s, want 507", w.Code, w.Body)
 	}
 }

@@ -12,10 +12,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/kalaja/kalaja/internal/atomicfile"
 )
 
 // tokensHeader is the first line of a tokens file, version 1.
@@ -178,7 +179,7 @@ func (t *Tokens) write(entries []tokenEntry) error {
 	for _, e := range entries {
 		fmt.Fprintf(&b, "%s %x\n", e.host, e.hash)
 	}
-	if err := writeFileAtomic(t.path, b.Bytes()); err != nil {
+	if err := atomicfile.Write(t.path, b.Bytes(), 0o600); err != nil {
 		return err
 	}
 	t.read = nil // re-read on next use
@@ -218,35 +219,4 @@ func (t *Tokens) Host(token string) (string, bool, error) {
 		return "", false, nil
 	}
 	return t.entries[found].host, true, nil
-}
-
-// writeFileAtomic replaces the file at path with b, durably: a crash
-// leaves the old file or the new one.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/kalaja/kalaja/internal/atomicfile"
 )
 
 // usageVersion is the version of the usage file's format.
@@ -125,7 +127,7 @@ func (u *usage) commit(host string, n int64, snapshot time.Time) (hostUsage, err
 	if err != nil {
 		return *hu, err
 	}
-	if err := writeFileAtomic(u.path, b); err != nil {
+	if err := atomicfile.Write(u.path, b, 0o600); err != nil {
 		return *hu, fmt.Errorf("write usage: %w", err)
 	}
 	return *hu, nil

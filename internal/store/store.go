@@ -3,7 +3,9 @@
 // in subpackages: local (a directory), s3 (a bucket with Object Lock),
 // remote (a kalaja serve server over HTTPS), and faulty (a decorator that
 // injects faults, for tests); storetest is the conformance suite they all
-// pass. A store moves bytes; it does not know formats.
+// pass. A store moves bytes; it does not know formats, only the one rule of
+// which names each kind of object may have (Handle.Check), which every
+// store and the server apply.
 //
 // The interfaces are append-only on purpose: Saver never overwrites and there
 // is no delete in Store. Removal is the separate Remover interface, which only
@@ -88,14 +90,14 @@ type Saver interface {
 	// Save stores data under h atomically and durably: when it returns nil
 	// the object survives a crash, and a crash before that leaves no object
 	// named h. It never replaces an existing object: it returns an error
-	// wrapping ErrExists instead. It refuses unknown types and names that
-	// are empty, start with "." or contain a slash, and returns ctx.Err()
+	// wrapping ErrExists instead. It refuses a handle Handle.Check refuses
+	// with that error (wrapping ErrInvalidHandle), and returns ctx.Err()
 	// (leaving no object) when ctx is already done.
 	Save(ctx context.Context, h Handle, data []byte) error
 }
 
 // Loader reads objects. A missing object is reported with an error wrapping
-// blob.ErrNotFound.
+// blob.ErrNotFound, a handle Handle.Check refuses with its error.
 type Loader interface {
 	// Load returns the whole object.
 	Load(ctx context.Context, h Handle) ([]byte, error)
@@ -107,9 +109,12 @@ type Loader interface {
 // Lister enumerates objects.
 type Lister interface {
 	// List calls fn for every object of type t, in no particular order,
-	// stopping at the first error fn returns.
+	// stopping at the first error fn returns. It reports only names
+	// Handle.Check accepts: anything else a backend holds is not an
+	// object of the repository. A type that is not in Listable is an
+	// error wrapping ErrInvalidHandle.
 	List(ctx context.Context, t FileType, fn func(FileInfo) error) error
-	// Stat describes one object.
+	// Stat describes one object; errors as for Loader.
 	Stat(ctx context.Context, h Handle) (FileInfo, error)
 }
 
@@ -126,7 +131,8 @@ type Store interface {
 // commits them under a name it learns only at the end (a pack is named by
 // the hash of its bytes). Stores without it are staged in memory by callers.
 type Stager interface {
-	// Stage starts a new object of type t.
+	// Stage starts a new object of type t; a type FileType.Check refuses
+	// is an error wrapping ErrInvalidHandle.
 	Stage(t FileType) (Staged, error)
 }
 
@@ -135,14 +141,15 @@ type Stager interface {
 type Staged interface {
 	io.Writer
 	// Commit stores the bytes written so far as object (type, name), with
-	// the guarantees of Saver.Save.
+	// the guarantees (and the refusals) of Saver.Save.
 	Commit(ctx context.Context, name string) error
 	// Abort discards the bytes written.
 	Abort()
 }
 
 // Remover deletes objects. Only administrative paths (key removal on a local
-// repository, and later prune) receive it.
+// repository, and later prune) receive it. Remove refuses a handle
+// Handle.Check refuses, and reports a missing object as Loader does.
 type Remover interface {
 	Remove(ctx context.Context, h Handle) error
 }

@@ -36,9 +36,9 @@ func TestConformanceUnmatchedFaults(t *testing.T) {
 }
 
 var (
-	pack  = store.Handle{Type: store.Packs, Name: "aa01"}
-	pack2 = store.Handle{Type: store.Packs, Name: "bb02"}
-	index = store.Handle{Type: store.Index, Name: "cc03"}
+	pack  = store.Handle{Type: store.Packs, Name: blob.Hash([]byte("pack")).String()}
+	pack2 = store.Handle{Type: store.Packs, Name: blob.Hash([]byte("pack2")).String()}
+	index = store.Handle{Type: store.Index, Name: blob.Hash([]byte("index")).String()}
 	data  = []byte("0123456789")
 )
 

@@ -90,27 +90,9 @@ func (l *Local) path(h store.Handle) string {
 	return filepath.Join(l.dir(h.Type, h.Name), h.Name)
 }
 
-// listable reports whether t is a type of named objects, kept in a directory.
-func listable(t store.FileType) bool {
-	return slices.Contains(store.Listable, t)
-}
-
-func validName(h store.Handle) error {
-	if h.Type == store.Config {
-		return nil
-	}
-	if !listable(h.Type) {
-		return fmt.Errorf("invalid object type %q", h.Type)
-	}
-	if h.Name == "" || strings.ContainsAny(h.Name, `/\`) || h.Name[0] == '.' {
-		return fmt.Errorf("invalid object name %q", h.Name)
-	}
-	return nil
-}
-
 // Save implements store.Saver.
 func (l *Local) Save(ctx context.Context, h store.Handle, data []byte) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -129,7 +111,7 @@ func (l *Local) Save(ctx context.Context, h store.Handle, data []byte) error {
 
 // Stage implements store.Stager: the object is written to a file in tmp/.
 func (l *Local) Stage(t store.FileType) (store.Staged, error) {
-	if err := validName(store.Handle{Type: t, Name: "staged"}); err != nil {
+	if err := t.Check(); err != nil {
 		return nil, err
 	}
 	f, err := os.CreateTemp(filepath.Join(l.root, "tmp"), strings.ReplaceAll(string(t), "/", "-")+"-*")
@@ -167,7 +149,7 @@ func (s *staged) Commit(ctx context.Context, name string) error {
 			s.Abort()
 		}
 	}()
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -175,8 +157,9 @@ func (s *staged) Commit(ctx context.Context, name string) error {
 	}
 	l := s.l
 	if h.Type == store.Packs {
-		// Create made the fan-out directories of lowercase hex names; make
-		// any other one now, durably.
+		// Create made the fan-out directories; make one now, durably, if
+		// it is missing (a copy of the repository that dropped empty
+		// directories).
 		if err := os.Mkdir(l.dir(h.Type, h.Name), 0o700); err == nil {
 			if err := syncDir(filepath.Join(l.root, string(store.Packs))); err != nil {
 				return fmt.Errorf("save %v: %w", h, err)
@@ -241,7 +224,7 @@ func notFound(h store.Handle, err error) error {
 
 // Load implements store.Loader.
 func (l *Local) Load(ctx context.Context, h store.Handle) ([]byte, error) {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return nil, err
 	}
 	b, err := os.ReadFile(l.path(h))
@@ -253,7 +236,7 @@ func (l *Local) Load(ctx context.Context, h store.Handle) ([]byte, error) {
 
 // ReadAt implements store.Loader.
 func (l *Local) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	f, err := os.Open(l.path(h))
@@ -275,7 +258,7 @@ func (l *Local) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64)
 // background (FADV_WILLNEED), for reads of it that will follow. It is only a
 // hint: errors are ignored.
 func (l *Local) Prefetch(h store.Handle) {
-	if validName(h) != nil {
+	if h.Check() != nil {
 		return
 	}
 	fd, err := unix.Open(l.path(h), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -288,7 +271,7 @@ func (l *Local) Prefetch(h store.Handle) {
 
 // Stat implements store.Lister.
 func (l *Local) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error) {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return store.FileInfo{}, err
 	}
 	fi, err := os.Stat(l.path(h))
@@ -300,8 +283,8 @@ func (l *Local) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error
 
 // List implements store.Lister.
 func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
-	if !listable(t) {
-		return fmt.Errorf("list %q: not a type of named objects", t)
+	if err := t.CheckListable(); err != nil {
+		return fmt.Errorf("list: %w", err)
 	}
 	base := filepath.Join(l.root, string(t))
 	dirs := []string{base}
@@ -326,7 +309,8 @@ func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			h := store.Handle{Type: t, Name: e.Name()}
+			if !e.Type().IsRegular() || h.Check() != nil || l.dir(t, h.Name) != d {
 				continue
 			}
 			fi, err := e.Info()
@@ -346,7 +330,7 @@ func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 
 // Remove implements store.Remover.
 func (l *Local) Remove(ctx context.Context, h store.Handle) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := os.Remove(l.path(h)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,16 +74,18 @@ func TestCreate(t *testing.T) {
 func TestLayout(t *testing.T) {
 	ctx := t.Context()
 	l := newLocal(t)
+	keyName, indexName := blob.Hash([]byte("key")).String(), blob.Hash([]byte("index")).String()
 	saves := map[store.Handle]string{
-		{Type: store.Config}:                      "config",
-		{Type: store.Keys, Name: "k1"}:            "keys/k1",
-		{Type: store.Packs, Name: packName}:       "data/" + packName[:2] + "/" + packName,
-		{Type: store.Packs, Name: "Zoo"}:          "data/Zo/Zoo",
-		{Type: store.Index, Name: "i1"}:           "index/i1",
-		{Type: store.Snapshots, Name: "s1"}:       "snapshots/s1",
-		{Type: store.Packs, Name: "q"}:            "data/q/q",
-		{Type: store.Keys, Name: "name with sp"}:  "keys/name with sp",
-		{Type: store.Index, Name: packName + "x"}: "index/" + packName + "x",
+		{Type: store.Config}:                                               "config",
+		{Type: store.Keys, Name: keyName}:                                  "keys/" + keyName,
+		{Type: store.Packs, Name: packName}:                                "data/" + packName[:2] + "/" + packName,
+		{Type: store.Index, Name: indexName}:                               "index/" + indexName,
+		{Type: store.Snapshots, Name: packName}:                            "snapshots/" + packName,
+		{Type: store.LedgerEntries, Name: "00000000000000000000"}:          "ledger/entries/00000000000000000000",
+		{Type: store.LedgerTiles, Name: "0-0.p3"}:                          "ledger/tiles/0-0.p3",
+		{Type: store.LedgerCheckpoints, Name: "00000000000000000003"}:      "ledger/checkpoints/00000000000000000003",
+		{Type: store.LedgerWitness, Name: "00000000000000000003.0123abcd"}: "ledger/witness/00000000000000000003.0123abcd",
+		{Type: store.LedgerKeys, Name: "verifier"}:                         "ledger/keys/verifier",
 	}
 	for h, rel := range saves {
 		if err := l.Save(ctx, h, []byte(rel)); err != nil {
@@ -91,6 +94,47 @@ func TestLayout(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(l.Location(), rel))
 		if err != nil || string(b) != rel {
 			t.Errorf("%v is not stored at %s: %q, %v", h, rel, b, err)
+		}
+	}
+}
+
+// TestListSkipsStrays plants files the store never writes: List reports
+// none of them, only the objects Load can read.
+func TestListSkipsStrays(t *testing.T) {
+	ctx := t.Context()
+	l := newLocal(t)
+	h := store.Handle{Type: store.Packs, Name: packName}
+	if err := l.Save(ctx, h, []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	other := blob.Hash([]byte("other")).String()
+	strays := []string{
+		"data/" + packName[:2] + "/.hidden",
+		"data/" + packName[:2] + "/" + strings.ToUpper(other),
+		"data/" + packName[:2] + "/" + other, // in the wrong fan-out folder
+		"data/zz/" + other,
+		"index/latest",
+		"index/" + other + ".tmp",
+		"ledger/tiles/0-01",
+	}
+	for _, rel := range strays {
+		p := filepath.Join(l.Location(), rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("stray"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ft := range store.Listable {
+		err := l.List(ctx, ft, func(fi store.FileInfo) error {
+			if ft != h.Type || fi.Name != h.Name {
+				t.Errorf("List(%s) reports %s", ft, fi.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -150,8 +194,8 @@ func TestCrashLeavesOnlyTemp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.Stat(ctx, store.Handle{Type: store.Packs, Name: filepath.Base(f.Name())}); !errors.Is(err, blob.ErrNotFound) {
-		t.Errorf("Stat of the leftover's name = %v, want blob.ErrNotFound", err)
+	if _, err := l.Stat(ctx, store.Handle{Type: store.Packs, Name: filepath.Base(f.Name())}); !errors.Is(err, store.ErrInvalidHandle) {
+		t.Errorf("Stat of the leftover's name = %v, want store.ErrInvalidHandle", err)
 	}
 }
 
@@ -213,11 +257,16 @@ func TestCleanTemp(t *testing.T) {
 func TestPermissions(t *testing.T) {
 	ctx := t.Context()
 	l := newLocal(t)
+	// A pack whose fan-out folder is missing makes it.
+	onDemand := blob.Hash([]byte("on demand")).String()
+	if err := os.Remove(filepath.Join(l.Location(), "data", onDemand[:2])); err != nil {
+		t.Fatal(err)
+	}
 	for _, h := range []store.Handle{
 		{Type: store.Config},
-		{Type: store.Keys, Name: "k"},
+		{Type: store.Keys, Name: packName},
 		{Type: store.Packs, Name: packName},
-		{Type: store.Packs, Name: "ZZ-made-on-demand"},
+		{Type: store.Packs, Name: onDemand},
 	} {
 		if err := l.Save(ctx, h, []byte("secret")); err != nil {
 			t.Fatal(err)

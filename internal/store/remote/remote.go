@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -212,20 +211,6 @@ func parseCert(b []byte) ([]byte, error) {
 // Location returns the server's URL.
 func (s *Store) Location() string { return s.location }
 
-// validName refuses handles no server accepts, before any request.
-func validName(h store.Handle) error {
-	if h.Type == store.Config {
-		return nil
-	}
-	if !slices.Contains(store.Listable, h.Type) {
-		return fmt.Errorf("invalid object type %q", h.Type)
-	}
-	if h.Name == "" || strings.ContainsAny(h.Name, `/\%?#`) || h.Name[0] == '.' {
-		return fmt.Errorf("invalid object name %q", h.Name)
-	}
-	return nil
-}
-
 // url returns the URL of object h, or of the listing of a kind when
 // h.Name is empty.
 func (s *Store) url(h store.Handle) string {
@@ -345,7 +330,7 @@ func (s *Store) fail(op string, h store.Handle, resp *http.Response, err error) 
 
 // Save implements store.Saver.
 func (s *Store) Save(ctx context.Context, h store.Handle, data []byte) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -388,7 +373,7 @@ func (s *Store) put(ctx context.Context, h store.Handle, size int64, sum [sha256
 // holds reports whether object h has SHA-256 sum: for content-addressed
 // names that is the name, otherwise the stored bytes are read.
 func (s *Store) holds(ctx context.Context, h store.Handle, sum [sha256.Size]byte) (bool, error) {
-	if id, err := blob.ParseID(h.Name); err == nil && contentAddressed[h.Type] {
+	if id, err := blob.ParseID(h.Name); err == nil && h.Type.ContentAddressed() {
 		// The server refuses these unless their bytes hash to the name.
 		return id == blob.ID(sum), nil
 	}
@@ -403,10 +388,6 @@ func (s *Store) holds(ctx context.Context, h store.Handle, sum [sha256.Size]byte
 	}
 	return bytes.Equal(hash.Sum(nil), sum[:]), nil
 }
-
-// contentAddressed are the kinds the server accepts only under the
-// SHA-256 of their bytes.
-var contentAddressed = map[store.FileType]bool{store.Packs: true, store.Index: true, store.Snapshots: true}
 
 // get sends a GET of h with an optional Range and returns a 2xx response;
 // op names the operation in errors.
@@ -434,7 +415,7 @@ const maxObject = 1 << 31
 
 // Load implements store.Loader.
 func (s *Store) Load(ctx context.Context, h store.Handle) ([]byte, error) {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return nil, err
 	}
 	for n := 1; ; n++ {
@@ -477,7 +458,7 @@ func (s *Store) again(ctx context.Context, n int, err error) bool {
 
 // ReadAt implements store.Loader.
 func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if off < 0 {
@@ -518,7 +499,7 @@ func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64)
 
 // Stat implements store.Lister.
 func (s *Store) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error) {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return store.FileInfo{}, err
 	}
 	resp, _, err := s.do(ctx, func() (*http.Request, error) {
@@ -566,8 +547,8 @@ const maxListLine = 4096
 // List implements store.Lister. A listing cut short (the server failed
 // while sending it) is an error; it is not retried once fn was called.
 func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
-	if !slices.Contains(store.Listable, t) {
-		return fmt.Errorf("list %q: not a type of named objects", t)
+	if err := t.CheckListable(); err != nil {
+		return fmt.Errorf("list: %w", err)
 	}
 	resp, err := s.get(ctx, "list", store.Handle{Type: t}, "")
 	if err != nil {
@@ -589,8 +570,13 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 		if e.End {
 			return nil
 		}
-		if validName(store.Handle{Type: t, Name: e.Name}) != nil || e.Size < 0 {
+		if e.Size < 0 {
 			return fmt.Errorf("list %s at %s: malformed entry %q", t, s.location, e.Name)
+		}
+		if (store.Handle{Type: t, Name: e.Name}).Check() != nil {
+			// Not an object of the repository (store.Lister): a stray
+			// file in the backend of a server that lists it.
+			continue
 		}
 		if err := fn(store.FileInfo{Name: e.Name, Size: e.Size, Stamp: e.Time}); err != nil {
 			return err
@@ -605,7 +591,7 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 // Stage implements store.Stager: the object is written to an unlinked
 // temporary file, hashed on the way, and uploaded by Commit.
 func (s *Store) Stage(t store.FileType) (store.Staged, error) {
-	if err := validName(store.Handle{Type: t, Name: "staged"}); err != nil {
+	if err := t.Check(); err != nil {
 		return nil, err
 	}
 	f, err := os.CreateTemp(s.tempDir, "kalaja-stage-*")
@@ -614,7 +600,7 @@ func (s *Store) Stage(t store.FileType) (store.Staged, error) {
 	}
 	os.Remove(f.Name())
 	st := &staged{s: s, t: t, f: f}
-	if !contentAddressed[t] {
+	if !t.ContentAddressed() {
 		st.hash = sha256.New()
 	}
 	return st, nil

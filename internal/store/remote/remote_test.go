@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -102,6 +103,38 @@ func TestRemoteHashNames(t *testing.T) {
 	st.Write(data)
 	if err := st.Commit(ctx, name(data)); err != nil {
 		t.Fatalf("Commit of a staged snapshot: %v", err)
+	}
+}
+
+// TestRemoteListSkipsStrays has a server list names the rule of names
+// refuses (an older server over a backend with stray files): the client
+// reports only the objects, and a malformed entry is still an error.
+func TestRemoteListSkipsStrays(t *testing.T) {
+	obj := name([]byte("index"))
+	listing := "{\"name\":\"latest\",\"size\":3}\n{\"name\":\"" + obj + "\",\"size\":5}\n" +
+		"{\"name\":\"" + strings.ToUpper(obj) + "\",\"size\":5}\n{\"end\":true}\n"
+	b := newBackend(t, false, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/v1/index/":
+				io.WriteString(w, listing)
+			case "/v1/snapshots/":
+				io.WriteString(w, "{\"name\":\""+obj+"\",\"size\":-1}\n{\"end\":true}\n")
+			default:
+				h.ServeHTTP(w, r)
+			}
+		})
+	})
+	s := b.client(t)
+	var got []string
+	if err := s.List(t.Context(), store.Index, func(fi store.FileInfo) error {
+		got = append(got, fi.Name)
+		return nil
+	}); err != nil || len(got) != 1 || got[0] != obj {
+		t.Fatalf("List = %v, %v; want just %s", got, err, obj)
+	}
+	if err := s.List(t.Context(), store.Snapshots, func(store.FileInfo) error { return nil }); err == nil {
+		t.Fatal("List accepted an entry of negative size")
 	}
 }
 

@@ -37,7 +37,7 @@ func (st *staged) Abort() { st.f.Close() }
 func (st *staged) Commit(ctx context.Context, name string) error {
 	defer st.f.Close()
 	h := store.Handle{Type: st.t, Name: name}
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

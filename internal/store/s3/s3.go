@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,19 +178,6 @@ func (s *Store) typePrefix(t store.FileType) string {
 	return s.loc.Prefix + "/" + string(t) + "/"
 }
 
-func validName(h store.Handle) error {
-	if h.Type == store.Config {
-		return nil
-	}
-	if !slices.Contains(store.Listable, h.Type) {
-		return fmt.Errorf("invalid object type %q", h.Type)
-	}
-	if h.Name == "" || strings.ContainsAny(h.Name, `/\`) || h.Name[0] == '.' {
-		return fmt.Errorf("invalid object name %q", h.Name)
-	}
-	return nil
-}
-
 // errCode returns the S3 error code in err's chain, or "".
 func errCode(err error) string {
 	var er minio.ErrorResponse
@@ -216,7 +202,7 @@ func (s *Store) objErr(op string, h store.Handle, err error) error {
 
 // Save implements store.Saver.
 func (s *Store) Save(ctx context.Context, h store.Handle, data []byte) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -342,7 +328,7 @@ func (s *Store) getOptions(ctx context.Context, h store.Handle) (minio.GetObject
 
 // Load implements store.Loader.
 func (s *Store) Load(ctx context.Context, h store.Handle) ([]byte, error) {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return nil, err
 	}
 	opts, _, err := s.getOptions(ctx, h)
@@ -363,7 +349,7 @@ func (s *Store) Load(ctx context.Context, h store.Handle) ([]byte, error) {
 
 // ReadAt implements store.Loader.
 func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if off < 0 {
@@ -402,7 +388,7 @@ func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64)
 
 // Stat implements store.Lister.
 func (s *Store) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error) {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return store.FileInfo{}, err
 	}
 	if s.versioned {
@@ -423,8 +409,8 @@ func (s *Store) Stat(ctx context.Context, h store.Handle) (store.FileInfo, error
 // object with the size and LastModified (as Stamp) of its first version,
 // delete markers or not.
 func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileInfo) error) error {
-	if !slices.Contains(store.Listable, t) {
-		return fmt.Errorf("list %q: not a type of named objects", t)
+	if err := t.CheckListable(); err != nil {
+		return fmt.Errorf("list: %w", err)
 	}
 	prefix := s.typePrefix(t)
 	opts := minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: s.versioned}
@@ -452,7 +438,7 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 		}
 		name := obj.Key[strings.LastIndexByte(obj.Key, '/')+1:]
 		h := store.Handle{Type: t, Name: name}
-		if obj.IsDeleteMarker || validName(h) != nil || s.key(h) != obj.Key {
+		if obj.IsDeleteMarker || h.Check() != nil || s.key(h) != obj.Key {
 			continue
 		}
 		// Versions come newest first: the last one seen is the first.
@@ -508,7 +494,7 @@ func (s *Store) Renew(ctx context.Context, h store.Handle) (bool, error) {
 // On a locked bucket the server refuses while any version's retention
 // lasts, and Remove fails, having removed no locked version.
 func (s *Store) Remove(ctx context.Context, h store.Handle) error {
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	key := s.key(h)

@@ -363,7 +363,7 @@ func TestS3Errors(t *testing.T) {
 	srv := server(t)
 	bucket := srv.bucket(t, locked)
 	s := srv.create(t, srv.location(bucket), false)
-	h := store.Handle{Type: store.Index, Name: "0123abcd"}
+	h := store.Handle{Type: store.Index, Name: blob.Hash([]byte("index")).String()}
 	_, err := s.Load(t.Context(), h)
 	if !errors.Is(err, blob.ErrNotFound) || !strings.Contains(err.Error(), s.key(h)) || !strings.Contains(err.Error(), bucket) {
 		t.Fatalf("Load of a missing object = %v, want blob.ErrNotFound naming %s and %s", err, s.key(h), bucket)

@@ -15,7 +15,7 @@ import (
 // crash leaves nothing behind; Commit uploads the file in one conditional
 // PUT.
 func (s *Store) Stage(t store.FileType) (store.Staged, error) {
-	if err := validName(store.Handle{Type: t, Name: "staged"}); err != nil {
+	if err := t.Check(); err != nil {
 		return nil, err
 	}
 	f, err := os.CreateTemp(s.tempDir, "kalaja-s3-*")
@@ -52,7 +52,7 @@ func (w *staged) Abort() { w.f.Close() }
 func (w *staged) Commit(ctx context.Context, name string) error {
 	defer w.f.Close()
 	h := store.Handle{Type: w.t, Name: name}
-	if err := validName(h); err != nil {
+	if err := h.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

@@ -9,8 +9,11 @@
 // every object type, that Save never overwrites (also under concurrent Saves
 // of one name, which must never tear an object), that missing objects are
 // reported with blob.ErrNotFound, that short reads are io.ErrUnexpectedEOF,
-// that List reports exactly what was saved, that names which could escape a
-// directory or hide a file are refused, and that a cancelled Save leaves no
+// that List reports exactly what was saved, that every handle of the attack
+// table (InvalidHandles) is refused with store.ErrInvalidHandle in every
+// operation and every handle of ValidHandles is accepted (so that all
+// stores, and the server, accept exactly the names of store.Handle.Check),
+// and that a cancelled Save leaves no
 // object, and that List and Stat stamp an object with the time it was
 // saved. It also asks stores to refuse object types they do not know.
 //
@@ -26,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -56,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"List", testList},
 		{"ListStops", testListStops},
 		{"InvalidHandle", testInvalidHandle},
+		{"ValidHandles", testValidHandles},
 		{"ConcurrentDistinct", testConcurrentDistinct},
 		{"ConcurrentSameName", testConcurrentSameName},
 		{"CancelledSave", testCancelledSave},
@@ -285,17 +290,10 @@ func testList(t *testing.T, newStore func(*testing.T) store.Store) {
 	want := map[store.FileType]map[string]int64{}
 	for k, ft := range named {
 		want[ft] = map[string]int64{}
-		// Packs get names spread over many fan-out prefixes, including
-		// ones that are not lowercase hex.
+		// Packs get names spread over many fan-out prefixes.
 		n := 5 + 20*k
 		for i := range n {
 			name := id(ft, i)
-			switch {
-			case ft == store.Packs && i == 0:
-				name = "p"
-			case ft == store.Packs && i == 1:
-				name = "ZZ-not-hex"
-			}
 			data := content(uint64(i), i*3)
 			if err := s.Save(ctx, store.Handle{Type: ft, Name: name}, data); err != nil {
 				t.Fatalf("Save(%s/%s): %v", ft, name, err)
@@ -349,31 +347,81 @@ func testListStops(t *testing.T, newStore func(*testing.T) store.Store) {
 	}
 }
 
+// testInvalidHandle checks that the store refuses every handle of the
+// attack table (InvalidHandles) in every operation, with an error wrapping
+// store.ErrInvalidHandle, and stores nothing.
 func testInvalidHandle(t *testing.T, newStore func(*testing.T) store.Store) {
 	ctx := t.Context()
 	s := newStore(t)
-	var bad []store.Handle
-	for _, ft := range named {
-		for _, name := range []string{"", ".", "..", "../x", "a/b", "/abs", ".hidden", "a/../../b"} {
-			bad = append(bad, store.Handle{Type: ft, Name: name})
+	rm, _ := s.(store.Remover)
+	st, _ := s.(store.Stager)
+	refused := func(op string, h store.Handle, err error) {
+		t.Helper()
+		if !errors.Is(err, store.ErrInvalidHandle) {
+			t.Errorf("%s(%q, %q) = %v, want an error wrapping store.ErrInvalidHandle", op, h.Type, h.Name, err)
 		}
 	}
-	for _, ft := range []store.FileType{"", "tmp", "..", "../data", "keys/..", "unknown"} {
-		bad = append(bad, store.Handle{Type: ft, Name: "x"})
-	}
-	for _, h := range bad {
-		t.Run(fmt.Sprintf("%q/%q", h.Type, h.Name), func(t *testing.T) {
-			if err := s.Save(ctx, h, []byte("x")); err == nil {
-				t.Errorf("Save accepted %q/%q", h.Type, h.Name)
+	for _, h := range InvalidHandles() {
+		refused("Save", h, s.Save(ctx, h, []byte("x")))
+		_, err := s.Load(ctx, h)
+		refused("Load", h, err)
+		refused("ReadAt", h, s.ReadAt(ctx, h, make([]byte, 1), 0))
+		_, err = s.Stat(ctx, h)
+		refused("Stat", h, err)
+		if rm != nil {
+			refused("Remove", h, rm.Remove(ctx, h))
+		}
+		if st != nil && h.Type.Check() == nil && h.Type != store.Config {
+			staged, err := st.Stage(h.Type)
+			if err != nil {
+				t.Fatalf("Stage(%s): %v", h.Type, err)
 			}
-			if _, err := s.Load(ctx, h); err == nil {
-				t.Errorf("Load accepted %q/%q", h.Type, h.Name)
-			}
-		})
+			staged.Write([]byte("x"))
+			refused("Commit", h, staged.Commit(ctx, h.Name))
+		}
 	}
-	for _, ft := range []store.FileType{"", "tmp", "..", "../data", "unknown"} {
-		if err := s.List(ctx, ft, func(store.FileInfo) error { return nil }); err == nil {
-			t.Errorf("List accepted type %q", ft)
+	for _, ft := range []store.FileType{"", store.Config, "tmp", "..", "../data", "unknown", "data/", "ledger"} {
+		refused("List", store.Handle{Type: ft}, s.List(ctx, ft, func(store.FileInfo) error { return nil }))
+		if st != nil && ft != store.Config {
+			_, err := st.Stage(ft)
+			refused("Stage", store.Handle{Type: ft}, err)
+		}
+	}
+	for _, ft := range store.Listable {
+		if got := list(t, s, ft); len(got) != 0 {
+			t.Errorf("List(%s) after refused handles = %v, want nothing", ft, got)
+		}
+	}
+}
+
+// testValidHandles checks that the store accepts every handle of
+// ValidHandles: each is saved, read, described and listed.
+func testValidHandles(t *testing.T, newStore func(*testing.T) store.Store) {
+	ctx := t.Context()
+	s := newStore(t)
+	want := map[store.FileType]map[string]int64{}
+	for _, h := range ValidHandles() {
+		data := []byte(h.String())
+		if err := s.Save(ctx, h, data); err != nil {
+			t.Errorf("Save(%q, %q): %v", h.Type, h.Name, err)
+			continue
+		}
+		if got, err := s.Load(ctx, h); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("Load(%q, %q) = %q, %v; want %q", h.Type, h.Name, got, err, data)
+		}
+		if fi, err := s.Stat(ctx, h); err != nil || fi.Size != int64(len(data)) {
+			t.Errorf("Stat(%q, %q) = %+v, %v", h.Type, h.Name, fi, err)
+		}
+		if h.Type != store.Config {
+			if want[h.Type] == nil {
+				want[h.Type] = map[string]int64{}
+			}
+			want[h.Type][h.Name] = int64(len(data))
+		}
+	}
+	for ft, names := range want {
+		if got := list(t, s, ft); !maps.Equal(got, names) {
+			t.Errorf("List(%s) = %v, want %v", ft, got, names)
 		}
 	}
 }
@@ -567,13 +615,6 @@ func testRemove(t *testing.T, newStore func(*testing.T) store.Store) {
 			}
 		})
 	}
-	t.Run("invalid", func(t *testing.T) {
-		for _, h := range []store.Handle{{Type: store.Keys, Name: "../config"}, {Type: "..", Name: "config"}} {
-			if err := rm.Remove(ctx, h); err == nil {
-				t.Errorf("Remove accepted %q/%q", h.Type, h.Name)
-			}
-		}
-	})
 }
 
 func testStage(t *testing.T, newStore func(*testing.T) store.Store) {
@@ -626,8 +667,8 @@ func testStage(t *testing.T, newStore func(*testing.T) store.Store) {
 	if got := list(t, s, store.Packs); len(got) != 1 {
 		t.Fatalf("after Abort the store lists %v", got)
 	}
-	if _, err := st.Stage("no such type"); err == nil {
-		t.Fatal("Stage accepted an unknown type")
+	if _, err := st.Stage("no such type"); !errors.Is(err, store.ErrInvalidHandle) {
+		t.Fatalf("Stage of an unknown type = %v, want store.ErrInvalidHandle", err)
 	}
 }
 
