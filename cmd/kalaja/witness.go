@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/kalaja/kalaja/internal/atomicfile"
 	"github.com/kalaja/kalaja/internal/ledger"
 )
 
@@ -73,7 +74,7 @@ The witness's private key and its memory of each log live in --witness-dir
 			if err := f.Close(); err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join(d, "witness.pub"), []byte(vkey+"\n"), 0o644); err != nil {
+			if err := atomicfile.Write(filepath.Join(d, "witness.pub"), []byte(vkey+"\n"), 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), vkey)
