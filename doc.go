@@ -20,7 +20,7 @@
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/archiver    backup: walk, detect changes, chunk, save
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export
-//	internal/restorer    restore: lay out, parallel content, metadata
+//	internal/restorer    restore: lay out, parallel content, metadata, reading through a narrow Source
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
 //	internal/prune       prune: copy used blobs out of mostly-unused packs, new index, delete as retention allows
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
