@@ -21,7 +21,7 @@
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/archiver    backup: walk, detect changes, chunk, save
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export; a client's pin of it
-//	internal/restorer    restore: lay out, parallel content, metadata
+//	internal/restorer    restore: lay out, parallel content, metadata, reading through a narrow Source
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
 //	internal/prune       forget and prune: policy decisions carried out, removals logged first, deletion as retention allows
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)

@@ -4,6 +4,8 @@
 // readable: ReadData decrypts and hashes every blob). Problems are reported
 // with the snapshots and file paths they damage, so an operator knows what
 // is lost and what still restores.
+//
+// The checker reads through Source, which *repo.Repository implements.
 package checker
 
 import (
@@ -27,6 +29,39 @@ import (
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 )
+
+// Source is what a check reads: index files, the list of stored packs, pack
+// headers and whole packs, snapshots and trees. Its methods are called from
+// several goroutines at once and must be safe for concurrent use.
+type Source interface {
+	// LoadIndex reads every index file into Index. Files that cannot be
+	// used are *repo.IndexError values joined in the error; any other
+	// error ends the check.
+	LoadIndex(ctx context.Context) error
+	// Index returns the blob index LoadIndex filled.
+	Index() *index.Index
+	// ListPacks calls fn for every stored pack, indexed or not.
+	ListPacks(ctx context.Context, fn func(store.FileInfo) error) error
+	// ReadPackHeader reads and decrypts the header of pack id, stored
+	// with size bytes.
+	ReadPackHeader(ctx context.Context, id blob.ID, size int64) (index.Pack, error)
+	// LoadPack returns all of pack id as stored, unverified.
+	LoadPack(ctx context.Context, id blob.ID) ([]byte, error)
+	// Keys returns the keys that open the header of a pack read with
+	// LoadPack.
+	Keys() *crypto.Keys
+	// OpenBlob decrypts and verifies the ciphertext of the blob at loc,
+	// which it may overwrite, appending the plaintext to buf[:0].
+	OpenBlob(loc index.Location, ciphertext, buf []byte) ([]byte, error)
+	// Snapshots loads every snapshot. Snapshots that cannot be used are
+	// *repo.SnapshotError values joined in the error; any other error
+	// ends the check.
+	Snapshots(ctx context.Context) ([]*snapshot.Snapshot, error)
+	// LoadTree loads, verifies and decodes a tree blob.
+	LoadTree(ctx context.Context, id blob.ID) (*snapshot.Tree, error)
+}
+
+var _ Source = (*repo.Repository)(nil)
 
 // Options selects how deep to check.
 type Options struct {
@@ -59,7 +94,7 @@ type Report struct {
 func (r *Report) OK() bool { return len(r.Errors) == 0 && len(r.Damaged) == 0 }
 
 type checker struct {
-	repo *repo.Repository
+	src  Source
 	opts Options
 	rep  *Report
 	mu   sync.Mutex
@@ -81,12 +116,12 @@ func (c *checker) markBad(h blob.Handle, why string) {
 	}
 }
 
-// Check checks r (whose index must not be loaded yet) and returns a report.
-// The error is for failures of the check itself, such as a store that
-// cannot be listed; what is wrong with the repository is in the report.
-func Check(ctx context.Context, r *repo.Repository, opts Options) (*Report, error) {
-	c := &checker{repo: r, opts: opts, rep: &Report{}, bad: map[blob.Handle]string{}, memo: map[blob.ID][]Damage{}}
-	if err := r.LoadIndex(ctx); err != nil {
+// Check checks src (whose index must not be loaded yet) and returns a
+// report. The error is for failures of the check itself, such as a store
+// that cannot be listed; what is wrong with the repository is in the report.
+func Check(ctx context.Context, src Source, opts Options) (*Report, error) {
+	c := &checker{src: src, opts: opts, rep: &Report{}, bad: map[blob.Handle]string{}, memo: map[blob.ID][]Damage{}}
+	if err := src.LoadIndex(ctx); err != nil {
 		var ie *repo.IndexError
 		for _, e := range unjoin(err) {
 			if !errors.As(e, &ie) {
@@ -98,7 +133,7 @@ func Check(ctx context.Context, r *repo.Repository, opts Options) (*Report, erro
 	if err := c.checkPacks(ctx); err != nil {
 		return nil, err
 	}
-	snaps, err := r.Snapshots(ctx)
+	snaps, err := src.Snapshots(ctx)
 	if err != nil {
 		var se *repo.SnapshotError
 		for _, e := range unjoin(err) {
@@ -118,7 +153,7 @@ func Check(ctx context.Context, r *repo.Repository, opts Options) (*Report, erro
 			c.rep.Damaged = append(c.rep.Damaged, d)
 		}
 	}
-	c.rep.Blobs = r.Index().Len()
+	c.rep.Blobs = src.Index().Len()
 	sort.Strings(c.rep.Errors)
 	return c.rep, nil
 }
@@ -133,9 +168,9 @@ func unjoin(err error) []error {
 // checkPacks compares the packs in the store with the index and checks
 // each one's header (or, with ReadData, all of it).
 func (c *checker) checkPacks(ctx context.Context) error {
-	r := c.repo
+	r := c.src
 	stored := map[blob.ID]int64{}
-	if err := r.Store().List(ctx, store.Packs, func(fi store.FileInfo) error {
+	if err := r.ListPacks(ctx, func(fi store.FileInfo) error {
 		id, err := blob.ParseID(fi.Name)
 		if err != nil {
 			c.errorf("pack file %q: name is not an ID", fi.Name)
@@ -163,7 +198,7 @@ func (c *checker) checkPacks(ctx context.Context) error {
 		// With --read-data an unindexed pack is read too: one stored
 		// under another pack's name (which S3 accepts) is an error.
 		g.Go(func() error {
-			b, err := r.Store().Load(gctx, store.Handle{Type: store.Packs, Name: id.String()})
+			b, err := r.LoadPack(gctx, id)
 			switch {
 			case gctx.Err() != nil:
 				return gctx.Err()
@@ -247,9 +282,8 @@ func sameEntries(a, b []pack.Entry) bool {
 // in one report error; the other blobs of the pack stay good. The returned
 // error is for a pack that cannot be read at all.
 func (c *checker) readPack(ctx context.Context, p index.Pack) error {
-	r := c.repo
-	h := store.Handle{Type: store.Packs, Name: p.ID.String()}
-	data, err := r.Store().Load(ctx, h)
+	r := c.src
+	data, err := r.LoadPack(ctx, p.ID)
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", p.ID.Short(), err)
 	}
@@ -326,7 +360,7 @@ func (c *checker) blobProblem(h blob.Handle) (string, bool) {
 	if why, ok := c.bad[h]; ok {
 		return why, true
 	}
-	if !c.repo.Index().Has(h) {
+	if !c.src.Index().Has(h) {
 		return "not in any index", true
 	}
 	return "", false
@@ -336,5 +370,5 @@ func (c *checker) loadTree(ctx context.Context, h blob.Handle) (*snapshot.Tree, 
 	if why, bad := c.blobProblem(h); bad {
 		return nil, fmt.Errorf("tree %s: %s", h.ID.Short(), why)
 	}
-	return c.repo.LoadTree(ctx, h.ID)
+	return c.src.LoadTree(ctx, h.ID)
 }

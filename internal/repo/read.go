@@ -147,10 +147,36 @@ func (s storeReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// packHandle names pack id in the store.
+func packHandle(id blob.ID) store.Handle { return store.Handle{Type: store.Packs, Name: id.String()} }
+
+// Lookup returns where blob h is stored according to the in-memory index,
+// and false if no loaded index file lists it.
+func (r *Repository) Lookup(h blob.Handle) (index.Location, bool) { return r.idx.Lookup(h) }
+
+// ListPacks calls fn for every pack in the store, indexed or not, in no
+// particular order, stopping at the first error fn returns. A name that is
+// not an ID is passed on as it is.
+func (r *Repository) ListPacks(ctx context.Context, fn func(store.FileInfo) error) error {
+	return r.st.List(ctx, store.Packs, fn)
+}
+
+// LoadPack returns the whole of pack id as stored, without checking that it
+// hashes to its name. A missing pack is an error wrapping blob.ErrNotFound.
+func (r *Repository) LoadPack(ctx context.Context, id blob.ID) ([]byte, error) {
+	return r.st.Load(ctx, packHandle(id))
+}
+
+// ReadPack fills p from pack id starting at off, without checking anything:
+// OpenBlob authenticates what it reads. A missing pack is an error wrapping
+// blob.ErrNotFound, one shorter than off+len(p) io.ErrUnexpectedEOF.
+func (r *Repository) ReadPack(ctx context.Context, id blob.ID, p []byte, off int64) error {
+	return r.st.ReadAt(ctx, packHandle(id), p, off)
+}
+
 // ReadPackHeader reads the header of a stored pack of the given size.
 func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64) (index.Pack, error) {
-	h := store.Handle{Type: store.Packs, Name: id.String()}
-	hdr, err := pack.ReadHeader(r.keys, storeReaderAt{ctx, r.st, h}, size)
+	hdr, err := pack.ReadHeader(r.keys, storeReaderAt{ctx, r.st, packHandle(id)}, size)
 	if err != nil {
 		return index.Pack{}, fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
@@ -168,7 +194,7 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64)
 // error.
 func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
 	var orphans []store.FileInfo
-	if err := r.st.List(ctx, store.Packs, func(fi store.FileInfo) error {
+	if err := r.ListPacks(ctx, func(fi store.FileInfo) error {
 		id, err := blob.ParseID(fi.Name)
 		if err == nil && !r.idx.HasPack(id) {
 			orphans = append(orphans, fi)
@@ -208,7 +234,7 @@ func (r *Repository) readOrphan(ctx context.Context, id blob.ID, size int64) (in
 	if size > maxOrphan {
 		return index.Pack{}, fmt.Errorf("pack %s: %d bytes, more than a pack holds: %w", id.Short(), size, blob.ErrCorrupt)
 	}
-	b, err := r.loadVerified(ctx, store.Handle{Type: store.Packs, Name: id.String()})
+	b, err := r.loadVerified(ctx, packHandle(id))
 	if err != nil {
 		return index.Pack{}, fmt.Errorf("pack %s, which no index lists: %w", id.Short(), err)
 	}
@@ -232,7 +258,7 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 		r.prefetchTrees(loc.Pack)
 	}
 	ct := make([]byte, loc.Length)
-	if err := r.st.ReadAt(ctx, store.Handle{Type: store.Packs, Name: loc.Pack.String()}, ct, int64(loc.Offset)); err != nil {
+	if err := r.ReadPack(ctx, loc.Pack, ct, int64(loc.Offset)); err != nil {
 		return nil, fmt.Errorf("blob %v in pack %s: %w", h, loc.Pack.Short(), err)
 	}
 	return r.OpenBlob(loc, ct, buf)
@@ -264,12 +290,15 @@ func (r *Repository) prefetchTrees(id blob.ID) {
 	}
 	r.prefetchedMu.Unlock()
 	if !done {
-		pf.Prefetch(store.Handle{Type: store.Packs, Name: id.String()})
+		pf.Prefetch(packHandle(id))
 	}
 }
 
 // OpenBlob decrypts, decompresses and verifies the ciphertext of the blob at
-// loc, appending the plaintext to buf[:0].
+// loc, appending the plaintext to buf[:0]. It decrypts in place, so
+// ciphertext is overwritten. A blob that fails authentication or
+// decompression, or whose plaintext does not hash to loc.ID, is an error
+// wrapping blob.ErrCorrupt. It is safe for concurrent use.
 func (r *Repository) OpenBlob(loc index.Location, ciphertext, buf []byte) ([]byte, error) {
 	key, err := r.packKey(loc.Pack, loc.Ephemeral)
 	if err != nil {

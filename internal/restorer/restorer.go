@@ -7,30 +7,49 @@
 // stays open from its creation until its last job ends, when its metadata
 // is applied through the open descriptor; directories get theirs, deepest
 // first, at the very end. Every blob is verified against its ID.
+//
+// The restorer reads through Source, which *repo.Repository implements;
+// the content pipeline needs only its Blobs part.
 package restorer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kalaja/kalaja/internal/blob"
-	"github.com/kalaja/kalaja/internal/crypto"
 	"github.com/kalaja/kalaja/internal/index"
-	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
-	"github.com/kalaja/kalaja/internal/store"
 )
+
+// Blobs is what restoring file content reads. Its methods are called from
+// many goroutines at once and must be safe for concurrent use.
+type Blobs interface {
+	// Lookup returns where blob h is stored, and false if no index lists it.
+	Lookup(h blob.Handle) (index.Location, bool)
+	// ReadPack fills p from pack id starting at off.
+	ReadPack(ctx context.Context, id blob.ID, p []byte, off int64) error
+	// OpenBlob decrypts, verifies and, if need be, decompresses the
+	// ciphertext of the blob at loc, which it may overwrite, and appends
+	// the plaintext to buf[:0]. A plaintext that does not hash to loc.ID
+	// is an error.
+	OpenBlob(loc index.Location, ciphertext, buf []byte) ([]byte, error)
+}
+
+// Source is what a restore reads: trees, and the blobs of file content.
+type Source interface {
+	Blobs
+	// LoadTree returns tree id decoded and validated by
+	// snapshot.DecodeTree, or an error.
+	LoadTree(ctx context.Context, id blob.ID) (*snapshot.Tree, error)
+}
 
 // Options configures a restore.
 type Options struct {
@@ -38,8 +57,8 @@ type Options struct {
 	// Include selects what to restore by snapshot path ("/home/a/x"); a
 	// selected directory brings everything below it. nil selects all.
 	Include func(path string) bool
-	// OnError is called (serialised) for every path that could not be
-	// restored; the restore goes on with the rest.
+	// OnError is called (serialised) with the snapshot path of everything
+	// that could not be restored in full; the restore goes on with the rest.
 	OnError  func(path string, err error)
 	Progress *Progress // may be nil
 }
@@ -56,76 +75,55 @@ type Stats struct {
 	Errors             int
 }
 
-// jobBytes is the most content one job restores; large files are cut into
-// several jobs so that one file keeps every CPU busy.
-const jobBytes = 8 << 20
-
-type file struct {
-	path      string
-	node      snapshot.Node
-	out       *os.File     // open from creation until the last job ends
-	remaining atomic.Int32 // jobs not yet done
-	failed    atomic.Bool
-}
-
-type job struct {
-	f      *file
-	offset int64     // in the file, of the first blob
-	blobs  []blob.ID // consecutive content
-}
-
 type dir struct {
 	path string
 	node snapshot.Node
 }
 
 type restorer struct {
-	repo   *repo.Repository
-	opts   Options
-	prog   *Progress
-	jobs   chan<- job
-	mu     sync.Mutex
-	stats  Stats
-	links  map[[2]uint64]string
-	dirs   []dir
-	isRoot bool
+	src     Source
+	opts    Options
+	content *contents
+	mu      sync.Mutex
+	stats   Stats
+	links   map[[2]uint64]string
+	dirs    []dir
+	isRoot  bool
 }
 
 // Restore writes snapshot sn under opts.Target. It returns an error if the
-// target cannot be made or ctx ends; otherwise stats whose Errors counts the
-// paths reported to OnError. A directory whose tree cannot be read is
-// reported and left empty, and the rest is restored.
-func Restore(ctx context.Context, r *repo.Repository, sn *snapshot.Snapshot, opts Options) (Stats, error) {
-	rs := &restorer{repo: r, opts: opts, prog: opts.Progress, links: map[[2]uint64]string{}, isRoot: os.Geteuid() == 0}
-	if rs.prog == nil {
-		rs.prog = &Progress{}
-	}
+// target cannot be made or ctx ends (then every file it opened is closed and
+// no worker is left running); otherwise stats whose Errors counts the paths
+// reported to OnError. A directory whose tree cannot be read is reported and
+// left empty, a file whose content cannot be read or verified is reported
+// and left without its metadata, and the rest is restored. A tree node whose
+// name is not a single path element, or not greater than the name before it
+// (a repeated name could follow a symlink the first one made), is reported
+// and skipped: nothing is written outside the target through a tree.
+func Restore(ctx context.Context, src Source, sn *snapshot.Snapshot, opts Options) (Stats, error) {
+	rs := &restorer{src: src, opts: opts, links: map[[2]uint64]string{}, isRoot: os.Geteuid() == 0}
 	if err := os.MkdirAll(opts.Target, 0o700); err != nil {
 		return rs.stats, fmt.Errorf("restore target: %w", err)
 	}
-	jobs := make(chan job, 64)
-	rs.jobs = jobs
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) + 2 {
-		wg.Go(func() {
-			w := worker{rs: rs}
-			for j := range jobs {
-				w.run(ctx, j)
-			}
-		})
+	prog := opts.Progress
+	if prog == nil {
+		prog = &Progress{}
 	}
+	rs.content = startContents(ctx, src, prog, rs.isRoot, rs.report)
 	_, err := rs.layout(ctx, sn.Tree, "/", opts.Include == nil)
-	close(jobs)
-	wg.Wait()
+	rs.content.wait()
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return rs.stats, err
 	}
 	for _, d := range slices.Backward(rs.dirs) {
-		if err := rs.setMeta(d.path, &d.node); err != nil {
+		if err := applyMeta(rs.dest(d.path), -1, &d.node, rs.isRoot); err != nil {
 			rs.report(d.path, err)
 		}
 	}
-	return rs.stats, ctx.Err()
+	return rs.stats, nil
 }
 
 func (rs *restorer) report(path string, err error) {
@@ -139,11 +137,19 @@ func (rs *restorer) report(path string, err error) {
 
 func (rs *restorer) dest(snapPath string) string { return filepath.Join(rs.opts.Target, snapPath) }
 
+// child returns the snapshot path of the node called name in directory p,
+// and false if name is not one path element ("", ".", "..", or holding a
+// slash): such a name would put the node somewhere else.
+func child(p, name string) (string, bool) {
+	sp := filepath.Join(p, name)
+	return sp, filepath.Dir(sp) == p && filepath.Base(sp) == name
+}
+
 // layout creates everything but file content below tree id at snapshot path
 // p. all says that p is selected, so every node below is. It reports whether
 // anything was restored below p.
 func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) (bool, error) {
-	tree, err := rs.repo.LoadTree(ctx, id)
+	tree, err := rs.src.LoadTree(ctx, id)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -153,11 +159,16 @@ func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) 
 	}
 	any := false
 	made := all // p exists: it was made when its selected node was
-	for _, n := range tree.Nodes {
+	for i, n := range tree.Nodes {
 		if err := ctx.Err(); err != nil {
 			return any, err
 		}
-		sp := filepath.Join(p, string(n.Name))
+		sp, ok := child(p, string(n.Name))
+		if !ok || i > 0 && tree.Nodes[i-1].Name >= n.Name {
+			// A Source that keeps DecodeTree's promise never gets here.
+			rs.report(p, fmt.Errorf("tree %s: node %q is not a single, unique name: %w", id.Short(), n.Name, blob.ErrCorrupt))
+			continue
+		}
 		sel := all || rs.opts.Include(sp)
 		if n.Kind == snapshot.Dir {
 			if sel {
@@ -167,7 +178,7 @@ func (rs *restorer) layout(ctx context.Context, id blob.ID, p string, all bool) 
 				}
 			}
 			idx := len(rs.dirs)
-			rs.dirs = append(rs.dirs, dir{rs.dest(sp), n})
+			rs.dirs = append(rs.dirs, dir{sp, n})
 			below, err := rs.layout(ctx, *n.Subtree, sp, sel)
 			if err != nil {
 				return any, err
@@ -229,7 +240,7 @@ func (rs *restorer) create(ctx context.Context, sp string, n snapshot.Node) erro
 		}
 		rs.stats.Files++
 		rs.stats.Bytes += int64(n.Size)
-		return rs.queue(ctx, &file{path: path, node: n, out: out})
+		return rs.content.add(ctx, sp, n, out)
 	case snapshot.Symlink:
 		if err := replace(path, func() error { return os.Symlink(string(n.Target), path) }); err != nil {
 			return err
@@ -245,7 +256,7 @@ func (rs *restorer) create(ctx context.Context, sp string, n snapshot.Node) erro
 		}
 	}
 	rs.stats.Other++
-	return rs.setMeta(path, &n)
+	return applyMeta(path, -1, &n, rs.isRoot)
 }
 
 // replace runs mk, which creates path; if path exists already, it is
@@ -259,251 +270,4 @@ func replace(path string, mk func() error) error {
 		return err
 	}
 	return mk()
-}
-
-// setMeta applies ownership, mode, extended attributes and times to path.
-func (rs *restorer) setMeta(path string, n *snapshot.Node) error {
-	return rs.applyMeta(path, -1, n)
-}
-
-// setFileMeta applies a regular file's metadata through its descriptor.
-func (rs *restorer) setFileMeta(f *os.File, n *snapshot.Node) error {
-	return rs.applyMeta(f.Name(), int(f.Fd()), n)
-}
-
-// applyMeta applies n's metadata to path, through fd unless it is -1. A
-// failed chown is an error only for root.
-func (rs *restorer) applyMeta(path string, fd int, n *snapshot.Node) error {
-	var errs []error
-	fail := func(op string, err error) {
-		if err != nil {
-			errs = append(errs, &os.PathError{Op: op, Path: path, Err: err})
-		}
-	}
-	byFD := fd >= 0
-	var err error
-	if byFD {
-		err = unix.Fchown(fd, int(n.UID), int(n.GID))
-	} else {
-		err = unix.Lchown(path, int(n.UID), int(n.GID))
-	}
-	if rs.isRoot {
-		fail("chown", err)
-	}
-	if n.Kind != snapshot.Symlink {
-		if byFD {
-			fail("chmod", unix.Fchmod(fd, n.Mode))
-		} else {
-			fail("chmod", unix.Chmod(path, n.Mode))
-		}
-	}
-	for _, x := range n.Xattrs {
-		if byFD {
-			err = unix.Fsetxattr(fd, string(x.Name), x.Value, 0)
-		} else {
-			err = unix.Lsetxattr(path, string(x.Name), x.Value, 0)
-		}
-		if !errors.Is(err, unix.ENOTSUP) {
-			fail("setxattr "+string(x.Name), err)
-		}
-	}
-	mt := unix.Timespec{Sec: n.MTime.Sec, Nsec: n.MTime.Nsec}
-	ts := [2]unix.Timespec{mt, mt}
-	if byFD {
-		fail("utimes", futimens(fd, &ts))
-	} else {
-		fail("utimes", unix.UtimesNanoAt(unix.AT_FDCWD, path, ts[:], unix.AT_SYMLINK_NOFOLLOW))
-	}
-	return errors.Join(errs...)
-}
-
-// futimens sets the times of the file open as fd: utimensat(2) with a NULL
-// path acts on fd itself, and x/sys/unix has no wrapper for that.
-func futimens(fd int, ts *[2]unix.Timespec) error {
-	if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0); errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// queue cuts f's content into jobs and hands them to the workers. A job
-// not handed over because ctx ended still counts down, so f is closed.
-func (rs *restorer) queue(ctx context.Context, f *file) error {
-	var js []job
-	cur := job{f: f}
-	var size, off int64
-	for _, id := range f.node.Content {
-		loc, ok := rs.repo.Index().Lookup(blob.Handle{Type: blob.Data, ID: id})
-		n := int64(jobBytes)
-		if ok && loc.RawLength != 0 {
-			n = int64(loc.RawLength)
-		} else if ok {
-			n = int64(loc.Length - crypto.Overhead)
-		}
-		if len(cur.blobs) > 0 && size+n > jobBytes {
-			js = append(js, cur)
-			cur = job{f: f, offset: off}
-			size = 0
-		}
-		cur.blobs = append(cur.blobs, id)
-		size += n
-		off += n
-	}
-	if len(cur.blobs) > 0 {
-		js = append(js, cur)
-	}
-	if len(js) == 0 {
-		rs.finishFile(f)
-		return nil
-	}
-	f.remaining.Store(int32(len(js)))
-	for i, j := range js {
-		select {
-		case rs.jobs <- j:
-		case <-ctx.Done():
-			f.failed.Store(true)
-			for range len(js) - i {
-				rs.jobDone(f)
-			}
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// jobDone counts one of f's jobs as ended, and finishes f after the last.
-func (rs *restorer) jobDone(f *file) {
-	if f.remaining.Add(-1) == 0 {
-		rs.finishFile(f)
-	}
-}
-
-// finishFile applies a file's metadata, unless its content failed, and
-// closes it.
-func (rs *restorer) finishFile(f *file) {
-	if f.failed.Load() {
-		f.out.Close()
-		return
-	}
-	err := rs.setFileMeta(f.out, &f.node)
-	if cerr := f.out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		rs.report(f.path, err)
-		return
-	}
-	rs.prog.Files.Add(1)
-}
-
-type worker struct {
-	rs    *restorer
-	ct    []byte
-	plain []byte
-}
-
-var zeros [64 << 10]byte
-
-func isZero(b []byte) bool {
-	for len(b) > 0 {
-		n := min(len(b), len(zeros))
-		if !bytes.Equal(b[:n], zeros[:n]) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
-}
-
-// holeBlock is the size and alignment, in the file, of the all-zero blocks
-// that writeData leaves as holes.
-const holeBlock = 4 << 10
-
-// writeData writes p at offset off of f, which was created sparse, except
-// for the aligned all-zero blocks of p: those stay holes, so a sparse file
-// restores sparse even where a chunk holds both data and a hole.
-func writeData(f *os.File, p []byte, off int64) error {
-	run := -1 // start in p of the non-zero blocks not yet written
-	for i := 0; i < len(p); {
-		end := min(len(p), i+holeBlock-int((off+int64(i))%holeBlock))
-		switch {
-		case !isZero(p[i:end]):
-			if run < 0 {
-				run = i
-			}
-		case run >= 0:
-			if _, err := f.WriteAt(p[run:i], off+int64(run)); err != nil {
-				return err
-			}
-			run = -1
-		}
-		i = end
-	}
-	if run >= 0 {
-		if _, err := f.WriteAt(p[run:], off+int64(run)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (w *worker) run(ctx context.Context, j job) {
-	f := j.f
-	defer w.rs.jobDone(f)
-	if f.failed.Load() {
-		return
-	}
-	if err := w.write(ctx, j); err != nil {
-		if !f.failed.Swap(true) {
-			w.rs.report(f.path, err)
-		}
-	}
-}
-
-// write restores one job: it reads runs of blobs adjacent in one pack with
-// a single read, and writes every non-zero blob at its offset.
-func (w *worker) write(ctx context.Context, j job) error {
-	out := j.f.out
-	idx := w.rs.repo.Index()
-	locs := make([]index.Location, len(j.blobs))
-	for i, id := range j.blobs {
-		loc, ok := idx.Lookup(blob.Handle{Type: blob.Data, ID: id})
-		if !ok {
-			return fmt.Errorf("content blob %s: %w", id.Short(), blob.ErrNotFound)
-		}
-		locs[i] = loc
-	}
-	off := j.offset
-	for i := 0; i < len(locs); {
-		end := i + 1
-		span := int(locs[i].Length)
-		for end < len(locs) && locs[end].Pack == locs[i].Pack && locs[end].Offset == locs[end-1].Offset+locs[end-1].Length && span < jobBytes {
-			span += int(locs[end].Length)
-			end++
-		}
-		if cap(w.ct) < span {
-			w.ct = make([]byte, span)
-		}
-		ct := w.ct[:span]
-		h := store.Handle{Type: store.Packs, Name: locs[i].Pack.String()}
-		if err := w.rs.repo.Store().ReadAt(ctx, h, ct, int64(locs[i].Offset)); err != nil {
-			return fmt.Errorf("read pack %s: %w", locs[i].Pack.Short(), err)
-		}
-		for k := i; k < end; k++ {
-			n := locs[k].Length
-			plain, err := w.rs.repo.OpenBlob(locs[k], ct[:n], w.plain)
-			if err != nil {
-				return err
-			}
-			w.plain = plain
-			ct = ct[n:]
-			if err := writeData(out, plain, off); err != nil {
-				return err
-			}
-			off += int64(len(plain))
-			w.rs.prog.Bytes.Add(int64(len(plain)))
-		}
-		i = end
-	}
-	return nil
 }
