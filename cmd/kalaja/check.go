@@ -23,7 +23,9 @@ content it needs is present. With --read-data, also read every pack in full and
 verify every blob's authentication tag and ID.
 
 Problems are listed with the snapshots and paths they damage; everything not
-listed still restores. The exit code is 1 if anything is wrong.`,
+listed still restores. The exit code is 13 if an object changed or went
+missing after it was written (tampering, or storage that corrupts bytes),
+1 if anything else is wrong.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -51,7 +53,10 @@ listed still restores. The exit code is 1 if anything is wrong.`,
 			} else {
 				printReport(g, rep)
 			}
-			if !rep.OK() {
+			switch {
+			case rep.Tampered:
+				return fmt.Errorf("%w: %d errors, %d damaged paths", blob.ErrTampered, len(rep.Errors), len(rep.Damaged))
+			case !rep.OK():
 				return fmt.Errorf("%w: %d errors, %d damaged paths", errDamaged, len(rep.Errors), len(rep.Damaged))
 			}
 			return nil

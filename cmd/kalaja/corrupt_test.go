@@ -400,7 +400,11 @@ func runCheck(t *testing.T, e *testEnv, args ...string) *checker.Report {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("%v: exit %d, %v\nstdout:\n%s\nstderr:\n%s", args, r.code, err, r.stdout, r.stderr)
 	}
-	if want := map[bool]int{true: exitOK, false: exitFailure}[rep.OK()]; r.code != want {
+	want := map[bool]int{true: exitOK, false: exitFailure}[rep.OK()]
+	if rep.Tampered {
+		want = exitTampered
+	}
+	if r.code != want {
 		t.Errorf("%v: exit %d for a report with %d errors and %d damaged paths, want %d", args, r.code, len(rep.Errors), len(rep.Damaged), want)
 	}
 	return &rep

@@ -88,6 +88,14 @@ type Report struct {
 	Errors    []string `json:"errors"`  // problems with repository objects
 	Notes     []string `json:"notes"`   // harmless findings (e.g. unindexed packs)
 	Damaged   []Damage `json:"damaged"` // what the errors cost
+	// Tampered says that an error is evidence that objects changed after
+	// they were written (blob.ErrTampered): an indexed pack missing or of
+	// the wrong size, an object whose bytes do not match its name, a pack
+	// header that is not the one indexed, a blob that fails authentication.
+	// A crash or an interrupted backup leaves none of these (writes are
+	// atomic and ordered, docs/design.md section 8); storage that corrupts
+	// bytes does.
+	Tampered bool `json:"tampered"`
 }
 
 // OK reports whether the check found no error.
@@ -106,6 +114,25 @@ func (c *checker) errorf(format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rep.Errors = append(c.rep.Errors, fmt.Sprintf(format, args...))
+}
+
+// errorIs reports err, as tampering if it wraps blob.ErrCorrupt (bytes
+// that do not decrypt, or do not match their name).
+func (c *checker) errorIs(err error) {
+	if errors.Is(err, blob.ErrCorrupt) {
+		c.tamperf("%v", err)
+		return
+	}
+	c.errorf("%v", err)
+}
+
+// tamperf is errorf for an error that is evidence of tampering
+// (Report.Tampered).
+func (c *checker) tamperf(format string, args ...any) {
+	c.errorf(format, args...)
+	c.mu.Lock()
+	c.rep.Tampered = true
+	c.mu.Unlock()
 }
 
 func (c *checker) markBad(h blob.Handle, why string) {
@@ -127,7 +154,7 @@ func Check(ctx context.Context, src Source, opts Options) (*Report, error) {
 			if !errors.As(e, &ie) {
 				return nil, err
 			}
-			c.errorf("%v", e)
+			c.errorIs(e)
 		}
 	}
 	if err := c.checkPacks(ctx); err != nil {
@@ -140,7 +167,7 @@ func Check(ctx context.Context, src Source, opts Options) (*Report, error) {
 			if !errors.As(e, &se) {
 				return nil, err
 			}
-			c.errorf("%v", e)
+			c.errorIs(e)
 		}
 	}
 	c.rep.Snapshots = len(snaps)
@@ -205,7 +232,7 @@ func (c *checker) checkPacks(ctx context.Context) error {
 			case err != nil:
 				c.errorf("pack %s, which no index lists: %v", id.Short(), err)
 			case blob.Hash(b) != id:
-				c.errorf("pack %s, which no index lists, does not hash to its name: planted under another name or altered; the next backup will not index it", id.Short())
+				c.tamperf("pack %s, which no index lists, does not hash to its name: planted under another name or altered; the next backup will not index it", id.Short())
 			default:
 				c.mu.Lock()
 				c.rep.Notes = append(c.rep.Notes, fmt.Sprintf("pack %s is not in any index (left by an interrupted backup, or its index file is lost); the next backup indexes it again", id.Short()))
@@ -224,28 +251,36 @@ func (c *checker) checkPacks(ctx context.Context) error {
 			size, ok := stored[id]
 			want := packSize(p)
 			var problem error
+			tampered := true // unless the problem is the store's
 			switch {
 			case !ok:
 				problem = fmt.Errorf("pack %s is missing", id.Short())
 			case c.opts.ReadData:
 				if size != want {
-					c.errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
+					c.tamperf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
 				}
 				problem = c.readPack(gctx, p)
+				tampered = errors.Is(problem, blob.ErrCorrupt)
 			case size != want:
 				problem = fmt.Errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
 			default:
 				hdr, err := r.ReadPackHeader(gctx, id, size)
-				if err == nil && !sameEntries(hdr.Entries, p.Entries) {
-					err = fmt.Errorf("pack %s: header does not match the index", id.Short())
+				switch {
+				case err != nil:
+					problem, tampered = err, errors.Is(err, blob.ErrCorrupt)
+				case !sameEntries(hdr.Entries, p.Entries):
+					problem = fmt.Errorf("pack %s: header does not match the index", id.Short())
 				}
-				problem = err
 			}
 			if problem != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
-				c.errorf("%v", problem)
+				if tampered {
+					c.tamperf("%v", problem)
+				} else {
+					c.errorf("%v", problem)
+				}
 				for _, e := range p.Entries {
 					c.markBad(e.Handle(), problem.Error())
 				}
@@ -289,14 +324,14 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 	}
 	if sha256.Sum256(data) != p.ID {
 		// Name mismatch: go on to find which blobs are still readable.
-		c.errorf("pack %s: content does not match its name", p.ID.Short())
+		c.tamperf("pack %s: content does not match its name", p.ID.Short())
 	}
 	hdr, err := pack.ReadHeader(r.Keys(), bytes.NewReader(data), int64(len(data)))
 	switch {
 	case err != nil:
-		c.errorf("pack %s: header: %v", p.ID.Short(), err)
+		c.tamperf("pack %s: header: %v", p.ID.Short(), err)
 	case !sameEntries(hdr.Entries, p.Entries):
-		c.errorf("pack %s: header does not match the index", p.ID.Short())
+		c.tamperf("pack %s: header does not match the index", p.ID.Short())
 	}
 	var failed int
 	var buf []byte
@@ -316,7 +351,7 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 		}
 	}
 	if failed > 0 {
-		c.errorf("pack %s: %d of %d blobs are damaged", p.ID.Short(), failed, len(p.Entries))
+		c.tamperf("pack %s: %d of %d blobs are damaged", p.ID.Short(), failed, len(p.Entries))
 	}
 	return nil
 }

@@ -186,6 +186,16 @@ type want struct {
 	lost          int // snapshots of fixture.snaps that cannot be read
 }
 
+// tampering are the cases of TestDamage whose report must say Tampered:
+// objects changed, missing or planted after they were written.
+var tampering = map[string]bool{
+	"missing pack": true, "missing pack, read data": true, "pack of wrong size": true,
+	"pack cut into its blobs, read data": true, "pack header not matching the index": true,
+	"corrupt blob, read data": true, "tree pack missing": true, "snapshot that does not decode": true,
+	"snapshot altered": true, "orphan pack under another pack's name, read data": true,
+	"unreadable index file": true, "index file that does not decrypt": true,
+}
+
 // damage is a Damage with its reason as a pattern.
 type damage struct {
 	snap         blob.ID
@@ -410,6 +420,9 @@ func TestDamage(t *testing.T) {
 			w := tc.damage(fx)
 			rep := fx.check(tc.readData)
 			w.assert(t, fx, rep)
+			if rep.Tampered != tampering[tc.name] {
+				t.Errorf("Tampered = %v, want %v", rep.Tampered, tampering[tc.name])
+			}
 			if t.Failed() {
 				t.Logf("report: %+v", rep)
 			}
