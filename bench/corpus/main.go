@@ -9,6 +9,10 @@
 //
 //	go run ./bench/corpus -mutate DIR -seed 2
 //
+// Or the way ransomware would, encrypting a fraction of its files:
+//
+//	go run ./bench/corpus -damage DIR -fraction 0.1 -seed 3
+//
 // The corpus is made of three parts, each under its own top-level directory:
 //
 //   - text/: about 30% of the bytes, source-tree-like projects of many small
@@ -35,12 +39,20 @@ import (
 func main() {
 	out := flag.String("out", "", "generate a new corpus into this `dir` (must be absent or empty)")
 	mutate := flag.String("mutate", "", "apply the day-2 mutation in place to the corpus in this `dir`")
+	damageDir := flag.String("damage", "", "encrypt and rename -fraction of the files of the corpus in this `dir`, as ransomware does")
+	fraction := flag.Float64("fraction", 0.1, "share of the text and media files -damage encrypts")
 	size := flag.String("size", "1GiB", "approximate corpus `size` (B, KiB, MiB, GiB, KB, MB, GB)")
 	seed := flag.Uint64("seed", 1, "PRNG `seed`; the output depends only on it and -size")
 	flag.Parse()
 
-	if (*out == "") == (*mutate == "") || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: corpus -out DIR [-size 1GiB] [-seed 1] | corpus -mutate DIR [-seed 2]")
+	modes := 0
+	for _, m := range []string{*out, *mutate, *damageDir} {
+		if m != "" {
+			modes++
+		}
+	}
+	if modes != 1 || flag.NArg() != 0 || *fraction <= 0 || *fraction > 1 {
+		fmt.Fprintln(os.Stderr, "usage: corpus -out DIR [-size 1GiB] [-seed 1] | corpus -mutate DIR [-seed 2] | corpus -damage DIR [-fraction 0.1] [-seed 3]")
 		os.Exit(2)
 	}
 	start := time.Now()
@@ -55,11 +67,17 @@ func main() {
 					formatSize(st.bytes), st.files, *out, time.Since(start).Seconds())
 			}
 		}
-	} else {
+	} else if *mutate != "" {
 		var ms mutation
 		ms, err = mutateTree(*mutate, *seed)
 		if err == nil {
 			fmt.Printf("corpus: mutated %s in %.1fs: %s\n", *mutate, time.Since(start).Seconds(), ms)
+		}
+	} else {
+		var d damage
+		d, err = damageTree(*damageDir, *fraction, *seed)
+		if err == nil {
+			fmt.Printf("corpus: damaged %s in %.1fs: %s\n", *damageDir, time.Since(start).Seconds(), d)
 		}
 	}
 	if err != nil {
