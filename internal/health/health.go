@@ -156,12 +156,12 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 		}
 		switch {
 		case n != nil && p != nil && n.Kind == snapshot.File && p.Kind == snapshot.File:
-			old, cur := fileOf(d.Path, p), fileOf(d.Path, n)
-			if sameContent(old, cur) {
+			if n.Size == p.Size && slices.Equal(n.Content, p.Content) {
 				t.files.Unchanged++
-				t.bytes.Unchanged += cur.size
+				t.bytes.Unchanged += int64(n.Size)
 				continue
 			}
+			old, cur := fileOf(d.Path, p), fileOf(d.Path, n)
 			touched = true
 			t.count(changed, cur.name, cur.size)
 			if t.judge(old, cur) {
@@ -292,7 +292,7 @@ func (a *Accumulator) Finish(baseline []*snapshot.Health) *snapshot.Health {
 			t.count(deletedFile, f.name, f.size)
 		}
 	}
-	notes := map[contentKey]*noteStat{}
+	notes := map[noteKey]*noteStat{}
 	for _, f := range a.added {
 		if f.matched {
 			continue
@@ -305,7 +305,7 @@ func (a *Accumulator) Finish(baseline []*snapshot.Health) *snapshot.Health {
 			exts[detect.Ext(f.name)] = exts[detect.Ext(f.name)].add(f.dir)
 		}
 		if f.size >= 1 && f.size <= maxNoteSize {
-			k := keyOf(f)
+			k := noteKey{f.name, keyOf(f)}
 			if notes[k] == nil {
 				notes[k] = &noteStat{name: f.name, size: f.size, dirs: map[string]bool{}}
 			}

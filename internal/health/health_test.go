@@ -449,6 +449,14 @@ func TestSignals(t *testing.T) {
 				t.Errorf("%+v", st.Notes)
 			}
 		}},
+		{"the same content under other names", func(w *world) {
+			stub := prose(r, 300)
+			for i, d := range []string{"/home/u/Notes", "/home/u/src/pkg0", "/home/u/src/pkg1"} {
+				p := w.under(d)[0]
+				w.write(p, append(w.files[p].data, '\n'))
+				w.create(fmt.Sprintf("%s/stub%d.go", d, i), stub)
+			}
+		}, nil, nil},
 		{"licenses in new folders", func(w *world) {
 			license := prose(r, 1500)
 			for i := range 50 {

@@ -114,8 +114,15 @@ func topExtensions(m map[string]*extStat) []snapshot.Extension {
 	return out[:min(len(out), snapshot.MaxNewExtensions)]
 }
 
-// noteStat is one candidate ransom note: a content, one of its names,
-// and the folders it was added to.
+// noteKey is what makes files the same note: their name and content. A
+// ransom note has one name in every folder; files of the same content
+// under different names in a few folders (templates, stubs) are common.
+type noteKey struct {
+	name    string
+	content contentKey
+}
+
+// noteStat is one candidate ransom note and the folders it was added to.
 type noteStat struct {
 	name string
 	size int64
@@ -124,7 +131,7 @@ type noteStat struct {
 
 // topNotes lists the candidate notes in two folders or more, the most
 // widespread first, at most snapshot.MaxNotes.
-func topNotes(m map[contentKey]*noteStat) []snapshot.Note {
+func topNotes(m map[noteKey]*noteStat) []snapshot.Note {
 	var out []snapshot.Note
 	for _, s := range m {
 		if len(s.dirs) >= 2 {

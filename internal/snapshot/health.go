@@ -160,10 +160,10 @@ type Extension struct {
 	Dirs  int64  `json:"dirs"`
 }
 
-// Note is a small new file written, the same, into several folders whose
-// files changed.
+// Note is a small new file written, under the same name and with the
+// same content, into several folders whose files changed.
 type Note struct {
-	Name Name  `json:"name"` // one of its names
+	Name Name  `json:"name"`
 	Size int64 `json:"size"`
 	Dirs int64 `json:"dirs"`
 }
