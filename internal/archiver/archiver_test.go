@@ -15,7 +15,7 @@ import (
 )
 
 // newRepo makes a repository in a temporary directory, with a cheap key.
-func newRepo(t *testing.T) *repo.Repository {
+func newRepo(t testing.TB) *repo.Repository {
 	t.Helper()
 	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
 	if err != nil {
