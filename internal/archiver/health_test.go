@@ -2,6 +2,7 @@ package archiver
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/drill"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
@@ -119,5 +121,92 @@ func TestHealthScenarios(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// dirNodes returns the nodes of dir in sn.
+func dirNodes(t *testing.T, r interface {
+	LoadTree(context.Context, blob.ID) (*snapshot.Tree, error)
+}, sn *snapshot.Snapshot, dir string) map[string]snapshot.Node {
+	t.Helper()
+	tree, err := r.LoadTree(t.Context(), sn.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range splitPath(dir) {
+		n := tree.Find(part)
+		if n == nil || n.Subtree == nil {
+			t.Fatalf("snapshot lacks %s", part)
+		}
+		if tree, err = r.LoadTree(t.Context(), *n.Subtree); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := map[string]snapshot.Node{}
+	for _, n := range tree.Nodes {
+		out[string(n.Name)] = n
+	}
+	return out
+}
+
+// TestFingerprints: files read are fingerprinted, unchanged files keep
+// their fingerprint, ReadAll reads everything and still judges against
+// the parent, and excluded files are not deletions.
+func TestFingerprints(t *testing.T) {
+	ctx := t.Context()
+	r := newRepo(t)
+	dir := t.TempDir()
+	random := make([]byte, 16000)
+	rand.Read(random)
+	files := map[string][]byte{
+		"a.txt": []byte(strings.Repeat("the council approved the budget\n", 300)), "b.docx": append([]byte("PK\x03\x04"), random...),
+		"c.txt": nil, "d.bin": random, "e.txt": []byte("short"), "f.txt": []byte(strings.Repeat("minutes of the meeting\n", 100)),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"a.txt": "text", "b.docx": "zip+high", "c.txt": "empty", "d.bin": "unknown+high", "e.txt": "text", "f.txt": "text"}
+	check := func(sn *snapshot.Snapshot) {
+		t.Helper()
+		for name, n := range dirNodes(t, r, sn, dir) {
+			got := n.Format
+			if n.High {
+				got += "+high"
+			}
+			if got != want[name] {
+				t.Errorf("%s: fingerprint %q, want %q", name, got, want[name])
+			}
+		}
+	}
+	first, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(first)
+	second, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h", Parent: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Summary.FilesUnchanged != len(files) || second.Health.Stats.Files.Unchanged != int64(len(files)) {
+		t.Fatalf("second backup: %+v, health %+v", second.Summary, second.Health.Stats.Files)
+	}
+	check(second)
+
+	for _, name := range []string{"a.txt", "e.txt", "f.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), random[:len(files[name])], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := filepath.Join(dir, "b.docx")
+	third, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h", Parent: second, ReadAll: true, Exclude: func(p string) bool { return p == gone }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := third.Health.Stats
+	if third.Summary.FilesUnchanged != 0 || st.Files.Unchanged != 2 || st.Files.Changed != 3 || st.Files.Deleted != 0 || st.LostFormat != 3 ||
+		third.Health.Status != snapshot.Suspect || third.Parent == nil || *third.Parent != second.ID {
+		t.Fatalf("ReadAll backup: %+v, health %s %+v", third.Summary, third.Health.Verdict(), st)
 	}
 }
