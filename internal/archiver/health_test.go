@@ -2,8 +2,8 @@ package archiver
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,7 +157,7 @@ func TestFingerprints(t *testing.T) {
 	r := newRepo(t)
 	dir := t.TempDir()
 	random := make([]byte, 16000)
-	rand.Read(random)
+	mrand.NewChaCha8([32]byte{1}).Read(random) // seeded: a few random blocks in 1000 look like a format
 	files := map[string][]byte{
 		"a.txt": []byte(strings.Repeat("the council approved the budget\n", 300)), "b.docx": append([]byte("PK\x03\x04"), random...),
 		"c.txt": nil, "d.bin": random, "e.txt": []byte("short"), "f.txt": []byte(strings.Repeat("minutes of the meeting\n", 100)),

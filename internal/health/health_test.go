@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -187,9 +186,14 @@ func prose(r *mrand.Rand, n int) []byte {
 	return b.Bytes()[:n]
 }
 
+// randomBytes is the source of random content: seeded, so that every run
+// judges the same bytes (about 1 in 1000 random blocks looks like zlib or
+// another format with a short magic number).
+var randomBytes = mrand.NewChaCha8([32]byte{'h', 'e', 'a', 'l', 't', 'h'})
+
 func random(n int) []byte {
 	b := make([]byte, n)
-	rand.Read(b)
+	randomBytes.Read(b)
 	return b
 }
 
