@@ -29,7 +29,13 @@ change time and inode match the previous snapshot of the same host and paths
 are not read again; everything else is chunked and deduplicated.
 
 Files that cannot be read are reported and left out; the snapshot is still
-saved and the exit code is 3.`,
+saved and the exit code is 3.
+
+Each snapshot's health is judged during the backup, against the previous
+snapshot and the host's earlier clean snapshots of the same paths, and
+printed: "health: clean", or "health: SUSPECT:" and the reasons (files that
+lost their format or turned random, mass deletion, a new extension on many
+files, the same new note in many folders).`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
@@ -65,20 +71,18 @@ saved and the exit code is 3.`,
 			} else if n > 0 && !g.quiet {
 				g.warn("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n)
 			}
-			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}, Ledger: ref(latest)}
-			if !noParent {
-				abs, err := archiver.CleanPaths(paths)
-				if err != nil {
-					return err
-				}
-				list, err := r.Snapshots(ctx)
-				if err != nil {
-					g.warn("%v", err)
-				}
-				opts.Parent, _ = snapshot.Find(list, "latest", func(s *snapshot.Snapshot) bool {
-					return s.Hostname == host && s.SamePaths(abs)
-				})
+			opts := archiver.Options{Hostname: host, Tags: tags, Version: version, Progress: &archiver.Progress{}, Ledger: ref(latest), ReadAll: noParent}
+			abs, err := archiver.CleanPaths(paths)
+			if err != nil {
+				return err
 			}
+			list, err := r.Snapshots(ctx)
+			if err != nil {
+				g.warn("%v", err)
+			}
+			same := func(s *snapshot.Snapshot) bool { return s.Hostname == host && s.SamePaths(abs) }
+			opts.Parent, _ = snapshot.Find(list, "latest", same)
+			opts.Baseline = baseline(list, same)
 			opts.OnError = func(path string, err error) {
 				fmt.Fprintf(os.Stderr, "\r\033[Kerror: %v\n", err)
 			}
@@ -102,7 +106,7 @@ saved and the exit code is 3.`,
 			}
 			s := sn.Summary
 			if g.json {
-				if err := printJSON(cmd.OutOrStdout(), map[string]any{"snapshot": sn.ID, "parent": sn.Parent, "summary": s}); err != nil {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"snapshot": sn.ID, "parent": sn.Parent, "summary": s, "health": sn.Health}); err != nil {
 					return err
 				}
 			} else {
@@ -112,6 +116,7 @@ saved and the exit code is 3.`,
 					fmtBytes(s.BytesAdded), s.BlobsAdded, fmtBytes(s.BytesRead), fmtBytes(s.TotalBytes),
 					d.Round(time.Millisecond), fmtBytes(int64(float64(s.TotalBytes)/max(d.Seconds(), 0.001))))
 				g.printf("snapshot %s saved\n", sn.ID.Short())
+				g.printf("health: %s\n", sn.Health.Verdict())
 			}
 			if s.Errors > 0 {
 				return fmt.Errorf("%w: %d left out of snapshot %s", errPartial, s.Errors, sn.ID.Short())
@@ -123,8 +128,24 @@ saved and the exit code is 3.`,
 	f.StringSliceVar(&tags, "tag", nil, "add a tag to the snapshot (repeatable)")
 	f.StringVar(&host, "host", "", "hostname to record (default: this host's name)")
 	f.StringVar(&compression, "compression", "auto", "zstd level: auto, fastest, better, best, or off")
-	f.BoolVar(&noParent, "force", false, "read every file, ignoring the previous snapshot")
+	f.BoolVar(&noParent, "force", false, "read every file, even those the previous snapshot says are unchanged")
 	return cmd
+}
+
+// baselineSize is how many of the host's earlier clean snapshots a new
+// snapshot's health is judged against.
+const baselineSize = 10
+
+// baseline returns the health records of the newest clean snapshots in
+// list (sorted oldest first) that same accepts.
+func baseline(list []*snapshot.Snapshot, same func(*snapshot.Snapshot) bool) []*snapshot.Health {
+	var out []*snapshot.Health
+	for i := len(list) - 1; i >= 0 && len(out) < baselineSize; i-- {
+		if s := list[i]; same(s) && s.Health != nil && s.Health.Status == snapshot.Clean {
+			out = append(out, s.Health)
+		}
+	}
+	return out
 }
 
 // compressionLevel maps the --compression flag to a zstd level (nil: off).
