@@ -100,7 +100,7 @@ type file struct {
 	dev, ino uint64
 	// Of added files:
 	parentDir bool // the folder existed in the parent snapshot
-	newExt    bool // the extension is new to the folder (see newExt)
+	newExt    bool // the extension is new to the folder (see markNewExt)
 	matched   bool // paired with a deleted file as a rename
 }
 
@@ -301,7 +301,10 @@ func (a *Accumulator) Finish(baseline []*snapshot.Health) *snapshot.Health {
 		if !f.parentDir || !a.touched[f.dir] {
 			continue
 		}
-		if f.newExt {
+		// A new file counts for its new extension only if its content is
+		// opaque, as encrypted output is: package upgrades bring new
+		// extensions of text (".mjs", ".pyi") into folders they clean up.
+		if f.newExt && (f.format == FormatUnknown || f.format == formatEncoded) {
 			exts[detect.Ext(f.name)] = exts[detect.Ext(f.name)].add(f.dir)
 		}
 		if f.size >= 1 && f.size <= maxNoteSize {

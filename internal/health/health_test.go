@@ -429,6 +429,28 @@ func TestSignals(t *testing.T) {
 				w.rename(p, p+".xyz123")
 			}
 		}, []snapshot.Signal{snapshot.NewExtension}, nil},
+		{"encrypted to new random names", func(w *world) {
+			for i, p := range docs(w) {
+				w.create(fmt.Sprintf("%s/%08x.qwerty", path.Dir(p), i*7919), random(len(w.files[p].data)))
+				w.remove(p)
+			}
+		}, []snapshot.Signal{snapshot.NewExtension}, func(t *testing.T, st *snapshot.Stats) {
+			if st.Files.Deleted != 30 || st.Files.Added != 30 || st.Damaged != 0 {
+				t.Errorf("%+v", st)
+			}
+		}},
+		{"package upgrade", func(w *world) {
+			for _, d := range []string{"/home/u/src/pkg0", "/home/u/src/pkg1", "/home/u/src/pkg2"} {
+				for i, p := range w.under(d) {
+					w.remove(p)
+					w.create(fmt.Sprintf("%s/index%d.mjs", d, i), prose(r, 3000))
+				}
+			}
+		}, nil, func(t *testing.T, st *snapshot.Stats) {
+			if st.Files.Added < 20 || len(st.NewExtensions) != 0 {
+				t.Errorf("%+v %+v", st.Files, st.NewExtensions)
+			}
+		}},
 		{"rotated with dates", func(w *world) {
 			for i := range 12 {
 				p := fmt.Sprintf("/var/log/app%d/access.log", i)

@@ -144,8 +144,10 @@ type Stats struct {
 	Truncated    int64 `json:"truncated"`
 	Damaged      int64 `json:"damaged"`
 	DamagedBytes int64 `json:"damaged_bytes"`
-	// NewExtensions are the largest (by files) extensions that appeared
-	// through renames or replaced files, at most MaxNewExtensions.
+	// NewExtensions are the largest (by files) extensions new to their
+	// folders that files were renamed to, or that new files of opaque
+	// content got in folders whose files went away; at most
+	// MaxNewExtensions.
 	NewExtensions []Extension `json:"new_extensions,omitempty"`
 	// Notes are the largest (by folders) candidate ransom notes, at most
 	// MaxNotes.
