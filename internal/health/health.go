@@ -125,6 +125,7 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 	if d.Parent != nil {
 		parent = d.Parent.Nodes
 	}
+	vcs := inVCS(d.Path)
 	gone := func(p *snapshot.Node) {
 		if d.Partial || slices.Contains(d.Skipped, string(p.Name)) {
 			return
@@ -151,7 +152,7 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 			i++
 			j++
 		}
-		if p != nil && p.Kind == snapshot.File {
+		if p != nil && p.Kind == snapshot.File && !vcs {
 			t.parentFiles++
 		}
 		switch {
@@ -207,17 +208,34 @@ func (a *Accumulator) deletedTree(ctx context.Context, dir string, id blob.ID, l
 	if err != nil {
 		return list
 	}
+	vcs := inVCS(dir)
 	for i := range tree.Nodes {
 		n := &tree.Nodes[i]
 		switch {
 		case n.Kind == snapshot.File:
-			t.parentFiles++
+			if !vcs {
+				t.parentFiles++
+			}
 			list = append(list, fileOf(dir, n))
 		case n.Kind == snapshot.Dir && n.Subtree != nil:
 			list = a.deletedTree(ctx, path.Join(dir, string(n.Name)), *n.Subtree, list, t)
 		}
 	}
 	return list
+}
+
+// inVCS reports whether the folder dir is inside the store of a version
+// control system (.git, .hg, .svn, .bzr), whose own maintenance (git gc,
+// repack) deletes thousands of files by design: deletions there are not
+// judged.
+func inVCS(dir string) bool {
+	dir += "/"
+	for _, s := range []string{"/.git/", "/.hg/", "/.svn/", "/.bzr/"} {
+		if strings.Contains(dir, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // newExtension reports whether e (as detect.Ext returns it) can be a
@@ -290,6 +308,9 @@ func (a *Accumulator) Finish(baseline []*snapshot.Health) *snapshot.Health {
 	for _, f := range a.deleted {
 		if !f.matched {
 			t.count(deletedFile, f.name, f.size)
+			if !inVCS(f.dir) {
+				t.deletions++
+			}
 		}
 	}
 	notes := map[noteKey]*noteStat{}

@@ -255,7 +255,7 @@ func TestSignals(t *testing.T) {
 		check  func(t *testing.T, st *snapshot.Stats)
 	}{
 		{"nothing", func(w *world) {}, nil, func(t *testing.T, st *snapshot.Stats) {
-			if st.ParentFiles != 137 || st.Files != (snapshot.Counts{Unchanged: 137}) {
+			if st.ParentFiles != 137 || st.Files != (snapshot.Counts{Unchanged: 437}) {
 				t.Errorf("files %+v of %d", st.Files, st.ParentFiles)
 			}
 		}},
@@ -355,7 +355,7 @@ func TestSignals(t *testing.T) {
 				w.remove(p)
 			}
 		}, []snapshot.Signal{snapshot.DeletedFiles}, func(t *testing.T, st *snapshot.Stats) {
-			if st.Files.Deleted != 137 || st.ParentFiles != 137 {
+			if st.Files.Deleted != 437 || st.Deletions != 137 || st.ParentFiles != 137 {
 				t.Errorf("%+v of %d", st.Files, st.ParentFiles)
 			}
 		}},
@@ -499,6 +499,16 @@ func TestSignals(t *testing.T) {
 				w.create(d+"/.editorconfig", []byte("root = true\n"))
 			}
 		}, nil, nil},
+		{"git gc", func(w *world) {
+			for _, p := range w.under("/home/u/src/.git/objects") {
+				w.remove(p)
+			}
+			w.create("/home/u/src/.git/objects/pack/pack-1.pack", append([]byte("PACK"), random(100000)...))
+		}, nil, func(t *testing.T, st *snapshot.Stats) {
+			if st.Files.Deleted != 300 || st.Deletions != 0 || st.ParentFiles != 137 {
+				t.Errorf("%+v, %d deletions of %d", st.Files, st.Deletions, st.ParentFiles)
+			}
+		}},
 		{"git objects added", func(w *world) {
 			for i := range 200 {
 				w.create(fmt.Sprintf("/home/u/src/.git/objects/%02x/%038x", i%50, i), gz(prose(r, 500)))
@@ -524,6 +534,9 @@ func TestSignals(t *testing.T) {
 	}
 	for i := range 3 {
 		before.create(fmt.Sprintf("/home/u/data/%d.dat", i), records(r, 30000))
+	}
+	for i := range 300 {
+		before.create(fmt.Sprintf("/home/u/src/.git/objects/%02x/%038x", i%40, i), gz(prose(r, 300)))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -564,7 +577,7 @@ func TestFirstBackup(t *testing.T) {
 // clean snapshots, never below the floors; suspect ones do not count.
 func TestBaseline(t *testing.T) {
 	day := func(damaged, deleted int64, ext int64) *snapshot.Health {
-		st := snapshot.Stats{Damaged: damaged, DamagedBytes: damaged << 10, Files: snapshot.Counts{Deleted: deleted}}
+		st := snapshot.Stats{Damaged: damaged, DamagedBytes: damaged << 10, Files: snapshot.Counts{Deleted: deleted}, Deletions: deleted}
 		if ext > 0 {
 			st.NewExtensions = []snapshot.Extension{{Ext: "abc", Files: ext, Dirs: 2}, {Ext: "def", Files: 5 * ext, Dirs: 1}}
 		}

@@ -31,7 +31,7 @@ const truncatedSize = 64 << 10
 type tally struct {
 	files, bytes                                         snapshot.Counts
 	kinds                                                [numKinds]snapshot.KindStats
-	parentFiles                                          int64
+	parentFiles, deletions                               int64 // outside version-control stores
 	lost, high, zeroed, truncated, damaged, damagedBytes int64
 }
 
@@ -68,6 +68,7 @@ func (t *tally) add(u *tally) {
 		t.kinds[i].Damaged += u.kinds[i].Damaged
 	}
 	t.parentFiles += u.parentFiles
+	t.deletions += u.deletions
 	t.lost += u.lost
 	t.high += u.high
 	t.zeroed += u.zeroed
@@ -149,7 +150,7 @@ func (t *tally) damage(old, cur *file, bits uint8) {
 // stats returns the counts as snapshot statistics, without the lists.
 func (t *tally) stats() snapshot.Stats {
 	st := snapshot.Stats{
-		Files: t.files, Bytes: t.bytes, ParentFiles: t.parentFiles,
+		Files: t.files, Bytes: t.bytes, ParentFiles: t.parentFiles, Deletions: t.deletions,
 		LostFormat: t.lost, HighEntropy: t.high, Zeroed: t.zeroed, Truncated: t.truncated,
 		Damaged: t.damaged, DamagedBytes: t.damagedBytes,
 	}

@@ -62,10 +62,10 @@ func judge(h *snapshot.Health, baseline []*snapshot.Health) {
 }
 
 // values returns the value of each signal in st: damaged files and bytes,
-// deleted files, the files of the largest new extension in at least
+// deleted files outside version-control stores, the files of the largest new extension in at least
 // minExtDirs folders, and the folders of the most widespread note.
 func values(st *snapshot.Stats) snapshot.Thresholds {
-	v := snapshot.Thresholds{DamagedFiles: st.Damaged, DamagedBytes: st.DamagedBytes, DeletedFiles: st.Files.Deleted}
+	v := snapshot.Thresholds{DamagedFiles: st.Damaged, DamagedBytes: st.DamagedBytes, DeletedFiles: st.Deletions}
 	for _, e := range st.NewExtensions {
 		if e.Dirs >= minExtDirs {
 			v.NewExtension = max(v.NewExtension, e.Files)

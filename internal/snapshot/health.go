@@ -37,7 +37,7 @@ type Signal string
 const (
 	DamagedFiles Signal = "damaged_files" // changed files that lost their format, turned high-entropy, were zeroed or truncated
 	DamagedBytes Signal = "damaged_bytes" // their sizes before
-	DeletedFiles Signal = "deleted_files" // deleted files, when at least half of the parent's
+	DeletedFiles Signal = "deleted_files" // deleted files, when at least half of the parent's (version-control stores aside)
 	NewExtension Signal = "new_extension" // files with the most common new extension, in at least two folders
 	RansomNotes  Signal = "ransom_notes"  // folders with the most common note
 )
@@ -131,10 +131,15 @@ type KindStats struct {
 
 // Stats are the measures a verdict is judged on.
 type Stats struct {
-	Files       Counts               `json:"files"`
-	Bytes       Counts               `json:"bytes"`
-	Kinds       map[string]KindStats `json:"kinds,omitempty"`
-	ParentFiles int64                `json:"parent_files"` // files in the parent snapshot; 0 without one
+	Files Counts               `json:"files"`
+	Bytes Counts               `json:"bytes"`
+	Kinds map[string]KindStats `json:"kinds,omitempty"`
+	// ParentFiles counts the files of the parent snapshot (0 without one)
+	// and Deletions the files deleted since, both outside version-control
+	// stores (.git, .hg, .svn, .bzr), whose maintenance deletes files by
+	// the thousand: deletions are judged on these.
+	ParentFiles int64 `json:"parent_files"`
+	Deletions   int64 `json:"deletions"`
 	// Of the changed files (renamed ones included): how many lost their
 	// format, turned high-entropy, were zeroed or truncated; Damaged counts
 	// each file once, DamagedBytes sums their sizes before.
@@ -231,7 +236,7 @@ func (h *Health) validate() error {
 	if len(st.Kinds) > MaxKinds || len(st.NewExtensions) > MaxNewExtensions || len(st.Notes) > MaxNotes {
 		return fmt.Errorf("lists too long: %d kinds, %d extensions, %d notes", len(st.Kinds), len(st.NewExtensions), len(st.Notes))
 	}
-	nums := []int64{st.ParentFiles, st.LostFormat, st.HighEntropy, st.Zeroed, st.Truncated, st.Damaged, st.DamagedBytes,
+	nums := []int64{st.ParentFiles, st.Deletions, st.LostFormat, st.HighEntropy, st.Zeroed, st.Truncated, st.Damaged, st.DamagedBytes,
 		int64(st.Baseline.Snapshots), st.Baseline.Thresholds.DamagedFiles, st.Baseline.Thresholds.DamagedBytes,
 		st.Baseline.Thresholds.DeletedFiles, st.Baseline.Thresholds.NewExtension, st.Baseline.Thresholds.RansomNotes}
 	nums = st.Files.append(st.Bytes.append(nums))
