@@ -436,6 +436,7 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 			names = append(names, name)
 		}
 		sort.Strings(names)
+		hd.Partial = true // a folder above the paths: what else it holds is not backed up, not deleted
 	}
 	var nodes []snapshot.Node
 	var waits []pending

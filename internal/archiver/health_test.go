@@ -210,3 +210,34 @@ func TestFingerprints(t *testing.T) {
 		t.Fatalf("ReadAll backup: %+v, health %s %+v", third.Summary, third.Health.Verdict(), st)
 	}
 }
+
+// TestHealthFewerPaths: against a parent of more paths, the paths not
+// backed up any more are not deletions.
+func TestHealthFewerPaths(t *testing.T) {
+	ctx := t.Context()
+	r := newRepo(t)
+	dir := t.TempDir()
+	var paths []string
+	for _, d := range []string{"a", "b"} {
+		p := filepath.Join(dir, d)
+		paths = append(paths, p)
+		for i := range 30 {
+			f := filepath.Join(p, fmt.Sprint(i, ".txt"))
+			os.MkdirAll(filepath.Dir(f), 0o755)
+			if err := os.WriteFile(f, []byte(f), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	both, err := Backup(ctx, r, paths, Options{Hostname: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := Backup(ctx, r, paths[:1], Options{Hostname: "h", Parent: both})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := one.Health.Stats; st.Files != (snapshot.Counts{Unchanged: 30}) || one.Health.Status != snapshot.Clean {
+		t.Fatalf("%s %+v", one.Health.Verdict(), st.Files)
+	}
+}
