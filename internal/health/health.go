@@ -115,7 +115,7 @@ func sameContent(a, b *file) bool { return a.size == b.size && slices.Equal(a.co
 // cannot be loaded is not counted.
 func (a *Accumulator) Add(ctx context.Context, d Dir) {
 	var (
-		t       tally
+		t       = new(tally) // large: on the heap, not on a new goroutine's small stack
 		added   []*file
 		deleted []*file
 		trunc   [][2]*file
@@ -135,7 +135,7 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 		case p.Kind == snapshot.File:
 			deleted = append(deleted, fileOf(d.Path, p))
 		case p.Kind == snapshot.Dir && p.Subtree != nil:
-			deleted = a.deletedTree(ctx, path.Join(d.Path, string(p.Name)), *p.Subtree, deleted, &t)
+			deleted = a.deletedTree(ctx, path.Join(d.Path, string(p.Name)), *p.Subtree, deleted, t)
 		}
 	}
 	for i, j := 0, 0; i < len(d.Nodes) || j < len(parent); {
@@ -173,7 +173,11 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 			if p != nil {
 				gone(p)
 			}
-			if n != nil && n.Kind == snapshot.File {
+			switch {
+			case n == nil || n.Kind != snapshot.File:
+			case !a.hasParent: // a first backup: nothing to match the file with
+				t.count(addedFile, string(n.Name), int64(n.Size))
+			default:
 				f := fileOf(d.Path, n)
 				f.parentDir = d.Parent != nil
 				added = append(added, f)
@@ -183,14 +187,8 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 	markNewExt(d.Parent, added)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.t.add(&t)
-	if a.hasParent {
-		a.added = append(a.added, added...)
-	} else {
-		for _, f := range added {
-			a.t.count(addedFile, f.name, f.size)
-		}
-	}
+	a.t.add(t)
+	a.added = append(a.added, added...)
 	a.deleted = append(a.deleted, deleted...)
 	a.truncated = append(a.truncated, trunc...)
 	if touched {
