@@ -5,6 +5,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
@@ -130,7 +131,8 @@ func mutate(b *testing.B, dir string, texts []string) {
 // backups of a day's changes against the first. KALAJA_BENCH_TREE names a
 // tree to use instead (the peer benchmark's corpus, say), left as it is:
 // its incremental backups find nothing changed. Each arm runs under the
-// pprof label health=on or health=off, so a CPU profile splits by arm:
+// pprof labels health=on or health=off and backup=first or backup=incr,
+// so a CPU profile splits by arm:
 //
 //	go test -run '^$' -bench Health -benchtime 5x -cpuprofile cpu.prof ./internal/archiver/
 //	go tool pprof -tagfocus health=on -top archiver.test cpu.prof
@@ -148,7 +150,8 @@ func BenchmarkHealth(b *testing.B) {
 				on := (i+k)%2 == 1
 				var sn *snapshot.Snapshot
 				cpu0, start := cpuSeconds(), time.Now()
-				pprof.Do(b.Context(), pprof.Labels("health", map[bool]string{true: "on", false: "off"}[on]), func(context.Context) {
+				labels := pprof.Labels("health", map[bool]string{true: "on", false: "off"}[on], "backup", path.Base(b.Name()))
+				pprof.Do(b.Context(), labels, func(context.Context) {
 					sn = run(b, Options{Hostname: "h", noHealth: !on})
 				})
 				d, c := time.Since(start).Seconds(), cpuSeconds()-cpu0

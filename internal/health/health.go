@@ -227,9 +227,11 @@ func (a *Accumulator) deletedTree(ctx context.Context, dir string, id blob.ID, l
 // repack) deletes thousands of files by design: deletions there are not
 // judged.
 func inVCS(dir string) bool {
-	dir += "/"
-	for _, s := range []string{"/.git/", "/.hg/", "/.svn/", "/.bzr/"} {
-		if strings.Contains(dir, s) {
+	for rest := dir; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "/")
+		switch part {
+		case ".git", ".hg", ".svn", ".bzr":
 			return true
 		}
 	}

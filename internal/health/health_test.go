@@ -669,3 +669,14 @@ func TestSkipped(t *testing.T) {
 		})
 	}
 }
+
+func TestInVCS(t *testing.T) {
+	for dir, want := range map[string]bool{
+		"/": false, "/home/u/src": false, "/home/u/src/.git": true, "/home/u/src/.git/objects/ab": true,
+		"/home/u/.github/workflows": false, "/srv/.hg/store": true, "/a/.svn": true, "/a/.bzr/x": true, "/a/b.git": false,
+	} {
+		if got := inVCS(dir); got != want {
+			t.Errorf("inVCS(%q) = %v", dir, got)
+		}
+	}
+}
