@@ -162,6 +162,8 @@ func BenchmarkHealth(b *testing.B) {
 				cpus[btoi(on)] = append(cpus[btoi(on)], c)
 			}
 		}
+		b.Logf("wall seconds without: %.3f", secs[0])
+		b.Logf("wall seconds with:    %.3f", secs[1])
 		off, on := median(secs[0]), median(secs[1])
 		b.ReportMetric(off, "s-without")
 		b.ReportMetric(on, "s-with")
