@@ -19,12 +19,13 @@
 //	internal/store/remote a repository behind kalaja serve, over HTTPS with a pinned certificate
 //	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
-//	internal/archiver    backup: walk, detect changes, chunk, save
+//	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
+//	internal/health      snapshot health: changes against the parent, damage, renames, notes, verdict with a baseline (pure)
+//	internal/archiver    backup: walk, detect changes, chunk, save, fingerprint, health
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export; a client's pin of it
 //	internal/restorer    restore: lay out, parallel content, metadata, reading through a narrow Source
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
 //	internal/prune       forget and prune: policy decisions carried out, removals logged first, deletion as retention allows
-//	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
 //	internal/fswatch     file event sources: fanotify (with PIDs, raw disk writes) and inotify
 //	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert
 //	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back

@@ -18,7 +18,7 @@ func newBackupCommand(g *globalOptions) *cobra.Command {
 		tags        []string
 		host        string
 		compression string
-		noParent    bool
+		readAll     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
@@ -28,7 +28,13 @@ change time and inode match the previous snapshot of the same host and paths
 are not read again; everything else is chunked and deduplicated.
 
 Files that cannot be read are reported and left out; the snapshot is still
-saved and the exit code is 3.`,
+saved and the exit code is 3.
+
+Each snapshot's health is judged during the backup, against the previous
+snapshot and the host's earlier clean snapshots of the same paths, and
+printed: "health: clean", or "health: SUSPECT:" and the reasons (files that
+lost their format or turned random, mass deletion, a new extension on many
+files, the same new note in many folders).`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
@@ -52,7 +58,7 @@ saved and the exit code is 3.`,
 					return err
 				}
 			}
-			opts := backup.Options{Host: host, Tags: tags, Version: version, NoParent: noParent,
+			opts := backup.Options{Host: host, Tags: tags, Version: version, ReadAll: readAll,
 				Progress: &archiver.Progress{}, Log: g.logger()}
 			opts.OnError = func(path string, err error) {
 				fmt.Fprintf(os.Stderr, "\r\033[Kerror: %v\n", err)
@@ -73,7 +79,7 @@ saved and the exit code is 3.`,
 			sn := res.Snapshot
 			s := sn.Summary
 			if g.json {
-				if err := printJSON(cmd.OutOrStdout(), map[string]any{"snapshot": sn.ID, "parent": sn.Parent, "summary": s}); err != nil {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"snapshot": sn.ID, "parent": sn.Parent, "summary": s, "health": sn.Health}); err != nil {
 					return err
 				}
 			} else {
@@ -83,6 +89,7 @@ saved and the exit code is 3.`,
 					fmtBytes(s.BytesAdded), s.BlobsAdded, fmtBytes(s.BytesRead), fmtBytes(s.TotalBytes),
 					d.Round(time.Millisecond), fmtBytes(int64(float64(s.TotalBytes)/max(d.Seconds(), 0.001))))
 				g.printf("snapshot %s saved\n", sn.ID.Short())
+				g.printf("health: %s\n", sn.Health.Verdict())
 			}
 			if s.Errors > 0 {
 				return fmt.Errorf("%w: %d left out of snapshot %s", errPartial, s.Errors, sn.ID.Short())
@@ -94,7 +101,7 @@ saved and the exit code is 3.`,
 	f.StringSliceVar(&tags, "tag", nil, "add a tag to the snapshot (repeatable)")
 	f.StringVar(&host, "host", "", "hostname to record (default: this host's name)")
 	f.StringVar(&compression, "compression", "auto", "zstd level: auto, fastest, better, best, or off")
-	f.BoolVar(&noParent, "force", false, "read every file, ignoring the previous snapshot")
+	f.BoolVar(&readAll, "force", false, "read every file, even those the previous snapshot says are unchanged")
 	return cmd
 }
 

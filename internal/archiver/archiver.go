@@ -4,6 +4,11 @@
 // blob workers hash, deduplicate, compress, encrypt and pack every chunk and
 // tree. Each directory's tree is finished by its own goroutine as soon as its
 // children are, so the walk never waits for a directory to drain.
+//
+// Every file read is fingerprinted from its first block (Node.Format,
+// Node.High; unchanged files keep their parent's), and every finished
+// directory is compared with the parent's by internal/health, which gives
+// the snapshot its health at the end.
 package archiver
 
 import (
@@ -26,6 +31,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/chunker"
+	"github.com/kalaja/kalaja/internal/health"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
@@ -46,6 +52,16 @@ type Options struct {
 	// everything in it. The watcher's protective snapshot uses it to skip
 	// files already damaged.
 	Exclude func(path string) bool
+	// ReadAll reads every file, even those the parent says are unchanged;
+	// the parent is still what the snapshot's health is judged against.
+	ReadAll bool
+	// Baseline holds the health records of the host's earlier clean
+	// snapshots of the same paths (the newest 10 or fewer), against which
+	// the new snapshot's health is judged (see internal/health).
+	Baseline []*snapshot.Health
+
+	// noHealth leaves out fingerprints and health, to measure their cost.
+	noHealth bool
 }
 
 // Progress counts work as it happens; read it from any goroutine.
@@ -83,6 +99,8 @@ type archiver struct {
 
 	links map[[2]uint64]*fileResult // hard links seen, walker goroutine only
 
+	health *health.Accumulator // nil with Options.noHealth
+
 	errMu sync.Mutex
 	err   error // first fatal error
 
@@ -106,11 +124,13 @@ type fileJob struct {
 
 // fileResult is the future content of one file.
 type fileResult struct {
-	read chan struct{}  // closed when every chunk has been submitted
-	wg   sync.WaitGroup // chunks not yet saved
-	ids  []*blob.ID
-	size uint64
-	err  error
+	read   chan struct{}  // closed when every chunk has been submitted
+	wg     sync.WaitGroup // chunks not yet saved
+	ids    []*blob.ID
+	size   uint64
+	format string // fingerprint of the first block (see health.Fingerprint)
+	high   bool
+	err    error
 }
 
 // dirResult is the future tree of one directory.
@@ -165,6 +185,9 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 			parentTree = nil // back up everything rather than fail
 		}
 	}
+	if !opts.noHealth {
+		a.health = health.New(parentTree != nil, r.LoadTree)
+	}
 	wctx, stopWarm := context.WithCancel(ctx)
 	warmed := make(chan struct{})
 	go func() { warm(wctx, abs); close(warmed) }()
@@ -188,6 +211,10 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 		return nil, err
 	}
 
+	var h *snapshot.Health
+	if a.health != nil {
+		h = a.health.Finish(opts.Baseline)
+	}
 	sn := &snapshot.Snapshot{
 		Time: start.UTC(), Tree: root.id, Paths: abs, Hostname: opts.Hostname,
 		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Tags: opts.Tags, ProgramVersion: opts.Version, Ledger: opts.Ledger,
@@ -198,6 +225,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 			BytesAdded: a.bytesAdded.Load(), BytesRead: a.bytesRead.Load(),
 			TotalBytes: a.totalBytes.Load(), TotalFiles: int(a.totalFiles.Load()),
 		},
+		Health: h,
 	}
 	if u, err := user.Current(); err == nil {
 		sn.Username = u.Username
@@ -347,6 +375,9 @@ func (a *archiver) readFile(ctx context.Context, c *chunker.Chunker, j fileJob) 
 		data, err := c.Next((*bp)[:0])
 		if err == io.EOF {
 			a.bufs <- bp
+			if len(res.ids) == 0 && a.health != nil {
+				res.format, res.high = health.Fingerprint(0, nil)
+			}
 			return
 		}
 		if err != nil {
@@ -355,6 +386,11 @@ func (a *archiver) readFile(ctx context.Context, c *chunker.Chunker, j fileJob) 
 			return
 		}
 		*bp = data
+		if len(res.ids) == 0 && a.health != nil {
+			// The first chunk begins with the first block: judging it
+			// costs no I/O.
+			res.format, res.high = health.Fingerprint(int64(len(data)), data)
+		}
 		id := new(blob.ID)
 		res.ids = append(res.ids, id)
 		res.size += uint64(len(data))
@@ -386,16 +422,19 @@ type pending struct {
 func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tree, sel selection) *dirResult {
 	a.dirs.Add(1)
 	var names []string
+	hd := health.Dir{Path: path, Parent: parent}
 	if sel == nil {
 		var err error
 		if names, err = readDirNames(path); err != nil {
 			a.report(path, err)
+			hd.Partial = true
 		}
 	} else {
 		for name := range sel {
 			names = append(names, name)
 		}
 		sort.Strings(names)
+		hd.Partial = true // a folder above the paths: what else it holds is not backed up, not deleted
 	}
 	var nodes []snapshot.Node
 	var waits []pending
@@ -405,20 +444,24 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 		}
 		p := filepath.Join(path, name)
 		if a.opts.Exclude != nil && a.opts.Exclude(p) {
+			hd.Skipped = append(hd.Skipped, name)
 			continue
 		}
 		fi, err := os.Lstat(p)
 		if err != nil {
 			a.report(p, err)
+			hd.Skipped = append(hd.Skipped, name)
 			continue
 		}
 		n, err := nodeFromInfo(name, fi)
 		if err != nil {
 			a.report(p, err)
+			hd.Skipped = append(hd.Skipped, name)
 			continue
 		}
 		if n.Xattrs, err = readXattrs(p); err != nil {
 			a.report(p, err)
+			hd.Skipped = append(hd.Skipped, name)
 			continue
 		}
 		var pn *snapshot.Node
@@ -430,6 +473,7 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 			t, err := os.Readlink(p)
 			if err != nil {
 				a.report(p, err)
+				hd.Skipped = append(hd.Skipped, name)
 				continue
 			}
 			n.Target = snapshot.Name(t)
@@ -451,7 +495,7 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 		nodes = append(nodes, n)
 	}
 	res := &dirResult{done: make(chan struct{})}
-	go a.finishDir(ctx, res, nodes, waits)
+	go a.finishDir(ctx, res, nodes, waits, hd)
 	return res
 }
 
@@ -470,9 +514,12 @@ func readDirNames(path string) ([]string, error) {
 // unchanged, or submits it for reading and returns its future.
 func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.Node, pn *snapshot.Node) *fileResult {
 	a.totalFiles.Add(1)
-	if pn != nil && pn.Kind == snapshot.File && pn.Size == n.Size && pn.MTime == n.MTime &&
+	if !a.opts.ReadAll && pn != nil && pn.Kind == snapshot.File && pn.Size == n.Size && pn.MTime == n.MTime &&
 		pn.CTime != nil && n.CTime != nil && *pn.CTime == *n.CTime && pn.Inode == n.Inode && a.allIndexed(pn.Content) {
 		n.Content = pn.Content
+		if a.health != nil {
+			n.Format, n.High = pn.Format, pn.High
+		}
 		a.filesUnchanged.Add(1)
 		a.totalBytes.Add(int64(n.Size))
 		a.prog.Files.Add(1)
@@ -524,8 +571,9 @@ func (a *archiver) allIndexed(ids []blob.ID) bool {
 	return true
 }
 
-// finishDir waits for a directory's children, then saves its tree.
-func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapshot.Node, waits []pending) {
+// finishDir waits for a directory's children, then saves its tree and
+// reports it to the health accumulator (hd, filled in but for the nodes).
+func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapshot.Node, waits []pending, hd health.Dir) {
 	defer close(res.done)
 	drop := map[int]bool{}
 	for _, w := range waits {
@@ -538,10 +586,12 @@ func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapsh
 					a.report(w.path, w.file.err)
 				}
 				drop[w.i] = true
+				hd.Skipped = append(hd.Skipped, string(nodes[w.i].Name))
 				continue
 			}
 			n := &nodes[w.i]
 			n.Size = w.file.size
+			n.Format, n.High = w.file.format, w.file.high
 			n.Content = make([]blob.ID, len(w.file.ids))
 			for i, id := range w.file.ids {
 				n.Content[i] = *id
@@ -561,6 +611,10 @@ func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapsh
 		}
 	}
 	tree.Sort()
+	if a.health != nil {
+		hd.Nodes = tree.Nodes
+		a.health.Add(ctx, hd)
+	}
 	data, err := tree.Encode()
 	if err != nil {
 		a.fail(err)

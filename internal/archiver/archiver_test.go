@@ -15,9 +15,15 @@ import (
 )
 
 // newRepo makes a repository in a temporary directory, with a cheap key.
-func newRepo(t *testing.T) *repo.Repository {
+func newRepo(t testing.TB) *repo.Repository {
 	t.Helper()
-	st, err := local.Create(filepath.Join(t.TempDir(), "repo"))
+	return newRepoIn(t, t.TempDir())
+}
+
+// newRepoIn makes a repository in dir, with a cheap key.
+func newRepoIn(t testing.TB, dir string) *repo.Repository {
+	t.Helper()
+	st, err := local.Create(filepath.Join(dir, "repo"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,9 @@ type Options struct {
 	Host    string   // hostname to record
 	Tags    []string // recorded in the snapshot
 	Version string   // program version recorded in the snapshot
-	// NoParent reads every file: no parent snapshot is used.
-	NoParent bool
+	// ReadAll reads every file, even those the parent says are unchanged;
+	// the parent is still what the snapshot's health is judged against.
+	ReadAll bool
 	// Protective marks the snapshot as protective (ProtectiveTag).
 	Protective bool
 	// Exclude, OnError and Progress are passed to the archiver (see
@@ -85,20 +86,20 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 	}
 	opts := archiver.Options{
 		Hostname: o.Host, Tags: o.Tags, Version: o.Version, Ledger: ref(latest),
-		Exclude: o.Exclude, OnError: o.OnError, Progress: o.Progress,
+		Exclude: o.Exclude, OnError: o.OnError, Progress: o.Progress, ReadAll: o.ReadAll,
 	}
 	if o.Protective && !slices.Contains(opts.Tags, ProtectiveTag) {
 		opts.Tags = append(slices.Clone(opts.Tags), ProtectiveTag)
 	}
-	if !o.NoParent {
-		list, err := r.Snapshots(ctx)
-		if err != nil {
-			log.Warn("some snapshots cannot be read: the parent is chosen among the others", "err", err)
-		}
-		opts.Parent, _ = snapshot.Find(list, "latest", func(s *snapshot.Snapshot) bool {
-			return s.Hostname == o.Host && s.SamePaths(abs)
-		})
+	list, err := r.Snapshots(ctx)
+	if err != nil {
+		log.Warn("some snapshots cannot be read: the parent is chosen among the others", "err", err)
 	}
+	same := func(s *snapshot.Snapshot) bool {
+		return s.Hostname == o.Host && s.SamePaths(abs) && !slices.Contains(s.Tags, ProtectiveTag)
+	}
+	opts.Parent, _ = snapshot.Find(list, "latest", same)
+	opts.Baseline = Baseline(list, same)
 	sn, err := archiver.Backup(ctx, r, abs, opts)
 	if err != nil {
 		return nil, err
@@ -110,6 +111,27 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 		}
 	}
 	return res, nil
+}
+
+// BaselineSize is how many of the host's earlier clean snapshots a new
+// snapshot's health is judged against.
+const BaselineSize = 10
+
+// Baseline returns the health records of the newest clean snapshots of
+// list that same accepts, at most BaselineSize, newest first. Protective
+// snapshots are neither parents nor baseline (Run's same excludes them):
+// they leave out the files an attack touched, so a backup judged against
+// one would take the damage for new files.
+func Baseline(list []*snapshot.Snapshot, same func(*snapshot.Snapshot) bool) []*snapshot.Health {
+	sorted := slices.Clone(list)
+	snapshot.Sort(sorted)
+	var out []*snapshot.Health
+	for i := len(sorted) - 1; i >= 0 && len(out) < BaselineSize; i-- {
+		if s := sorted[i]; same(s) && s.Health != nil && s.Health.Status == snapshot.Clean {
+			out = append(out, s.Health)
+		}
+	}
+	return out
 }
 
 // tempCleaner is a store that keeps temporary files of writers that may

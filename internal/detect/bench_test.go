@@ -22,6 +22,22 @@ func BenchmarkAnalyze(b *testing.B) {
 	}
 }
 
+// BenchmarkJudge measures the fingerprint a backup takes of every file it
+// reads: one block of text or of random bytes.
+func BenchmarkJudge(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"text", text(BlockSize)}, {"random", random(BlockSize)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.data)))
+			for b.Loop() {
+				Judge(int64(len(tc.data)), tc.data)
+			}
+		})
+	}
+}
+
 // The table-driven entropy equals the textbook sum over byte frequencies.
 func TestEntropy(t *testing.T) {
 	for _, n := range []int{1, 2, 127, 128, 1000, BlockSize} {

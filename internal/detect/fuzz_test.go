@@ -79,3 +79,24 @@ func isEncodedBytewise(b []byte, ent float64) bool {
 	}
 	return ent >= 5.0
 }
+
+// FuzzJudge: Judge reports what Analyze reports of a first block.
+func FuzzJudge(f *testing.F) {
+	f.Add([]byte("PK\x03\x04 hello"), int64(9000))
+	f.Add(make([]byte, 5000), int64(5000))
+	f.Add(random(BlockSize+7), int64(1<<20))
+	f.Add(text(300), int64(300))
+	f.Add([]byte{}, int64(0))
+	f.Add([]byte("aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8=\n"), int64(-1))
+	f.Fuzz(func(t *testing.T, b []byte, size int64) {
+		typ, high := Judge(size, b)
+		s := Analyze(size, [][]byte{b})
+		want := false
+		if len(s.Blocks) > 0 {
+			want = s.Blocks[0].High
+		}
+		if typ != s.Type || high != want {
+			t.Fatalf("Judge = %q %v, Analyze %q %v", typ, high, s.Type, want)
+		}
+	})
+}

@@ -58,6 +58,20 @@ func ext(p string) string {
 	return strings.ToLower(e[1:])
 }
 
+// Ext returns the lower-case extension of the last element of path p,
+// without the dot, or "" if it has none.
+func Ext(p string) string { return ext(p) }
+
+// Expected returns the type the content of a file with extension e (lower
+// case, no dot, as Ext returns it) should have, or Unknown when e promises
+// no format whose first bytes are reliable.
+func Expected(e string) Type { return expected[e] }
+
+// Known reports whether e (lower case, no dot) is a common document, data,
+// code, archive or temporary-file extension: one a rename may produce
+// without suspicion.
+func Known(e string) bool { return known[e] }
+
 // expectedType is the type a file's name promises, or Unknown.
 func expectedType(p string) Type { return expected[ext(p)] }
 

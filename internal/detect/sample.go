@@ -93,7 +93,7 @@ func Analyze(size int64, blocks [][]byte) Sample {
 		}
 		h := countBytes(b)
 		e := h.entropy(len(b))
-		s.Blocks = append(s.Blocks, Block{Hash: maphash.Bytes(blockSeed, b), Entropy: float32(e), High: len(b) >= minJudged && e >= highEntropy(len(b))})
+		s.Blocks = append(s.Blocks, Block{Hash: maphash.Bytes(blockSeed, b), Entropy: float32(e), High: isHigh(len(b), e)})
 		zero = zero && int(h[0]) == len(b)
 		if i == 0 {
 			first, firstCounts = b, h
@@ -110,6 +110,30 @@ func Analyze(size int64, blocks [][]byte) Sample {
 	return s
 }
 
+// Judge returns what Analyze(size, [][]byte{first}) reports of a file's
+// first block, its Type and Blocks[0].High, without hashing the block or
+// allocating: the fingerprint a backup keeps of every file it reads. Bytes
+// past BlockSize are ignored. It never fails.
+func Judge(size int64, first []byte) (t Type, high bool) {
+	if size <= 0 {
+		return EmptyType, false
+	}
+	if len(first) == 0 {
+		return Unknown, false
+	}
+	if len(first) > BlockSize {
+		first = first[:BlockSize]
+	}
+	h := countBytes(first)
+	e := h.entropy(len(first))
+	high = isHigh(len(first), e)
+	if int(h[0]) == len(first) {
+		return ZeroType, high
+	}
+	// Through float32, as Analyze keeps the entropy.
+	return typeOf(first, &h, float64(float32(e))), high
+}
+
 // High reports whether any sampled block has high entropy.
 func (s *Sample) High() bool {
 	for _, b := range s.Blocks {
@@ -123,6 +147,9 @@ func (s *Sample) High() bool {
 // minJudged is the shortest block whose entropy is judged: shorter blocks
 // cannot tell random from text.
 const minJudged = 128
+
+// isHigh reports whether n bytes of entropy e look random.
+func isHigh(n int, e float64) bool { return n >= minJudged && e >= highEntropy(n) }
 
 // highEntropy is the entropy above which n bytes look random: the expected
 // plug-in entropy of n uniform random bytes (8 - 255/(2n ln 2)) less a

@@ -65,6 +65,11 @@ type Config struct {
 	Logger *slog.Logger
 	// OnResult, if set, is called as each scenario ends.
 	OnResult func(Result)
+	// Prepared, if set, is called for each scenario once its tree is laid
+	// out and its preparation done, just before it starts (and before the
+	// watcher, if any): to back the sandbox up, say. An error ends the
+	// scenario with that error.
+	Prepared func(ctx context.Context, sc Scenario) error
 }
 
 // Defaults for the zero values of Config.
@@ -204,6 +209,11 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 	}
 	if err := sc.prepare(ctx, st); err != nil {
 		return fail(fmt.Errorf("prepare: %w", err))
+	}
+	if cfg.Prepared != nil {
+		if err := cfg.Prepared(ctx, sc); err != nil {
+			return fail(fmt.Errorf("prepared: %w", err))
+		}
 	}
 	before, err := hashTree(sb)
 	if err != nil {

@@ -15,8 +15,10 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
-// TreeVersion is the version of the tree encoding, checked on decode.
-const TreeVersion = 1
+// TreeVersion is the version of the tree encoding that Encode writes.
+// DecodeTree reads it and version 1, which lacks the fingerprint fields
+// (Node.Format and Node.High).
+const TreeVersion = 2
 
 // Kind is the file type of a node.
 type Kind string
@@ -177,7 +179,15 @@ type Node struct {
 	Target  Name      `json:"target,omitempty"`
 	Xattrs  []Xattr   `json:"xattrs,omitempty"`
 	Content []blob.ID `json:"content,omitempty"`
-	Subtree *blob.ID  `json:"subtree,omitempty"`
+	// Format is the fingerprint of a file's content: the type of its first
+	// block (up to 4096 bytes) as internal/detect judges it ("pdf", "zip",
+	// "text", "encoded", "zero", "empty", ..., "unknown" for content it
+	// does not recognise). "" means not sampled: a version 1 tree, or a
+	// file whose content no backup has read since.
+	Format string `json:"format,omitempty"`
+	// High is set when the first block has high entropy (looks random).
+	High    bool     `json:"high,omitempty"`
+	Subtree *blob.ID `json:"subtree,omitempty"`
 }
 
 // Tree is a directory listing, nodes sorted by name (byte order), names
@@ -220,13 +230,16 @@ func DecodeTree(b []byte) (*Tree, error) {
 	if err := d.Decode(&tj); err != nil {
 		return nil, fmt.Errorf("decode tree: %v: %w", err, blob.ErrCorrupt)
 	}
-	if tj.Version != TreeVersion {
+	if tj.Version != 1 && tj.Version != TreeVersion {
 		return nil, fmt.Errorf("tree version %d: %w", tj.Version, blob.ErrUnsupported)
 	}
 	t := &Tree{Nodes: tj.Nodes}
 	for i, n := range t.Nodes {
 		if err := n.validate(); err != nil {
 			return nil, fmt.Errorf("decode tree: node %d: %v: %w", i, err, blob.ErrCorrupt)
+		}
+		if tj.Version == 1 && (n.Format != "" || n.High) {
+			return nil, fmt.Errorf("decode tree: node %d: a fingerprint in a version 1 tree: %w", i, blob.ErrCorrupt)
 		}
 		if i > 0 && string(t.Nodes[i-1].Name) >= string(n.Name) {
 			return nil, fmt.Errorf("decode tree: nodes not sorted or duplicate at %q: %w", n.Name, blob.ErrCorrupt)
@@ -251,6 +264,26 @@ func (n *Node) validate() error {
 		return fmt.Errorf("%q: %s with content", n.Name, n.Kind)
 	case n.Kind != Symlink && n.Target != "":
 		return fmt.Errorf("%q: %s with a link target", n.Name, n.Kind)
+	case n.Kind != File && (n.Format != "" || n.High):
+		return fmt.Errorf("%q: %s with a fingerprint", n.Name, n.Kind)
+	case n.High && n.Format == "":
+		return fmt.Errorf("%q: high entropy without a format", n.Name)
+	case n.Format != "" && !token(n.Format, 32):
+		return fmt.Errorf("%q: invalid format %q", n.Name, n.Format)
 	}
 	return nil
+}
+
+// token reports whether s is 1 to max bytes of lower-case ASCII letters,
+// digits, '-' and '_': the shape of a format, kind or extension name.
+func token(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -11,8 +11,9 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
-// Version is the version of the snapshot encoding, checked on decode.
-const Version = 1
+// Version is the version of the snapshot encoding that Encode writes.
+// Decode reads it and version 1, which has no health record.
+const Version = 2
 
 // Snapshot records one backup. ID is not encoded: it is the SHA-256 of the
 // stored (sealed) object, set by whoever loads or saves it.
@@ -34,6 +35,9 @@ type Snapshot struct {
 	// made the snapshot, so a later verify can tell if the log was rolled
 	// back or rewritten since (docs/design.md, "Ledger").
 	Ledger *Checkpoint `json:"ledger,omitempty"`
+	// Health is the verdict on the snapshot's content made during the
+	// backup; nil for a version 1 snapshot.
+	Health *Health `json:"health,omitempty"`
 }
 
 // Checkpoint refers to a ledger checkpoint: the log's size and root hash.
@@ -58,23 +62,33 @@ type Summary struct {
 	TotalFiles     int       `json:"total_files"`
 }
 
-// Encode returns the snapshot's JSON encoding.
+// Encode returns the snapshot's JSON encoding, setting the versions of
+// the snapshot and its health record to the current ones.
 func (s *Snapshot) Encode() ([]byte, error) {
 	s.Version = Version
+	if s.Health != nil {
+		s.Health.Version = HealthVersion
+	}
 	return json.Marshal(s)
 }
 
-// Decode parses a snapshot encoding.
+// Decode parses a snapshot encoding of version 1 or 2. A health record is
+// decoded strictly (unknown fields, bad values and lists longer than the
+// Max* bounds wrap blob.ErrCorrupt; another health version wraps
+// blob.ErrUnsupported).
 func Decode(b []byte) (*Snapshot, error) {
 	var s Snapshot
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("decode snapshot: %v: %w", err, blob.ErrCorrupt)
 	}
-	if s.Version != Version {
+	if s.Version != 1 && s.Version != Version {
 		return nil, fmt.Errorf("snapshot version %d: %w", s.Version, blob.ErrUnsupported)
 	}
 	if s.Tree.IsZero() {
 		return nil, fmt.Errorf("decode snapshot: no tree: %w", blob.ErrCorrupt)
+	}
+	if err := checkHealth(s.Health, s.Version); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }

@@ -48,7 +48,13 @@ func TestTreeRoundTrip(t *testing.T) {
 func TestDecodeTreeRejects(t *testing.T) {
 	tests := []struct{ name, in string }{
 		{"garbage", "{"},
-		{"version", `{"v":2,"nodes":[]}`},
+		{"version", `{"v":3,"nodes":[]}`},
+		{"fingerprint in version 1", `{"v":1,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0],"format":"text"}]}`},
+		{"high in version 1", `{"v":1,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0],"high":true}]}`},
+		{"format on a symlink", `{"v":2,"nodes":[{"name":"a","type":"symlink","mode":0,"uid":0,"gid":0,"mtime":[0,0],"format":"text"}]}`},
+		{"high without format", `{"v":2,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0],"high":true}]}`},
+		{"format not a token", `{"v":2,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0],"format":"Te xt"}]}`},
+		{"format too long", `{"v":2,"nodes":[{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0],"format":"` + strings.Repeat("a", 33) + `"}]}`},
 		{"dotdot", `{"v":1,"nodes":[{"name":"..","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
 		{"slash", `{"v":1,"nodes":[{"name":"a/b","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
 		{"unsorted", `{"v":1,"nodes":[{"name":"b","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]},{"name":"a","type":"file","mode":0,"uid":0,"gid":0,"mtime":[0,0]}]}`},
@@ -64,6 +70,102 @@ func TestDecodeTreeRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := DecodeTree([]byte(tt.in)); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestTreeVersions: version 1 trees still decode; fingerprints survive a
+// round trip in version 2.
+func TestTreeVersions(t *testing.T) {
+	v1 := `{"v":1,"nodes":[{"name":"a","type":"file","mode":420,"uid":0,"gid":0,"mtime":[0,0],"size":3}]}`
+	tr, err := DecodeTree([]byte(v1))
+	if err != nil || tr.Nodes[0].Format != "" || tr.Nodes[0].High {
+		t.Fatalf("version 1 tree: %+v, %v", tr, err)
+	}
+	tr.Nodes[0].Format, tr.Nodes[0].High = "unknown", true
+	b, err := tr.Encode()
+	if err != nil || !bytes.Contains(b, []byte(`"v":2`)) || !bytes.Contains(b, []byte(`"format":"unknown","high":true`)) {
+		t.Fatalf("encoded %s, %v", b, err)
+	}
+	got, err := DecodeTree(b)
+	if err != nil || got.Nodes[0].Format != "unknown" || !got.Nodes[0].High {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+}
+
+// exampleHealth is a suspect health record with every list filled.
+func exampleHealth() *Health {
+	return &Health{Status: Suspect, Reasons: []Reason{{DamagedFiles, 40, 3}, {RansomNotes, 7, 3}}, Stats: Stats{
+		Files: Counts{Added: 9, Changed: 40, Renamed: 40, Unchanged: 3}, Bytes: Counts{Changed: 1 << 20},
+		Kinds:       map[string]KindStats{"document": {Files: Counts{Changed: 40}, Damaged: 40}},
+		ParentFiles: 83, LostFormat: 40, HighEntropy: 12, Damaged: 40, DamagedBytes: 1 << 20,
+		NewExtensions: []Extension{{"xyz123", 40, 7}}, Notes: []Note{{"HOW_TO.txt", 400, 7}},
+		Baseline: Baseline{Snapshots: 2, Thresholds: Thresholds{3, 16 << 20, 20, 10, 3}},
+	}}
+}
+
+func TestSnapshotHealth(t *testing.T) {
+	s := &Snapshot{Time: time.Unix(1, 0).UTC(), Tree: blob.Hash(nil), Paths: []string{"/x"}, Health: exampleHealth()}
+	b, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 2 || got.Health == nil || got.Health.Version != 1 || got.Health.Stats.Notes[0].Name != "HOW_TO.txt" ||
+		got.Health.Stats.Kinds["document"].Damaged != 40 {
+		t.Fatalf("round trip: %+v", got.Health)
+	}
+	v := got.Health.Verdict()
+	if v.Status != Suspect || len(v.Reasons) != 2 || !strings.HasPrefix(v.String(), "SUSPECT: 40 files lost their format") {
+		t.Fatalf("verdict %q", v)
+	}
+	if vb, _ := json.Marshal(v); bytes.Contains(vb, []byte("HOW_TO")) || bytes.Contains(vb, []byte("xyz123")) {
+		t.Fatalf("the verdict holds a name: %s", vb)
+	}
+	v1 := `{"version":1,"time":"2024-01-01T00:00:00Z","tree":"` + blob.Hash(nil).String() + `","paths":["/x"],"hostname":"h","uid":0,"gid":0}`
+	if s, err := Decode([]byte(v1)); err != nil || s.Health != nil {
+		t.Fatalf("version 1 snapshot: %v", err)
+	}
+	edit := func(f func(h *Health)) string {
+		s := &Snapshot{Time: time.Unix(1, 0).UTC(), Tree: blob.Hash(nil), Paths: []string{"/x"}, Health: exampleHealth()}
+		f(s.Health)
+		b, _ := json.Marshal(s) // not Encode: keep the versions as edited
+		return strings.Replace(string(b), `"version":0,`, `"version":2,`, 1)
+	}
+	tests := []struct {
+		name, in string
+		err      error
+	}{
+		{"health in version 1", strings.Replace(edit(func(h *Health) { h.Version = 1 }), `"version":2,`, `"version":1,`, 1), blob.ErrCorrupt},
+		{"health version 2", edit(func(h *Health) { h.Version = 2 }), blob.ErrUnsupported},
+		{"health version 0", edit(func(h *Health) {}), blob.ErrUnsupported},
+		{"unknown field", strings.Replace(edit(func(h *Health) { h.Version = 1 }), `"zeroed":0`, `"zeroed":0,"x":1`, 1), blob.ErrCorrupt},
+		{"status", edit(func(h *Health) { h.Version, h.Status = 1, "fine" }), blob.ErrCorrupt},
+		{"clean with reasons", edit(func(h *Health) { h.Version, h.Status = 1, Clean }), blob.ErrCorrupt},
+		{"suspect without", edit(func(h *Health) { h.Version, h.Reasons = 1, nil }), blob.ErrCorrupt},
+		{"unknown signal", edit(func(h *Health) { h.Version, h.Reasons[0].Signal = 1, "mood" }), blob.ErrCorrupt},
+		{"negative", edit(func(h *Health) { h.Version, h.Stats.Files.Added = 1, -1 }), blob.ErrCorrupt},
+		{"negative kind", edit(func(h *Health) {
+			h.Version = 1
+			h.Stats.Kinds["image"] = KindStats{Bytes: Counts{Deleted: -5}}
+		}), blob.ErrCorrupt},
+		{"kind name", edit(func(h *Health) { h.Version, h.Stats.Kinds["Doc s"] = 1, KindStats{} }), blob.ErrCorrupt},
+		{"too many extensions", edit(func(h *Health) {
+			h.Version = 1
+			for range MaxNewExtensions {
+				h.Stats.NewExtensions = append(h.Stats.NewExtensions, Extension{"abc", 1, 1})
+			}
+		}), blob.ErrCorrupt},
+		{"note name", edit(func(h *Health) { h.Version, h.Stats.Notes[0].Name = 1, "a/b" }), blob.ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Decode([]byte(tt.in)); !errors.Is(err, tt.err) {
+				t.Fatalf("Decode = %v, want %v", err, tt.err)
 			}
 		})
 	}
@@ -111,7 +213,7 @@ func TestFind(t *testing.T) {
 
 func FuzzDecodeTree(f *testing.F) {
 	sub := blob.Hash(nil)
-	tr := &Tree{Nodes: []Node{{Name: "a", Kind: Dir, Subtree: &sub}, {Name: "b\xff", Kind: File, Content: []blob.ID{sub}}}}
+	tr := &Tree{Nodes: []Node{{Name: "a", Kind: Dir, Subtree: &sub}, {Name: "b\xff", Kind: File, Content: []blob.ID{sub}, Format: "zip", High: true}}}
 	b, _ := tr.Encode()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -133,8 +235,21 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	s := &Snapshot{Time: time.Unix(1, 0), Tree: blob.Hash(nil), Paths: []string{"/x"}}
 	b, _ := s.Encode()
 	f.Add(b)
+	s.Health = exampleHealth()
+	b, _ = s.Encode()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = Decode(b)
+		s, err := Decode(b)
+		if err != nil {
+			return
+		}
+		again, err := s.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(again); err != nil {
+			t.Fatalf("re-encoded snapshot does not decode: %v", err)
+		}
 	})
 }
 
