@@ -61,7 +61,7 @@ func (r *repair) sameContent(f *os.File, n *snapshot.Node, ids *crypto.IDHasher,
 
 // verifyFile reads back the file name in d that the content pipeline
 // wrote for n (device dev, inode ino) and compares it with n: the same
-// file, n's size, mode, owner and mtime, and n's blobs. It runs in a
+// file, with n's size, mode, owner, mtime and blobs. It runs in a
 // worker of the pipeline.
 func (r *repair) verifyFile(d *dir, name string, n *snapshot.Node, dev, ino uint64) {
 	p := d.child(name)
@@ -81,9 +81,6 @@ func (r *repair) readBack(d *dir, name string, n *snapshot.Node, dev, ino uint64
 	}
 	if st.Dev != dev || st.Ino != ino {
 		return errors.New("replaced by another file after it was written")
-	}
-	if st.Size != int64(n.Size) {
-		return fmt.Errorf("%d bytes, want %d", st.Size, n.Size)
 	}
 	if err := r.metaCheck(&st, n); err != nil {
 		return err

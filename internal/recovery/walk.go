@@ -331,11 +331,13 @@ func (r *repair) fixFile(f *os.File, n *snapshot.Node) {
 }
 
 // metaCheck compares what fstat or lstat says of an entry just written or
-// fixed with n: kind, mode, owner (as root) and mtime.
+// fixed with n: kind, size of a file, mode, owner (as root) and mtime.
 func (r *repair) metaCheck(st *unix.Stat_t, n *snapshot.Node) error {
 	switch {
 	case kindOf(st.Mode) != n.Kind:
 		return fmt.Errorf("is a %s", kindOf(st.Mode))
+	case n.Kind == snapshot.File && st.Size != int64(n.Size):
+		return fmt.Errorf("%d bytes, want %d", st.Size, n.Size)
 	case n.Kind != snapshot.Symlink && st.Mode&0o7777 != n.Mode:
 		return fmt.Errorf("mode %#o, want %#o", st.Mode&0o7777, n.Mode)
 	case r.isRoot && (st.Uid != n.UID || st.Gid != n.GID):
