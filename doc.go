@@ -31,6 +31,7 @@
 //	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back
 //	internal/backup      the backup use case: ledger check, archive, ledger record; protective snapshots after alerts
 //	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill
+//	internal/recovery    back to the last clean snapshot: health with alerts, the choice, in-place repair into a quarantine, verified; stopped holders
 //	cmd/kalaja           the command line: one file per subcommand
 //
 // Test support: internal/testtree (generates and compares file trees),

@@ -37,6 +37,8 @@ var layers = map[string][]string{
 		"internal/snapshot", "internal/store"},
 	"internal/backup": {"internal/archiver", "internal/detect", "internal/ledger", "internal/repo",
 		"internal/snapshot"},
+	"internal/recovery": {"internal/alert", "internal/blob", "internal/crypto", "internal/restorer",
+		"internal/snapshot"},
 	"internal/alert":           {"internal/detect"},
 	"internal/drill":           nil,
 	"internal/detect":          nil,

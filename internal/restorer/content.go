@@ -36,8 +36,9 @@ type contents struct {
 type file struct {
 	name      string // reported to contents.report
 	node      snapshot.Node
-	out       *os.File     // open from add until the last job ends
-	remaining atomic.Int32 // jobs not yet done
+	out       *os.File      // open from add until the last job ends
+	done      func(ok bool) // called after out is closed, if not nil
+	remaining atomic.Int32  // jobs not yet done
 	failed    atomic.Bool
 }
 
@@ -73,12 +74,13 @@ func (c *contents) wait() {
 
 // add queues the content of file node n for out, which is open for writing
 // at n's size; name identifies it to report. add owns out from then on and
-// closes it after the last job. A content blob no index lists fails the
+// closes it after the last job, then calls done (if not nil) once, with
+// whether the content and the metadata were written in full. A content blob no index lists fails the
 // whole file at once: without its length the offsets of the blobs after it
 // are unknown. add returns ctx.Err() if ctx ends before every job is
 // handed over; jobs not handed over still count, so out is closed.
-func (c *contents) add(ctx context.Context, name string, n snapshot.Node, out *os.File) error {
-	f := &file{name: name, node: n, out: out}
+func (c *contents) add(ctx context.Context, name string, n snapshot.Node, out *os.File, done func(ok bool)) error {
+	f := &file{name: name, node: n, out: out, done: done}
 	locs := make([]index.Location, len(n.Content))
 	var js []job
 	first := 0
@@ -137,12 +139,21 @@ func (c *contents) jobDone(f *file) {
 	}
 }
 
-// finish applies a file's metadata, unless its content failed, and closes
-// it.
+// finish applies a file's metadata, unless its content failed, closes it,
+// and calls its done.
 func (c *contents) finish(f *file) {
+	ok := c.close(f)
+	if f.done != nil {
+		f.done(ok)
+	}
+}
+
+// close applies a file's metadata, unless its content failed, and closes
+// it. It reports whether the file was written in full.
+func (c *contents) close(f *file) bool {
 	if f.failed.Load() {
 		f.out.Close()
-		return
+		return false
 	}
 	err := applyMeta(f.out.Name(), int(f.out.Fd()), &f.node, c.isRoot)
 	if cerr := f.out.Close(); err == nil {
@@ -150,9 +161,10 @@ func (c *contents) finish(f *file) {
 	}
 	if err != nil {
 		c.report(f.name, err)
-		return
+		return false
 	}
 	c.prog.Files.Add(1)
+	return true
 }
 
 type worker struct {

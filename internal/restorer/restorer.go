@@ -240,7 +240,7 @@ func (rs *restorer) create(ctx context.Context, sp string, n snapshot.Node) erro
 		}
 		rs.stats.Files++
 		rs.stats.Bytes += int64(n.Size)
-		return rs.content.add(ctx, sp, n, out)
+		return rs.content.add(ctx, sp, n, out, nil)
 	case snapshot.Symlink:
 		if err := replace(path, func() error { return os.Symlink(string(n.Target), path) }); err != nil {
 			return err
