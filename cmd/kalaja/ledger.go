@@ -53,10 +53,14 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), rows)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%-8s %-20s %-9s %-10s %-20s %s\n", "record", "logged", "kind", "id", "host", "size")
+			fmt.Fprintf(w, "%-8s %-20s %-9s %-10s %-20s %-10s %s\n", "record", "logged", "kind", "id", "host", "size", "health")
 			for _, r := range rows {
-				fmt.Fprintf(w, "%-8d %-20s %-9s %-10s %-20s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
-					r.Kind, r.ID.Short(), r.Host, fmtBytes(r.Size))
+				health := ""
+				if r.Health != nil {
+					health = r.Health.String()
+				}
+				fmt.Fprintf(w, "%-8d %-20s %-9s %-10s %-20s %-10s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
+					r.Kind, r.ID.Short(), r.Host, fmtBytes(r.Size), health)
 			}
 			return nil
 		},

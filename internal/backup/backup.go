@@ -51,7 +51,8 @@ type Result struct {
 	Checkpoint ledger.Checkpoint
 }
 
-// Run backs paths up into r. lc is the repository's ledger as this client
+// Run backs paths up into r. Its snapshot's ledger record carries the
+// snapshot's health verdict. lc is the repository's ledger as this client
 // sees it; with a nil lc the ledger is neither checked nor appended to,
 // which only the build that measures the ledger's cost does.
 //
@@ -106,7 +107,15 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 	}
 	res := &Result{Snapshot: sn, Checkpoint: latest}
 	if lc != nil {
-		if res.Checkpoint, err = lc.Record(ctx, ledger.Records(r.Written(), o.Host, time.Now()), o.Host, time.Now()); err != nil {
+		now := time.Now()
+		recs := ledger.Records(r.Written(), o.Host, now)
+		for i, rec := range recs {
+			if rec.Kind == ledger.KindSnapshot && rec.ID == sn.ID && sn.Health != nil {
+				v := sn.Health.Verdict()
+				recs[i].Health = &v
+			}
+		}
+		if res.Checkpoint, err = lc.Record(ctx, recs, o.Host, now); err != nil {
 			return res, fmt.Errorf("snapshot %s was saved, but %w", sn.ID.Short(), err)
 		}
 	}

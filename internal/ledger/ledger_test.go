@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
@@ -95,6 +97,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		{name: "local time becomes UTC", rec: Record{Kind: KindPack, Time: time.Date(2026, 1, 1, 1, 0, 0, 0, time.FixedZone("IST", 5*3600+1800))}},
 		{name: "largest size", rec: Record{Kind: KindPack, Size: math.MaxInt64, Time: exampleRecord.Time}},
 		{name: "escaped host", rec: Record{Kind: KindPack, Host: "a\"b\\c<d>&e\u00e9\u2028\n", Time: exampleRecord.Time}},
+		{name: "snapshot health", rec: healthRecord, want: healthEncoding()},
+		{name: "clean snapshot", rec: Record{Kind: KindSnapshot, Time: exampleRecord.Time, Health: &snapshot.Verdict{Status: snapshot.Clean}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,9 +113,14 @@ func TestRecordRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseRecord(%s): %v", b, err)
 			}
-			if got.Version != RecordVersion || got.Kind != tt.rec.Kind || got.ID != tt.rec.ID ||
+			wantVersion := RecordVersion
+			if tt.rec.Health != nil {
+				wantVersion = RecordHealthVersion
+			}
+			if got.Version != wantVersion || got.Kind != tt.rec.Kind || got.ID != tt.rec.ID ||
 				got.Size != tt.rec.Size || got.Host != tt.rec.Host ||
-				!got.Time.Equal(tt.rec.Time) || got.Time.Location() != time.UTC {
+				!got.Time.Equal(tt.rec.Time) || got.Time.Location() != time.UTC ||
+				!reflect.DeepEqual(got.Health, tt.rec.Health) {
 				t.Fatalf("ParseRecord(Marshal(%+v)) = %+v", tt.rec, got)
 			}
 			if again := got.Marshal(); !bytes.Equal(again, b) {
@@ -119,6 +128,24 @@ func TestRecordRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// healthRecord is the snapshot record of docs/design.md 13.2 with a health
+// verdict, and healthEncoding its encoding.
+var healthRecord = Record{
+	Kind: KindSnapshot,
+	ID:   blob.Hash([]byte("snapshot")),
+	Size: 1043,
+	Time: exampleRecord.Time,
+	Host: "db-01",
+	Health: &snapshot.Verdict{Status: snapshot.Suspect, Reasons: []snapshot.Reason{
+		{Signal: snapshot.DamagedFiles, Value: 412, Threshold: 3}, {Signal: snapshot.RansomNotes, Value: 14, Threshold: 3}}},
+}
+
+func healthEncoding() string {
+	return `{"v":2,"kind":"snapshot","id":"` + healthRecord.ID.String() +
+		`","size":1043,"time":"2026-11-23T12:05:55.98695254Z","host":"db-01","health":{"status":"suspect","reasons":[` +
+		`{"signal":"damaged_files","value":412,"threshold":3},{"signal":"ransom_notes","value":14,"threshold":3}]}}`
 }
 
 // recordRejects are encodings ParseRecord must refuse, and the error each
@@ -151,7 +178,14 @@ func recordRejects() []struct {
 		{"unknown field", rep(`"host"`, `"extra":1,"host"`), blob.ErrCorrupt},
 		{"duplicate field", rep(`"host":"db-01"`, `"host":"db-01","host":"db-01"`), blob.ErrCorrupt},
 		{"field name case", rep(`"kind"`, `"Kind"`), blob.ErrCorrupt},
-		{"version 2", rep(`"v":1`, `"v":2`), blob.ErrUnsupported},
+		{"version 2 without health", rep(`"v":1`, `"v":2`), blob.ErrCorrupt},
+		{"version 3", rep(`"v":1`, `"v":3`), blob.ErrUnsupported},
+		{"version 1 with health", strings.Replace(healthEncoding(), `"v":2`, `"v":1`, 1), blob.ErrCorrupt},
+		{"health of a pack", strings.Replace(healthEncoding(), `"kind":"snapshot"`, `"kind":"pack"`, 1), blob.ErrCorrupt},
+		{"health of unknown status", strings.Replace(healthEncoding(), `"suspect"`, `"fine"`, 1), blob.ErrCorrupt},
+		{"suspect without reason", strings.Replace(healthEncoding(), `,"reasons":[{"signal":"damaged_files","value":412,"threshold":3},{"signal":"ransom_notes","value":14,"threshold":3}]`, ``, 1), blob.ErrCorrupt},
+		{"health of unknown signal", strings.Replace(healthEncoding(), `"ransom_notes"`, `"file_names"`, 1), blob.ErrCorrupt},
+		{"health with a name", strings.Replace(healthEncoding(), `"status"`, `"notes":["README.txt"],"status"`, 1), blob.ErrCorrupt},
 		{"version 0", rep(`"v":1`, `"v":0`), blob.ErrUnsupported},
 		{"no version", rep(`"v":1,`, ``), blob.ErrUnsupported},
 		{"negative size", rep(`16777216`, `-1`), blob.ErrCorrupt},
@@ -173,8 +207,10 @@ func recordRejects() []struct {
 }
 
 func TestParseRecordRejects(t *testing.T) {
-	if _, err := ParseRecord([]byte(exampleEncoding())); err != nil {
-		t.Fatalf("the unaltered encoding is refused: %v", err)
+	for _, enc := range []string{exampleEncoding(), healthEncoding()} {
+		if _, err := ParseRecord([]byte(enc)); err != nil {
+			t.Fatalf("the unaltered encoding %s is refused: %v", enc, err)
+		}
 	}
 	for _, tt := range recordRejects() {
 		t.Run(tt.name, func(t *testing.T) {

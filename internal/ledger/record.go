@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 )
 
@@ -86,23 +87,31 @@ func Records(objs []store.Object, host string, now time.Time) []Record {
 	return recs
 }
 
-// RecordVersion is the version of the record encoding.
-const RecordVersion = 1
+// Record versions: version 1 names an object; version 2 is a snapshot
+// record that also carries the snapshot's health verdict. A record is
+// version 2 exactly when it carries a verdict, so each record has one
+// encoding.
+const (
+	RecordVersion       = 1
+	RecordHealthVersion = 2
+)
 
 // maxRecord bounds one record's encoding; real records are under 300 bytes.
 const maxRecord = 4096
 
 // Record is one leaf of the log: a stored object's kind, ID (the SHA-256 of
 // its stored bytes, which is also its name), size, the time it was logged
-// and the host that logged it. Its encoding is one line of JSON with the
-// fields in this order (docs/design.md, "Ledger").
+// and the host that logged it, and for a snapshot its health verdict (no
+// names: the ledger is not encrypted). Its encoding is one line of JSON
+// with the fields in this order (docs/design.md, "Ledger").
 type Record struct {
-	Version int       `json:"v"`
-	Kind    string    `json:"kind"`
-	ID      blob.ID   `json:"id"`
-	Size    int64     `json:"size"`
-	Time    time.Time `json:"time"`
-	Host    string    `json:"host"`
+	Version int               `json:"v"`
+	Kind    string            `json:"kind"`
+	ID      blob.ID           `json:"id"`
+	Size    int64             `json:"size"`
+	Time    time.Time         `json:"time"`
+	Host    string            `json:"host"`
+	Health  *snapshot.Verdict `json:"health,omitempty"`
 }
 
 // Marshal returns the record's encoding, the bytes the log hashes. It
@@ -119,6 +128,9 @@ func (r Record) Marshal() []byte {
 // encode is Marshal, returning an error for a time JSON cannot encode.
 func (r Record) encode() ([]byte, error) {
 	r.Version = RecordVersion
+	if r.Health != nil {
+		r.Version = RecordHealthVersion
+	}
 	r.Time = r.Time.UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -139,8 +151,16 @@ func ParseRecord(b []byte) (Record, error) {
 	if err := d.Decode(&r); err != nil {
 		return Record{}, fmt.Errorf("record: %v: %w", err, blob.ErrCorrupt)
 	}
-	if r.Version != RecordVersion {
+	if r.Version != RecordVersion && r.Version != RecordHealthVersion {
 		return Record{}, fmt.Errorf("record version %d: %w", r.Version, blob.ErrUnsupported)
+	}
+	if r.Health != nil {
+		if r.Kind != KindSnapshot {
+			return Record{}, fmt.Errorf("a %s record with a health verdict: %w", r.Kind, blob.ErrCorrupt)
+		}
+		if err := r.Health.Validate(); err != nil {
+			return Record{}, fmt.Errorf("record health: %v: %w", err, blob.ErrCorrupt)
+		}
 	}
 	// A time with an offset can be in range locally but not in UTC.
 	if enc, err := r.encode(); err != nil || !bytes.Equal(enc, b) {

@@ -206,24 +206,26 @@ func (h *Health) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// validate checks a decoded health record of the current version.
-func (h *Health) validate() error {
-	switch h.Status {
+// Validate checks a verdict as decoded: a known status, reasons only and
+// always with suspect, at most MaxReasons, each of a known signal with
+// counts that are not negative. Errors name what is wrong.
+func (v Verdict) Validate() error {
+	switch v.Status {
 	case Clean:
-		if len(h.Reasons) > 0 {
-			return fmt.Errorf("clean with %d reasons", len(h.Reasons))
+		if len(v.Reasons) > 0 {
+			return fmt.Errorf("clean with %d reasons", len(v.Reasons))
 		}
 	case Suspect:
-		if len(h.Reasons) == 0 {
+		if len(v.Reasons) == 0 {
 			return fmt.Errorf("suspect without a reason")
 		}
 	default:
-		return fmt.Errorf("status %q", h.Status)
+		return fmt.Errorf("status %q", v.Status)
 	}
-	if len(h.Reasons) > MaxReasons {
-		return fmt.Errorf("%d reasons", len(h.Reasons))
+	if len(v.Reasons) > MaxReasons {
+		return fmt.Errorf("%d reasons", len(v.Reasons))
 	}
-	for _, r := range h.Reasons {
+	for _, r := range v.Reasons {
 		known := false
 		for _, s := range Signals {
 			known = known || r.Signal == s
@@ -231,6 +233,14 @@ func (h *Health) validate() error {
 		if !known || r.Value < 0 || r.Threshold < 0 {
 			return fmt.Errorf("reason %+v", r)
 		}
+	}
+	return nil
+}
+
+// validate checks a decoded health record of the current version.
+func (h *Health) validate() error {
+	if err := h.Verdict().Validate(); err != nil {
+		return err
 	}
 	st := &h.Stats
 	if len(st.Kinds) > MaxKinds || len(st.NewExtensions) > MaxNewExtensions || len(st.Notes) > MaxNotes {
