@@ -2,7 +2,9 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,10 +33,15 @@ type Source interface {
 
 // RepairOptions configures a repair.
 type RepairOptions struct {
-	// Paths are the live paths to repair, absolute and clean; a path may
-	// name a folder or a single entry. A path that lies inside another is
-	// repaired with it.
+	// Paths are the paths to repair, absolute and clean, as the snapshot
+	// names them; a path may name a folder or a single entry. A path that
+	// lies inside another is repaired with it.
 	Paths []string
+	// Root, if set (absolute, clean), is the folder the live tree is
+	// under: snapshot path /a/b is repaired at Root/a/b, and Root is made
+	// if missing. Empty means "/": the live tree is the one the snapshot
+	// was taken of. A restore into a new folder is a repair with Root.
+	Root string
 	// Quarantine is the folder (absolute, clean) that receives every live
 	// entry the repair takes away, under its live path. It is made (0700)
 	// when first needed; no element of its path may be a symlink. It may
@@ -87,7 +94,18 @@ func Repair(ctx context.Context, src Source, sn *snapshot.Snapshot, o RepairOpti
 	if err != nil {
 		return nil, err
 	}
-	if err := checkQuarantine(o.Quarantine, paths); err != nil {
+	base := "/"
+	if o.Root != "" {
+		if !filepath.IsAbs(o.Root) || filepath.Clean(o.Root) != o.Root {
+			return nil, fmt.Errorf("repair: root %q is not an absolute, clean path", o.Root)
+		}
+		base = o.Root
+	}
+	live := make([]string, len(paths))
+	for i, p := range paths {
+		live[i] = filepath.Join(base, p)
+	}
+	if err := checkQuarantine(o.Quarantine, live); err != nil {
 		return nil, err
 	}
 	rep := &Report{Snapshot: sn.ID, Paths: paths, Quarantine: o.Quarantine, DryRun: o.DryRun}
@@ -102,22 +120,30 @@ func Repair(ctx context.Context, src Source, sn *snapshot.Snapshot, o RepairOpti
 	if err != nil {
 		return rep, fmt.Errorf("load the snapshot's root tree: %w", err)
 	}
-	root, err := openDir(unix.AT_FDCWD, "/")
-	if err != nil {
-		return rep, fmt.Errorf("open /: %w", err)
+	if base != "/" && !o.DryRun {
+		if err := os.MkdirAll(base, 0o700); err != nil {
+			return rep, fmt.Errorf("repair root: %w", err)
+		}
 	}
-	rd := newDir(root, "/", nil)
+	root, err := openDir(unix.AT_FDCWD, base)
+	if err != nil && !(o.DryRun && errors.Is(err, fs.ErrNotExist)) {
+		return rep, fmt.Errorf("open %s: %w", base, err)
+	}
+	rd := newDir(root, base, nil)
 	defer rd.release()
 	if err := probeNoFollow(o.Quarantine); err != nil {
 		return rep, fmt.Errorf("quarantine: %w", err)
 	}
 	defer func() {
+		if rd.q >= 0 && rd.q != r.qroot {
+			unix.Close(rd.q)
+		}
 		if r.qroot >= 0 {
 			unix.Close(r.qroot)
 		}
 	}()
 	if !o.DryRun {
-		if slices.ContainsFunc(paths, func(p string) bool { return within(o.Quarantine, p) }) {
+		if slices.ContainsFunc(live, func(p string) bool { return within(o.Quarantine, p) }) {
 			// Made now, the quarantine changes its folder's times before
 			// the walk comes in, which then puts them back.
 			if _, err := r.qdir(rd); err != nil {
@@ -251,12 +277,26 @@ func (r *repair) qdir(d *dir) (int, error) {
 	if d.q >= 0 {
 		return d.q, nil
 	}
-	if d.parent == nil { // "/": the quarantine itself, made when first needed
+	if d.parent == nil { // the root: the quarantine itself, made when first needed
 		var err error
 		if r.qroot, err = openNoFollow(r.o.Quarantine, true); err != nil {
 			return -1, fmt.Errorf("quarantine: %w", err)
 		}
 		d.q = r.qroot
+		// Under a Root other than "/", entries keep their live path there.
+		for name := range strings.SplitSeq(strings.Trim(d.path, "/"), "/") {
+			if name == "" {
+				continue
+			}
+			q, err := quarantineDir(d.q, name)
+			if err != nil {
+				return -1, err
+			}
+			if d.q != r.qroot {
+				unix.Close(d.q)
+			}
+			d.q = q
+		}
 		return d.q, nil
 	}
 	pq, err := r.qdir(d.parent)

@@ -525,3 +525,34 @@ func TestPaths(t *testing.T) {
 		t.Errorf("restored %v, want %v", got, want)
 	}
 }
+
+// TestRepairIntoRoot: a repair with Root restores the snapshot into a new
+// folder, verified, and repairs a damaged copy there as in place.
+func TestRepairIntoRoot(t *testing.T) {
+	f := newFixture(t, generated(11, 200))
+	root := filepath.Join(f.base, "target")
+	rep, err := f.run(t, nil, RepairOptions{Root: root, Quarantine: filepath.Join(root, QuarantineName, "q")})
+	f.wantClean(t, rep, err)
+	if rep.FilesRestored == 0 || rep.Verified < rep.FilesRestored || rep.Quarantined != 0 {
+		t.Fatalf("into a new folder: %+v; want every file restored and verified, nothing quarantined", rep)
+	}
+	for _, d := range testtree.Compare(f.live, filepath.Join(root, f.live), testtree.CompareOptions{}) {
+		t.Errorf("the restored copy differs from the live tree: %v", d)
+	}
+	// Damage the copy, not the live tree: repaired under Root, the live
+	// tree is not touched.
+	before := listing(t, f.live)
+	victim := victims(t, f, 1)[0]
+	copyVictim := filepath.Join(root, f.live, victim)
+	must(t, os.WriteFile(copyVictim, []byte("encrypted"), 0o644))
+	rep, err = f.run(t, nil, RepairOptions{Root: root, Quarantine: filepath.Join(root, QuarantineName, "q2")})
+	f.wantClean(t, rep, err)
+	if rep.FilesRestored != 1 || rep.Quarantined != 1 {
+		t.Errorf("repair of the copy: %d restored, %d quarantined; want 1 and 1", rep.FilesRestored, rep.Quarantined)
+	}
+	wantFile(t, filepath.Join(root, QuarantineName, "q2", root, f.live, victim), []byte("encrypted"))
+	wantSame(t, "live", before, listing(t, f.live))
+	if _, err := Repair(t.Context(), f.r, f.sn, RepairOptions{Paths: []string{f.live}, Root: "relative", Quarantine: f.q}); err == nil {
+		t.Error("a relative root was accepted")
+	}
+}
