@@ -137,7 +137,7 @@ could not be read; 10 no repository at the given location; 12 wrong password;
 		newDiffCommand(g), newRestoreCommand(g), newCheckCommand(g), newKeyCommand(g),
 		newVerifyCommand(g), newLedgerCommand(g), newWitnessCommand(g),
 		newVersionCommand(g), newDrillCommand(g), newWatchCommand(g), newServeCommand(g),
-		newForgetCommand(g), newPruneCommand(g),
+		newForgetCommand(g), newPruneCommand(g), newRecoverCommand(g),
 	)
 	root.AddCommand(newAdminCommand(g))
 	return root
