@@ -14,6 +14,7 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/restorer"
+	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
 // recoverOptions are the flags of kalaja recover.
@@ -182,7 +183,7 @@ func runRecover(cmd *cobra.Command, g *globalOptions, o *recoverOptions, args []
 			return usageError{fmt.Errorf("--target: %w", err)}
 		}
 		if ro.Quarantine == "" {
-			ro.Quarantine = filepath.Join(ro.Root, recovery.QuarantineName, now.UTC().Format(quarantineTime))
+			ro.Quarantine = filepath.Join(ro.Root, snapshot.QuarantineName, now.UTC().Format(recovery.QuarantineTime))
 		}
 	} else {
 		if !o.force && !o.dryRun {
@@ -245,9 +246,6 @@ func runRecover(cmd *cobra.Command, g *globalOptions, o *recoverOptions, args []
 	}
 	return nil
 }
-
-// quarantineTime is how a quarantine folder made by recover is named.
-const quarantineTime = "20060102T150405Z"
 
 // absPaths makes paths absolute and clean. They need not exist: a path
 // an attack deleted is one to recover.

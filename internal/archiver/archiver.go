@@ -47,7 +47,8 @@ type Options struct {
 	// directory that cannot be read; the backup goes on without it.
 	OnError  func(path string, err error)
 	Progress *Progress // may be nil
-	// Exclude, if set, is asked about every path below the given ones
+	// Entries named snapshot.QuarantineName are always left out. Exclude,
+	// if set, is asked about every path below the given ones
 	// (absolute); what it reports true for is left out, and a folder with
 	// everything in it. The watcher's protective snapshot uses it to skip
 	// files already damaged.
@@ -443,7 +444,7 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 			break
 		}
 		p := filepath.Join(path, name)
-		if a.opts.Exclude != nil && a.opts.Exclude(p) {
+		if name == snapshot.QuarantineName || a.opts.Exclude != nil && a.opts.Exclude(p) {
 			hd.Skipped = append(hd.Skipped, name)
 			continue
 		}

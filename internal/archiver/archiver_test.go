@@ -11,6 +11,7 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/crypto"
 	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
 
@@ -40,7 +41,9 @@ func TestExclude(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t)
 	dir := t.TempDir()
-	for _, f := range []string{"keep.txt", "damaged.txt", "sub/keep.txt", "gone/a.txt"} {
+	// A quarantine folder is always left out, at any level.
+	for _, f := range []string{"keep.txt", "damaged.txt", "sub/keep.txt", "gone/a.txt",
+		snapshot.QuarantineName + "/t/x.locked", "sub/" + snapshot.QuarantineName + "/y"} {
 		p := filepath.Join(dir, f)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
@@ -69,6 +72,12 @@ func TestExclude(t *testing.T) {
 	var names []string
 	for _, n := range tree.Nodes {
 		names = append(names, string(n.Name))
+		if n.Name == "sub" {
+			sub, err := r.LoadTree(ctx, *n.Subtree)
+			if err != nil || len(sub.Nodes) != 1 || sub.Nodes[0].Name != "keep.txt" {
+				t.Errorf("sub holds %+v (%v), want keep.txt only", sub, err)
+			}
+		}
 	}
 	if want := []string{"keep.txt", "sub"}; !slices.Equal(names, want) {
 		t.Errorf("snapshot of %s holds %v, want %v", dir, names, want)

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/testtree"
 )
 
@@ -87,8 +88,8 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"quarantine folder planted as a symlink", func(t *testing.T, f *fixture) RepairOptions {
 			must(t, os.Remove(filepath.Join(f.live, "top.txt"))) // something to do
-			must(t, os.Symlink(f.outside, filepath.Join(f.live, QuarantineName)))
-			return RepairOptions{Quarantine: filepath.Join(f.live, QuarantineName, "T")}
+			must(t, os.Symlink(f.outside, filepath.Join(f.live, snapshot.QuarantineName)))
+			return RepairOptions{Quarantine: filepath.Join(f.live, snapshot.QuarantineName, "T")}
 		}, true, "not followed"},
 		{"ancestor replaced by a symlink", func(t *testing.T, f *fixture) RepairOptions {
 			must(t, os.Rename(f.live, f.live+".moved"))

@@ -10,16 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"golang.org/x/sys/unix"
 )
 
-// QuarantineName is the name of the folders that hold quarantines. A repair
-// leaves every entry so named alone, at every level, in the live tree and in
-// the snapshot.
-const QuarantineName = ".kalaja-quarantine"
+// QuarantineTime is the layout of the time that names a quarantine folder
+// under snapshot.QuarantineName.
+const QuarantineTime = "20060102T150405Z"
 
 // DefaultQuarantine returns the quarantine folder for a repair of path at
-// time now: QuarantineName/<now in UTC as 20060102T150405Z> at the root of
+// time now: snapshot.QuarantineName/<now in UTC as QuarantineTime> at the root of
 // the file system holding path (the highest folder above it with the same
 // device), so that moving an entry there is a rename. path must be
 // absolute; if it does not exist, its nearest existing parent is used. It
@@ -51,12 +51,12 @@ func DefaultQuarantine(path string, now time.Time) (string, error) {
 		}
 		p = parent
 	}
-	return filepath.Join(p, QuarantineName, now.UTC().Format("20060102T150405Z")), nil
+	return filepath.Join(p, snapshot.QuarantineName, now.UTC().Format(QuarantineTime)), nil
 }
 
 // checkQuarantine refuses a quarantine folder that is not absolute and
 // clean, that lies under one of paths other than inside a folder named
-// QuarantineName (which the repair leaves alone), or that holds one of
+// snapshot.QuarantineName (which the repair leaves alone), or that holds one of
 // paths.
 func checkQuarantine(q string, paths []string) error {
 	if !filepath.IsAbs(q) || filepath.Clean(q) != q {
@@ -70,8 +70,8 @@ func checkQuarantine(q string, paths []string) error {
 			continue
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(q, p), "/")
-		if !strings.Contains("/"+rel+"/", "/"+QuarantineName+"/") {
-			return fmt.Errorf("quarantine %s lies in %s, which is to be repaired; put it inside a folder named %s there, or elsewhere", q, p, QuarantineName)
+		if !strings.Contains("/"+rel+"/", "/"+snapshot.QuarantineName+"/") {
+			return fmt.Errorf("quarantine %s lies in %s, which is to be repaired; put it inside a folder named %s there, or elsewhere", q, p, snapshot.QuarantineName)
 		}
 	}
 	return nil

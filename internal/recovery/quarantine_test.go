@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,10 +17,10 @@ func TestDefaultQuarantine(t *testing.T) {
 			t.Errorf("DefaultQuarantine(%s): %v", path, err)
 			continue
 		}
-		if filepath.Base(q) != "20270304T040607Z" || filepath.Base(filepath.Dir(q)) != QuarantineName {
-			t.Errorf("DefaultQuarantine(%s) = %s, want .../%s/20270304T040607Z", path, q, QuarantineName)
+		if filepath.Base(q) != "20270304T040607Z" || filepath.Base(filepath.Dir(q)) != snapshot.QuarantineName {
+			t.Errorf("DefaultQuarantine(%s) = %s, want .../%s/20270304T040607Z", path, q, snapshot.QuarantineName)
 		}
-		// The folder above QuarantineName is a mount point holding path.
+		// The folder above snapshot.QuarantineName is a mount point holding path.
 		mount := filepath.Dir(filepath.Dir(q))
 		if !within(path, mount) {
 			t.Errorf("DefaultQuarantine(%s) = %s: not above the path", path, q)

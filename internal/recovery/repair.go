@@ -45,7 +45,7 @@ type RepairOptions struct {
 	// Quarantine is the folder (absolute, clean) that receives every live
 	// entry the repair takes away, under its live path. It is made (0700)
 	// when first needed; no element of its path may be a symlink. It may
-	// lie under one of Paths only inside a folder named QuarantineName. A
+	// lie under one of Paths only inside a folder named snapshot.QuarantineName. A
 	// dry run does not make it.
 	Quarantine string
 	// DryRun plans: the report counts and lists what would be done, and
@@ -72,7 +72,7 @@ type RepairOptions struct {
 // file is moved away only when its replacement can be written (every blob
 // of it is indexed). Every entry written is read back and verified; a
 // mismatch is reported (wrapping ErrVerify) and counted in VerifyFailed.
-// Entries named QuarantineName are left alone at every level.
+// Entries named snapshot.QuarantineName are left alone at every level.
 //
 // The live tree is read and changed through open folders, one name at a
 // time, never following a symlink: a symlink, FIFO or other entry planted
@@ -349,8 +349,8 @@ func (r *repair) path(root *dir, rootTree *snapshot.Tree, p string) error {
 		return r.walk(root, rootTree, false)
 	}
 	names := strings.Split(p[1:], "/")
-	if slices.Contains(names, QuarantineName) {
-		r.report(p, fmt.Errorf("lies in a quarantine folder (%s), which a repair leaves alone", QuarantineName))
+	if slices.Contains(names, snapshot.QuarantineName) {
+		r.report(p, fmt.Errorf("lies in a quarantine folder (%s), which a repair leaves alone", snapshot.QuarantineName))
 		return nil
 	}
 	// The snapshot's nodes along p; fewer than names if it lacks p.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/index"
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/testtree"
 )
 
@@ -460,7 +461,7 @@ func TestQuarantineNames(t *testing.T) {
 }
 
 // TestQuarantineInside: a quarantine inside the repaired tree, in a folder
-// named QuarantineName, is allowed and left alone by the walk.
+// named snapshot.QuarantineName, is allowed and left alone by the walk.
 func TestQuarantineInside(t *testing.T) {
 	f := newFixture(t, smallTree)
 	writeFile(t, filepath.Join(f.live, "docs", "x.locked"), "x")
@@ -473,17 +474,17 @@ func TestQuarantineInside(t *testing.T) {
 			t.Errorf("live folder: %v, %v; want mtime %v", fi.ModTime(), err, n.MTime)
 		}
 	}
-	f.q = filepath.Join(f.live, QuarantineName, "T1")
+	f.q = filepath.Join(f.live, snapshot.QuarantineName, "T1")
 	rep, err := f.run(t, nil, RepairOptions{})
 	f.wantClean(t, rep, err)
 	wantFile(t, filepath.Join(f.q, f.live, "docs", "x.locked"), []byte("x"))
 	wantMtime()
 	// A second repair leaves the first quarantine where it is.
 	writeFile(t, filepath.Join(f.live, "docs", "y.locked"), "y")
-	f.q = filepath.Join(f.live, QuarantineName, "T2")
+	f.q = filepath.Join(f.live, snapshot.QuarantineName, "T2")
 	rep, err = f.run(t, nil, RepairOptions{})
 	f.wantClean(t, rep, err)
-	wantFile(t, filepath.Join(f.live, QuarantineName, "T1", f.live, "docs", "x.locked"), []byte("x"))
+	wantFile(t, filepath.Join(f.live, snapshot.QuarantineName, "T1", f.live, "docs", "x.locked"), []byte("x"))
 	wantFile(t, filepath.Join(f.q, f.live, "docs", "y.locked"), []byte("y"))
 	if rep.Quarantined != 1 {
 		t.Errorf("%d quarantined, want 1", rep.Quarantined)
@@ -531,7 +532,7 @@ func TestPaths(t *testing.T) {
 func TestRepairIntoRoot(t *testing.T) {
 	f := newFixture(t, generated(11, 200))
 	root := filepath.Join(f.base, "target")
-	rep, err := f.run(t, nil, RepairOptions{Root: root, Quarantine: filepath.Join(root, QuarantineName, "q")})
+	rep, err := f.run(t, nil, RepairOptions{Root: root, Quarantine: filepath.Join(root, snapshot.QuarantineName, "q")})
 	f.wantClean(t, rep, err)
 	if rep.FilesRestored == 0 || rep.Verified < rep.FilesRestored || rep.Quarantined != 0 {
 		t.Fatalf("into a new folder: %+v; want every file restored and verified, nothing quarantined", rep)
@@ -545,12 +546,12 @@ func TestRepairIntoRoot(t *testing.T) {
 	victim := victims(t, f, 1)[0]
 	copyVictim := filepath.Join(root, f.live, victim)
 	must(t, os.WriteFile(copyVictim, []byte("encrypted"), 0o644))
-	rep, err = f.run(t, nil, RepairOptions{Root: root, Quarantine: filepath.Join(root, QuarantineName, "q2")})
+	rep, err = f.run(t, nil, RepairOptions{Root: root, Quarantine: filepath.Join(root, snapshot.QuarantineName, "q2")})
 	f.wantClean(t, rep, err)
 	if rep.FilesRestored != 1 || rep.Quarantined != 1 {
 		t.Errorf("repair of the copy: %d restored, %d quarantined; want 1 and 1", rep.FilesRestored, rep.Quarantined)
 	}
-	wantFile(t, filepath.Join(root, QuarantineName, "q2", root, f.live, victim), []byte("encrypted"))
+	wantFile(t, filepath.Join(root, snapshot.QuarantineName, "q2", root, f.live, victim), []byte("encrypted"))
 	wantSame(t, "live", before, listing(t, f.live))
 	if _, err := Repair(t.Context(), f.r, f.sn, RepairOptions{Paths: []string{f.live}, Root: "relative", Quarantine: f.q}); err == nil {
 		t.Error("a relative root was accepted")

@@ -56,7 +56,7 @@ func (r *repair) walk(d *dir, tree *snapshot.Tree, made bool) error {
 			i++
 			j++
 		}
-		if name == QuarantineName {
+		if name == snapshot.QuarantineName {
 			continue
 		}
 		var sub *subtree

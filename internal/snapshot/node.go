@@ -15,6 +15,13 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
+// QuarantineName is the name of the folders in which recovery keeps what
+// it takes away from a live tree. Backups leave every entry so named out,
+// at every level, so that a quarantine never enters a snapshot (nor makes
+// the next one look like an attack), and recovery leaves such entries
+// alone.
+const QuarantineName = ".kalaja-quarantine"
+
 // TreeVersion is the version of the tree encoding that Encode writes.
 // DecodeTree reads it and version 1, which lacks the fingerprint fields
 // (Node.Format and Node.High).
