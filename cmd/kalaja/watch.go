@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/kalaja/kalaja/internal/backup"
 	"github.com/kalaja/kalaja/internal/detect"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/watcher"
 )
@@ -37,6 +39,7 @@ type watchOptions struct {
 	webhook        string
 	syslog         bool
 	snapshot       bool
+	heal           bool
 	rawDevices     []string
 }
 
@@ -64,6 +67,14 @@ stdout and to the alert log (--alert-log), which 'kalaja snapshots' and
 to syslog (--syslog) and a webhook (--webhook); with
 --snapshot a protective snapshot of the folders is saved into the repository
 (--repo and its password), leaving out the files the offenders touched.
+
+With --heal, once the offending processes are stopped, the files the alert
+names (written, renamed, truncated or deleted by them, and the file behind
+a loop device they wrote to) are brought back from the newest clean
+snapshot the ledger proves that predates the alert, in place, as 'kalaja
+recover --in-place' does: what the attack left is moved into a quarantine
+folder, every file written is verified, and a line saying what was healed
+follows the alert in the alert log. The processes stay stopped.
 
 Kernel needs: as root (CAP_SYS_ADMIN) on Linux 5.17 or later, fanotify names
 the process behind each event, so processes can be stopped and raw disk writes
@@ -93,6 +104,7 @@ then the flags.`,
 	f.StringVar(&o.webhook, "webhook", "", "POST each alert as JSON to this URL")
 	f.BoolVar(&o.syslog, "syslog", false, "send each alert to the system log")
 	f.BoolVar(&o.snapshot, "snapshot", false, "on an alert, save a protective snapshot into the repository (--repo)")
+	f.BoolVar(&o.heal, "heal", false, "once an alert's processes are stopped, bring the files they touched back from the newest clean snapshot in the repository (--repo), in place")
 	f.StringSliceVar(&o.rawDevices, "raw-devices", nil, "block devices to watch for raw writes (default: all in /dev)")
 	return cmd
 }
@@ -185,7 +197,7 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		r  *repo.Repository
 		lc *ledger.Client
 	)
-	if o.snapshot {
+	if o.snapshot || o.heal {
 		if r, err = g.open(ctx, true); err != nil {
 			return err
 		}
@@ -247,10 +259,22 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 			OnError: func(path string, err error) { log.Warn("protective snapshot: unreadable", "path", path, "err", err) },
 		})
 	}
+	host, _ := os.Hostname()
 	var wg sync.WaitGroup
-	wg.Go(func() { // the alert sinks and the protective snapshots
+	wg.Go(func() { // the alert sinks, healing and the protective snapshots
 		for a := range alerts {
 			sinks.Send(ctx, a, log)
+			if o.heal && a.Stopped {
+				restore := setGCPercent(backupGCPercent)
+				h, err := heal(ctx, r, lc, a, host, abs, w.Canaries(), alertLog, log)
+				restore()
+				sinks.SendHealing(ctx, h, log)
+				if err != nil {
+					log.Error("healing failed", "err", err)
+				} else {
+					log.Warn("healed", "restored", h.Healed.Restored, "quarantined", h.Healed.Quarantined, "seconds", h.Healed.Seconds)
+				}
+			}
 			if protector == nil {
 				continue
 			}
@@ -273,4 +297,16 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		return nil // interrupted: the normal way to end watching
 	}
 	return err
+}
+
+// heal brings back the files alert a names (recovery.Heal), with this
+// host's alert log as it stands.
+func heal(ctx context.Context, r *repo.Repository, lc *ledger.Client, a detect.Alert, host string, roots, canaries []string, alertLog string, log *slog.Logger) (alert.Healing, error) {
+	alerts, err := alert.ReadLog(alertLog)
+	if err != nil {
+		log.Warn("healing without the alert log", "err", err)
+		alerts = nil
+	}
+	return recovery.Heal(ctx, r, lc, a, recovery.HealOptions{Host: host, Roots: roots, Skip: canaries, Alerts: alerts,
+		OnError: func(path string, err error) { log.Error("heal", "path", path, "err", err) }})
 }

@@ -1,8 +1,10 @@
 // Package alert delivers the watcher's alerts where people and programs
 // look for them: one JSON line per alert (detect.Alert's encoding) on
 // standard output and appended to an alert log, a message in the system
-// log, and a POST to a webhook. It also reads an alert log back, for the
-// snapshot health and recovery that must know when an attack was seen.
+// log, and a POST to a webhook; and the lines that follow an alert: what
+// the watcher healed, and a recovery that resolved the incident. It also
+// reads an alert log back, for the snapshot health and recovery that must
+// know when an attack was seen.
 package alert
 
 import (
@@ -82,12 +84,23 @@ func (s *Sinks) Close() error {
 	return errors.Join(errs...)
 }
 
+// SendHealing delivers h as Send delivers an alert: one JSON line to
+// stdout and the alert log (synced), the system log and the webhook.
+func (s *Sinks) SendHealing(ctx context.Context, h Healing, log *slog.Logger) {
+	s.send(ctx, h, log)
+}
+
 // Send delivers a to every destination, in turn; a destination that fails
 // is reported to log and the others still get the alert. The alert log is
 // synced before Send returns, so an alert survives a crash (or a wiper)
 // that follows it.
 func (s *Sinks) Send(ctx context.Context, a detect.Alert, log *slog.Logger) {
-	line, err := json.Marshal(a)
+	s.send(ctx, a, log)
+}
+
+// send delivers one line, the JSON encoding of v.
+func (s *Sinks) send(ctx context.Context, v any, log *slog.Logger) {
+	line, err := json.Marshal(v)
 	if err != nil {
 		log.Error("encode alert", "err", err)
 		return
@@ -158,10 +171,34 @@ type Resolved struct {
 	Paths    []string `json:"paths"`    // the paths repaired
 }
 
+// Healing is a line of an alert log that says what the watcher healed
+// after an alert (kalaja watch --heal): the files it named, brought back
+// from the snapshot in place, what replaced them moved to the quarantine.
+type Healing struct {
+	Time   time.Time `json:"time"`
+	Healed Healed    `json:"healed"`
+}
+
+// Healed is what one healing did.
+type Healed struct {
+	Alert       time.Time `json:"alert"` // the time of the alert healed
+	PID         int       `json:"pid"`   // the alert's process
+	Snapshot    string    `json:"snapshot,omitempty"`
+	Paths       int       `json:"paths"` // paths the alert named and the snapshot covers
+	Restored    int       `json:"restored"`
+	Quarantined int       `json:"quarantined"`
+	Quarantine  string    `json:"quarantine,omitempty"`
+	Verified    int       `json:"verified"`
+	Errors      int       `json:"errors"`
+	Seconds     float64   `json:"seconds"`
+	Error       string    `json:"error,omitempty"` // why nothing could be healed
+}
+
 // Log is what an alert log holds, oldest first.
 type Log struct {
 	Alerts      []detect.Alert
 	Resolutions []Resolution
+	Healings    []Healing
 	// Bad counts lines that did not decode (a torn last write, a line from
 	// another program): skipped, so that one cannot hide the others.
 	Bad int
@@ -205,9 +242,19 @@ func ReadLog(path string) (*Log, error) {
 		var probe struct {
 			Time     time.Time        `json:"time"`
 			Resolved *json.RawMessage `json:"resolved"`
+			Healed   *json.RawMessage `json:"healed"`
 		}
 		if err := json.Unmarshal(line, &probe); err != nil || probe.Time.IsZero() {
 			l.Bad++
+			continue
+		}
+		if probe.Healed != nil {
+			var h Healing
+			if err := json.Unmarshal(line, &h); err != nil {
+				l.Bad++
+				continue
+			}
+			l.Healings = append(l.Healings, h)
 			continue
 		}
 		if probe.Resolved != nil {

@@ -82,7 +82,14 @@ func TestSinksAndReadLog(t *testing.T) {
 	if err := Resolve(logFile, r); err != nil {
 		t.Fatal(err)
 	}
-	if l, err = ReadLog(logFile); err != nil || len(l.Resolutions) != 1 || len(l.Alerts) != len(sent) {
+	s2, err := Open(Options{LogFile: logFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.SendHealing(t.Context(), Healing{Time: t0.Add(2 * time.Second), Healed: Healed{Alert: t0, PID: 42, Restored: 3}}, log)
+	s2.Close()
+	if l, err = ReadLog(logFile); err != nil || len(l.Resolutions) != 1 || len(l.Alerts) != len(sent) ||
+		len(l.Healings) != 1 || l.Healings[0].Healed.Restored != 3 {
 		t.Fatalf("ReadLog after Resolve = %+v, %v", l, err)
 	}
 	if got := l.Unresolved(); len(got) != 1 || got[0].PID != 43 {

@@ -37,12 +37,26 @@ func (l *loops) relevant(dev string) bool {
 	if i, ok := l.seen[dev]; ok && time.Since(i.at) < loopTTL {
 		return i.relevant
 	}
-	b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file")
-	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-	rel := err == nil && InRoots(backing, l.roots)
+	backing, ok := BackingFile(dev)
+	rel := ok && InRoots(backing, l.roots)
 	if len(l.seen) > 1024 {
 		clear(l.seen)
 	}
 	l.seen[dev] = loopInfo{at: time.Now(), relevant: rel}
 	return rel
+}
+
+// BackingFile returns the file behind loop device dev (/dev/loopN), whose
+// blocks are that file's bytes, and false if dev is not a loop device with
+// a file attached.
+func BackingFile(dev string) (string, bool) {
+	name := filepath.Base(dev)
+	if !strings.HasPrefix(name, "loop") {
+		return "", false
+	}
+	b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file")
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"), true
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/alert"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/fswatch"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
@@ -129,16 +130,11 @@ type Choice struct {
 // or below one of sn.Paths).
 func Covers(sn *snapshot.Snapshot, paths []string) bool {
 	for _, p := range paths {
-		if !slices.ContainsFunc(sn.Paths, func(q string) bool { return within(p, q) }) {
+		if !slices.ContainsFunc(sn.Paths, func(q string) bool { return fswatch.Under(p, q) }) {
 			return false
 		}
 	}
 	return true
-}
-
-// within reports whether path p is q or lies below it.
-func within(p, q string) bool {
-	return p == q || q == "/" || strings.HasPrefix(p, q+"/")
 }
 
 // Choose picks the snapshot of o.Host that covers o.Paths to go back to:

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kalaja/kalaja/internal/fswatch"
 )
 
 // Holder is a stopped process that holds a file open under a path to
@@ -92,7 +94,7 @@ func heldUnder(dir string, paths []string) (string, bool) {
 			continue // gone, or a pipe, socket or anonymous inode
 		}
 		for _, p := range paths {
-			if within(target, p) {
+			if fswatch.Under(target, p) {
 				return target, true
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/fswatch"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -63,10 +64,10 @@ func checkQuarantine(q string, paths []string) error {
 		return fmt.Errorf("quarantine %q: not an absolute, clean path", q)
 	}
 	for _, p := range paths {
-		if within(p, q) {
+		if fswatch.Under(p, q) {
 			return fmt.Errorf("quarantine %s holds %s, which is to be repaired", q, p)
 		}
-		if !within(q, p) {
+		if !fswatch.Under(q, p) {
 			continue
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(q, p), "/")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/fswatch"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -22,7 +23,7 @@ func TestDefaultQuarantine(t *testing.T) {
 		}
 		// The folder above snapshot.QuarantineName is a mount point holding path.
 		mount := filepath.Dir(filepath.Dir(q))
-		if !within(path, mount) {
+		if !fswatch.Under(path, mount) {
 			t.Errorf("DefaultQuarantine(%s) = %s: not above the path", path, q)
 		}
 		var m, up unix.Stat_t

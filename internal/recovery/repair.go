@@ -17,6 +17,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/crypto"
+	"github.com/kalaja/kalaja/internal/fswatch"
 	"github.com/kalaja/kalaja/internal/restorer"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
@@ -143,7 +144,7 @@ func Repair(ctx context.Context, src Source, sn *snapshot.Snapshot, o RepairOpti
 		}
 	}()
 	if !o.DryRun {
-		if slices.ContainsFunc(live, func(p string) bool { return within(o.Quarantine, p) }) {
+		if slices.ContainsFunc(live, func(p string) bool { return fswatch.Under(o.Quarantine, p) }) {
 			// Made now, the quarantine changes its folder's times before
 			// the walk comes in, which then puts them back.
 			if _, err := r.qdir(rd); err != nil {
@@ -178,7 +179,7 @@ func cleanPaths(paths []string) ([]string, error) {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 			return nil, fmt.Errorf("repair %q: not an absolute, clean path", p)
 		}
-		if len(out) > 0 && within(p, out[len(out)-1]) {
+		if len(out) > 0 && fswatch.Under(p, out[len(out)-1]) {
 			continue
 		}
 		out = append(out, p)
