@@ -10,11 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kalaja/kalaja/internal/alert"
-	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/restorer"
-	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
 // recoverOptions are the flags of kalaja recover.
@@ -140,109 +137,59 @@ func runRecover(cmd *cobra.Command, g *globalOptions, o *recoverOptions, args []
 	if err != nil {
 		return err
 	}
-	proven, _, err := lc.ProvenSnapshots(ctx)
-	if err != nil {
-		return fmt.Errorf("ledger: %w (nothing was recovered; run 'kalaja verify' for details)", err)
-	}
-	list, err := r.Snapshots(ctx)
-	if err != nil {
-		g.warn("%v", err)
-	}
-	var log *alert.Log
-	logPath, err := g.alertLogPath(o.alertLog)
-	if err != nil {
-		return err
+	ro := recovery.RecoverOptions{
+		Choose: recovery.Options{Host: host, Paths: paths, Before: before, Snapshot: o.snapshot, AllowSuspect: o.allowSuspect},
+		Repair: recovery.RepairOptions{DryRun: o.dryRun, Progress: &restorer.Progress{},
+			OnError: func(path string, err error) { fmt.Fprintf(os.Stderr, "\r\033[Kerror: %s: %v\n", path, err) }},
+		Force: o.force,
 	}
 	if host == self {
-		if log, err = g.readAlertLog(o.alertLog); err != nil {
+		if ro.Choose.Alerts, err = g.readAlertLog(o.alertLog); err != nil {
+			return err
+		}
+		if ro.AlertLog, err = g.alertLogPath(o.alertLog); err != nil {
 			return err
 		}
 	}
-	choice, err := recovery.Choose(list, recovery.Options{
-		Host: host, Paths: paths, Before: before, Snapshot: o.snapshot, AllowSuspect: o.allowSuspect, Alerts: log,
-		Proven: func(id blob.ID) bool { _, ok := proven[id]; return ok },
-	})
-	res := recoverResult{Choice: choiceOf(choice)}
-	if err != nil {
-		if choice != nil && !g.json {
-			printChoice(g, res.Choice)
-		}
-		if g.json {
-			return errors.Join(printJSON(cmd.OutOrStdout(), res), err)
-		}
-		return err
-	}
-	if !g.json {
-		printChoice(g, res.Choice)
-	}
-	ro := recovery.RepairOptions{Paths: paths, DryRun: o.dryRun, Progress: &restorer.Progress{}, Quarantine: o.quarantine,
-		OnError: func(path string, err error) { fmt.Fprintf(os.Stderr, "\r\033[Kerror: %s: %v\n", path, err) }}
-	now := time.Now()
 	if o.target != "" {
-		if ro.Root, err = filepath.Abs(o.target); err != nil {
+		if ro.Repair.Root, err = filepath.Abs(o.target); err != nil {
 			return usageError{fmt.Errorf("--target: %w", err)}
 		}
-		if ro.Quarantine == "" {
-			ro.Quarantine = filepath.Join(ro.Root, snapshot.QuarantineName, now.UTC().Format(recovery.QuarantineTime))
-		}
-	} else {
-		if !o.force && !o.dryRun {
-			held, err := recovery.Holders(paths)
-			if err != nil {
-				return err
-			}
-			if len(held) > 0 {
-				res.Held = held
-				if g.json {
-					printJSON(cmd.OutOrStdout(), res)
-				}
-				return fmt.Errorf("%s; kill or resume it, then recover again (or --force)", heldMessage(held))
-			}
-		}
-		if ro.Quarantine == "" {
-			if ro.Quarantine, err = recovery.DefaultQuarantine(paths[0], now); err != nil {
-				return err
-			}
-		}
 	}
-	if ro.Quarantine, err = filepath.Abs(ro.Quarantine); err != nil {
-		return usageError{fmt.Errorf("--quarantine: %w", err)}
+	if o.quarantine != "" {
+		if ro.Repair.Quarantine, err = filepath.Abs(o.quarantine); err != nil {
+			return usageError{fmt.Errorf("--quarantine: %w", err)}
+		}
 	}
 	var m *meter
 	if g.progressEnabled() {
-		p := ro.Progress
-		var total int64
-		if s := choice.Snapshot.Summary; s != nil {
-			total = s.TotalBytes
-		}
+		p := ro.Repair.Progress
 		m = startMeter(func(el time.Duration) string {
-			return progressLine(el, p.Files.Load(), p.Bytes.Load(), 0, total, false)
+			return progressLine(el, p.Files.Load(), p.Bytes.Load(), 0, 0, false)
 		})
 	}
-	rep, err := recovery.Repair(ctx, r, choice.Snapshot, ro)
+	choice, held, rep, err := recovery.Recover(ctx, r, lc, ro)
 	m.Stop()
-	res.Report = rep
-	if rep != nil {
-		if g.json {
-			if perr := printJSON(cmd.OutOrStdout(), res); perr != nil && err == nil {
-				err = perr
-			}
-		} else {
+	res := recoverResult{Choice: choiceOf(choice), Report: rep, Held: held}
+	if g.json {
+		if perr := printJSON(cmd.OutOrStdout(), res); perr != nil && err == nil {
+			err = perr
+		}
+	} else {
+		if res.Choice != nil {
+			printChoice(g, res.Choice)
+		}
+		if rep != nil {
 			printRepair(g, rep, o.target)
 		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, recovery.ErrHeld):
+		return fmt.Errorf("%w; kill or resume it, then recover again (or --force)", err)
+	case err != nil:
 		return err
-	}
-	if rep.Errors > 0 {
+	case rep.Errors > 0:
 		return fmt.Errorf("%d paths could not be recovered or verified (listed above)", rep.Errors)
-	}
-	if o.inPlace && !o.dryRun && host == self {
-		err := alert.Resolve(logPath, alert.Resolution{Time: time.Now(), Resolved: alert.Resolved{
-			By: "recover", Snapshot: choice.Snapshot.ID.String(), Paths: paths}})
-		if err != nil {
-			return fmt.Errorf("recovered, but the incident could not be marked resolved: %w", err)
-		}
 	}
 	return nil
 }
@@ -304,14 +251,6 @@ func printChoice(g *globalOptions, c *choiceLine) {
 	if c.Snapshot != "" {
 		g.printf("chose %s (%s, %s): %s\n", c.Snapshot[:8], c.Time.Local().Format(time.DateTime), c.Verdict.Status, c.Why)
 	}
-}
-
-func heldMessage(held []recovery.Holder) string {
-	var parts []string
-	for _, h := range held {
-		parts = append(parts, fmt.Sprintf("pid %d (%s, user %s) holds %s", h.PID, h.Command, h.User, h.File))
-	}
-	return "a stopped process still holds files under the paths: " + strings.Join(parts, "; ")
 }
 
 func printRepair(g *globalOptions, rep *recovery.Report, target string) {

@@ -1,7 +1,10 @@
 package recovery
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -240,4 +243,90 @@ func incident(cands []*snapshot.Snapshot, log *alert.Log) (time.Time, string) {
 		}
 	}
 	return t, why
+}
+
+// RecoverOptions configures Recover.
+type RecoverOptions struct {
+	// Choose says which snapshot to go back to; Recover fills in Proven.
+	Choose Options
+	// Repair says where and how; Recover fills in Paths (Choose.Paths)
+	// and, if empty, Quarantine (DefaultQuarantine of the first path, or
+	// under Root for a repair into another folder).
+	Repair RepairOptions
+	// Force repairs in place even while a stopped process holds a file
+	// open under the paths (Holders).
+	Force bool
+	// AlertLog, if set, is the alert log to which a resolution of the
+	// incident is appended after a repair in place (no Root) without
+	// errors, so that the next snapshots are judged on their own.
+	AlertLog string
+}
+
+// ErrHeld is wrapped by the error of a repair in place refused because a
+// stopped process holds files under the paths.
+var ErrHeld = errors.New("a stopped process holds files under the paths")
+
+// Recover is kalaja recover: it chooses the snapshot to go back to among
+// src's snapshots, proven by lg (Choose), refuses a repair in place while
+// a stopped process holds files under the paths unless o.Force (an error
+// wrapping ErrHeld, with the holders), repairs (Repair), and after a clean
+// repair in place resolves the incident in o.AlertLog. It returns what it
+// got to: the choice (with what was passed over, also when none
+// qualifies), the holders, the report.
+func Recover(ctx context.Context, src HealSource, lg Prover, o RecoverOptions) (*Choice, []Holder, *Report, error) {
+	proven, _, err := lg.ProvenSnapshots(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ledger: %w (nothing was recovered; run 'kalaja verify' for details)", err)
+	}
+	list, err := src.Snapshots(ctx)
+	if err != nil && len(list) == 0 {
+		return nil, nil, nil, err
+	}
+	co := o.Choose
+	co.Proven = func(id blob.ID) bool { _, ok := proven[id]; return ok }
+	c, err := Choose(list, co)
+	if err != nil {
+		return c, nil, nil, err
+	}
+	ro := o.Repair
+	ro.Paths = co.Paths
+	now := time.Now()
+	inPlace := ro.Root == ""
+	if inPlace && !o.Force && !ro.DryRun {
+		held, err := Holders(ro.Paths)
+		if err != nil {
+			return c, nil, nil, err
+		}
+		if len(held) > 0 {
+			return c, held, nil, fmt.Errorf("%w: %s", ErrHeld, heldList(held))
+		}
+	}
+	if ro.Quarantine == "" {
+		if inPlace {
+			if ro.Quarantine, err = DefaultQuarantine(ro.Paths[0], now); err != nil {
+				return c, nil, nil, err
+			}
+		} else {
+			ro.Quarantine = filepath.Join(ro.Root, snapshot.QuarantineName, now.UTC().Format(QuarantineTime))
+		}
+	}
+	rep, err := Repair(ctx, src, c.Snapshot, ro)
+	if err != nil || rep.Errors > 0 || !inPlace || ro.DryRun || o.AlertLog == "" {
+		return c, nil, rep, err
+	}
+	err = alert.Resolve(o.AlertLog, alert.Resolution{Time: time.Now(), Resolved: alert.Resolved{
+		By: "recover", Snapshot: c.Snapshot.ID.String(), Paths: ro.Paths}})
+	if err != nil {
+		err = fmt.Errorf("recovered, but the incident could not be marked resolved: %w", err)
+	}
+	return c, nil, rep, err
+}
+
+// heldList names the holders.
+func heldList(held []Holder) string {
+	var parts []string
+	for _, h := range held {
+		parts = append(parts, fmt.Sprintf("pid %d (%s, user %s) holds %s", h.PID, h.Command, h.User, h.File))
+	}
+	return strings.Join(parts, "; ")
 }
