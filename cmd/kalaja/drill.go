@@ -1,19 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kalaja/kalaja/internal/alert"
 	"github.com/kalaja/kalaja/internal/detect"
 	"github.com/kalaja/kalaja/internal/drill"
+	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/watcher"
 )
 
@@ -38,6 +42,8 @@ func newDrillCommand(g *globalOptions) *cobra.Command {
 		keep     bool
 		canaries bool
 		verbose  bool
+		recov    bool
+		heal     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "drill --sandbox DIR",
@@ -62,12 +68,22 @@ it did not create; with --force it works in a new "kalaja-drill" folder
 inside such a folder instead. Run it as root: the watcher needs fanotify to
 stop processes, and wipe-raw needs losetup.
 
+--recover also rehearses recovery, in a repository of its own outside the
+sandbox: the tree is backed up before each attack; after it, a second
+backup's health must be suspect, and the tree is repaired in place from the
+clean snapshot as 'kalaja recover --in-place' does. With --heal the watcher
+heals instead, as 'kalaja watch --heal' does. For each attack the drill
+reports the files damaged, recovered byte for byte and lost (none may be:
+the tree was backed up just before the attack), and the recovery's seconds;
+with --heal, from the attack's start to the healed tree.
+
 --measure-overhead instead times each benign workload --reps times with and
 without the watcher and reports the slowdown and the watcher's CPU and
 memory (see bench/drill.sh).
 
 The exit code is 1 when an attack went undetected, a benign workload raised
-an alarm, or a scenario could not run.`,
+an alarm, a scenario could not run, or (--recover) a recovery failed, lost a
+file, or a backup after an attack was judged clean.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -98,6 +114,24 @@ an alarm, or a scenario could not run.`,
 			}
 			if g.progressEnabled() {
 				cfg.OnResult = func(r drill.Result) { fmt.Fprintf(os.Stderr, "%s\n", progressNote(r)) }
+			}
+			if heal && !recov {
+				return usageError{errors.New("--heal is a way to --recover: give both")}
+			}
+			if recov {
+				if measure {
+					return usageError{errors.New("--recover and --measure-overhead are separate runs")}
+				}
+				dir, err := os.MkdirTemp("", "kalaja-drill-recover-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				reh, err := recovery.NewRehearsal(ctx, dir)
+				if err != nil {
+					return err
+				}
+				rehearse(&cfg, reh, sb, dir, heal, backend, canaries, logger)
 			}
 			if !keep {
 				defer func() {
@@ -154,6 +188,8 @@ an alarm, or a scenario could not run.`,
 	f.BoolVar(&canaries, "canaries", true, "let the watcher place canary files (false: content signals alone)")
 	f.BoolVar(&keep, "keep", false, "leave the last scenario's files in the sandbox")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log each scenario and the watcher's messages")
+	f.BoolVar(&recov, "recover", false, "after each attack, check the backup's health and recover the sandbox in place")
+	f.BoolVar(&heal, "heal", false, "with --recover: let the watcher heal instead of recover")
 	cmd.AddCommand(newDrillChildCommand("attack"), newDrillChildCommand("benign"), newDrillWatchCommand())
 	return cmd
 }
@@ -206,16 +242,81 @@ func newDrillWatchCommand() *cobra.Command {
 // watchHere makes the drill's watchers in this process, stopping the
 // processes they alert on.
 func watchHere(backend string, canaries bool, logger *slog.Logger) drill.WatchFunc {
+	return watchHealing(backend, canaries, logger, nil)
+}
+
+// watchHealing is watchHere, calling stopped (if not nil) with every alert
+// whose processes were stopped, and the watcher.
+func watchHealing(backend string, canaries bool, logger *slog.Logger, stopped func(detect.Alert, *watcher.Watcher)) drill.WatchFunc {
 	return func(paths []string, onAlert func(drill.Alert)) (drill.Watcher, error) {
-		w, err := watcher.New(watcher.Config{
+		var w *watcher.Watcher
+		var err error
+		w, err = watcher.New(watcher.Config{
 			Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries,
 			Realtime: os.Geteuid() == 0,
-			Logger:   logger, OnAlert: func(a detect.Alert) { onAlert(drillAlert(a)) },
+			Logger:   logger, OnAlert: func(a detect.Alert) {
+				onAlert(drillAlert(a))
+				if stopped != nil && a.Stopped {
+					stopped(a, w)
+				}
+			},
 		})
 		if err != nil {
 			return nil, err
 		}
 		return w, nil
+	}
+}
+
+// rehearse makes cfg back the sandbox's tree up before each attack and,
+// after it, judge a second backup and recover in place, or (heal) let the
+// watcher heal and wait for it.
+func rehearse(cfg *drill.Config, reh *recovery.Rehearsal, sb *drill.Sandbox, dir string, heal bool, backend string, canaries bool, logger *slog.Logger) {
+	root := sb.Path(drill.DataDir)
+	quarantine := func(sc drill.Scenario) string { return filepath.Join(dir, "quarantine", sc.Name) }
+	var current drill.Scenario
+	cfg.Prepared = func(ctx context.Context, sc drill.Scenario) error {
+		current = sc
+		if sc.Kind != drill.KindAttack {
+			return nil
+		}
+		_, err := reh.Backup(ctx, root)
+		return err
+	}
+	if heal {
+		cfg.Watch = watchHealing(backend, canaries, logger, func(a detect.Alert, w *watcher.Watcher) {
+			reh.Heal(context.WithoutCancel(context.Background()), a, w, []string{root}, w.Canaries(), quarantine(current))
+		})
+	}
+	cfg.Recover = func(ctx context.Context, sc drill.Scenario, started time.Time, first *drill.Alert) (*drill.Recovery, error) {
+		if heal {
+			at, n, restored, err := reh.Healed()
+			if n == 0 {
+				return nil, errors.New("the watcher healed nothing")
+			}
+			return &drill.Recovery{Seconds: at.Sub(started).Seconds(), Healed: restored}, err
+		}
+		sn, err := reh.Backup(ctx, root)
+		if err != nil {
+			return nil, fmt.Errorf("backup after the attack: %w", err)
+		}
+		// Judged with the alert, as kalaja snapshots judges it: an attack
+		// the watcher stopped after a few files is below the health's
+		// floors, and the alert marks the snapshot.
+		var a *detect.Alert
+		log := &alert.Log{}
+		if first != nil {
+			a = &detect.Alert{Time: first.Time, PID: first.PID, Command: first.Command}
+			log.Alerts = append(log.Alerts, *a)
+		}
+		rec := &drill.Recovery{Judged: true}
+		if v := recovery.Judge(sn, log); v.Status == recovery.Suspect {
+			rec.Suspect, rec.Reasons = true, v.Reasons
+		}
+		start := time.Now()
+		_, err = reh.Recover(ctx, root, quarantine(sc), a)
+		rec.Seconds = time.Since(start).Seconds()
+		return rec, err
 	}
 }
 

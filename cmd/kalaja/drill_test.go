@@ -252,3 +252,54 @@ func realtimePermitted() bool {
 	unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
 	return true
 }
+
+// TestDrillRecover: after every attack of the drill, recover (and, with
+// --heal, the watcher's healing) brings back every file of the tree backed
+// up before the attack, byte for byte; without healing, the backup after
+// the attack is judged suspect (by its health or the alert).
+func TestDrillRecover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the drill takes about a minute")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the drill needs root: fanotify to stop processes, losetup for wipe-raw")
+	}
+	var attacks []string
+	for _, sc := range drill.Scenarios() {
+		if sc.Kind == drill.KindAttack {
+			attacks = append(attacks, sc.Name)
+		}
+	}
+	for _, mode := range [][]string{{"--recover"}, {"--recover", "--heal"}} {
+		t.Run(strings.Join(mode, " "), func(t *testing.T) {
+			args := append([]string{"drill", "--sandbox", filepath.Join(t.TempDir(), "sandbox"), "--json", "--files", "120",
+				"--slow-interval", "1s", "--settle", "2s", "--timeout", "2m", "--scenario", strings.Join(attacks, ",")}, mode...)
+			r := drillRun(t, args...)
+			var rep drill.Report
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("drill output (exit %d): %v\nstdout:\n%s\nstderr:\n%s", r.code, err, r.stdout, r.stderr)
+			}
+			if len(rep.Results) != len(attacks) {
+				t.Fatalf("%d results for %d attacks", len(rep.Results), len(attacks))
+			}
+			for _, res := range rep.Results {
+				rec := res.Recovery
+				if rec == nil {
+					t.Errorf("%s: no recovery (error %q)", res.Scenario, res.Error)
+					continue
+				}
+				t.Logf("%-16s damaged %d, healed %d, recovered %d, lost %d in %.2f s; suspect %v %q %s",
+					res.Scenario, res.FilesDamaged, rec.Healed, rec.FilesRecovered, rec.FilesLost, rec.Seconds, rec.Suspect, rec.Reasons, rec.Error)
+				if rec.Error != "" || rec.FilesLost != 0 {
+					t.Errorf("%s: recovery lost %d files: %s", res.Scenario, rec.FilesLost, rec.Error)
+				}
+				if rec.Judged && !rec.Suspect {
+					t.Errorf("%s: the backup after the attack was judged clean", res.Scenario)
+				}
+			}
+			if r.code != 0 {
+				t.Errorf("drill exit %d: %s", r.code, r.stderr)
+			}
+		})
+	}
+}

@@ -266,7 +266,7 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 			sinks.Send(ctx, a, log)
 			if o.heal && a.Stopped {
 				restore := setGCPercent(backupGCPercent)
-				h, err := heal(ctx, r, lc, a, host, abs, w.Canaries(), alertLog, log)
+				h, err := heal(ctx, r, lc, a, w, host, abs, alertLog, log)
 				restore()
 				sinks.SendHealing(ctx, h, log)
 				if err != nil {
@@ -301,12 +301,12 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 
 // heal brings back the files alert a names (recovery.Heal), with this
 // host's alert log as it stands.
-func heal(ctx context.Context, r *repo.Repository, lc *ledger.Client, a detect.Alert, host string, roots, canaries []string, alertLog string, log *slog.Logger) (alert.Healing, error) {
+func heal(ctx context.Context, r *repo.Repository, lc *ledger.Client, a detect.Alert, w *watcher.Watcher, host string, roots []string, alertLog string, log *slog.Logger) (alert.Healing, error) {
 	alerts, err := alert.ReadLog(alertLog)
 	if err != nil {
 		log.Warn("healing without the alert log", "err", err)
 		alerts = nil
 	}
-	return recovery.Heal(ctx, r, lc, a, recovery.HealOptions{Host: host, Roots: roots, Skip: canaries, Alerts: alerts,
+	return recovery.Heal(ctx, r, lc, a, recovery.HealOptions{Host: host, Roots: roots, Skip: w.Canaries(), Alerts: alerts, Watch: w,
 		OnError: func(path string, err error) { log.Error("heal", "path", path, "err", err) }})
 }

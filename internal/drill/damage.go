@@ -42,20 +42,46 @@ func hashFile(sb *Sandbox, rel string) digest {
 // or renamed) or whose content changed, leaving out the watcher's
 // canaries (absolute paths). Files the attack created are not counted.
 func damaged(sb *Sandbox, before, after map[string]digest, canaries []string) int {
-	skip := map[string]bool{}
-	for _, c := range canaries {
-		if rel, err := sb.Rel(c); err == nil {
-			skip[rel] = true
-		}
-	}
+	skip := relSet(sb, canaries)
 	n := 0
 	for f, d := range before {
-		if skip[f] {
-			continue
-		}
-		if a, ok := after[f]; !ok || a != d {
+		if !skip[f] && !same(after, f, d) {
 			n++
 		}
 	}
 	return n
+}
+
+// recovered counts, of the files of before (but the canaries), those the
+// attack damaged (missing or changed in attacked) that are as before again
+// in now, and those that are not as before in now: lost.
+func recovered(sb *Sandbox, before, attacked, now map[string]digest, canaries []string) (back, lost int) {
+	skip := relSet(sb, canaries)
+	for f, d := range before {
+		switch {
+		case skip[f]:
+		case !same(now, f, d):
+			lost++
+		case !same(attacked, f, d):
+			back++
+		}
+	}
+	return back, lost
+}
+
+// same reports whether m holds f with digest d.
+func same(m map[string]digest, f string, d digest) bool {
+	a, ok := m[f]
+	return ok && a == d
+}
+
+// relSet returns the sandbox-relative paths of the absolute paths ps.
+func relSet(sb *Sandbox, ps []string) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range ps {
+		if rel, err := sb.Rel(p); err == nil {
+			out[rel] = true
+		}
+	}
+	return out
 }

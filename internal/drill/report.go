@@ -41,6 +41,9 @@ type Result struct {
 	Seconds float64 `json:"seconds"`
 	// Alert is the first alert, if any.
 	Alert *Alert `json:"alert,omitempty"`
+	// Recovery is what bringing the sandbox back after an attack showed
+	// (Config.Recover), if asked.
+	Recovery *Recovery `json:"recovery,omitempty"`
 	// Error says why the scenario could not run (a missing program, a
 	// workload that failed by itself).
 	Error string `json:"error,omitempty"`
@@ -56,6 +59,15 @@ type Summary struct {
 	Benign        int     `json:"benign"`
 	FalseAlarms   int     `json:"false_alarms"`
 	Errors        int     `json:"errors"`
+	// With Config.Recover: attacks recovered, files lost over all
+	// attacks, attacks whose post-attack backup was not suspect (only
+	// when backups were judged), and the median and worst recovery
+	// seconds.
+	Recovered      int     `json:"recovered,omitempty"`
+	FilesLost      int     `json:"files_lost,omitempty"`
+	NotSuspect     int     `json:"not_suspect,omitempty"`
+	RecoverMedian  float64 `json:"recover_seconds_median,omitempty"`
+	RecoverWorst   float64 `json:"recover_seconds_worst,omitempty"`
 }
 
 // Report is the outcome of a drill.
@@ -70,7 +82,7 @@ type Report struct {
 
 func (r *Report) summarise() {
 	s := Summary{}
-	var dmg []float64
+	var dmg, secs []float64
 	for _, res := range r.Results {
 		if res.Error != "" {
 			s.Errors++
@@ -83,20 +95,40 @@ func (r *Report) summarise() {
 			}
 			dmg = append(dmg, float64(res.FilesDamaged))
 			s.DamagedWorst = max(s.DamagedWorst, res.FilesDamaged)
+			if rec := res.Recovery; rec != nil {
+				if rec.Error == "" {
+					s.Recovered++
+				}
+				s.FilesLost += rec.FilesLost
+				if rec.Judged && !rec.Suspect {
+					s.NotSuspect++
+				}
+				secs = append(secs, rec.Seconds)
+				s.RecoverWorst = max(s.RecoverWorst, rec.Seconds)
+			}
 		case KindBenign:
 			s.Benign++
 			s.FalseAlarms += res.FalseAlarms
 		}
 	}
 	s.DamagedMedian = median(dmg)
+	s.RecoverMedian = median(secs)
 	r.Summary = s
 }
 
 // OK reports whether every attack was detected, no benign workload raised
-// an alarm, and no scenario failed to run.
+// an alarm, and no scenario failed to run; and, where attacks were
+// recovered, whether every recovery worked, lost no file and found the
+// backup after the attack suspect.
 func (r *Report) OK() bool {
 	s := r.Summary
-	return s.Detected == s.Attacks && s.FalseAlarms == 0 && s.Errors == 0
+	ok := s.Detected == s.Attacks && s.FalseAlarms == 0 && s.Errors == 0
+	for _, res := range r.Results {
+		if rec := res.Recovery; rec != nil {
+			ok = ok && rec.Error == "" && rec.FilesLost == 0 && (!rec.Judged || rec.Suspect)
+		}
+	}
+	return ok
 }
 
 // median returns the median of v (0 for none); v is reordered.
@@ -157,7 +189,37 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	s := r.Summary
-	_, err := fmt.Fprintf(w, "\nattacks: %d/%d detected; files damaged: median %g, worst %d. benign workloads: %d, false alarms: %d.\n",
-		s.Detected, s.Attacks, s.DamagedMedian, s.DamagedWorst, s.Benign, s.FalseAlarms)
+	if _, err := fmt.Fprintf(w, "\nattacks: %d/%d detected; files damaged: median %g, worst %d. benign workloads: %d, false alarms: %d.\n",
+		s.Detected, s.Attacks, s.DamagedMedian, s.DamagedWorst, s.Benign, s.FalseAlarms); err != nil {
+		return err
+	}
+	return r.writeRecoveries(w)
+}
+
+// writeRecoveries writes the table of recoveries, if the drill recovered.
+func (r *Report) writeRecoveries(w io.Writer) error {
+	if !slices.ContainsFunc(r.Results, func(res Result) bool { return res.Recovery != nil }) {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO	BACKUP AFTER	DAMAGED	RECOVERED	LOST	SECONDS	ERROR	")
+	for _, res := range r.Results {
+		rec := res.Recovery
+		if rec == nil {
+			continue
+		}
+		health := "-"
+		if rec.Judged {
+			health = map[bool]string{true: "suspect", false: "CLEAN"}[rec.Suspect]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.2f\t%s\t\n", res.Scenario, health, res.FilesDamaged, rec.Healed, rec.FilesRecovered, rec.FilesLost, rec.Seconds, rec.Error)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	s := r.Summary
+	_, err := fmt.Fprintf(w, "\nrecovered: %d/%d attacks; files lost: %d; backups after an attack judged clean: %d; recovery seconds: median %.2f, worst %.2f.\n",
+		s.Recovered, s.Attacks, s.FilesLost, s.NotSuspect, s.RecoverMedian, s.RecoverWorst)
 	return err
 }

@@ -70,6 +70,35 @@ type Config struct {
 	// watcher, if any): to back the sandbox up, say. An error ends the
 	// scenario with that error.
 	Prepared func(ctx context.Context, sc Scenario) error
+	// Recover, if set, is called after each attack has been stopped (or
+	// has ended) and its damage counted, while the watcher still runs,
+	// with when the attack started and its first alert (nil if none): it
+	// brings the sandbox back (kalaja recover, or waits for the watcher's
+	// healing) and says how. The drill then stops the watcher and counts
+	// what came back and what was lost (Recovery).
+	Recover func(ctx context.Context, sc Scenario, started time.Time, alert *Alert) (*Recovery, error)
+}
+
+// Recovery is what bringing an attacked sandbox back showed.
+type Recovery struct {
+	// Judged says a backup was taken after the attack and its health
+	// judged: Suspect, for Reasons.
+	Judged  bool     `json:"judged"`
+	Suspect bool     `json:"suspect"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Seconds is how long the recovery took; for healing, from the
+	// attack's start (its first damaging write comes within moments) to
+	// the healed tree.
+	Seconds float64 `json:"seconds"`
+	// Healed counts the entries the watcher's healing restored (with
+	// healing, the damage is repaired before the drill counts it).
+	Healed int `json:"healed,omitempty"`
+	// FilesRecovered counts the files the attack damaged that are byte
+	// for byte as before it again; FilesLost the files of the tree before
+	// the attack that are not (set by the drill).
+	FilesRecovered int    `json:"files_recovered"`
+	FilesLost      int    `json:"files_lost"`
+	Error          string `json:"error,omitempty"`
 }
 
 // Defaults for the zero values of Config.
@@ -139,6 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // outcome is a Result with what only the runner needs.
 type outcome struct {
 	Result
+	started time.Time // when the workload's process started
 	backend string
 	canStop bool
 	wall    time.Duration // start to exit (or to the alert)
@@ -256,19 +286,42 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 	var canaries []string
 	if w != nil {
 		canaries = w.w.Canaries()
-		if err := w.stop(); err != nil {
-			return fail(fmt.Errorf("watcher: %w", err))
-		}
 	}
+	// Detached first, so that what the loop device buffered is in the
+	// disk image before the damage is counted and the tree recovered.
 	if err := st.detach(ctx); err != nil {
+		w.stop()
 		return fail(fmt.Errorf("detach loop device: %w", err))
 	}
+	var after map[string]digest
 	if sc.Kind == KindAttack {
-		after, err := hashTree(sb)
-		if err != nil {
+		if after, err = hashTree(sb); err != nil {
+			w.stop()
 			return fail(err)
 		}
 		out.FilesDamaged = damaged(sb, before, after, canaries)
+		// Recovered while the watcher still runs: its healing waits for
+		// it to read what the stopped processes did.
+		if cfg.Recover != nil {
+			rec, err := cfg.Recover(ctx, sc, out.started, out.Alert)
+			if rec == nil {
+				rec = &Recovery{}
+			}
+			if err != nil {
+				rec.Error = err.Error()
+			}
+			out.Recovery = rec
+		}
+	}
+	if err := w.stop(); err != nil {
+		return fail(fmt.Errorf("watcher: %w", err))
+	}
+	if rec := out.Recovery; rec != nil {
+		now, err := hashTree(sb)
+		if err != nil {
+			return fail(err)
+		}
+		rec.FilesRecovered, rec.FilesLost = recovered(sb, before, after, now, canaries)
 	}
 	return out, ctx.Err()
 }
@@ -291,6 +344,7 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 		cpu0, _ = pw.usage()
 	}
 	start := time.Now()
+	out.started = start
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}

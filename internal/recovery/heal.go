@@ -2,8 +2,8 @@ package recovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -42,15 +42,33 @@ type HealOptions struct {
 	// DefaultQuarantine of the first path healed.
 	Quarantine string
 	OnError    func(path string, err error)
+	// Watch, if set, is the watcher that raised the alert: healing waits
+	// until it has read the events queued when the processes were
+	// stopped, and heals what they name too.
+	Watch Watch
 }
+
+// Watch is the watcher as healing asks it what the stopped processes did
+// that the alert could not name yet: watcher.Watcher.
+type Watch interface {
+	Sync(ctx context.Context) error
+	Touched(pids []int) []string
+}
+
+// syncTimeout bounds the wait for the watcher to read what was queued.
+const syncTimeout = 5 * time.Second
 
 // Heal repairs in place, from the newest clean snapshot the ledger proves
 // that was taken before the incident a began, every path a names (the
 // files its processes wrote, renamed, truncated or deleted, and the file
-// behind a loop device they wrote to) that lies under o.Roots: each is
+// behind a loop device they wrote to, after flushing it), every path
+// o.Watch saw them touch after it stopped them, and every file they hold
+// open for writing, that lies under o.Roots: each is
 // made what the snapshot holds, and what the attack left in its place is
 // moved into the quarantine, as Repair does. It returns what it did as an
 // alert log line; an error means nothing could be healed, and says why.
+// An alert that names nothing under o.Roots but o.Skip (only canaries)
+// heals nothing, and is no error.
 func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o HealOptions) (alert.Healing, error) {
 	start := time.Now()
 	h := alert.Healing{Healed: alert.Healed{Alert: a.Time, PID: a.PID}}
@@ -62,10 +80,21 @@ func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o Heal
 		}
 		return h, err
 	}
+	if o.Watch != nil {
+		sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		err := o.Watch.Sync(sctx)
+		cancel()
+		if err == nil {
+			a.Files = append(slices.Clip(a.Files), o.Watch.Touched(a.PIDs)...)
+		} else if o.OnError != nil {
+			o.OnError("", fmt.Errorf("the files the processes touched after the alert are not healed: %w", err))
+		}
+	}
+	a.Files = append(slices.Clip(a.Files), OpenForWrite(a.PIDs, o.Roots)...)
 	paths := healPaths(a, o.Roots, o.Skip)
 	h.Healed.Paths = len(paths)
 	if len(paths) == 0 {
-		return done(errors.New("the alert names no file under the protected folders"))
+		return done(nil) // the alert names only canaries: nothing of the user's was touched
 	}
 	proven, _, err := lg.ProvenSnapshots(ctx)
 	if err != nil {
@@ -114,6 +143,7 @@ func healPaths(a detect.Alert, roots, skip []string) []string {
 	var out []string
 	for _, p := range a.Paths() {
 		if backing, ok := fswatch.BackingFile(p); ok {
+			flush(p)
 			p = backing
 		}
 		if fswatch.InRoots(p, roots) && !slices.Contains(skip, p) && !slices.Contains(out, p) {
@@ -122,4 +152,17 @@ func healPaths(a detect.Alert, roots, skip []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// flush writes what is buffered for block device dev to its medium: for a
+// loop device, into the file behind it, so that the file is what the
+// attack left before it is healed (and no later flush writes over the
+// healed file's old inode only). An error leaves it to the kernel.
+func flush(dev string) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = f.Sync() // best effort: healing goes on either way
 }

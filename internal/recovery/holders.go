@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kalaja/kalaja/internal/fswatch"
+	"golang.org/x/sys/unix"
 )
 
 // Holder is a stopped process that holds a file open under a path to
@@ -84,22 +85,64 @@ func parseStat(b []byte) (string, byte, bool) {
 
 // heldUnder returns a file that the process holds open under one of paths.
 func heldUnder(dir string, paths []string) (string, bool) {
-	fds, err := os.ReadDir(filepath.Join(dir, "fd"))
-	if err != nil {
+	files := openUnder(dir, paths, false, 1)
+	if len(files) == 0 {
 		return "", false
 	}
+	return files[0], true
+}
+
+// openUnder returns up to max files (max <= 0: all) that the process of
+// /proc folder dir holds open under one of paths; with forWrite only those
+// open for writing.
+func openUnder(dir string, paths []string, forWrite bool, max int) []string {
+	fds, err := os.ReadDir(filepath.Join(dir, "fd"))
+	if err != nil {
+		return nil
+	}
+	var out []string
 	for _, fd := range fds {
 		target, err := os.Readlink(filepath.Join(dir, "fd", fd.Name()))
-		if err != nil || !filepath.IsAbs(target) {
-			continue // gone, or a pipe, socket or anonymous inode
+		if err != nil || !filepath.IsAbs(target) || !slices.ContainsFunc(paths, func(p string) bool { return fswatch.Under(target, p) }) {
+			continue // gone, a pipe, socket or anonymous inode, or elsewhere
 		}
-		for _, p := range paths {
-			if fswatch.Under(target, p) {
-				return target, true
-			}
+		if forWrite && !openForWrite(filepath.Join(dir, "fdinfo", fd.Name())) {
+			continue
+		}
+		out = append(out, target)
+		if len(out) == max {
+			break
 		}
 	}
-	return "", false
+	return out
+}
+
+// openForWrite reports whether the fdinfo file fdinfo says its descriptor
+// is open for writing (or cannot be read: then it might be).
+func openForWrite(fdinfo string) bool {
+	b, err := os.ReadFile(fdinfo)
+	if err != nil {
+		return true
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			fl, _ := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			return fl&(unix.O_WRONLY|unix.O_RDWR) != 0
+		}
+	}
+	return true
+}
+
+// OpenForWrite returns the files that the processes pids hold open for
+// writing under roots: what a stopped attacker was in the middle of
+// changing (truncated, half written), which no closed-file event named yet.
+func OpenForWrite(pids []int, roots []string) []string {
+	var out []string
+	for _, pid := range pids {
+		out = append(out, openUnder(filepath.Join(procRoot, strconv.Itoa(pid)), roots, true, 0)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // procUser returns the name of a process's real user, or its number.

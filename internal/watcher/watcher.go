@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
@@ -68,9 +69,26 @@ type Watcher struct {
 	hurry    bool            // the batch being handled asks for the next at once (see handle)
 	raised   uint64          // the detector's Raised after the last batch
 	ticked   time.Time       // when the proc connector was last drained
-	mu       sync.Mutex      // guards placed (Canaries may be called from any goroutine)
+	mu       sync.Mutex      // guards placed, stopped, after and syncs (used from any goroutine)
 	runOnce  sync.Once
+
+	// stopped are the processes this watcher stopped, and after the paths
+	// their events named once they were stopped (events already queued
+	// when the stop took effect): see Touched. nstopped is len(stopped),
+	// read without the lock on every event.
+	stopped  map[int]bool
+	after    map[int][]string
+	nafter   int
+	nstopped atomic.Int32
+	// syncs are the marker files Sync waits for, by path; nsyncs is
+	// len(syncs), read without the lock on every event.
+	syncs   map[string]chan struct{}
+	nsyncs  atomic.Int32
+	syncSeq atomic.Uint64
 }
+
+// maxAfter bounds the paths remembered for stopped processes (Touched).
+const maxAfter = 4096
 
 // New validates cfg, places the canary files (if asked) and opens the
 // event source, so that Backend and Canaries answer before Run. If Run is
@@ -89,7 +107,8 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{},
+		stopped: map[int]bool{}, after: map[int][]string{}, syncs: map[string]chan struct{}{}}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -196,6 +215,12 @@ func (w *Watcher) handle(batch []fswatch.Event) bool {
 
 func (w *Watcher) one(ev fswatch.Event) {
 	self := ev.PID != 0 && ev.PID == w.procs.self
+	if ev.Op == fswatch.Create && w.nsyncs.Load() > 0 && w.synced(ev.Path) {
+		return
+	}
+	if !self && ev.PID != 0 && w.nstopped.Load() > 0 {
+		w.noteStopped(ev)
+	}
 	var de *detect.Event
 	switch ev.Op {
 	case fswatch.Overflow:
@@ -352,6 +377,12 @@ func (w *Watcher) respond(a *detect.Alert) {
 			}
 		}
 		slices.Sort(a.PIDs)
+		w.mu.Lock()
+		for _, p := range stopped {
+			w.stopped[p] = true
+		}
+		w.nstopped.Store(int32(len(w.stopped)))
+		w.mu.Unlock()
 	}
 	sigs := make([]string, len(a.Signals))
 	for i, h := range a.Signals {
@@ -362,4 +393,82 @@ func (w *Watcher) respond(a *detect.Alert) {
 	if w.cfg.OnAlert != nil {
 		w.cfg.OnAlert(*a)
 	}
+}
+
+// noteStopped remembers the paths of ev if its process is one this watcher
+// stopped.
+func (w *Watcher) noteStopped(ev fswatch.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped[ev.PID] || w.nafter >= maxAfter {
+		return
+	}
+	for _, p := range []string{ev.OldPath, ev.Path} {
+		if p != "" {
+			w.after[ev.PID] = append(w.after[ev.PID], p)
+			w.nafter++
+		}
+	}
+}
+
+// Touched returns the paths that events of the processes pids named after
+// this watcher stopped them: what they had done but the watcher had not yet
+// read when the alert was raised (at most 4096 paths in all). Call Sync
+// first to have every event queued before the call read.
+func (w *Watcher) Touched(pids []int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, p := range pids {
+		out = append(out, w.after[p]...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Sync returns once the watcher has read every file event queued before
+// the call: it creates a marker file in the first protected folder and
+// waits until the event of its creation has come through the queue, which
+// the kernel keeps in order. It removes the marker. It must not be called
+// from Run's goroutine (OnAlert), which reads the events it waits for.
+func (w *Watcher) Sync(ctx context.Context) error {
+	name := filepath.Join(w.roots[0], fmt.Sprintf(".kalaja-sync-%d-%d", os.Getpid(), w.syncSeq.Add(1)))
+	ch := make(chan struct{})
+	w.mu.Lock()
+	w.syncs[name] = ch
+	w.nsyncs.Store(int32(len(w.syncs)))
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.syncs, name)
+		w.nsyncs.Store(int32(len(w.syncs)))
+		w.mu.Unlock()
+		os.Remove(name)
+	}()
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("watcher sync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("watcher sync: %w", err)
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// synced reports whether p is a Sync marker, and releases its waiter.
+func (w *Watcher) synced(p string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch, ok := w.syncs[p]
+	if ok {
+		close(ch)
+		delete(w.syncs, p)
+		w.nsyncs.Store(int32(len(w.syncs)))
+	}
+	return ok
 }
