@@ -63,11 +63,11 @@ type Summary struct {
 	// attacks, attacks whose post-attack backup was not suspect (only
 	// when backups were judged), and the median and worst recovery
 	// seconds.
-	Recovered      int     `json:"recovered,omitempty"`
-	FilesLost      int     `json:"files_lost,omitempty"`
-	NotSuspect     int     `json:"not_suspect,omitempty"`
-	RecoverMedian  float64 `json:"recover_seconds_median,omitempty"`
-	RecoverWorst   float64 `json:"recover_seconds_worst,omitempty"`
+	Recovered     int     `json:"recovered,omitempty"`
+	FilesLost     int     `json:"files_lost,omitempty"`
+	NotSuspect    int     `json:"not_suspect,omitempty"`
+	RecoverMedian float64 `json:"recover_seconds_median,omitempty"`
+	RecoverWorst  float64 `json:"recover_seconds_worst,omitempty"`
 }
 
 // Report is the outcome of a drill.

@@ -28,8 +28,8 @@ type Rehearsal struct {
 	lc   *ledger.Client
 	host string
 
-	mu      sync.Mutex
-	healing sync.WaitGroup
+	mu       sync.Mutex
+	healing  sync.WaitGroup
 	healed   time.Time // when the last healing ended
 	heals    []error   // the healings' errors, since the last Healed
 	restored int       // the entries they restored
