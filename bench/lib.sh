@@ -16,3 +16,6 @@ fail() {
 # drop_caches: write back and drop the page cache, so the next command
 # reads from disk (needs root).
 drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
+
+# tree_bytes DIR: the bytes of the regular files under DIR.
+tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d\n", s }'; }

@@ -78,10 +78,18 @@ func prepareRaw(ctx context.Context, st *stage) error {
 	return nil
 }
 
-// detach detaches wipe-raw's loop device, if one is attached.
+// detach detaches wipe-raw's loop device, if one is attached, after
+// writing what it buffered into the disk image: a killed wiper leaves
+// dirty pages in the device's cache, which would otherwise reach the image
+// at some later writeback, after the damage was counted or the image
+// recovered.
 func (st *stage) detach(ctx context.Context) error {
 	if st.device == "" {
 		return nil
+	}
+	if f, err := os.Open(st.device); err == nil {
+		_ = f.Sync() // best effort: losetup -d flushes what it can too
+		_ = f.Close()
 	}
 	err := st.progs.Run(context.WithoutCancel(ctx), st.sb.Root(), "", "losetup", "-d", st.device)
 	st.device = ""
