@@ -192,10 +192,13 @@ func runRecover(cmd *cobra.Command, g *globalOptions, o *recoverOptions, args []
 			}
 			if len(held) > 0 {
 				res.Held = held
+				heldErr := fmt.Errorf("%s; kill or resume it, then recover again (or --force)", heldMessage(held))
 				if g.json {
-					printJSON(cmd.OutOrStdout(), res)
+					if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+						return errors.Join(heldErr, err)
+					}
 				}
-				return fmt.Errorf("%s; kill or resume it, then recover again (or --force)", heldMessage(held))
+				return heldErr
 			}
 		}
 		if ro.Quarantine == "" {
