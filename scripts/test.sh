@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: vet, every test, then every fuzz target briefly.
+# The whole test suite: vet, staticcheck and errcheck, every test, then every
+# fuzz target briefly.
 # README.md and .ci/run call exactly this. FUZZTIME (default 100000x) sets
 # how long each fuzz target runs; FUZZTIME=0 skips fuzzing. The default is
 # a count of inputs, not a duration: with a duration, Go 1.26's fuzzing
@@ -14,6 +15,36 @@ fuzztime=${FUZZTIME:-100000x}
 
 echo "== go vet"
 go vet ./...
+
+echo "== staticcheck, errcheck"
+# Pinned versions, installed with go install from the Go module proxy on the
+# first run into .cache/tools (ignored by git), in a folder per Go version
+# and tool version, so that later runs reuse them and a change of either
+# installs anew. The binary is moved into place whole, so an interrupted
+# install is not mistaken for a finished one.
+tools="$PWD/.cache/tools/$(go env GOVERSION)"
+tool() { # tool PACKAGE VERSION: prints the path of the installed binary
+	local name=${1##*/}
+	local dir="$tools/$name@$2"
+	if [ ! -x "$dir/$name" ]; then
+		local tmp
+		mkdir -p "$dir"
+		tmp=$(mktemp -d "$dir/.install-XXXXXX")
+		GOBIN="$tmp" go install "$1@$2" >&2
+		mv "$tmp/$name" "$dir/$name"
+		rmdir "$tmp"
+	fi
+	echo "$dir/$name"
+}
+staticcheck=$(tool honnef.co/go/tools/cmd/staticcheck v0.8.2)
+errcheck=$(tool github.com/kisielk/errcheck v1.30.0)
+# staticcheck with its default checks, no exceptions.
+"$staticcheck" ./...
+# errcheck on everything but test files, with the exclusions and their
+# reasons in scripts/errcheck.excludes. Test files are left out, as kopia
+# does: their unchecked calls are set-up, whose failure the test's own
+# checks that follow catch, and clean-up, whose failure fails nothing.
+"$errcheck" -ignoretests -exclude scripts/errcheck.excludes ./...
 
 echo "== S3 test server"
 # The S3 tests need a MinIO (scripts/minio.sh). Outside CI they skip when it

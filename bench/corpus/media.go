@@ -71,7 +71,7 @@ func writeMedia(root string, seed uint64, idx int, f mediaFile) (stats, error) {
 	if err != nil {
 		return stats{}, err
 	}
-	defer out.Close()
+	defer func() { _ = out.Close() }() // for the error returns: the success path closes and checks below
 	w := bufio.NewWriterSize(out, 1<<20)
 	rnd := newBytes(key(seed, "media-bytes", idx))
 	switch f.kind {

@@ -41,7 +41,7 @@ func writeVM(root string, seed uint64, size int64) (stats, error) {
 	if err != nil {
 		return stats{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // for the error returns: the success path closes and checks below
 	m := &vmImage{
 		r:   newRand(key(seed, "vm")),
 		rnd: newBytes(key(seed, "vm-bytes")),

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -38,7 +39,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "report:", err)
 			os.Exit(1)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read only
 		in = f
 	}
 	rows, err := parse(in)
@@ -50,7 +51,13 @@ func main() {
 	if *serve {
 		r = renderServe
 	}
-	if r(os.Stdout, summarize(rows)) != "PASS" && *strict {
+	var out strings.Builder
+	verdict := r(&out, summarize(rows))
+	if _, err := os.Stdout.WriteString(out.String()); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	if verdict != "PASS" && *strict {
 		os.Exit(1)
 	}
 }

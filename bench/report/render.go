@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
 )
 
@@ -11,10 +10,11 @@ const mib = 1 << 20
 // noisyCores is the other_cpu level from which the report flags noise.
 const noisyCores = 0.25
 
-// render writes the Markdown report and returns the overall verdict: PASS
-// when every target passed, FAIL when any failed, otherwise INCOMPLETE
-// (some target could not be checked for lack of measurements).
-func render(w io.Writer, s summary) string {
+// render writes the Markdown report into w (main writes it out, checked)
+// and returns the overall verdict: PASS when every target passed, FAIL when
+// any failed, otherwise INCOMPLETE (some target could not be checked for
+// lack of measurements).
+func render(w *strings.Builder, s summary) string {
 	fmt.Fprintf(w, "### Medians over %d repetition(s)\n\n", s.reps())
 	fmt.Fprintln(w, "Throughput is source size / wall time in MB/s (10^6 bytes), for the incremental")
 	fmt.Fprintln(w, "backup the size of the whole source, as restic reports it. Repository size is")
@@ -99,7 +99,7 @@ func render(w io.Writer, s summary) string {
 }
 
 // noise writes how busy other work kept the machine, when it was measured.
-func noise(w io.Writer, s summary) {
+func noise(w *strings.Builder, s summary) {
 	if s.maxOther > 0 {
 		fmt.Fprintf(w, "\nMost CPU used by other work during one measurement: %.2f cores", s.maxOther)
 		if s.maxOther >= noisyCores {

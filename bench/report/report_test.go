@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"strings"
 	"testing"
 )
@@ -107,7 +106,7 @@ func TestRenderServe(t *testing.T) {
 
 // checkReport renders the measurements in with render and checks the
 // verdict and that the output holds each of contains.
-func checkReport(t *testing.T, render func(io.Writer, summary) string, in, verdict string, contains []string) {
+func checkReport(t *testing.T, render func(*strings.Builder, summary) string, in, verdict string, contains []string) {
 	t.Helper()
 	rows, err := parse(strings.NewReader(in))
 	if err != nil {

@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
+	"strings"
 )
 
 // serveSetups are the phases of bench/serve.sh in the order they are
@@ -19,10 +19,10 @@ var serveSetups = []struct{ tool, phase, label string }{
 // a fraction of a backup to a local repository (issue 4: within 30%).
 const serveTarget = 0.70
 
-// renderServe writes the Markdown report of bench/serve.sh and returns its
-// verdict on the serve target: PASS, FAIL, or INCOMPLETE when kalaja's local
-// or serve setup was not measured.
-func renderServe(w io.Writer, s summary) string {
+// renderServe writes the Markdown report of bench/serve.sh into w and
+// returns its verdict on the serve target: PASS, FAIL, or INCOMPLETE when
+// kalaja's local or serve setup was not measured.
+func renderServe(w *strings.Builder, s summary) string {
 	fmt.Fprintf(w, "### Medians over %d repetition(s)\n\n", s.reps())
 	fmt.Fprintln(w, "First backup of the whole source into a new repository. Throughput is source size")
 	fmt.Fprintln(w, "/ wall time in MB/s (10^6 bytes); for concurrent clients, the whole source over the")

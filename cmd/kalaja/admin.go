@@ -55,25 +55,29 @@ requests; copy only the printed public key to the server.`,
 			if err != nil {
 				return err
 			}
-			if _, err := f.WriteString(skey + "\n"); err != nil {
-				f.Close()
-				os.Remove(out)
+			// abandon removes the partial key file after err, and says so
+			// if it cannot: the next run would refuse to overwrite it.
+			abandon := func(err error) error {
+				_ = f.Close() // err is the failure to report, and the file is removed next
+				if rerr := os.Remove(out); rerr != nil {
+					return errors.Join(err, fmt.Errorf("the partial key file stays: %w", rerr))
+				}
 				return err
+			}
+			if _, err := f.WriteString(skey + "\n"); err != nil {
+				return abandon(err)
 			}
 			if err := f.Sync(); err != nil {
-				f.Close()
-				os.Remove(out)
-				return err
+				return abandon(err)
 			}
 			if err := f.Close(); err != nil {
-				os.Remove(out)
-				return err
+				return abandon(err)
 			}
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]string{"name": name, "verifier_key": vkey, "secret_key_file": out})
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), vkey)
-			return nil
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), vkey)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the key's name, e.g. kalaja-admin-example.org")

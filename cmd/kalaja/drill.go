@@ -101,7 +101,7 @@ file, or a backup after an attack was judged clean.`,
 			if err != nil {
 				return drillError(err)
 			}
-			defer sb.Close()
+			defer func() { _ = sb.Close() }() // closes a folder descriptor: nothing to lose
 			child, err := drillChild()
 			if err != nil {
 				return err
@@ -213,7 +213,9 @@ func newDrillWatchCommand() *cobra.Command {
 			line := func(l drill.WatchLine) {
 				mu.Lock()
 				defer mu.Unlock()
-				out.Encode(l)
+				if err := out.Encode(l); err != nil {
+					fmt.Fprintln(os.Stderr, "kalaja drill watch:", err) // the parent drill shows this stderr
+				}
 			}
 			w, err := watcher.New(watcher.Config{
 				Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries,

@@ -53,14 +53,18 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), rows)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%-8s %-20s %-9s %-10s %-20s %-10s %s\n", "record", "logged", "kind", "id", "host", "size", "health")
+			if _, err := fmt.Fprintf(w, "%-8s %-20s %-9s %-10s %-20s %-10s %s\n", "record", "logged", "kind", "id", "host", "size", "health"); err != nil {
+				return err
+			}
 			for _, r := range rows {
 				health := ""
 				if r.Health != nil {
 					health = r.Health.String()
 				}
-				fmt.Fprintf(w, "%-8d %-20s %-9s %-10s %-20s %-10s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
-					r.Kind, r.ID.Short(), r.Host, fmtBytes(r.Size), health)
+				if _, err := fmt.Fprintf(w, "%-8d %-20s %-9s %-10s %-20s %-10s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
+					r.Kind, r.ID.Short(), r.Host, fmtBytes(r.Size), health); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -125,7 +129,7 @@ func newLedgerExportCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			if err := printJSON(f, ex); err != nil {
-				f.Close()
+				_ = f.Close() // the write error is the one to report
 				return fmt.Errorf("write %s: %w", output, err)
 			}
 			return f.Close()
@@ -150,8 +154,8 @@ func newLedgerKeyCommand(g *globalOptions) *cobra.Command {
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]string{"log_key": lc.Log.VerifierKey(), "origin": lc.Log.Origin()})
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), lc.Log.VerifierKey())
-			return nil
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), lc.Log.VerifierKey())
+			return err
 		},
 	}
 }

@@ -76,11 +76,13 @@ func readPassword(file, envName, what string, confirm bool) ([]byte, error) {
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
 		return nil, usageError{fmt.Errorf("no %s: set %s_FILE or %s, or run on a terminal", what, envName, envName)}
 	}
-	defer tty.Close()
+	defer func() { _ = tty.Close() }() // a terminal: nothing is buffered that could be lost
 	ask := func(prompt string) ([]byte, error) {
-		fmt.Fprint(tty, prompt)
+		if _, err := fmt.Fprint(tty, prompt); err != nil {
+			return nil, fmt.Errorf("prompt for %s: %w", what, err)
+		}
 		b, err := term.ReadPassword(int(tty.Fd()))
-		fmt.Fprintln(tty)
+		_, _ = fmt.Fprintln(tty) // only ends the line the hidden input left open
 		return b, err
 	}
 	p, err := ask("enter " + what + ": ")
@@ -174,7 +176,10 @@ func (g *globalOptions) warn(format string, a ...any) {
 // printf prints human output unless --quiet or --json.
 func (g *globalOptions) printf(format string, a ...any) {
 	if !g.quiet && !g.json {
-		fmt.Fprintf(os.Stdout, format, a...)
+		// Best effort: these lines report on work that is done (or are
+		// followed by an error that is returned), so a stdout that cannot
+		// be written must not turn a success into a failure.
+		_, _ = fmt.Fprintf(os.Stdout, format, a...)
 	}
 }
 

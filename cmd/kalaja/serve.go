@@ -159,7 +159,7 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	}
 	cert, err := o.certificate(g, ln.Addr())
 	if err != nil {
-		ln.Close()
+		_ = ln.Close() // it never served; the certificate error is the one to report
 		return err
 	}
 	hs := &http.Server{
@@ -185,7 +185,9 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	if err := hs.Shutdown(shut); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
-	<-done
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
 	return nil
 }
 
@@ -254,7 +256,9 @@ func openServed(ctx context.Context, g *globalOptions, dir string) (store.Store,
 	if err != nil {
 		return nil, err
 	}
-	st.CleanTemp(time.Minute)
+	if err := st.CleanTemp(time.Minute); err != nil {
+		g.warn("%v", err)
+	}
 	return st, nil
 }
 
@@ -286,7 +290,9 @@ the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), map[string]string{"host": a[0], "token": token})
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), token)
+			if _, err := fmt.Fprintln(cmd.OutOrStdout(), token); err != nil {
+				return fmt.Errorf("print the token (it is stored: remove the host and add it again): %w", err)
+			}
 			return nil
 		},
 	})
@@ -328,7 +334,9 @@ from the next request on, without a restart.`,
 				return printJSON(cmd.OutOrStdout(), map[string][]string{"hosts": hosts})
 			}
 			for _, h := range hosts {
-				fmt.Fprintln(cmd.OutOrStdout(), h)
+				if _, err := fmt.Fprintln(cmd.OutOrStdout(), h); err != nil {
+					return err
+				}
 			}
 			return nil
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -56,6 +57,7 @@ clean run this client remembers the newest checkpoint.`,
 			if err != nil {
 				return err
 			}
+			var printErr error // a failure to print the problems, returned with them
 			if g.json {
 				if err := printJSON(cmd.OutOrStdout(), rep); err != nil {
 					return err
@@ -71,7 +73,10 @@ clean run this client remembers the newest checkpoint.`,
 					if p.Object != "" {
 						obj = " " + p.Object
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "error: %s%s: %s\n", p.Kind, obj, p.Message)
+					if _, err := fmt.Fprintf(cmd.OutOrStdout(), "error: %s%s: %s\n", p.Kind, obj, p.Message); err != nil {
+						printErr = fmt.Errorf("print the problems: %w", err)
+						break
+					}
 				}
 				if len(rep.Problems) == 0 {
 					g.printf("no problems found\n")
@@ -79,9 +84,9 @@ clean run this client remembers the newest checkpoint.`,
 			}
 			switch {
 			case rep.Tampered():
-				return fmt.Errorf("%w: verify found %d problems", blob.ErrTampered, len(rep.Problems))
+				return errors.Join(fmt.Errorf("%w: verify found %d problems", blob.ErrTampered, len(rep.Problems)), printErr)
 			case len(rep.Problems) > 0:
-				return fmt.Errorf("%w: verify found %d problems", errDamaged, len(rep.Problems))
+				return errors.Join(fmt.Errorf("%w: verify found %d problems", errDamaged, len(rep.Problems)), printErr)
 			}
 			return nil
 		},

@@ -218,7 +218,7 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	if err != nil {
 		return usageError{err}
 	}
-	defer sinks.Close()
+	defer func() { _ = sinks.Close() }() // Send synced every alert to the log already
 
 	alerts := make(chan detect.Alert, 64)
 	cfg := watcher.Config{

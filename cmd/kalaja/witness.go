@@ -68,7 +68,7 @@ The witness's private key and its memory of each log live in --witness-dir
 				return err
 			}
 			if _, err := f.WriteString(skey + "\n"); err != nil {
-				f.Close()
+				_ = f.Close() // the write error is the one to report
 				return err
 			}
 			if err := f.Close(); err != nil {
@@ -77,8 +77,8 @@ The witness's private key and its memory of each log live in --witness-dir
 			if err := atomicfile.Write(filepath.Join(d, "witness.pub"), []byte(vkey+"\n"), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), vkey)
-			return nil
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), vkey)
+			return err
 		},
 	}
 	initCmd.Flags().StringVar(&name, "name", "", "the witness's name, e.g. witness.example.org")

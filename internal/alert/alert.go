@@ -64,7 +64,7 @@ func Open(o Options) (*Sinks, error) {
 	if o.Syslog {
 		w, err := syslog.New(syslog.LOG_ALERT|syslog.LOG_DAEMON, "kalaja")
 		if err != nil {
-			s.Close()
+			_ = s.Close() // undoes the opening; the syslog error is the one to report
 			return nil, fmt.Errorf("syslog: %w", err)
 		}
 		s.syslog = w
@@ -231,7 +231,7 @@ func ReadLog(path string) (*Log, error) {
 	if err != nil {
 		return l, fmt.Errorf("alert log: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	for sc.Scan() {
@@ -290,11 +290,11 @@ func Resolve(path string, r Resolution) error {
 		return err
 	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return fmt.Errorf("alert log %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close() // the sync error is the one to report
 		return fmt.Errorf("alert log %s: %w", path, err)
 	}
 	return f.Close()
@@ -316,7 +316,7 @@ func openLog(path string) (*os.File, error) {
 		}
 	}
 	if err != nil {
-		f.Close()
+		_ = f.Close() // err is the one to report
 		return nil, fmt.Errorf("alert log %s: %w", path, err)
 	}
 	return f, nil

@@ -363,7 +363,7 @@ func (a *archiver) readFile(ctx context.Context, c *chunker.Chunker, j fileJob) 
 	res := j.res
 	defer close(res.read)
 	f := j.f
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	c.Reset(f)
 	for {
 		var bp *[]byte
@@ -505,7 +505,7 @@ func readDirNames(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a folder, read only
 	names, err := d.Readdirnames(-1)
 	sort.Strings(names)
 	return names, err
@@ -555,7 +555,7 @@ func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.No
 	select {
 	case a.files <- fileJob{path, f, res}:
 	case <-ctx.Done():
-		f.Close()
+		_ = f.Close() // read only, and never read
 		res.err = ctx.Err()
 		close(res.read)
 	}

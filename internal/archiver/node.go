@@ -132,11 +132,11 @@ func openFile(path string) (*os.File, error) {
 	f := os.NewFile(uintptr(fd), path)
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close() // read only, and never read
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close() // read only, and never read
 		return nil, fmt.Errorf("%s: changed into a %v while being backed up", path, fi.Mode().Type())
 	}
 	return f, nil

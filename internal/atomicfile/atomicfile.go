@@ -27,7 +27,7 @@ import (
 // path holds data, not yet durably. The directory must exist. A symbolic
 // link at path is replaced, not followed. Concurrent Writes of one path
 // each leave a whole file; the last rename wins.
-func Write(path string, data []byte, perm fs.FileMode) error {
+func Write(path string, data []byte, perm fs.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -36,8 +36,10 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	renamed := false
 	defer func() {
 		if !renamed {
-			f.Close()
-			os.Remove(f.Name())
+			_ = f.Close() // closed already, or err says what failed
+			if rerr := os.Remove(f.Name()); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
 		}
 	}()
 	if err := f.Chmod(perm); err != nil {
@@ -66,7 +68,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a folder, read only; Sync reported its state
 	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}

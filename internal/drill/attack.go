@@ -215,8 +215,10 @@ func (a *attacker) dropNote(dir string) {
 	if err != nil {
 		return // another worker wrote it, or the folder is gone
 	}
-	f.WriteString(noteText)
-	f.Close()
+	_, err = f.WriteString(noteText)
+	if err = errors.Join(err, f.Close()); err != nil {
+		a.o.Logger.Info("ransom note not written", "dir", dir, "err", err)
+	}
 }
 
 // rewrite replaces the content of rel with what change makes of it.
@@ -225,7 +227,7 @@ func (a *attacker) rewrite(rel string, change func([]byte) []byte) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // for the error returns: the success path closes and checks
 	data, err := io.ReadAll(f)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", rel, err)
@@ -323,7 +325,7 @@ func (a *attacker) wipeDevice(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("wipe-raw: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // for the error returns: the success path closes and checks
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return fmt.Errorf("wipe-raw: %w", err)

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,7 +67,7 @@ func prepareCompress(ctx context.Context, st *stage) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // for the error returns: the success path closes and checks
 	g := newGen(st.cfg.Tree.Seed + 1)
 	var b bytes.Buffer
 	for n := int64(0); n < st.cfg.BulkBytes; {
@@ -151,7 +152,7 @@ func prepareGit(ctx context.Context, st *stage) error {
 				return err
 			}
 			_, err = fmt.Fprintf(fh, "\n// revision 2: %s\n", g.sentence())
-			fh.Close()
+			err = errors.Join(err, fh.Close())
 			if err != nil {
 				return fmt.Errorf("edit %s: %w", f, err)
 			}

@@ -61,7 +61,7 @@ func RunChild(ctx context.Context, args []string, c Child, p Policy, logger *slo
 	if err != nil {
 		return err
 	}
-	defer sb.Close()
+	defer func() { _ = sb.Close() }() // closes a folder descriptor: nothing to lose
 	o.Child, o.Logger = c, logger
 	switch args[0] {
 	case "attack":

@@ -29,7 +29,7 @@ func hashFile(sb *Sandbox, rel string) digest {
 	if err != nil {
 		return d
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return d

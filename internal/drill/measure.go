@@ -132,8 +132,10 @@ func MeasureOverhead(ctx context.Context, cfg Config, reps int) (*OverheadReport
 
 // WriteTable writes the overhead report as an aligned table.
 func (r *OverheadReport) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "watcher overhead (backend %s): %d files per run, %s dataset; medians of %d runs with and without\n\n",
-		r.Backend, r.Files, fmtMiB(r.BulkBytes), repsOf(r))
+	if _, err := fmt.Fprintf(w, "watcher overhead (backend %s): %d files per run, %s dataset; medians of %d runs with and without\n\n",
+		r.Backend, r.Files, fmtMiB(r.BulkBytes), repsOf(r)); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKLOAD\tWITHOUT\tWITH\tSLOWDOWN\tWATCHER CPU\tWATCHER PEAK RSS\tALERTS\t")
 	for _, o := range r.Results {
@@ -146,7 +148,9 @@ func (r *OverheadReport) WriteTable(w io.Writer) error {
 	}
 	for _, o := range r.Results {
 		for _, e := range o.Errors {
-			fmt.Fprintf(w, "%s: %s\n", o.Workload, e)
+			if _, err := fmt.Fprintf(w, "%s: %s\n", o.Workload, e); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -153,7 +153,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if backend == "" {
 		backend = "none"
 	}
-	fmt.Fprintf(w, "drill in %s: %d files per scenario; watcher backend %s (%s)\n\n", r.Sandbox, r.Files, backend, stop)
+	if _, err := fmt.Fprintf(w, "drill in %s: %d files per scenario; watcher backend %s (%s)\n\n", r.Sandbox, r.Files, backend, stop); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tKIND\tRESULT\tDETECTED IN\tDAMAGED\tSTOPPED\tSECONDS\tSIGNALS\t")
 	for _, res := range r.Results {
@@ -185,7 +187,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, res := range r.Results {
 		if res.Error != "" {
-			fmt.Fprintf(w, "\n%s: %s", res.Scenario, res.Error)
+			if _, err := fmt.Fprintf(w, "\n%s: %s", res.Scenario, res.Error); err != nil {
+				return err
+			}
 		}
 	}
 	s := r.Summary

@@ -270,17 +270,17 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 			cfg.Logger.Warn("the watcher took longer to start than the lead before a timed run", "lead", r.lead, "late", late)
 		}
 		if err := sleep(ctx, time.Until(synced.Add(r.lead))); err != nil {
-			w.stop()
+			_ = w.stop() // err is the failure to report
 			return fail(err)
 		}
 	}
 	cmd, err := sc.start(ctx, st)
 	if err != nil {
-		w.stop()
+		_ = w.stop() // err is the failure to report
 		return fail(err)
 	}
 	if err := run(ctx, cmd, w, cfg, &out); err != nil {
-		w.stop()
+		_ = w.stop() // err is the failure to report
 		return fail(err)
 	}
 	var canaries []string
@@ -374,7 +374,7 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 		out.cpu, out.peakRSS = cpu1-cpu0, peak
 	}
 	if !finished {
-		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // fails only if the group is gone, which exited reports
 		exitErr = <-exited
 	}
 	if first == nil && alerts != nil {
@@ -532,8 +532,8 @@ func startWatching(ctx context.Context, watch WatchFunc, paths []string) (*watch
 		return nil, fmt.Errorf("watcher ended before it was ready: %w", err)
 	case <-t.C:
 		cancel()
-		<-done
-		return nil, errors.New("watcher not ready after a minute")
+		err := <-done // nil, or why the cancelled watcher failed
+		return nil, errors.Join(errors.New("watcher not ready after a minute"), err)
 	}
 }
 

@@ -364,7 +364,7 @@ func (s *Sandbox) ReadFile(rel string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", rel, err)
@@ -479,7 +479,7 @@ func (s *Sandbox) Files(rel string) ([]string, error) {
 		}
 		f := os.NewFile(uintptr(fd), dir)
 		entries, err := f.ReadDir(-1)
-		f.Close()
+		_ = f.Close() // a folder, read only
 		if err != nil {
 			return fmt.Errorf("list %s: %w", dir, err)
 		}
@@ -534,7 +534,7 @@ func readNames(fd int) ([]string, error) {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(dup), ".")
-	defer f.Close()
+	defer func() { _ = f.Close() }() // a folder, read only
 	return f.Readdirnames(-1)
 }
 
@@ -590,7 +590,7 @@ func (s *Sandbox) OpenLoop(dev, backingRel string) (*os.File, error) {
 	}
 	var bst unix.Stat_t
 	err = unix.Fstat(int(back.Fd()), &bst)
-	back.Close()
+	_ = back.Close() // read only, and never read
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", backingRel, err)
 	}
@@ -601,16 +601,16 @@ func (s *Sandbox) OpenLoop(dev, backingRel string) (*os.File, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		f.Close()
+		_ = f.Close() // nothing written yet
 		return nil, fmt.Errorf("%w: %s is not a block device", ErrUnsafe, dev)
 	}
 	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
 	if err != nil {
-		f.Close()
+		_ = f.Close() // nothing written yet
 		return nil, fmt.Errorf("%w: %s is not an attached loop device: %v", ErrUnsafe, dev, err)
 	}
 	if info.Device != bst.Dev || info.Inode != bst.Ino {
-		f.Close()
+		_ = f.Close() // nothing written yet
 		return nil, fmt.Errorf("%w: loop device %s is not backed by %s in the sandbox", ErrUnsafe, dev, backingRel)
 	}
 	return f, nil

@@ -63,7 +63,7 @@ func prepareRaw(ctx context.Context, st *stage) error {
 	block := []byte(newGen(st.cfg.Tree.Seed + 5).text(1 << 20))[:1<<20]
 	for off := 0; off < rawImageSize; off += len(block) {
 		if _, err := f.Write(block); err != nil {
-			f.Close()
+			_ = f.Close() // the write error is the one to report
 			return fmt.Errorf("write disk image: %w", err)
 		}
 	}

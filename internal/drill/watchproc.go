@@ -66,7 +66,7 @@ func (p *procWatcher) Run(ctx context.Context, ready func()) error {
 	p.mu.Lock()
 	p.pid = cmd.Process.Pid
 	p.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGTERM) })
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Signal(syscall.SIGTERM) }) // fails only once it has ended
 	defer stop()
 	sc := bufio.NewScanner(out)
 	sc.Buffer(nil, 1<<20)

@@ -51,7 +51,7 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 	s.loop.mute = s.mute
 	defer func() {
 		if err != nil {
-			s.Close()
+			_ = s.Close() // err is the failure to report
 		}
 	}()
 	for _, r := range roots {
@@ -92,7 +92,9 @@ func fsid(p string) ([8]byte, error) {
 // walkDirs fills the folder cache for root, so files in folders removed
 // before their events are read still resolve.
 func (s *fanotify) walkDirs(root string, id [8]byte) {
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	// The callback fails on nothing (the cache is best effort), so neither
+	// does the walk.
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
@@ -176,7 +178,7 @@ func (s *fanotify) mute(p string) (unmute func()) {
 	}
 	return func() {
 		// Fails only when the file was deleted, which took the mark.
-		unix.FanotifyMark(group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, mask, unix.AT_FDCWD, self)
+		_ = unix.FanotifyMark(group, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, mask, unix.AT_FDCWD, self)
 		unix.Close(fd)
 	}
 }

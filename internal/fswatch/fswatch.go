@@ -304,7 +304,8 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 	}
 	defer unix.Close(wake[0])
 	defer unix.Close(wake[1])
-	stop := context.AfterFunc(ctx, func() { unix.Write(wake[1], []byte{0}) })
+	// A write fails only when the pipe is full, so a wake-up is pending anyway.
+	stop := context.AfterFunc(ctx, func() { _, _ = unix.Write(wake[1], []byte{0}) })
 	defer stop()
 
 	runtime.LockOSThread()

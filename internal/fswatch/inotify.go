@@ -42,7 +42,7 @@ func openInotify(roots, devices []string, l loop) (_ *inotify, err error) {
 	}
 	defer func() {
 		if err != nil {
-			s.f.Close()
+			_ = s.f.Close() // err is the failure to report
 		}
 	}()
 	for _, r := range roots {
@@ -67,7 +67,9 @@ func openInotify(roots, devices []string, l loop) (_ *inotify, err error) {
 
 // addTree watches root and every folder below it. With found set, files
 // already inside (made before the watch was in place) are reported as
-// Create events.
+// Create events, and no error is returned: what cannot be walked is
+// skipped, a folder that cannot be watched is logged. Without found, a
+// root that cannot be walked or watched is an error.
 func (s *inotify) addTree(root string, found *[]Event) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -146,7 +148,7 @@ func (s *inotify) convert(ev inoEvent, out []Event) []Event {
 	case ev.mask&unix.IN_CREATE != 0:
 		out = append(out, Event{Op: Create, Path: p, Dir: isDir})
 		if isDir {
-			s.addTree(p, &out)
+			_ = s.addTree(p, &out) // with found set it returns no error
 		}
 	case ev.mask&unix.IN_CLOSE_WRITE != 0:
 		out = append(out, Event{Op: Write, Path: p})
@@ -162,7 +164,7 @@ func (s *inotify) convert(ev inoEvent, out []Event) []Event {
 		if !ok {
 			out = append(out, Event{Op: Create, Path: p, Dir: isDir})
 			if isDir {
-				s.addTree(p, &out)
+				_ = s.addTree(p, &out) // with found set it returns no error
 			} else {
 				out = append(out, Event{Op: Write, Path: p})
 			}

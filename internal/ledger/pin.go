@@ -83,7 +83,7 @@ func (f PinFile) Update(change func(cur Pin, ok bool) (Pin, error)) (Pin, error)
 	if err != nil {
 		return Pin{}, fmt.Errorf("ledger pin: %w", err)
 	}
-	defer lock.Close()
+	defer func() { _ = lock.Close() }() // nothing is written to it; closing releases the lock
 	if err := flock(lock); err != nil {
 		return Pin{}, fmt.Errorf("ledger pin: lock %s: %w", lock.Name(), err)
 	}

@@ -74,7 +74,7 @@ func (r *repair) readBack(d *dir, name string, n *snapshot.Node, dev, ino uint64
 		return os.NewSyscallError("open", err)
 	}
 	f := os.NewFile(uintptr(fd), d.child(name))
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return os.NewSyscallError("fstat", err)

@@ -67,7 +67,7 @@ func readNames(fd int, path string) ([]string, error) {
 	}
 	unix.CloseOnExec(dup)
 	f := os.NewFile(uintptr(dup), path)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // a folder, read only
 	names, err := f.Readdirnames(-1)
 	slices.Sort(names)
 	return names, err

@@ -284,7 +284,7 @@ func copyFile(srcfd int, name string, st *unix.Stat_t, dstfd int, dst string) er
 		return os.NewSyscallError("open", err)
 	}
 	src := os.NewFile(uintptr(in), name)
-	defer src.Close()
+	defer func() { _ = src.Close() }() // read only
 	var now unix.Stat_t
 	if err := unix.Fstat(in, &now); err != nil || now.Ino != st.Ino || now.Dev != st.Dev {
 		return fmt.Errorf("%s changed while it was copied into the quarantine: %w", name, errors.Join(err, unix.ESTALE))
@@ -297,19 +297,25 @@ func copyFile(srcfd int, name string, st *unix.Stat_t, dstfd int, dst string) er
 		return os.NewSyscallError("create", err)
 	}
 	f := os.NewFile(uintptr(out), dst)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // for the error returns: the success path closes and checks
 	if _, err := io.Copy(f, src); err != nil {
 		return fmt.Errorf("copy %s: %w", name, err)
 	}
 	if xs, err := fdXattrs(in); err == nil {
 		for k, v := range xs {
-			unix.Fsetxattr(out, k, v, 0) // best effort: the content is what matters
+			_ = unix.Fsetxattr(out, k, v, 0) // best effort: the content is what matters
 		}
 	}
 	if err := copyMeta(out, st, -1, ""); err != nil {
 		return err
 	}
-	return os.NewSyscallError("fsync", unix.Fsync(out))
+	if err := unix.Fsync(out); err != nil {
+		return os.NewSyscallError("fsync", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("copy %s: %w", name, err)
+	}
+	return nil
 }
 
 // copyMeta gives the copy owner (as root), mode and times of st: through

@@ -245,7 +245,7 @@ func newDir(f *os.File, path string, parent *dir) *dir {
 
 func (d *dir) release() {
 	if d.refs.Add(-1) == 0 && d.f != nil {
-		d.f.Close()
+		_ = d.f.Close() // a folder, read only
 	}
 }
 

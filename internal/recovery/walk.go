@@ -179,7 +179,7 @@ func measure(dirfd int, name string, st *unix.Stat_t) (int, int64) {
 	if err != nil {
 		return 0, 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // a folder, read only
 	fd := int(f.Fd())
 	names, _ := readNames(fd, name)
 	files, bytes := 0, int64(0)
@@ -280,29 +280,30 @@ func (r *repair) compare(d *dir, name string, n *snapshot.Node, st *unix.Stat_t)
 	if err != nil {
 		return "", nil, os.NewSyscallError("open", err)
 	}
+	// f is read only: the closes below cannot lose data.
 	f := os.NewFile(uintptr(fd), d.child(name))
 	var now unix.Stat_t
 	if err := unix.Fstat(fd, &now); err != nil {
-		f.Close()
+		_ = f.Close()
 		return "", nil, os.NewSyscallError("fstat", err)
 	}
 	if now.Ino != st.Ino || now.Dev != st.Dev || now.Mode&unix.S_IFMT != unix.S_IFREG || now.Size != st.Size {
-		f.Close()
+		_ = f.Close()
 		return ContentDiffers, nil, nil // changed since the lstat
 	}
 	r.rep.ContentChecked++
 	same, err := r.sameContent(f, n, r.ids, &r.buf)
 	if err != nil || !same {
-		f.Close()
+		_ = f.Close()
 		return ContentDiffers, nil, err
 	}
 	live, err := fdXattrs(fd)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return "", nil, err
 	}
 	if metaSame(&now, live, n, r.isRoot) {
-		f.Close()
+		_ = f.Close()
 		return "", nil, nil
 	}
 	return MetadataDiffers, f, nil
@@ -311,7 +312,7 @@ func (r *repair) compare(d *dir, name string, n *snapshot.Node, st *unix.Stat_t)
 // fixFile sets n's metadata on the live file f, whose content is n's, and
 // closes it.
 func (r *repair) fixFile(f *os.File, n *snapshot.Node) {
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read only; the metadata calls report their own errors
 	r.rep.MetadataRepaired++
 	r.act(f.Name(), DoMetadata, MetadataDiffers)
 	r.prog.Files.Add(1)
@@ -392,12 +393,12 @@ func (r *repair) restoreFile(d *dir, name string, n *snapshot.Node, made *unix.S
 	}
 	f := os.NewFile(uintptr(fd), p)
 	if err := unix.Ftruncate(fd, int64(n.Size)); err != nil {
-		f.Close()
+		_ = f.Close() // nothing written; the truncate error is the one to report
 		r.report(p, os.NewSyscallError("truncate", err))
 		return false
 	}
 	if err := unix.Fstat(fd, made); err != nil {
-		f.Close()
+		_ = f.Close() // nothing written; the fstat error is the one to report
 		r.report(p, os.NewSyscallError("fstat", err))
 		return false
 	}
@@ -591,7 +592,8 @@ func (r *repair) dirEntry(d *dir, name string, n *snapshot.Node, st *unix.Stat_t
 		c.metaOK = err == nil && metaSame(&now, live, n, r.isRoot)
 		if !r.o.DryRun && !r.isRoot && now.Mode&0o700 != 0o700 {
 			// Entries are moved out and made in it; its own mode is set last.
-			unix.Fchmod(c.fd, now.Mode&0o7777|0o700)
+			// If it fails, the moves that need it fail and are reported.
+			_ = unix.Fchmod(c.fd, now.Mode&0o7777|0o700)
 		}
 	}
 	if err := r.walk(c, tree, made); err != nil {

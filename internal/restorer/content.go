@@ -152,7 +152,7 @@ func (c *contents) finish(f *file) {
 // it. It reports whether the file was written in full.
 func (c *contents) close(f *file) bool {
 	if f.failed.Load() {
-		f.out.Close()
+		_ = f.out.Close() // its content failed, which was reported
 		return false
 	}
 	err := applyMeta(f.out.Name(), int(f.out.Fd()), &f.node, c.isRoot)

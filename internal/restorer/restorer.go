@@ -235,7 +235,7 @@ func (rs *restorer) create(ctx context.Context, sp string, n snapshot.Node) erro
 			return err
 		}
 		if err := out.Truncate(int64(n.Size)); err != nil {
-			out.Close()
+			_ = out.Close() // nothing written; the truncate error is the one to report
 			return err
 		}
 		rs.stats.Files++

@@ -200,7 +200,9 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write(append(b, '\n'))
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write the answer: %w", err)
+	}
 	return nil
 }
 

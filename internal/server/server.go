@@ -265,7 +265,9 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	io.WriteString(w, msg+"\n")
+	// A failed write means the client went away: the status is sent and
+	// the request logged, nothing is left to tell anyone.
+	_, _ = io.WriteString(w, msg+"\n")
 }
 
 // route authenticates r and parses its path. The host is "" when the

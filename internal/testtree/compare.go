@@ -239,12 +239,12 @@ func (c *comparer) firstDiff(pa, pb string) (off int64, ba, bb int, err error) {
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer fa.Close()
+	defer func() { _ = fa.Close() }() // read only
 	fb, err := openNoFollow(pb)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer fb.Close()
+	defer func() { _ = fb.Close() }() // read only
 	for {
 		na, errA := io.ReadFull(fa, c.bufA)
 		nb, errB := io.ReadFull(fb, c.bufB)

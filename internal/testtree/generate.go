@@ -297,7 +297,7 @@ func (g *generator) socket(rel string, m meta) {
 			g.fail("open", filepath.Dir(rel), err)
 			return
 		}
-		defer d.Close()
+		defer func() { _ = d.Close() }() // a folder, read only
 		p = "/proc/self/fd/" + strconv.Itoa(int(d.Fd())) + "/" + filepath.Base(p)
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

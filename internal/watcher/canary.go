@@ -3,7 +3,9 @@ package watcher
 import (
 	"archive/zip"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,7 +50,7 @@ func canaryContent(name string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.Write([]byte(f.body))
+		_, _ = w.Write([]byte(f.body)) // into memory: cannot fail
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
@@ -68,13 +70,11 @@ func placeCanaries(roots []string) ([]string, error) {
 		for _, name := range canaryNames {
 			body, err := canaryContent(name)
 			if err != nil {
-				removeCanaries(placed)
-				return nil, err
+				return nil, errors.Join(err, removeCanaries(placed))
 			}
 			p := filepath.Join(d, name)
 			if err := os.WriteFile(p, body, 0o644); err != nil {
-				removeCanaries(placed)
-				return nil, fmt.Errorf("place canary: %w", err)
+				return nil, errors.Join(fmt.Errorf("place canary: %w", err), removeCanaries(placed))
 			}
 			placed = append(placed, p)
 		}
@@ -113,11 +113,17 @@ func canaryDirs(root string, limit int) []string {
 	return out
 }
 
-// removeCanaries deletes canary files, ignoring those already gone.
-func removeCanaries(paths []string) {
+// removeCanaries deletes canary files, ignoring those already gone. It
+// returns the other failures: a canary left behind is a decoy in the
+// user's folder.
+func removeCanaries(paths []string) error {
+	var errs []error
 	for _, p := range paths {
-		os.Remove(p)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
+	return errors.Join(errs...)
 }
 
 // canaryHit reports whether an event on a canary whose content went from

@@ -72,7 +72,7 @@ func (p *procs) listen() error {
 		unix.Close(fd)
 		return fmt.Errorf("proc connector bind: %w", err)
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) // best effort: else the default buffer serves
 	msg := make([]byte, nlmsgHdrLen+cnMsgLen+4)
 	le := binary.LittleEndian
 	le.PutUint32(msg, uint32(len(msg)))
@@ -394,7 +394,7 @@ func childrenMap() map[int][]int {
 	if err != nil {
 		return m
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a folder, read only
 	names, _ := d.Readdirnames(-1)
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
@@ -416,7 +416,7 @@ func hasOpenForWrite(pid int, path string) bool {
 	if err != nil {
 		return false
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a folder, read only
 	names, _ := d.Readdirnames(-1)
 	for _, n := range names {
 		if t, err := os.Readlink(dir + n); err != nil || t != path {

@@ -136,8 +136,7 @@ func New(cfg Config) (*Watcher, error) {
 		}
 	}
 	if w.src, err = fswatch.Open(cfg.Backend, w.roots, fswatch.Options{Devices: cfg.RawDevices, Log: w.log, Realtime: cfg.Realtime}); err != nil {
-		removeCanaries(w.placed)
-		return nil, fmt.Errorf("watcher: %w", err)
+		return nil, errors.Join(fmt.Errorf("watcher: %w", err), removeCanaries(w.placed))
 	}
 	w.procs = newProcs()
 	if w.src.PIDs() {
@@ -174,10 +173,12 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 		return errors.New("watcher: Run called twice")
 	}
 	defer func() {
-		w.src.Close()
+		_ = w.src.Close() // an event descriptor, read only: nothing to lose
 		w.procs.close()
 		w.mu.Lock()
-		removeCanaries(w.placed)
+		if err := removeCanaries(w.placed); err != nil {
+			w.log.Warn("canary files not removed", "err", err)
+		}
 		w.placed = nil
 		w.mu.Unlock()
 	}()

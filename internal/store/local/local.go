@@ -119,8 +119,10 @@ func (l *Local) Stage(t store.FileType) (store.Staged, error) {
 		return nil, fmt.Errorf("stage %s: %w", t, err)
 	}
 	// The lock tells CleanTemp that the file's writer is alive; the kernel
-	// drops it when the writer dies, however it dies.
-	unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	// drops it when the writer dies, however it dies. It cannot be refused
+	// on a new file; where the file system has no locks, CleanTemp cannot
+	// take one either and removes nothing.
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	return &staged{l: l, t: t, f: f}, nil
 }
 
@@ -135,8 +137,10 @@ func (s *staged) Write(p []byte) (int, error) { return s.f.Write(p) }
 
 // Abort implements store.Staged.
 func (s *staged) Abort() {
-	s.f.Close()
-	os.Remove(s.f.Name())
+	// Abort has no error to return: a file that stays in tmp/ is unlocked
+	// once closed, so CleanTemp removes it later.
+	_ = s.f.Close()
+	_ = os.Remove(s.f.Name())
 }
 
 // Commit implements store.Staged: fsync, rename into place without
@@ -208,7 +212,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a folder, read only; Sync reported its state
 	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
@@ -243,7 +247,7 @@ func (l *Local) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64)
 	if err != nil {
 		return notFound(h, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	n, err := f.ReadAt(p, off)
 	if n == len(p) {
 		return nil
@@ -360,9 +364,9 @@ func (l *Local) CleanTemp(age time.Duration) error {
 			continue
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			os.Remove(p)
+			_ = os.Remove(p) // like the files skipped above: the next CleanTemp tries again
 		}
-		f.Close()
+		_ = f.Close() // opened only to lock it
 	}
 	return nil
 }

@@ -598,7 +598,10 @@ func (s *Store) Stage(t store.FileType) (store.Staged, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: %w", t, err)
 	}
-	os.Remove(f.Name())
+	if err := os.Remove(f.Name()); err != nil {
+		_ = f.Close() // the remove error is the one to report
+		return nil, fmt.Errorf("stage %s: %w", t, err)
+	}
 	st := &staged{s: s, t: t, f: f}
 	if !t.ContentAddressed() {
 		st.hash = sha256.New()

@@ -30,12 +30,13 @@ func (st *staged) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Abort implements store.Staged.
-func (st *staged) Abort() { st.f.Close() }
+// Abort implements store.Staged. Closing the unlinked temporary file only
+// frees it: there is nothing to lose.
+func (st *staged) Abort() { _ = st.f.Close() }
 
 // Commit implements store.Staged: the file is uploaded in one PUT.
 func (st *staged) Commit(ctx context.Context, name string) error {
-	defer st.f.Close()
+	defer func() { _ = st.f.Close() }() // an unlinked temporary file: closing only frees it
 	h := store.Handle{Type: st.t, Name: name}
 	if err := h.Check(); err != nil {
 		return err

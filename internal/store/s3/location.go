@@ -79,7 +79,7 @@ func ParseLocation(s string) (Location, error) {
 	case strings.HasPrefix(rest, "http://"):
 		l.Insecure = true
 	default:
-		return Location{}, errors.New("invalid S3 location: want s3://HOST/BUCKET[/PREFIX], s3:https://... or s3:http://...")
+		return Location{}, errors.New("invalid S3 location: want s3://HOST/BUCKET[/PREFIX], s3:https://HOST/BUCKET[/PREFIX] or s3:http://HOST/BUCKET[/PREFIX]")
 	}
 	u, err := url.Parse(rest)
 	if err != nil {

@@ -23,7 +23,7 @@ func (s *Store) Stage(t store.FileType) (store.Staged, error) {
 		return nil, fmt.Errorf("stage %s: %w", t, err)
 	}
 	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
+		_ = f.Close() // the remove error is the one to report
 		return nil, fmt.Errorf("stage %s: %w", t, err)
 	}
 	return &staged{s: s, t: t, f: f, sum: md5.New()}, nil
@@ -45,12 +45,13 @@ func (w *staged) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Abort implements store.Staged.
-func (w *staged) Abort() { w.f.Close() }
+// Abort implements store.Staged. Closing the unlinked temporary file only
+// frees it: there is nothing to lose.
+func (w *staged) Abort() { _ = w.f.Close() }
 
 // Commit implements store.Staged.
 func (w *staged) Commit(ctx context.Context, name string) error {
-	defer w.f.Close()
+	defer func() { _ = w.f.Close() }() // an unlinked temporary file: closing only frees it
 	h := store.Handle{Type: w.t, Name: name}
 	if err := h.Check(); err != nil {
 		return err

@@ -376,7 +376,9 @@ func testInvalidHandle(t *testing.T, newStore func(*testing.T) store.Store) {
 			if err != nil {
 				t.Fatalf("Stage(%s): %v", h.Type, err)
 			}
-			staged.Write([]byte("x"))
+			if _, err := staged.Write([]byte("x")); err != nil {
+				t.Fatalf("Stage(%s).Write: %v", h.Type, err)
+			}
 			refused("Commit", h, staged.Commit(ctx, h.Name))
 		}
 	}
@@ -650,7 +652,9 @@ func testStage(t *testing.T, newStore func(*testing.T) store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again.Write([]byte("other bytes"))
+	if _, err := again.Write([]byte("other bytes")); err != nil {
+		t.Fatal(err)
+	}
 	if err := again.Commit(ctx, h.Name); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("Commit over an existing object: %v, want store.ErrExists", err)
 	}
@@ -662,7 +666,9 @@ func testStage(t *testing.T, newStore func(*testing.T) store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aborted.Write([]byte("never stored"))
+	if _, err := aborted.Write([]byte("never stored")); err != nil {
+		t.Fatal(err)
+	}
 	aborted.Abort()
 	if got := list(t, s, store.Packs); len(got) != 1 {
 		t.Fatalf("after Abort the store lists %v", got)
