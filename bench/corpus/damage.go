@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // damage counts what one ransomware run did.
@@ -48,6 +49,9 @@ func damageTree(dir string, fraction float64, seed uint64) (damage, error) {
 	if err != nil {
 		return d, err
 	}
+	// Times a day after the newest file, as mutate's: the damaged tree
+	// depends on the seed only.
+	stamp := t.newest.Truncate(time.Second).Add(24 * time.Hour)
 	noted := map[string]bool{}
 	for _, path := range files[:max(1, int(float64(len(files))*fraction))] {
 		data, err := os.ReadFile(path)
@@ -67,12 +71,18 @@ func damageTree(dir string, fraction float64, seed uint64) (damage, error) {
 		if err := os.Rename(path, path+damageExt); err != nil {
 			return d, err
 		}
+		if err := os.Chtimes(path+damageExt, stamp, stamp); err != nil {
+			return d, err
+		}
 		d.files++
 		d.bytes += int64(len(data))
 		if folder := filepath.Dir(path); !noted[folder] {
 			noted[folder] = true
 			note := strings.Repeat("Your files are encrypted. Pay to get them back.\n", 20)
 			if err := os.WriteFile(filepath.Join(folder, noteName), []byte(note), 0o644); err != nil {
+				return d, err
+			}
+			if err := os.Chtimes(filepath.Join(folder, noteName), stamp, stamp); err != nil {
 				return d, err
 			}
 			d.notes++

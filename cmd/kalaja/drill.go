@@ -126,7 +126,11 @@ file, or a backup after an attack was judged clean.`,
 				if err != nil {
 					return err
 				}
-				defer os.RemoveAll(dir)
+				defer func() {
+					if err := os.RemoveAll(dir); err != nil {
+						g.warn("remove the rehearsal's repository: %v", err)
+					}
+				}()
 				reh, err := recovery.NewRehearsal(ctx, dir)
 				if err != nil {
 					return err

@@ -205,9 +205,11 @@ func (r *Report) writeRecoveries(w io.Writer) error {
 	if !slices.ContainsFunc(r.Results, func(res Result) bool { return res.Recovery != nil }) {
 		return nil
 	}
-	fmt.Fprintln(w)
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO	BACKUP AFTER	DAMAGED	RECOVERED	LOST	SECONDS	ERROR	")
+	fmt.Fprintln(tw, "SCENARIO\tBACKUP AFTER\tDAMAGED\tHEALED\tRECOVERED\tLOST\tSECONDS\tERROR\t")
 	for _, res := range r.Results {
 		rec := res.Recovery
 		if rec == nil {

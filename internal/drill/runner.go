@@ -290,13 +290,13 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 	// Detached first, so that what the loop device buffered is in the
 	// disk image before the damage is counted and the tree recovered.
 	if err := st.detach(ctx); err != nil {
-		w.stop()
+		_ = w.stop() // err is the failure to report
 		return fail(fmt.Errorf("detach loop device: %w", err))
 	}
 	var after map[string]digest
 	if sc.Kind == KindAttack {
 		if after, err = hashTree(sb); err != nil {
-			w.stop()
+			_ = w.stop() // err is the failure to report
 			return fail(err)
 		}
 		out.FilesDamaged = damaged(sb, before, after, canaries)

@@ -163,6 +163,6 @@ func flush(dev string) {
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	_ = f.Sync() // best effort: healing goes on either way
+	_ = f.Sync()  // best effort: healing goes on either way
+	_ = f.Close() // opened to flush, not written
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -444,7 +445,9 @@ func (w *Watcher) Sync(ctx context.Context) error {
 		delete(w.syncs, name)
 		w.nsyncs.Store(int32(len(w.syncs)))
 		w.mu.Unlock()
-		os.Remove(name)
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.Warn("remove the sync marker", "path", name, "err", err)
+		}
 	}()
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
