@@ -256,7 +256,7 @@ kalaja_restore_local() {
 # kalaja_restore_serve: the same restore through a server over the same
 # repository directory, started for the measurement.
 kalaja_restore_serve() {
-	local target=$STATE/target out i
+	local target=$STATE/target out
 	out=$STATE/serve.out
 	mkdir -p "$STATE"
 	"$KALAJA" serve --dir "$RESTORE/repo" --server-dir "$RESTORE/server" --listen 127.0.0.1:0 >"$out" \
