@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Backup through kalaja serve (issue 4, "Load"), in one run on one corpus:
+# Backup and restore through kalaja serve (issue 4, "Load"; "Back in
+# minutes"), in one run on one corpus:
 #  - local: kalaja's first backup of the corpus into a local repository;
 #  - serve: the same backup through 'kalaja serve' on loopback, the server's
 #    repository on the same disk;
 #  - fleet: BENCH_CLIENTS (50) clients at once, each with its own token,
 #    backing up its own slice of the corpus through one server: total
 #    throughput, wall time, the server's peak RSS and the largest client's;
+#  - restore-local: the restore of one snapshot of the corpus from a local
+#    repository (made once per run, not measured);
+#  - restore-serve: the restore of the same snapshot through 'kalaja serve'
+#    serving that same repository directory;
 #  - restic into a local repository, and through 'rest-server --append-only'
 #    (over TLS with the same certificate), as references when installed.
-# Each setup starts from a new repository with the page cache dropped,
-# BENCH_REPS times in rotating order; the report shows medians and checks
-# that the serve throughput is at least 70% of the local one.
+# Each backup starts from a new repository, each restore from an empty
+# target, with the page cache dropped, BENCH_REPS times in rotating order;
+# every restore is compared with the corpus. The report shows medians and
+# checks that the serve throughput is at least 70% of the local one for a
+# backup, 80% for a restore.
 #
 # Knobs (environment): BENCH_SIZE or SIZE (1GiB), BENCH_REPS or REPS (3),
-# BENCH_CLIENTS (50), BENCH_SEED (1), BENCH_DIR (/tmp/kalaja-bench-serve).
+# BENCH_CLIENTS (50), BENCH_SEED (1), BENCH_DIR (/tmp/kalaja-bench-serve),
+# BENCH_SETUPS (all of: local serve fleet restore restic; restore is both
+# restore setups, restic both restic ones when installed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,12 +31,14 @@ SIZE=${BENCH_SIZE:-${SIZE:-1GiB}}
 REPS=${BENCH_REPS:-${REPS:-3}}
 CLIENTS=${BENCH_CLIENTS:-50}
 SEED=${BENCH_SEED:-1}
+SETUPS=${BENCH_SETUPS:-local serve fleet restore restic}
 
 mkdir -p "${BENCH_DIR:-/tmp/kalaja-bench-serve}"
 WORK=$(cd "${BENCH_DIR:-/tmp/kalaja-bench-serve}" && pwd -P)
 CORPUS=$WORK/corpus  # the generated corpus, reused while its stamp matches
 SLICES=$WORK/slices  # CLIENTS slices of it (hard links, and the VM image cut in pieces)
 STATE=$WORK/state    # repositories, servers and client state, new for every measurement
+RESTORE=$WORK/restore # the repository restored from, with its server directory, new for every run
 LOGS=$WORK/logs
 RESULTS=$WORK/results.tsv
 BIN=$WORK/bin
@@ -105,16 +116,24 @@ start_server() {
 		2>"$LOGS/rep$rep-$1-server.log" &
 	SERVER_PID=$!
 	RUNNING=$SERVER_PID
-	SERVER_URL=
-	for ((i = 0; i < 300; i++)); do
-		SERVER_URL=$(sed -n 's/^serving .* on \(https:.*\)$/\1/p' "$out")
-		[[ -n $SERVER_URL ]] && break
-		kill -0 "$SERVER_PID" 2>/dev/null || fail "kalaja serve ended" "$LOGS/rep$rep-$1-server.log"
-		sleep 0.1
-	done
-	[[ -n $SERVER_URL ]] || fail "kalaja serve did not start" "$LOGS/rep$rep-$1-server.log"
+	wait_server "$out" "$LOGS/rep$rep-$1-server.log"
 	"${CLIENT[@]}" "$KALAJA" init -q --repo "$SERVER_URL" >"$LOGS/rep$rep-$1-init.log" 2>&1 ||
 		fail "init through kalaja serve" "$LOGS/rep$rep-$1-init.log"
+}
+
+# wait_server OUT LOG: wait until the server SERVER_PID prints its URL on
+# OUT, and set SERVER_URL.
+wait_server() {
+	local i
+	SERVER_URL=
+	for ((i = 0; i < 300; i++)); do
+		# The server's shell may not have created OUT yet.
+		SERVER_URL=$(sed -n 's/^serving .* on \(https:.*\)$/\1/p' "$1" 2>/dev/null || true)
+		[[ -n $SERVER_URL ]] && break
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "kalaja serve ended" "$2"
+		sleep 0.1
+	done
+	[[ -n $SERVER_URL ]] || fail "kalaja serve did not start" "$2"
 }
 
 stop_server() { # NAME
@@ -142,7 +161,8 @@ record() {
 			t, s, (s > 0 ? b / 1e6 / s : 0), m / 1024, (srv > 0 ? sprintf("%.0f MiB", srv / 1024) : "-"), r / 1048576, o }'
 }
 
-# timed TOOL PHASE REPO_DIR SERVER_PID COMMAND...: run one measured backup.
+# timed TOOL PHASE REPO_DIR SERVER_PID COMMAND...: run one measured command
+# (SERVER_PID - when no server takes part).
 timed() {
 	local tool=$1 phase=$2 repo=$3 spid=$4
 	shift 4
@@ -205,6 +225,51 @@ kalaja_fleet() {
 	stop_server fleet
 }
 
+# make_restore_repo: back the corpus up into a local repository once per
+# run, and make the directory of the server that serves it, with one host's
+# token; the restore setups read from it.
+make_restore_repo() {
+	local repo=$RESTORE/repo
+	rm -rf "$RESTORE"
+	mkdir -p "$RESTORE/tokens"
+	env "KALAJA_STATE_DIR=$RESTORE/client-local" "$KALAJA" init -q --repo "$repo" >"$LOGS/restore-init.log" 2>&1 ||
+		fail "kalaja init" "$LOGS/restore-init.log"
+	env "KALAJA_STATE_DIR=$RESTORE/client-local" "$KALAJA" backup -q --repo "$repo" "$CORPUS" >"$LOGS/restore-backup.log" 2>&1 ||
+		fail "kalaja backup of the corpus to restore" "$LOGS/restore-backup.log"
+	"$KALAJA" serve token add host-0000 --server-dir "$RESTORE/server" >"$RESTORE/tokens/0" || fail "serve token add"
+}
+
+# check_restore TARGET: the restored tree must be the corpus.
+check_restore() {
+	diff -r "$CORPUS" "$1$CORPUS" >"$LOGS/rep$rep-diff.log" 2>&1 || fail "RESTORE MISMATCH (rep $rep)" "$LOGS/rep$rep-diff.log"
+	rm -rf "$1"
+}
+
+kalaja_restore_local() {
+	local target=$STATE/target
+	timed kalaja restore-local "$RESTORE/repo" - env "KALAJA_STATE_DIR=$RESTORE/client-local" "$KALAJA" restore -q latest \
+		--repo "$RESTORE/repo" --target "$target"
+	check_restore "$target"
+}
+
+# kalaja_restore_serve: the same restore through a server over the same
+# repository directory, started for the measurement.
+kalaja_restore_serve() {
+	local target=$STATE/target out
+	out=$STATE/serve.out
+	mkdir -p "$STATE"
+	"$KALAJA" serve --dir "$RESTORE/repo" --server-dir "$RESTORE/server" --listen 127.0.0.1:0 >"$out" \
+		2>"$LOGS/rep$rep-restore-serve-server.log" &
+	SERVER_PID=$!
+	RUNNING=$SERVER_PID
+	wait_server "$out" "$LOGS/rep$rep-restore-serve-server.log"
+	client "$RESTORE" 0
+	timed kalaja restore-serve "$RESTORE/repo" "$SERVER_PID" "${CLIENT[@]}" "$KALAJA" restore -q latest \
+		--repo "$SERVER_URL" --target "$target"
+	stop_server restore-serve
+	check_restore "$target"
+}
+
 restic_local() {
 	local repo=$STATE/restic/repo run=(env "RESTIC_CACHE_DIR=$STATE/restic/cache" restic)
 	"${run[@]}" init --repo "$repo" "${RESTIC_INIT_FLAGS[@]}" >"$LOGS/rep$rep-restic-init.log" 2>&1 ||
@@ -242,14 +307,24 @@ restic_rest() {
 }
 
 main() {
-	local start=$SECONDS stamp n order i setups=(kalaja_local kalaja_serve kalaja_fleet)
+	local start=$SECONDS stamp n order i s setups=()
+	for s in $SETUPS; do
+		case $s in
+		local | serve | fleet) setups+=("kalaja_$s") ;;
+		restore) setups+=(kalaja_restore_local kalaja_restore_serve) ;;
+		restic) ;;
+		*) fail "BENCH_SETUPS: unknown setup $s (want local, serve, fleet, restore, restic)" ;;
+		esac
+	done
 	[[ -x /usr/bin/time ]] || fail "GNU time is missing: apt-get install time"
 	build
 	rm -rf "$LOGS" && mkdir -p "$LOGS"
 
 	RESTIC_INIT_FLAGS=()
 	RESTIC_NOTE="not installed: no restic columns"
-	if command -v restic >/dev/null; then
+	if [[ " $SETUPS " != *" restic "* ]]; then
+		RESTIC_NOTE="not selected in BENCH_SETUPS"
+	elif command -v restic >/dev/null; then
 		setups+=(restic_local)
 		RESTIC_NOTE="$(restic version | head -n1), repository format v1"
 		if restic init --help 2>/dev/null | grep -q -- --repository-version; then
@@ -280,6 +355,11 @@ main() {
 	SOURCE_BYTES=$(tree_bytes "$CORPUS")
 	[[ $(tree_bytes "$SLICES") == "$SOURCE_BYTES" ]] || fail "the slices do not add up to the corpus: rm $WORK/corpus.stamp"
 
+	if [[ " ${setups[*]} " == *" kalaja_restore_local "* ]]; then
+		log "backing the corpus up into $RESTORE/repo to restore from"
+		make_restore_repo
+	fi
+
 	printf 'tool\trep\tphase\tseconds\tpeak_rss_kib\trepo_bytes\tsource_bytes\tother_cpu\tserver_rss_kib\n' >"$RESULTS"
 	n=${#setups[@]}
 	for ((rep = 1; rep <= REPS; rep++)); do
@@ -291,15 +371,16 @@ main() {
 			"$s"
 		done
 	done
-	rm -rf "$STATE"
+	rm -rf "$STATE" "$RESTORE"
 
 	{
-		echo "## Backup through kalaja serve"
+		echo "## Backup and restore through kalaja serve"
 		echo
 		echo "- corpus: $SIZE ($SOURCE_BYTES bytes), seed $SEED; $REPS repetition(s); $CLIENTS concurrent clients, one slice each"
+		echo "- setups: $SETUPS"
 		echo "- machine: $(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, $(uname -r), work dir $WORK on $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
 		if ((COLD)); then
-			echo "- page cache: dropped before every measured backup (cold cache)"
+			echo "- page cache: dropped before every measurement (cold cache)"
 		else
 			echo "- page cache: could not be dropped; warm-cache numbers"
 		fi

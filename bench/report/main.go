@@ -1,9 +1,10 @@
 // Command report turns the raw measurements of bench/run.sh into a Markdown
 // table of medians per tool and phase, ratios of kalaja to its peers, and a
 // PASS/FAIL check against the performance targets. With -serve it reports
-// those of bench/serve.sh instead: backup throughput and memory by setup
-// (phase local, serve, fleet or rest-server) and the check that a backup
-// through kalaja serve keeps 70% of the local throughput.
+// those of bench/serve.sh instead: backup and restore throughput and memory
+// by setup (phase local, serve, fleet, rest-server, restore-local or
+// restore-serve) and the checks that through kalaja serve a backup keeps 70%
+// of the local throughput and a restore 80%.
 //
 //	report [-strict] [-serve] [results.tsv]
 //

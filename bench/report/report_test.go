@@ -73,14 +73,18 @@ func TestParseErrors(t *testing.T) {
 
 func TestRenderServe(t *testing.T) {
 	const serveHeader = "tool\trep\tphase\tseconds\tpeak_rss_kib\trepo_bytes\tsource_bytes\tother_cpu\tserver_rss_kib\n"
-	// serveRows has kalaja take 10 s locally and serveSecs through the server.
-	serveRows := func(serveSecs string) string {
+	// serveRows has kalaja back up in 10 s locally and serveSecs through
+	// the server, and restore in 5 s (4 to 6) locally and restoreSecs
+	// through the server.
+	serveRows := func(serveSecs, restoreSecs string) string {
 		var b strings.Builder
 		b.WriteString(serveHeader)
-		for _, rep := range []string{"1", "2", "3"} {
+		for _, rep := range []string{"4", "5", "6"} {
 			b.WriteString("kalaja\t" + rep + "\tlocal\t10\t2048\t500\t1000000\t0\t0\n")
 			b.WriteString("kalaja\t" + rep + "\tserve\t" + serveSecs + "\t2048\t500\t1000000\t0\t" + rep + "0240\n")
 			b.WriteString("kalaja\t" + rep + "\tfleet\t20\t1024\t500\t1000000\t0.1\t51200\n")
+			b.WriteString("kalaja\t" + rep + "\trestore-local\t" + rep + "\t1024\t500\t1000000\t0\t0\n")
+			b.WriteString("kalaja\t" + rep + "\trestore-serve\t" + restoreSecs + "\t1024\t500\t1000000\t0\t30720\n")
 		}
 		return b.String()
 	}
@@ -88,16 +92,23 @@ func TestRenderServe(t *testing.T) {
 		name, in, verdict string
 		contains          []string
 	}{
-		{"fast", serveRows("12"), "PASS", []string{
-			"| kalaja, through kalaja serve | 12.00 | 0.1 | 2 | 20 | 0.0 | 1.0 |",
-			"| kalaja, local repository | 10.00 | 0.1 | 2 | — |",
-			"| kalaja, concurrent clients through kalaja serve | 0.50 |",
-			"ratio 0.833 (target >= 0.70): PASS",
-			"Server peak memory, concurrent clients: 50 MiB",
+		{"fast", serveRows("12", "6"), "PASS", []string{
+			"| kalaja, through kalaja serve | 12.00 | 12.00–12.00 | 0.1 | 2 | 49 | 0.0 | 1.0 |",
+			"| kalaja, local repository | 10.00 | 10.00–10.00 | 0.1 | 2 | — |",
+			"| kalaja, local repository | 5.00 | 4.00–6.00 | 0.2 | 1 | — |",
+			"| backup | kalaja, concurrent clients through kalaja serve | 0.50 |",
+			"| restore | kalaja, through kalaja serve | 0.83 |",
+			"Backup through kalaja serve: 0.1 MB/s, local: 0.1 MB/s, ratio 0.833 (target >= 0.70): PASS",
+			"ratio 0.833 (target >= 0.80): PASS",
+			"Server peak memory, concurrent clients' backups: 50 MiB",
+			"Server peak memory, one client's restore: 30 MiB",
 		}},
-		{"slow", serveRows("15"), "FAIL", []string{"ratio 0.667 (target >= 0.70): FAIL"}},
+		{"slow backup", serveRows("15", "6"), "FAIL", []string{"ratio 0.667 (target >= 0.70): FAIL", "(target >= 0.80): PASS"}},
+		{"slow restore", serveRows("12", "6.5"), "FAIL", []string{"ratio 0.769 (target >= 0.80): FAIL"}},
 		{"no server", serveHeader + "kalaja\t1\tlocal\t10\t2048\t500\t1000000\t0\t0\nrestic\t1\tlocal\t20\t2048\t500\t1000000\t0\t0\n",
-			"INCOMPLETE", []string{"n/a (serve not measured)", "| restic, local repository | 20.00 |"}},
+			"INCOMPLETE", []string{"n/a (serve not measured)", "n/a (restore-local, restore-serve not measured)", "| restic, local repository | 20.00 |"}},
+		{"restore only", serveHeader + "kalaja\t1\trestore-local\t4\t1024\t500\t1000000\t0\t0\nkalaja\t1\trestore-serve\t4.5\t1024\t500\t1000000\t0\t0\n",
+			"INCOMPLETE", []string{"Backup through kalaja serve against local: n/a (local, serve not measured)", "ratio 0.889 (target >= 0.80): PASS"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkReport(t, renderServe, tt.in, tt.verdict, tt.contains) })

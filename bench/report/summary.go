@@ -91,11 +91,13 @@ func parse(r io.Reader) ([]row, error) {
 	return rows, sc.Err()
 }
 
-// stat holds the medians of one tool in one phase.
+// stat holds the medians of one tool in one phase, and the spread of its
+// times.
 type stat struct {
 	n                                       int
 	seconds, rssKiB, repoBytes, sourceBytes float64
 	serverRSSKiB                            float64
+	minSeconds, maxSeconds                  float64
 }
 
 // throughput is decimal megabytes of source per second.
@@ -140,6 +142,8 @@ func summarize(rows []row) summary {
 			repoBytes:    pick(func(r row) float64 { return r.repoBytes }),
 			sourceBytes:  pick(func(r row) float64 { return r.sourceBytes }),
 			serverRSSKiB: pick(func(r row) float64 { return r.serverRSS }),
+			minSeconds:   slices.MinFunc(g, func(a, b row) int { return cmp.Compare(a.seconds, b.seconds) }).seconds,
+			maxSeconds:   slices.MaxFunc(g, func(a, b row) int { return cmp.Compare(a.seconds, b.seconds) }).seconds,
 		}
 	}
 	rank := map[string]int{"kalaja": 0, "restic": 1, "borg": 2}

@@ -33,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
@@ -57,7 +58,7 @@ var limits = map[store.FileType]int64{
 }
 
 // readChunk is how much of an object a GET reads from the store at once.
-const readChunk = 4 << 20
+const readChunk = 1 << 20
 
 // Options configure a Server.
 type Options struct {
@@ -113,6 +114,7 @@ type Server struct {
 	adm       *administration
 	m         *metrics
 	metricsOK http.Handler
+	chunks    sync.Pool // of *[readChunk]byte, the buffers of GETs
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -132,7 +134,8 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics()}
+		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics(),
+		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }}}
 	s.stager, _ = o.Store.(store.Stager)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -328,7 +331,9 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	w.Header().Set("Accept-Ranges", "bytes")
 	// The first piece is read before the header is written, so that a
 	// failure to read is still an error status.
-	buf := make([]byte, min(n, readChunk))
+	chunk := s.chunks.Get().(*[readChunk]byte)
+	defer s.chunks.Put(chunk)
+	buf := chunk[:min(n, readChunk)]
 	if err := s.st.ReadAt(ctx, h, buf, start); err != nil {
 		return err
 	}

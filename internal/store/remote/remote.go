@@ -11,7 +11,9 @@
 // a listing cut short is an error); so is PUT, and a retried PUT answered
 // 409 succeeds if the stored object is the one sent (checked by its
 // SHA-256, which names content-addressed objects and is otherwise compared
-// with the stored bytes).
+// with the stored bytes). Small reads of packs, the many a restore makes,
+// are served from larger aligned pieces of the pack fetched whole
+// ("windows", see windowSize).
 package remote
 
 import (
@@ -69,6 +71,7 @@ type Store struct {
 	tempDir  string
 	attempts int
 	backoff  time.Duration
+	packs    windows // of small reads of packs
 }
 
 var (
@@ -456,7 +459,10 @@ func (s *Store) again(ctx context.Context, n int, err error) bool {
 	}
 }
 
-// ReadAt implements store.Loader.
+// ReadAt implements store.Loader. A read of a pack of at most
+// windowedRead bytes is served from the windows of the pack that hold
+// those bytes (see windowSize), fetched if missing; a larger one takes
+// from kept windows the bytes they hold at its ends.
 func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64) error {
 	if err := h.Check(); err != nil {
 		return err
@@ -474,25 +480,47 @@ func (s *Store) ReadAt(ctx context.Context, h store.Handle, p []byte, off int64)
 		}
 		return nil
 	}
+	if h.Type != store.Packs {
+		_, err := s.readRange(ctx, h, p, off, false)
+		return err
+	}
+	if len(p) <= windowedRead {
+		return s.packs.readAt(ctx, h, p, off, func(ctx context.Context, p []byte, off int64) (int, error) {
+			return s.readRange(ctx, h, p, off, true)
+		})
+	}
+	return s.packs.readAround(ctx, h, p, off, func(ctx context.Context, p []byte, off int64) (int, error) {
+		return s.readRange(ctx, h, p, off, false)
+	})
+}
+
+// readRange fills p from object h at off with one range request, retried
+// as the package doc says, and returns how many bytes it read. Where the
+// object ends before off + len(p), a short read is an error wrapping
+// io.ErrUnexpectedEOF, unless short allows it; a range that starts at or
+// after the end is that error either way.
+func (s *Store) readRange(ctx context.Context, h store.Handle, p []byte, off int64, short bool) (int, error) {
 	for n := 1; ; n++ {
 		resp, err := s.get(ctx, "read", h, fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1))
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if resp.StatusCode != http.StatusPartialContent || resp.ContentLength != int64(len(p)) {
+		size := resp.ContentLength
+		if resp.StatusCode != http.StatusPartialContent || size < 0 || size > int64(len(p)) {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusPartialContent && resp.ContentLength >= 0 && resp.ContentLength < int64(len(p)) {
-				return fmt.Errorf("read %v at %d: %w", h, off, io.ErrUnexpectedEOF)
-			}
-			return fmt.Errorf("read %v at %s: unexpected answer to a range request (%s, %d bytes)", h, s.location, resp.Status, resp.ContentLength)
+			return 0, fmt.Errorf("read %v at %s: unexpected answer to a range request (%s, %d bytes)", h, s.location, resp.Status, size)
 		}
-		_, err = io.ReadFull(resp.Body, p)
+		if size < int64(len(p)) && !short {
+			resp.Body.Close()
+			return 0, fmt.Errorf("read %v at %d: %w", h, off, io.ErrUnexpectedEOF)
+		}
+		_, err = io.ReadFull(resp.Body, p[:size])
 		resp.Body.Close()
 		if err == nil {
-			return nil
+			return int(size), nil
 		}
 		if !s.again(ctx, n, err) {
-			return fmt.Errorf("read %v at %d from %s: %w", h, off, s.location, err)
+			return 0, fmt.Errorf("read %v at %d from %s: %w", h, off, s.location, err)
 		}
 	}
 }
