@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
 	"path"
@@ -11,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kalaja/kalaja/internal/blob"
-	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
@@ -39,7 +37,7 @@ those at and below PATH (an absolute path as it was backed up).`,
 			}
 			out := cmd.OutOrStdout()
 			found := false
-			err = walkTree(ctx, r, sn.Tree, "/", func(p string, n *snapshot.Node) error {
+			err = snapshot.Walk(ctx, r.LoadTree, sn.Tree, "/", func(p string, n *snapshot.Node) error {
 				if p != prefix && !strings.HasPrefix(p, strings.TrimSuffix(prefix, "/")+"/") {
 					return nil
 				}
@@ -67,28 +65,6 @@ those at and below PATH (an absolute path as it was backed up).`,
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "show mode, owner, size and time")
 	return cmd
-}
-
-// walkTree calls fn for every node below tree id, depth first, in name
-// order; p is the snapshot path of the tree.
-func walkTree(ctx context.Context, r *repo.Repository, id blob.ID, p string, fn func(string, *snapshot.Node) error) error {
-	t, err := r.LoadTree(ctx, id)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		np := path.Join(p, string(n.Name))
-		if err := fn(np, n); err != nil {
-			return err
-		}
-		if n.Kind == snapshot.Dir {
-			if err := walkTree(ctx, r, *n.Subtree, np, fn); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // lsJSON is one line of ls --json. Path and Target keep bytes that are not
