@@ -95,7 +95,7 @@ restic_backup() {
 }
 
 dd_run() { dd if=/dev/zero of="$WORK/dd.img" bs=1M count=$((SOURCE_BYTES >> 20)) conv=fdatasync; }
-full_run() { rm -rf "$WORK/full" && "$KALAJA" restore -q --repo "$WORK/kalaja-repo" latest --target "$WORK/full"; }
+full_run() { "$KALAJA" restore -q --repo "$WORK/kalaja-repo" latest --target "$WORK/full"; }
 inplace_run() { "$KALAJA" recover -q --repo "$WORK/kalaja-repo" "$SRC" --in-place --quarantine "$WORK/quarantine/$rep-$RANDOM"; }
 restic_run() { "$RESTIC" -r "$WORK/restic-repo" restore "latest:$SRC" --target "$SRC" --overwrite if-changed --delete; }
 
@@ -111,8 +111,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	for ((i = 0; i < rep - 1; i++)); do order=("${order[@]:1}" "${order[0]}"); done
 	for tool in "${order[@]}"; do
 		case $tool in
-		dd) measure dd dd_run && rm -f "$WORK/dd.img" ;;
-		full) measure full full_run && rm -rf "$WORK/full" ;;
+		dd) rm -f "$WORK/dd.img" && measure dd dd_run && rm -f "$WORK/dd.img" ;;
+		full) rm -rf "$WORK/full" && sync && measure full full_run && rm -rf "$WORK/full" ;;
 		kalaja) fresh_src && kalaja_backup && damage && measure inplace inplace_run && check_src inplace ;;
 		restic) fresh_src && restic_backup && damage && measure restic restic_run && check_src restic ;;
 		esac

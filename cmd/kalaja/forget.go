@@ -13,7 +13,6 @@ import (
 	"github.com/kalaja/kalaja/internal/prune"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
-	"github.com/kalaja/kalaja/internal/store"
 )
 
 // deleteOptions are the flags forget and prune share: how to delete.
@@ -91,41 +90,17 @@ used stays until 'kalaja prune' (or --prune).`,
 			if _, _, err := lc.Check(ctx); err != nil {
 				return fmt.Errorf("ledger: %w (nothing was deleted; run 'kalaja verify' for details)", err)
 			}
-			list, err := prune.StampedSnapshots(ctx, r.Store(), r.Snapshots)
+			host, _ := os.Hostname()
+			fo := prune.ForgetOptions{IDs: ids, Policy: p, Hosts: hosts, DryRun: del.dryRun, Host: host,
+				Remover: func() (prune.Remover, error) { return del.remover(r) }}
+			decisions, kept, err := prune.Forget(ctx, r, lc, fo)
 			if err != nil {
 				return err
 			}
-			var decisions []snapshot.Decision
-			if len(ids) > 0 {
-				decisions, err = snapshot.Named(list, ids)
-			} else {
-				decisions = p.ApplyGroups(list, hosts, time.Now())
-			}
-			if err != nil {
-				return err
-			}
-			var doomed []store.Handle
-			for _, d := range decisions {
-				if !d.Keep {
-					doomed = append(doomed, store.Handle{Type: store.Snapshots, Name: d.ID.String()})
-				}
-			}
-			out := forgetReport{DryRun: del.dryRun}
+			out := forgetReport{DryRun: del.dryRun, Kept: keptLines(kept)}
 			for _, d := range decisions {
 				out.Snapshots = append(out.Snapshots, forgetLine{ID: d.ID.String(), Host: d.Hostname, Paths: d.Paths,
 					Time: d.Time, Stamp: d.Stamp, Keep: d.Keep, Reasons: d.Reasons})
-			}
-			if !del.dryRun && len(doomed) > 0 {
-				rm, err := del.remover(r)
-				if err != nil {
-					return err
-				}
-				host, _ := os.Hostname()
-				kept, err := prune.Forget(ctx, r.Store(), lc, rm, doomed, host)
-				if err != nil {
-					return err
-				}
-				out.Kept = keptLines(kept)
 			}
 			if err := out.print(g); err != nil {
 				return err

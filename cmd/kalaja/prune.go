@@ -86,31 +86,24 @@ func runPrune(ctx context.Context, g *globalOptions, r *repo.Repository, lc *led
 	if err != nil {
 		return err
 	}
-	var rm prune.Remover
+	o := prune.RunOptions{Options: prune.Options{MaxUnused: maxUnused, Grace: po.grace, Now: time.Now()}, DryRun: del.dryRun}
 	if !del.dryRun {
-		if rm, err = del.remover(r); err != nil {
+		if o.Remover, err = del.remover(r); err != nil {
 			return err
 		}
+		o.Host, _ = os.Hostname()
 	}
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
-		return fmt.Errorf("%w (prune must read every snapshot; nothing was deleted)", err)
-	}
-	plan, err := prune.NewPlan(ctx, r, snaps, prune.Options{MaxUnused: maxUnused, Grace: po.grace, Now: time.Now()})
-	if err != nil {
+	plan, res, err := prune.Run(ctx, r, lc, o)
+	if plan == nil {
 		return err
 	}
 	out := pruneReport{DryRun: del.dryRun, Stats: plan.Stats}
-	if !del.dryRun {
-		host, _ := os.Hostname()
-		res, err := plan.Execute(ctx, r, rm, lc, host)
-		if res != nil {
-			out.Removed, out.Renewed = len(res.Removed), res.Renewed
-			out.Retained = keptLines(res.Kept)
-		}
-		if err != nil {
-			return errors.Join(out.print(g), err)
-		}
+	if res != nil {
+		out.Removed, out.Renewed = len(res.Removed), res.Renewed
+		out.Retained = keptLines(res.Kept)
+	}
+	if err != nil {
+		return errors.Join(out.print(g), err)
 	}
 	return out.print(g)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 )
@@ -20,10 +21,69 @@ type Ledger interface {
 	Append(ctx context.Context, recs []ledger.Record) error
 }
 
-// Forget records the removal of the snapshots doomed in lg, then deletes
+// ForgetOptions says which snapshots forget removes: those named by IDs
+// (as snapshot.Find resolves names), or else those Policy does not keep
+// among the snapshots of Hosts (all hosts if empty), grouped by host and
+// paths.
+type ForgetOptions struct {
+	IDs    []string
+	Policy snapshot.Policy
+	Hosts  []string
+	// DryRun decides and removes nothing.
+	DryRun bool
+	// Remover returns what deletes; it is called only when there is
+	// something to delete, so that a policy that removes nothing needs no
+	// administrator's key.
+	Remover func() (Remover, error)
+	Host    string // the host recorded in the removal records
+}
+
+// ForgetSource is the repository as forget reads it.
+type ForgetSource interface {
+	Store() store.Store
+	Snapshots(ctx context.Context) ([]*snapshot.Snapshot, error)
+}
+
+// Forget decides, from the time the store stamped each snapshot, which
+// snapshots to remove (snapshot.Named or Policy.ApplyGroups), records
+// their removal in lg, and deletes them with o.Remover. It returns every
+// decision and what the remover had to keep. A snapshot that cannot be
+// read stops it before it decides anything; records that cannot be
+// appended stop it before it deletes anything.
+func Forget(ctx context.Context, src ForgetSource, lg Ledger, o ForgetOptions) ([]snapshot.Decision, []Kept, error) {
+	list, err := StampedSnapshots(ctx, src.Store(), src.Snapshots)
+	if err != nil {
+		return nil, nil, err
+	}
+	var decisions []snapshot.Decision
+	if len(o.IDs) > 0 {
+		if decisions, err = snapshot.Named(list, o.IDs); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		decisions = o.Policy.ApplyGroups(list, o.Hosts, time.Now())
+	}
+	var doomed []store.Handle
+	for _, d := range decisions {
+		if !d.Keep {
+			doomed = append(doomed, store.Handle{Type: store.Snapshots, Name: d.ID.String()})
+		}
+	}
+	if o.DryRun || len(doomed) == 0 {
+		return decisions, nil, nil
+	}
+	rm, err := o.Remover()
+	if err != nil {
+		return decisions, nil, err
+	}
+	kept, err := remove(ctx, src.Store(), lg, rm, doomed, o.Host)
+	return decisions, kept, err
+}
+
+// remove records the removal of the snapshots doomed in lg, then deletes
 // them with rm, and returns what rm had to keep. Nothing is deleted if the
 // records cannot be appended.
-func Forget(ctx context.Context, st store.Lister, lg Ledger, rm Remover, doomed []store.Handle, host string) ([]Kept, error) {
+func remove(ctx context.Context, st store.Lister, lg Ledger, rm Remover, doomed []store.Handle, host string) ([]Kept, error) {
 	recs, err := RemovalRecords(ctx, st, doomed, host, time.Now())
 	if err != nil {
 		return nil, err
@@ -186,4 +246,31 @@ func NewRemover(st store.Store, signer note.Signer) (Remover, error) {
 		return Direct(st), nil
 	}
 	return nil, fmt.Errorf("%s cannot delete objects", st.Location())
+}
+
+// RunOptions configures Run.
+type RunOptions struct {
+	Options
+	// DryRun plans and deletes nothing.
+	DryRun bool
+	// Remover deletes (not used in a dry run).
+	Remover Remover
+	Host    string // the host recorded in the ledger
+}
+
+// Run is prune: it reads every snapshot, plans (NewPlan) and, unless a
+// dry run, carries the plan out (Plan.Execute). It returns the plan and
+// what Execute did (nil in a dry run). A snapshot that cannot be read
+// stops it before anything is written.
+func Run(ctx context.Context, r *repo.Repository, lg Ledger, o RunOptions) (*Plan, *Result, error) {
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (prune must read every snapshot; nothing was deleted)", err)
+	}
+	plan, err := NewPlan(ctx, r, snaps, o.Options)
+	if err != nil || o.DryRun {
+		return plan, nil, err
+	}
+	res, err := plan.Execute(ctx, r, o.Remover, lg, o.Host)
+	return plan, res, err
 }
