@@ -52,7 +52,7 @@ type HealOptions struct {
 // that the alert could not name yet: watcher.Watcher.
 type Watch interface {
 	Sync(ctx context.Context) error
-	Touched(pids []int) []string
+	Touched(a detect.Alert) []string
 }
 
 // syncTimeout bounds the wait for the watcher to read what was queued.
@@ -85,7 +85,7 @@ func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o Heal
 		err := o.Watch.Sync(sctx)
 		cancel()
 		if err == nil {
-			a.Files = append(slices.Clip(a.Files), o.Watch.Touched(a.PIDs)...)
+			a.Files = append(slices.Clip(a.Files), o.Watch.Touched(a)...)
 		} else if o.OnError != nil {
 			o.OnError("", fmt.Errorf("the files the processes touched after the alert are not healed: %w", err))
 		}

@@ -28,6 +28,10 @@ type Rehearsal struct {
 	lc   *ledger.Client
 	host string
 
+	// log is the rehearsal's alert log: the alerts it recovered from and
+	// the resolutions of its recoveries, as an operator's would hold.
+	log alert.Log
+
 	mu       sync.Mutex
 	healing  sync.WaitGroup
 	healed   time.Time // when the last healing ended
@@ -79,14 +83,21 @@ func (h *Rehearsal) Backup(ctx context.Context, root string) (*snapshot.Snapshot
 // Recover repairs root in place from the newest clean snapshot before the
 // incident (a, if not nil, began it), as kalaja recover does, with the
 // quarantine in quarantine, and returns the report.
+//
+// As after a recovery in earnest, the incident is then resolved, so that
+// the next attack's recovery is not held to the snapshots before this one.
 func (h *Rehearsal) Recover(ctx context.Context, root, quarantine string, a *detect.Alert) (*Report, error) {
-	o := RecoverOptions{Choose: Options{Host: h.host, Paths: []string{root}}, Repair: RepairOptions{Quarantine: quarantine}, Force: true}
 	if a != nil {
-		o.Choose.Alerts = alertLog(*a)
+		h.log.Alerts = append(h.log.Alerts, *a)
 	}
+	log := h.log
+	o := RecoverOptions{Choose: Options{Host: h.host, Paths: []string{root}, Alerts: &log}, Repair: RepairOptions{Quarantine: quarantine}, Force: true}
 	_, _, rep, err := Recover(ctx, h.r, h.lc, o)
 	if err == nil && rep.Errors > 0 {
 		err = fmt.Errorf("%d paths could not be recovered: %s", rep.Errors, problems(rep))
+	}
+	if err == nil {
+		h.log.Resolutions = append(h.log.Resolutions, alert.Resolution{Time: time.Now(), Resolved: alert.Resolved{By: "recover"}})
 	}
 	return rep, err
 }

@@ -73,11 +73,14 @@ type Watcher struct {
 	mu       sync.Mutex      // guards placed, stopped, after and syncs (used from any goroutine)
 	runOnce  sync.Once
 
-	// stopped are the processes this watcher stopped, and after the paths
-	// their events named once they were stopped (events already queued
-	// when the stop took effect): see Touched. nstopped is len(stopped),
-	// read without the lock on every event.
-	stopped  map[int]bool
+	// stopped maps the processes this watcher stopped to their alert's
+	// group, and groups holds those groups; after the paths that events of
+	// the groups' processes named once the alert was raised (events
+	// already queued when the stop took effect, of processes that ended
+	// before it): see Touched. nstopped is len(stopped), read without the
+	// lock on every event.
+	stopped  map[int]int
+	groups   map[int]bool
 	after    map[int][]string
 	nafter   int
 	nstopped atomic.Int32
@@ -109,7 +112,7 @@ func New(cfg Config) (*Watcher, error) {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{},
-		stopped: map[int]bool{}, after: map[int][]string{}, syncs: map[string]chan struct{}{}}
+		stopped: map[int]int{}, groups: map[int]bool{}, after: map[int][]string{}, syncs: map[string]chan struct{}{}}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -381,7 +384,10 @@ func (w *Watcher) respond(a *detect.Alert) {
 		slices.Sort(a.PIDs)
 		w.mu.Lock()
 		for _, p := range stopped {
-			w.stopped[p] = true
+			w.stopped[p] = a.Group
+		}
+		if a.Group != 0 {
+			w.groups[a.Group] = true
 		}
 		w.nstopped.Store(int32(len(w.stopped)))
 		w.mu.Unlock()
@@ -398,31 +404,37 @@ func (w *Watcher) respond(a *detect.Alert) {
 }
 
 // noteStopped remembers the paths of ev if its process is one this watcher
-// stopped.
+// stopped, or of a group an alert stopped.
 func (w *Watcher) noteStopped(ev fswatch.Event) {
+	group, _, _ := w.procs.actor(ev.PID)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.stopped[ev.PID] || w.nafter >= maxAfter {
+	if g, ok := w.stopped[ev.PID]; ok {
+		group = g
+	} else if !w.groups[group] {
 		return
 	}
 	for _, p := range []string{ev.OldPath, ev.Path} {
-		if p != "" {
-			w.after[ev.PID] = append(w.after[ev.PID], p)
+		if p != "" && w.nafter < maxAfter {
+			w.after[group] = append(w.after[group], p)
 			w.nafter++
 		}
 	}
 }
 
-// Touched returns the paths that events of the processes pids named after
-// this watcher stopped them: what they had done but the watcher had not yet
-// read when the alert was raised (at most 4096 paths in all). Call Sync
+// Touched returns the paths that events of alert a's group named after
+// this watcher stopped it (at most 4096 paths in all): what its processes
+// had done but the watcher had not yet read when the alert was raised,
+// including processes of the group that ended before the stop. Call Sync
 // first to have every event queued before the call read.
-func (w *Watcher) Touched(pids []int) []string {
+func (w *Watcher) Touched(a detect.Alert) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []string
-	for _, p := range pids {
-		out = append(out, w.after[p]...)
+	out := slices.Clone(w.after[a.Group])
+	for _, p := range a.PIDs {
+		if g, ok := w.stopped[p]; ok && g != a.Group {
+			out = append(out, w.after[g]...)
+		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
