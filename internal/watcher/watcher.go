@@ -82,7 +82,6 @@ type Watcher struct {
 	stopped  map[int]int
 	groups   map[int]bool
 	after    map[int][]string
-	nafter   int
 	nstopped atomic.Int32
 	// syncs are the marker files Sync waits for, by path; nsyncs is
 	// len(syncs), read without the lock on every event.
@@ -91,7 +90,7 @@ type Watcher struct {
 	syncSeq atomic.Uint64
 }
 
-// maxAfter bounds the paths remembered for stopped processes (Touched).
+// maxAfter bounds the paths remembered for one alerted group (Touched).
 const maxAfter = 4096
 
 // New validates cfg, places the canary files (if asked) and opens the
@@ -388,6 +387,7 @@ func (w *Watcher) respond(a *detect.Alert) {
 		}
 		if a.Group != 0 {
 			w.groups[a.Group] = true
+			delete(w.after, a.Group) // this alert's paths are its own
 		}
 		w.nstopped.Store(int32(len(w.stopped)))
 		w.mu.Unlock()
@@ -415,15 +415,14 @@ func (w *Watcher) noteStopped(ev fswatch.Event) {
 		return
 	}
 	for _, p := range []string{ev.OldPath, ev.Path} {
-		if p != "" && w.nafter < maxAfter {
+		if p != "" && len(w.after[group]) < maxAfter {
 			w.after[group] = append(w.after[group], p)
-			w.nafter++
 		}
 	}
 }
 
 // Touched returns the paths that events of alert a's group named after
-// this watcher stopped it (at most 4096 paths in all): what its processes
+// this watcher stopped it (at most 4096 per group, since its last alert): what its processes
 // had done but the watcher had not yet read when the alert was raised,
 // including processes of the group that ended before the stop. Call Sync
 // first to have every event queued before the call read.
