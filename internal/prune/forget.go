@@ -145,9 +145,9 @@ type AdminStore interface {
 	Admin(ctx context.Context, signed []byte) (admin.Result, error)
 }
 
-// RequestLifetime is how long a signed request stays valid: long enough
+// requestLifetime is how long a signed request stays valid: long enough
 // to reach the server, short enough that a copy is of no later use.
-const RequestLifetime = time.Hour
+const requestLifetime = time.Hour
 
 // Signed is a Remover that deletes through a server, one request signed
 // with the administrator's key per batch of at most admin.MaxDeletes
@@ -167,7 +167,7 @@ func (s signed) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
 			return kept, err
 		}
 		req := admin.Request{Server: state.Server, Seq: state.Seq + 1,
-			Expires: time.Now().Add(RequestLifetime).Truncate(time.Second), Delete: hs[start:min(start+admin.MaxDeletes, len(hs))]}
+			Expires: time.Now().Add(requestLifetime).Truncate(time.Second), Delete: hs[start:min(start+admin.MaxDeletes, len(hs))]}
 		msg, err := req.Sign(s.signer)
 		if err != nil {
 			return kept, err
