@@ -19,6 +19,9 @@ func FuzzParseRecord(f *testing.F) {
 	for _, r := range testRecords("seed", 0, 3) {
 		f.Add(r.Marshal())
 	}
+	for _, k := range []string{KindAlert, KindSilent, KindBack, KindResolved} {
+		f.Add(eventRecords(k, "seed", 0, 1)[0].Marshal())
+	}
 	for _, tt := range recordRejects() {
 		f.Add([]byte(tt.in))
 	}
