@@ -1,7 +1,13 @@
 package recovery
 
 import (
+	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +96,67 @@ func TestTimeline(t *testing.T) {
 			}
 			if tt.local != nil && len(tt.local.Alerts) != len(before) {
 				t.Errorf("Timeline changed the local log")
+			}
+		})
+	}
+}
+
+// appender is a ledger that keeps what is appended, or fails.
+type appender struct {
+	recs []ledger.Record
+	err  error
+}
+
+func (a *appender) Append(_ context.Context, recs []ledger.Record) error {
+	a.recs = append(a.recs, recs...)
+	return a.err
+}
+
+// recover's resolution goes to the alert log and the ledger, the ledger's
+// record naming the alert log's line by its hash.
+func TestResolve(t *testing.T) {
+	res := alert.Resolution{Time: t0, Resolved: alert.Resolved{By: "recover", Snapshot: "abc", Paths: []string{"/srv"}}}
+	line, err := res.Line()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ledger.Record{Kind: ledger.KindResolved, ID: sha256.Sum256(line), Size: int64(len(line)), Time: t0, Host: "h"}
+	tests := []struct {
+		name     string
+		alertLog bool
+		ledger   *appender
+		wantErr  string
+	}{
+		{name: "both", alertLog: true, ledger: &appender{}},
+		{name: "ledger only", ledger: &appender{}},
+		{name: "alert log only", alertLog: true},
+		{name: "ledger fails", alertLog: true, ledger: &appender{err: errors.New("refused")}, wantErr: "could not be recorded in the ledger: refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := RecoverOptions{Choose: Options{Host: "h"}}
+			if tt.alertLog {
+				o.AlertLog = filepath.Join(t.TempDir(), "alerts.jsonl")
+			}
+			if tt.ledger != nil {
+				o.Ledger = tt.ledger
+			}
+			err := resolve(t.Context(), o, res)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("resolve: %v, want %q", err, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if tt.alertLog {
+				b, err := os.ReadFile(o.AlertLog)
+				if err != nil || string(b) != string(line)+"\n" {
+					t.Fatalf("alert log holds %q, %v; want %s", b, err, line)
+				}
+			}
+			if tt.ledger != nil && (len(tt.ledger.recs) != 1 || !reflect.DeepEqual(tt.ledger.recs[0], want)) {
+				t.Fatalf("ledger got %+v, want %+v", tt.ledger.recs, want)
 			}
 		})
 	}
