@@ -42,11 +42,12 @@ ledger proves under a checkpoint this client has checked, and that was taken
 before the incident began: the first alert of the host's watcher not
 resolved since (this host's alert log, --alert-log, and the alerts and
 resolutions the ledger holds for the host, recorded by the vault), or the
-first suspect snapshot, whichever is earlier. A snapshot taken after damage began may judge clean
-against a damaged parent, so every later one is passed over. recover says
-which it chose and why, and what it passed over. --before TIME passes over
-snapshots from TIME on; --snapshot ID names one instead (it must still be
-proven, and neither suspect nor after the incident unless --allow-suspect).
+first suspect snapshot, whichever is earlier. A snapshot taken after damage
+began may judge clean against a damaged parent, so every later one is
+passed over. recover says which it chose and why, and what it passed
+over. --before TIME passes over snapshots from TIME on; --snapshot ID names
+one instead (it must still be proven, and neither suspect nor after the
+incident unless --allow-suspect).
 
 --in-place repairs the live tree: a file whose size, times and inode are
 those of the snapshot is left alone unread; one that may differ is read and
