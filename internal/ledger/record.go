@@ -245,6 +245,27 @@ func (b batch) encode() []byte {
 	return buf.Bytes()
 }
 
+// ParseBatch decodes the entries object that should start at log index
+// start (the object ledger/entries/<start>) as every reader does, and
+// returns its records in order. Anything but the canonical encoding of 1
+// to 2^20 valid records starting at start is an error wrapping
+// blob.ErrCorrupt (blob.ErrUnsupported for a record version it does not
+// know). The server uses it to look into a host's batch before storing it
+// (ServerOnly).
+func ParseBatch(data []byte, start int64) ([]Record, error) {
+	b, err := parseBatch(data, start)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]Record, len(b.records))
+	for i, raw := range b.records {
+		if recs[i], err = ParseRecord(raw); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
 // parseBatch decodes an entries object that should start at log index start.
 func parseBatch(data []byte, start int64) (batch, error) {
 	line, rest, ok := bytes.Cut(data, []byte{'\n'})

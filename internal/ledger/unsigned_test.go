@@ -245,3 +245,39 @@ func testRecordID(kind, host string, i int64) blob.ID {
 	}
 	return eventRecords(kind, host, int(i), 1)[0].ID
 }
+
+// The server looks into a host's batch with ParseBatch and refuses one that
+// holds a server-only record.
+func TestParseBatchServerOnly(t *testing.T) {
+	tests := []struct {
+		name       string
+		recs       []Record
+		serverOnly bool
+	}{
+		{"backup", testRecords("h", 0, 3), false},
+		{"resolution", eventRecords(KindResolved, "h", 0, 1), false},
+		{"forged alert", append(testRecords("h", 0, 1), eventRecords(KindAlert, "h", 0, 1)...), true},
+		{"forged silence", eventRecords(KindSilent, "h", 0, 1), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := ParseBatch(batch{start: 5, records: encodeAll(tt.recs)}.encode(), 5)
+			if err != nil || len(recs) != len(tt.recs) {
+				t.Fatalf("ParseBatch: %d records, %v; want %d", len(recs), err, len(tt.recs))
+			}
+			got := false
+			for i, r := range recs {
+				if r.ID != tt.recs[i].ID || r.Kind != tt.recs[i].Kind {
+					t.Fatalf("record %d: %+v, want %+v", i, r, tt.recs[i])
+				}
+				got = got || ServerOnly(r.Kind)
+			}
+			if got != tt.serverOnly {
+				t.Fatalf("server-only record found: %v, want %v", got, tt.serverOnly)
+			}
+		})
+	}
+	if _, err := ParseBatch(batch{start: 5, records: encodeAll(testRecords("h", 0, 1))}.encode(), 6); !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("ParseBatch at the wrong start: %v, want ErrCorrupt", err)
+	}
+}
