@@ -14,7 +14,9 @@ func newLedgerCommand(g *globalOptions) *cobra.Command {
 		Use:   "ledger",
 		Short: "Show the ledger's timeline, and export proofs for offline checking",
 		Long: `The ledger is a signed Merkle log (the Go checksum database's tlog) of every
-snapshot, pack and index file stored in the repository. 'verify' checks it;
+snapshot, pack and index file stored in the repository, and of the fleet's
+incidents: alerts and silent watchers the vault (kalaja serve) saw, and
+recoveries that resolved them. 'verify' checks it;
 these commands show it and export proofs that an investigator can check
 offline without the repository or its password (docs/design.md, "Checking an
 export by hand").`,
@@ -27,7 +29,7 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "show",
-		Short: "Print the ledger's timeline of snapshots (with --all, every record)",
+		Short: "Print the ledger's timeline of snapshots and vault events (with --all, every record)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -45,7 +47,7 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 			}
 			rows := []row{}
 			for i, rec := range c.Records {
-				if all || rec.Kind == ledger.KindSnapshot {
+				if all || onTimeline(rec) {
 					rows = append(rows, row{int64(i), rec})
 				}
 			}
@@ -53,23 +55,26 @@ func newLedgerShowCommand(g *globalOptions) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), rows)
 			}
 			w := cmd.OutOrStdout()
-			if _, err := fmt.Fprintf(w, "%-8s %-20s %-9s %-10s %-20s %-10s %s\n", "record", "logged", "kind", "id", "host", "size", "health"); err != nil {
+			if _, err := fmt.Fprintf(w, "%-8s %-20s %-16s %-10s %-20s %-10s %s\n", "record", "logged", "kind", "id", "host", "size", "health"); err != nil {
 				return err
 			}
 			for _, r := range rows {
-				health := ""
+				health, size := "", fmtBytes(r.Size)
 				if r.Health != nil {
 					health = r.Health.String()
 				}
-				if _, err := fmt.Fprintf(w, "%-8d %-20s %-9s %-10s %-20s %-10s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
-					r.Kind, r.ID.Short(), r.Host, fmtBytes(r.Size), health); err != nil {
+				if ledger.IsEvent(r.Kind) {
+					size = "" // the length of bytes the vault or the host keeps
+				}
+				if _, err := fmt.Fprintf(w, "%-8d %-20s %-16s %-10s %-20s %-10s %s\n", r.Index, r.Time.Local().Format("2006-01-02 15:04:05"),
+					r.Kind, r.ID.Short(), r.Host, size, health); err != nil {
 					return err
 				}
 			}
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&all, "all", false, "show packs and index files too")
+	cmd.Flags().BoolVar(&all, "all", false, "show packs, index files and removals too")
 	return cmd
 }
 
@@ -109,7 +114,7 @@ func newLedgerExportCommand(g *globalOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Write every snapshot record (with --all, every record) with inclusion proofs, as JSON",
+		Short: "Write every snapshot and vault event record (with --all, every record) with inclusion proofs, as JSON",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -117,7 +122,7 @@ func newLedgerExportCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ex, err := lc.Log.Export(ctx, func(rec ledger.Record) bool { return all || rec.Kind == ledger.KindSnapshot })
+			ex, err := lc.Log.Export(ctx, func(rec ledger.Record) bool { return all || onTimeline(rec) })
 			if err != nil {
 				return err
 			}
@@ -135,7 +140,7 @@ func newLedgerExportCommand(g *globalOptions) *cobra.Command {
 			return f.Close()
 		},
 	}
-	cmd.Flags().BoolVar(&all, "all", false, "export packs and index files too")
+	cmd.Flags().BoolVar(&all, "all", false, "export packs, index files and removals too")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
 	return cmd
 }
@@ -158,4 +163,11 @@ func newLedgerKeyCommand(g *globalOptions) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// onTimeline reports whether ledger show and export list rec without
+// --all: snapshots, and the events of the fleet's incidents (alerts,
+// silences, returns, resolutions).
+func onTimeline(rec ledger.Record) bool {
+	return rec.Kind == ledger.KindSnapshot || ledger.IsEvent(rec.Kind)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kalaja/kalaja/internal/alert"
 	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/restorer"
 )
@@ -38,13 +39,15 @@ func newRecoverCommand(g *globalOptions) *cobra.Command {
 The snapshot: the newest of this host (--host) that holds the paths, whose
 health is clean (or unknown: made before snapshots carried health), that the
 ledger proves under a checkpoint this client has checked, and that was taken
-before the incident began: the first alert of this host's watcher not
-resolved since (the alert log, --alert-log), or the first suspect snapshot,
-whichever is earlier. A snapshot taken after damage began may judge clean
-against a damaged parent, so every later one is passed over. recover says
-which it chose and why, and what it passed over. --before TIME passes over
-snapshots from TIME on; --snapshot ID names one instead (it must still be
-proven, and neither suspect nor after the incident unless --allow-suspect).
+before the incident began: the first alert of the host's watcher not
+resolved since (this host's alert log, --alert-log, and the alerts and
+resolutions the ledger holds for the host, recorded by the vault), or the
+first suspect snapshot, whichever is earlier. A snapshot taken after damage
+began may judge clean against a damaged parent, so every later one is
+passed over. recover says which it chose and why, and what it passed
+over. --before TIME passes over snapshots from TIME on; --snapshot ID names
+one instead (it must still be proven, and neither suspect nor after the
+incident unless --allow-suspect).
 
 --in-place repairs the live tree: a file whose size, times and inode are
 those of the snapshot is left alone unread; one that may differ is read and
@@ -62,7 +65,8 @@ DIR/srv/x), the same way. --dry-run prints what would be done.
 
 Every file written is read back and compared with the snapshot. After a
 repair in place without errors, the incident is marked resolved in the
-alert log, so that the next snapshots are judged on their own.
+alert log and in the ledger (a "resolved" record of this host), so that the
+next snapshots are judged on their own.
 
 Exit codes: 0 done and verified; 1 some paths could not be repaired or
 verified (listed); 13 the ledger contradicts what this client saw.`,
@@ -143,14 +147,21 @@ func runRecover(cmd *cobra.Command, g *globalOptions, o *recoverOptions, args []
 			OnError: func(path string, err error) { fmt.Fprintf(os.Stderr, "\r\033[Kerror: %s: %v\n", path, err) }},
 		Force: o.force,
 	}
+	var local *alert.Log
 	if host == self {
-		if ro.Choose.Alerts, err = g.readAlertLog(o.alertLog); err != nil {
+		if local, err = g.readAlertLog(o.alertLog); err != nil {
 			return err
 		}
 		if ro.AlertLog, err = g.alertLogPath(o.alertLog); err != nil {
 			return err
 		}
+		ro.Ledger = lc
 	}
+	recs, _, err := lc.Log.RecordsFrom(ctx, 0)
+	if err != nil {
+		return fmt.Errorf("ledger: %w (nothing was recovered; run 'kalaja verify' for details)", err)
+	}
+	ro.Choose.Alerts = recovery.Timeline(local, recs, host)
 	if o.target != "" {
 		if ro.Repair.Root, err = filepath.Abs(o.target); err != nil {
 			return usageError{fmt.Errorf("--target: %w", err)}

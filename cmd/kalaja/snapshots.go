@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kalaja/kalaja/internal/alert"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/recovery"
+	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
@@ -23,9 +26,10 @@ with the reasons, as the backup judged it against the parent snapshot and
 the host's earlier clean ones (files that lost their format or turned into
 random bytes, mass deletion, a new extension on many files, ransom notes;
 docs/design.md, "Snapshot health"), and "unknown" for snapshots made before
-snapshots carried health. A snapshot of this host taken after an alert of
-its watcher (the alert log, --alert-log) is suspect too, until a recovery
-resolved the alert.`,
+snapshots carried health. A snapshot taken after an alert of its host's
+watcher is suspect too, until a recovery resolved the alert: alerts and
+resolutions of this host's alert log (--alert-log), and those the ledger
+holds for any host (recorded by the vault, kalaja serve).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := g.open(cmd.Context(), false)
@@ -40,6 +44,7 @@ resolved the alert.`,
 			if err != nil {
 				return err
 			}
+			recs := g.ledgerRecords(cmd.Context(), r)
 			self, _ := os.Hostname()
 			var out []*snapshot.Snapshot
 			for _, s := range list {
@@ -47,11 +52,18 @@ resolved the alert.`,
 					out = append(out, s)
 				}
 			}
+			timelines := map[string]*alert.Log{}
 			verdict := func(s *snapshot.Snapshot) recovery.Verdict {
-				if s.Hostname == self {
-					return recovery.Judge(s, log)
+				tl, ok := timelines[s.Hostname]
+				if !ok {
+					var local *alert.Log
+					if s.Hostname == self {
+						local = log
+					}
+					tl = recovery.Timeline(local, recs, s.Hostname)
+					timelines[s.Hostname] = tl
 				}
-				return recovery.Judge(s, nil)
+				return recovery.Judge(s, tl)
 			}
 			if g.json {
 				type health struct {
@@ -120,4 +132,22 @@ func (g *globalOptions) readAlertLog(flag string) (*alert.Log, error) {
 		g.warn("alert log %s: %d lines could not be read and were skipped", path, log.Bad)
 	}
 	return log, nil
+}
+
+// ledgerRecords returns the ledger's records, for the incidents the vault
+// recorded in it. A ledger that cannot be opened or read is warned about,
+// and none are returned: health is then judged from the alert log alone.
+func (g *globalOptions) ledgerRecords(ctx context.Context, r *repo.Repository) []ledger.Record {
+	if !withLedger {
+		return nil
+	}
+	lc, err := g.openLedger(ctx, r)
+	if err == nil {
+		var recs []ledger.Record
+		if recs, _, err = lc.Log.RecordsFrom(ctx, 0); err == nil {
+			return recs
+		}
+	}
+	g.warn("ledger: %v (alerts the vault recorded are not taken into account)", err)
+	return nil
 }

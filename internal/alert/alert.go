@@ -279,9 +279,20 @@ func ReadLog(path string) (*Log, error) {
 	return l, nil
 }
 
+// Line returns r's line of an alert log, without the line break: the
+// bytes Resolve appends, which a ledger record of the resolution names by
+// their hash.
+func (r Resolution) Line() ([]byte, error) {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode resolution: %w", err)
+	}
+	return line, nil
+}
+
 // Resolve appends r to the alert log at path (creating it), synced.
 func Resolve(path string, r Resolution) error {
-	line, err := json.Marshal(r)
+	line, err := r.Line()
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,8 @@
 //
 // v is 1 (RecordVersion). kind is "snapshot", "pack" or "index" for an
 // object stored, "snapshot-removed", "pack-removed" or "index-removed" for
-// one forget or prune is about to delete, and never empty. id is the
+// one forget or prune is about to delete, an event kind ("alert",
+// "silent", "back", "resolved", below), and never empty. id is the
 // object's name, the lowercase hex SHA-256 of its stored bytes; size its
 // length in bytes, not negative; time when the client logged it, in UTC as
 // Go's time.RFC3339Nano writes it (fractional seconds without trailing
@@ -44,6 +45,13 @@
 // \u0026). A record is at most 4096 bytes. A reader accepts only this
 // canonical encoding: re-encoding what it parsed must give the same bytes
 // (ParseRecord). Verify passes over records of kinds it does not know.
+//
+// Events. An event record names no object: its id is the SHA-256 of the
+// event's bytes, which its writer keeps, and size their length. "alert",
+// "silent" and "back" are written only by the vault (ServerOnly), with the
+// vault's time and the host they concern; "resolved" by a host's recover,
+// naming its alert log's resolved line. Verify looks for no object for
+// them.
 //
 // Batch. The object ledger/entries/<start> is the header line
 //
@@ -116,4 +124,9 @@
 // another root is a fork; one that does not verify was planted to squat the
 // name, and the append goes on without storing its checkpoint. A crash at
 // any step leaves a log the next append completes.
+//
+// AppendUnsigned, for the vault, which has the public key only, does the
+// same up to the exclusive creation of the batch and stops there: no
+// tiles, no checkpoint. The next Append hashes that batch from its records
+// in the catching up it does anyway and signs a checkpoint covering it.
 package ledger

@@ -19,6 +19,9 @@ func FuzzParseRecord(f *testing.F) {
 	for _, r := range testRecords("seed", 0, 3) {
 		f.Add(r.Marshal())
 	}
+	for _, k := range []string{KindAlert, KindSilent, KindBack, KindResolved} {
+		f.Add(eventRecords(k, "seed", 0, 1)[0].Marshal())
+	}
 	for _, tt := range recordRejects() {
 		f.Add([]byte(tt.in))
 	}
@@ -45,16 +48,26 @@ func FuzzParseRecord(f *testing.F) {
 func FuzzParseBatch(f *testing.F) {
 	f.Add(batch{start: 0, records: encodeAll(testRecords("seed", 0, 1))}.encode(), int64(0))
 	f.Add(batch{start: 7, records: encodeAll(testRecords("seed", 7, 3))}.encode(), int64(7))
+	f.Add(batch{start: 9, records: encodeAll(eventRecords(KindAlert, "seed", 0, 2))}.encode(), int64(9))
 	for _, tt := range batchRejects() {
 		f.Add([]byte(tt.data), int64(0))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, start int64) {
 		b, err := parseBatch(data, start)
+		recs, perr := ParseBatch(data, start)
+		if (err == nil) != (perr == nil) || len(recs) != len(b.records) {
+			t.Fatalf("parseBatch(%q, %d): %v; ParseBatch: %d records, %v", data, start, err, len(recs), perr)
+		}
 		if err != nil {
 			if !errors.Is(err, blob.ErrCorrupt) && !errors.Is(err, blob.ErrUnsupported) {
 				t.Fatalf("parseBatch: %v wraps neither ErrCorrupt nor ErrUnsupported", err)
 			}
 			return
+		}
+		for i, r := range recs {
+			if !bytes.Equal(r.Marshal(), b.records[i]) {
+				t.Fatalf("ParseBatch(%q) record %d is %+v, the batch holds %s", data, i, r, b.records[i])
+			}
 		}
 		if b.start != start || len(b.records) == 0 || len(b.records) > maxBatch {
 			t.Fatalf("parseBatch(%q, %d) = start %d, %d records", data, start, b.start, len(b.records))

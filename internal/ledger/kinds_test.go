@@ -43,3 +43,31 @@ func TestKinds(t *testing.T) {
 		}
 	}
 }
+
+func TestEventKinds(t *testing.T) {
+	tests := []struct {
+		kind              string
+		event, serverOnly bool
+	}{
+		{KindAlert, true, true},
+		{KindSilent, true, true},
+		{KindBack, true, true},
+		{KindResolved, true, false},
+		{KindSnapshot, false, false},
+		{KindPackRemoved, false, false},
+		{"", false, false},
+		{"Alert", false, false},
+	}
+	for _, tt := range tests {
+		if got := IsEvent(tt.kind); got != tt.event {
+			t.Errorf("IsEvent(%q) = %v, want %v", tt.kind, got, tt.event)
+		}
+		if got := ServerOnly(tt.kind); got != tt.serverOnly {
+			t.Errorf("ServerOnly(%q) = %v, want %v", tt.kind, got, tt.serverOnly)
+		}
+		// An event names no object: verify must not look for one.
+		if _, _, ok := TypeOf(tt.kind); tt.event && ok {
+			t.Errorf("TypeOf(%q) names an object type", tt.kind)
+		}
+	}
+}

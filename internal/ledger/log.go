@@ -63,6 +63,7 @@ type Log struct {
 
 	mu   sync.Mutex
 	last *logHead // what the last Check or Append read, for the next Append
+	free int64    // where the last AppendUnsigned's batch ended (0: not yet)
 }
 
 // logHead is the log as one reader saw it: the newest valid checkpoint
@@ -303,20 +304,9 @@ func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Check
 	if l.signer == nil {
 		return Checkpoint{}, nil, errors.New("append to ledger: opened read-only")
 	}
-	// A batch readers would refuse could never be read past or replaced.
-	if len(recs) == 0 {
-		return Checkpoint{}, nil, errors.New("append to ledger: no records")
-	}
-	data := make([][]byte, len(recs))
-	for i, r := range recs {
-		b, err := r.encode()
-		if err == nil {
-			_, err = ParseRecord(b)
-		}
-		if err != nil {
-			return Checkpoint{}, nil, fmt.Errorf("append to ledger: record %d: %w", i, err)
-		}
-		data[i] = b
+	data, err := encodeBatch(recs)
+	if err != nil {
+		return Checkpoint{}, nil, err
 	}
 	head, err := l.resume(ctx)
 	if err != nil {
@@ -381,6 +371,94 @@ func (l *Log) Append(ctx context.Context, recs []Record, seen Checkpoint) (Check
 		return Checkpoint{}, nil, fmt.Errorf("store checkpoint: %w", err)
 	}
 	return cp, msg, nil
+}
+
+// encodeBatch encodes the records of one batch, refusing what readers
+// would refuse: a batch they cannot parse could never be read past or
+// replaced.
+func encodeBatch(recs []Record) ([][]byte, error) {
+	if len(recs) == 0 {
+		return nil, errors.New("append to ledger: no records")
+	}
+	data := make([][]byte, len(recs))
+	for i, r := range recs {
+		b, err := r.encode()
+		if err == nil {
+			_, err = ParseRecord(b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("append to ledger: record %d: %w", i, err)
+		}
+		data[i] = b
+	}
+	return data, nil
+}
+
+// AppendUnsigned adds recs to the log as one batch at the next free index
+// and returns the index of its first record. It signs nothing and stores
+// no tiles: the next Append by a holder of the log key hashes the batch
+// from its records and signs a checkpoint covering it, and until then
+// verify notes it as records after the newest signed checkpoint. It is
+// for the vault (kalaja serve), which holds the log's public key but not
+// its signing key; l may be opened with OpenReadOnly or Open.
+//
+// The next free index is found as Append finds it: the newest valid
+// checkpoint's size, then past every batch stored after it (batches are
+// immutable, so a Log resumes from the end its last AppendUnsigned
+// reached). The batch is created exclusively; if another writer created
+// that name first, the batch there is read and the append tried after it.
+// An empty recs, or a record ParseRecord would not return, is an error and
+// stores nothing; so is a batch after the checkpoint that does not parse
+// (wrapping blob.ErrCorrupt), which no writer can append past. It is safe
+// for concurrent use, with other Logs and processes appending too.
+func (l *Log) AppendUnsigned(ctx context.Context, recs []Record) (int64, error) {
+	data, err := encodeBatch(recs)
+	if err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	n := l.free
+	l.mu.Unlock()
+	if n == 0 {
+		latest, _, _, err := l.newestValid(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n = latest.N
+	}
+	for {
+		if n, err = l.skipBatches(ctx, n); err != nil {
+			return 0, err
+		}
+		h := store.Handle{Type: store.LedgerEntries, Name: entryName(n)}
+		err := l.st.Save(ctx, h, batch{start: n, records: data}.encode())
+		if errors.Is(err, store.ErrExists) {
+			continue // another writer appended at n first: go past it
+		}
+		if err != nil {
+			return 0, fmt.Errorf("store ledger entries: %w", err)
+		}
+		break
+	}
+	l.mu.Lock()
+	l.free = max(l.free, n+int64(len(data)))
+	l.mu.Unlock()
+	return n, nil
+}
+
+// skipBatches returns the index after the last batch stored from log
+// index n on, checking that each parses.
+func (l *Log) skipBatches(ctx context.Context, n int64) (int64, error) {
+	for {
+		b, err := loadBatch(ctx, l.st, n)
+		if errors.Is(err, blob.ErrNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n += int64(len(b.records))
+	}
 }
 
 // CheckExtends checks that the tree of size n and root, whose hashes hr

@@ -77,6 +77,54 @@ func TypeOf(kind string) (t store.FileType, removal, ok bool) {
 	return "", false, false
 }
 
+// Event record kinds: the incident timeline of the fleet. An event record
+// names no object in the repository: its id is the SHA-256 of the event's
+// bytes, which its writer keeps (the vault in its server directory, a host
+// in its alert log), and its size their length, so that the ledger binds
+// them without putting file or process names in the clear. Verify does not
+// look for an object for them.
+const (
+	KindAlert    = "alert"    // the vault received an alert of a host's watcher
+	KindSilent   = "silent"   // the vault stopped hearing a host's watcher's heartbeats
+	KindBack     = "back"     // the vault hears a silent host's watcher again
+	KindResolved = "resolved" // a host's recovery ended its incident
+)
+
+// events is the one table of event kinds, and of which of them only the
+// vault (kalaja serve) may write.
+var events = []struct {
+	kind       string
+	serverOnly bool
+}{
+	{KindAlert, true},
+	{KindSilent, true},
+	{KindBack, true},
+	{KindResolved, false},
+}
+
+// IsEvent reports whether kind is an event kind: KindAlert, KindSilent,
+// KindBack or KindResolved.
+func IsEvent(kind string) bool {
+	for _, e := range events {
+		if e.kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// ServerOnly reports whether records of kind are written only by the vault
+// (KindAlert, KindSilent, KindBack): the server refuses a host's batch that
+// holds one, so that no host can forge the vault's view of the fleet.
+func ServerOnly(kind string) bool {
+	for _, e := range events {
+		if e.kind == kind {
+			return e.serverOnly
+		}
+	}
+	return false
+}
+
 // Records returns the records, at time now for host, of objects a client
 // stored.
 func Records(objs []store.Object, host string, now time.Time) []Record {
@@ -101,7 +149,9 @@ const maxRecord = 4096
 
 // Record is one leaf of the log: a stored object's kind, ID (the SHA-256 of
 // its stored bytes, which is also its name), size, the time it was logged
-// and the host that logged it, and for a snapshot its health verdict (no
+// and the host that logged it (or, for an event kind, the event's kind, the
+// SHA-256 and length of its kept bytes, the time its writer logged it and
+// the host it concerns), and for a snapshot its health verdict (no
 // names: the ledger is not encrypted). Its encoding is one line of JSON
 // with the fields in this order (docs/design.md, "Ledger").
 type Record struct {
@@ -193,6 +243,27 @@ func (b batch) encode() []byte {
 		buf.WriteByte('\n')
 	}
 	return buf.Bytes()
+}
+
+// ParseBatch decodes the entries object that should start at log index
+// start (the object ledger/entries/<start>) as every reader does, and
+// returns its records in order. Anything but the canonical encoding of 1
+// to 2^20 valid records starting at start is an error wrapping
+// blob.ErrCorrupt (blob.ErrUnsupported for a record version it does not
+// know). The server uses it to look into a host's batch before storing it
+// (ServerOnly).
+func ParseBatch(data []byte, start int64) ([]Record, error) {
+	b, err := parseBatch(data, start)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]Record, len(b.records))
+	for i, raw := range b.records {
+		if recs[i], err = ParseRecord(raw); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
 }
 
 // parseBatch decodes an entries object that should start at log index start.

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/kalaja/kalaja/internal/alert"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/detect"
 	"github.com/kalaja/kalaja/internal/fswatch"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
@@ -45,9 +48,10 @@ func end(sn *snapshot.Snapshot) time.Time {
 	return sn.Time
 }
 
-// Judge returns sn's verdict. log is the alert log of sn's host (nil for
-// none): an alert raised before sn's backup ended marks it suspect unless
-// a resolution (a recovery) came between the alert and the backup's start.
+// Judge returns sn's verdict. log is the incident timeline of sn's host
+// (Timeline: its alert log and the ledger's records; nil for none): an
+// alert raised before sn's backup ended marks it suspect unless a
+// resolution (a recovery) came between the alert and the backup's start.
 func Judge(sn *snapshot.Snapshot, log *alert.Log) Verdict {
 	v := Verdict{Status: Unknown}
 	if sn.Health != nil {
@@ -101,7 +105,8 @@ type Options struct {
 	// AllowSuspect lets Snapshot name a suspect snapshot, or one taken
 	// after the incident began.
 	AllowSuspect bool
-	// Alerts is the host's alert log (nil for none).
+	// Alerts is the host's incident timeline (Timeline: its alert log and
+	// the ledger's records; nil for none).
 	Alerts *alert.Log
 	// Proven reports whether the ledger proves the snapshot of that ID
 	// (ledger.Client.ProvenSnapshots).
@@ -230,7 +235,7 @@ func incident(cands []*snapshot.Snapshot, log *alert.Log) (time.Time, string) {
 		}
 		for _, a := range log.Unresolved() {
 			if t.IsZero() || a.Time.Before(t) {
-				t, why = a.Time, fmt.Sprintf("the watcher's alert at %s, %s (pid %d)", a.Time.UTC().Format(time.RFC3339), a.Command, a.PID)
+				t, why = a.Time, describe(a)
 			}
 		}
 	}
@@ -243,6 +248,15 @@ func incident(cands []*snapshot.Snapshot, log *alert.Log) (time.Time, string) {
 		}
 	}
 	return t, why
+}
+
+// describe names an alert of the timeline for a reason.
+func describe(a detect.Alert) string {
+	at := a.Time.UTC().Format(time.RFC3339)
+	if a.Scope == VaultScope {
+		return "the watcher's alert the vault received at " + at
+	}
+	return fmt.Sprintf("the watcher's alert at %s, %s (pid %d)", at, a.Command, a.PID)
 }
 
 // RecoverOptions configures Recover.
@@ -260,6 +274,16 @@ type RecoverOptions struct {
 	// incident is appended after a repair in place (no Root) without
 	// errors, so that the next snapshots are judged on their own.
 	AlertLog string
+	// Ledger, if set, is where the same resolution is also recorded, as a
+	// ledger.KindResolved record of Choose.Host whose ID is the SHA-256 of
+	// the resolution's alert log line (alert.Resolution.Line), so that the
+	// vault and every reader of the ledger see the incident end.
+	Ledger Appender
+}
+
+// Appender appends records to the ledger: ledger.Client.
+type Appender interface {
+	Append(ctx context.Context, recs []ledger.Record) error
 }
 
 // ErrHeld is wrapped by the error of a repair in place refused because a
@@ -270,7 +294,8 @@ var ErrHeld = errors.New("a stopped process holds files under the paths")
 // src's snapshots, proven by lg (Choose), refuses a repair in place while
 // a stopped process holds files under the paths unless o.Force (an error
 // wrapping ErrHeld, with the holders), repairs (Repair), and after a clean
-// repair in place resolves the incident in o.AlertLog. It returns what it
+// repair in place resolves the incident in o.AlertLog and o.Ledger (the
+// alert log first). It returns what it
 // got to: the choice (with what was passed over, also when none
 // qualifies), the holders, the report.
 func Recover(ctx context.Context, src HealSource, lg Prover, o RecoverOptions) (*Choice, []Holder, *Report, error) {
@@ -311,15 +336,32 @@ func Recover(ctx context.Context, src HealSource, lg Prover, o RecoverOptions) (
 		}
 	}
 	rep, err := Repair(ctx, src, c.Snapshot, ro)
-	if err != nil || rep.Errors > 0 || !inPlace || ro.DryRun || o.AlertLog == "" {
+	if err != nil || rep.Errors > 0 || !inPlace || ro.DryRun {
 		return c, nil, rep, err
 	}
-	err = alert.Resolve(o.AlertLog, alert.Resolution{Time: time.Now(), Resolved: alert.Resolved{
+	return c, nil, rep, resolve(ctx, o, alert.Resolution{Time: time.Now(), Resolved: alert.Resolved{
 		By: "recover", Snapshot: c.Snapshot.ID.String(), Paths: ro.Paths}})
-	if err != nil {
-		err = fmt.Errorf("recovered, but the incident could not be marked resolved: %w", err)
+}
+
+// resolve writes res to o.AlertLog and o.Ledger, those that are set.
+func resolve(ctx context.Context, o RecoverOptions, res alert.Resolution) error {
+	if o.AlertLog != "" {
+		if err := alert.Resolve(o.AlertLog, res); err != nil {
+			return fmt.Errorf("recovered, but the incident could not be marked resolved: %w", err)
+		}
 	}
-	return c, nil, rep, err
+	if o.Ledger == nil {
+		return nil
+	}
+	line, err := res.Line()
+	if err == nil {
+		err = o.Ledger.Append(ctx, []ledger.Record{{Kind: ledger.KindResolved, ID: sha256.Sum256(line), Size: int64(len(line)),
+			Time: res.Time, Host: o.Choose.Host}})
+	}
+	if err != nil {
+		return fmt.Errorf("recovered, but the incident's resolution could not be recorded in the ledger: %w", err)
+	}
+	return nil
 }
 
 // heldList names the holders.
