@@ -20,6 +20,9 @@ import (
 type HealSource interface {
 	Source
 	Snapshots(ctx context.Context) ([]*snapshot.Snapshot, error)
+	// RefreshIndex reads the index files stored since the index was
+	// last read: a watcher heals from snapshots taken after it started.
+	RefreshIndex(ctx context.Context) error
 }
 
 // Prover is the ledger as healing asks it which snapshots it proves:
@@ -103,6 +106,9 @@ func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o Heal
 	list, err := src.Snapshots(ctx)
 	if err != nil && len(list) == 0 {
 		return done(err)
+	}
+	if err := src.RefreshIndex(ctx); err != nil && o.OnError != nil {
+		o.OnError("", fmt.Errorf("read the index files added since the watcher started: %w", err))
 	}
 	log := &alert.Log{}
 	if o.Alerts != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/archiver"
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/detect"
 	"github.com/kalaja/kalaja/internal/ledger"
@@ -63,4 +64,30 @@ func TestHeal(t *testing.T) {
 		HealOptions{Host: "h", Roots: []string{f.live}, Skip: []string{canary}, Quarantine: f.q}); err != nil || h.Healed.Paths != 0 {
 		t.Errorf("Heal of an alert outside the folder = %+v, %v; want nothing healed, no error", h, err)
 	}
+}
+
+// TestHealFromLaterSnapshot: a watcher opens the repository when it
+// starts; backups that run later (other processes) add snapshots whose
+// trees its index does not hold. Healing must use them: the newest clean
+// snapshot is the one that holds a file written after the watcher
+// started.
+func TestHealFromLaterSnapshot(t *testing.T) {
+	f := newFixture(t, generated(7, 50))
+	w, err := repo.Open(t.Context(), f.r.Store(), []byte("pw"))
+	must(t, err)
+	must(t, w.LoadIndex(t.Context()))
+	late := filepath.Join(f.live, "written-after-the-watcher-started.txt")
+	writeFile(t, late, "a report written today")
+	sn, err := archiver.Backup(t.Context(), f.r, []string{f.live}, archiver.Options{Hostname: "h", Parent: f.sn})
+	must(t, err)
+	writeFile(t, late, "encrypted")
+	a := detect.Alert{Time: time.Now(), PID: 99, Stopped: true, Files: []string{late}}
+	h, err := Heal(t.Context(), w, proves{w}, a, HealOptions{Host: "h", Roots: []string{f.live}, Quarantine: f.q})
+	if err != nil {
+		t.Fatalf("Heal with the watcher's repository: %v (%+v)", err, h)
+	}
+	if h.Healed.Snapshot != sn.ID.String() || h.Healed.Restored != 1 {
+		t.Fatalf("healed %+v; want 1 file restored from the later snapshot %s", h.Healed, sn.ID)
+	}
+	wantFile(t, late, []byte("a report written today"))
 }

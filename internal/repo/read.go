@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"sync"
 
@@ -67,10 +68,31 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 // IndexFiles is LoadIndex, and returns the packs each index file it read
 // lists, by file name.
 func (r *Repository) IndexFiles(ctx context.Context) (map[string][]blob.ID, error) {
+	return r.readIndex(ctx, func(string) bool { return true })
+}
+
+// RefreshIndex reads into the in-memory index the index files stored
+// since this Repository last read the index (LoadIndex, IndexFiles or
+// RefreshIndex): what other processes, such as backups, added meanwhile.
+// Files that cannot be used are returned as with LoadIndex, and are tried
+// again by the next call.
+func (r *Repository) RefreshIndex(ctx context.Context) error {
+	r.indexedMu.Lock()
+	read := maps.Clone(r.indexed)
+	r.indexedMu.Unlock()
+	_, err := r.readIndex(ctx, func(name string) bool { return !read[name] })
+	return err
+}
+
+// readIndex reads the index files whose names want accepts into the
+// in-memory index, and returns the packs each lists.
+func (r *Repository) readIndex(ctx context.Context, want func(name string) bool) (map[string][]blob.ID, error) {
 	files := map[string][]blob.ID{}
 	var names []string
 	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
-		names = append(names, fi.Name)
+		if want(fi.Name) {
+			names = append(names, fi.Name)
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list index: %w", err)
@@ -99,6 +121,9 @@ func (r *Repository) IndexFiles(ctx context.Context) (map[string][]blob.ID, erro
 			mu.Lock()
 			files[name] = ids
 			mu.Unlock()
+			r.indexedMu.Lock()
+			r.indexed[name] = true
+			r.indexedMu.Unlock()
 			return nil
 		})
 	}

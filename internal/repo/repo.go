@@ -84,6 +84,9 @@ type Repository struct {
 
 	writtenMu sync.Mutex
 	written   []store.Object // see Written
+
+	indexedMu sync.Mutex
+	indexed   map[string]bool // the index files read into idx (RefreshIndex)
 }
 
 // LoadConfig reads and checks the repository configuration.
@@ -210,7 +213,7 @@ func newRepository(st store.Store, keys *crypto.Keys, cfg Config) (*Repository, 
 	if err != nil {
 		return nil, err
 	}
-	r := &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec, prefetched: map[blob.ID]bool{}}
+	r := &Repository{st: st, keys: keys, cfg: cfg, idx: index.New(), enc: enc, dec: dec, prefetched: map[blob.ID]bool{}, indexed: map[string]bool{}}
 	r.ids.New = func() any { return r.NewIDHasher() }
 	return r, nil
 }
@@ -232,8 +235,14 @@ func (r *Repository) Index() *index.Index { return r.idx }
 
 // SetIndex replaces the in-memory blob index; blobs it does not hold are
 // saved again. Prune uses it to copy the used blobs of packs it is about to
-// delete. It must not be called while writes are under way.
-func (r *Repository) SetIndex(x *index.Index) { r.idx = x }
+// delete. It must not be called while writes are under way. The next
+// RefreshIndex reads every index file into x.
+func (r *Repository) SetIndex(x *index.Index) {
+	r.idx = x
+	r.indexedMu.Lock()
+	clear(r.indexed)
+	r.indexedMu.Unlock()
+}
 
 // KeyName returns the name of the key file that opened the repository.
 func (r *Repository) KeyName() string { return r.keyName }
