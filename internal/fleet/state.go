@@ -438,7 +438,9 @@ func (s *State) Tick(ctx context.Context) error {
 }
 
 // flush appends every host's pending records to the ledger, as one batch,
-// and forgets them once appended. A crash after the append and before the
+// and forgets them once appended. While the Logger fails with an error
+// wrapping blob.ErrNotFound (the repository has no ledger yet, before its
+// first backup) they wait, without an error. A crash after the append and before the
 // host files are rewritten appends them again at the next start.
 func (s *State) flush(ctx context.Context) error {
 	s.flushMu.Lock()
@@ -457,7 +459,9 @@ func (s *State) flush(ctx context.Context) error {
 		return nil
 	}
 	slices.SortStableFunc(recs, func(a, b ledger.Record) int { return a.Time.Compare(b.Time) })
-	if err := s.log.Log(ctx, recs); err != nil {
+	if err := s.log.Log(ctx, recs); errors.Is(err, blob.ErrNotFound) {
+		return nil // the repository has no ledger yet: the records wait for it
+	} else if err != nil {
 		return fmt.Errorf("append vault records to the ledger: %w", err)
 	}
 	s.mu.Lock()
