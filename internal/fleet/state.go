@@ -42,10 +42,10 @@ const SilentAfter = 3
 // Bounds on what the state keeps in memory per host; the kept bytes of
 // every alert stay on disk (events).
 const (
-	MaxAlerts    = 256  // newest alerts kept per host
-	MaxSnapshots = 1000 // newest snapshots kept per host
-	maxPaths     = 64   // paths kept per alert
-	maxText      = 256  // bytes of a process name or signal kept
+	MaxAlerts    = 256 // newest alerts kept per host
+	MaxSnapshots = 200 // newest snapshots kept per host
+	maxPaths     = 64  // paths kept per alert
+	maxText      = 256 // bytes of a process name or signal kept
 )
 
 // Watcher states of a host.
@@ -123,11 +123,16 @@ type State struct {
 	start time.Time
 	o     options
 
-	flushMu sync.Mutex // one flush of pending records at a time
+	flushMu  sync.Mutex // one flush of pending records at a time
+	eventsMu sync.Mutex // held while appending to events
+	events   *os.File   // the kept bytes, append-only
 
+	// mu guards the maps and views below. A host's lock (hostMu) is held
+	// while its file is written, and taken before mu; a hostFile in hosts
+	// is never changed, only replaced.
 	mu     sync.Mutex
+	hostMu map[string]*sync.Mutex
 	hosts  map[string]*hostFile
-	events *os.File                  // the kept bytes, append-only
 	snaps  map[string][]SnapshotInfo // by host, oldest first
 	ledger ledgerView
 	disk   storageView
@@ -164,7 +169,7 @@ const DefaultOverdue = 26 * time.Hour
 // heartbeat of every host for silence, so that the server's downtime does
 // not make hosts silent.
 func Open(dir string, clock func() time.Time, log Logger, opts ...Option) (*State, error) {
-	s := &State{dir: dir, clock: clock, log: log, start: clock(), hosts: map[string]*hostFile{},
+	s := &State{dir: dir, clock: clock, log: log, start: clock(), hosts: map[string]*hostFile{}, hostMu: map[string]*sync.Mutex{},
 		snaps: map[string][]SnapshotInfo{}, o: options{overdue: DefaultOverdue}, disk: storageView{free: -1}}
 	for _, o := range opts {
 		o(&s.o)
@@ -229,9 +234,36 @@ func checkHost(host string) error {
 
 // Close closes the events file. The state must not be used after.
 func (s *State) Close() error {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	return s.events.Close()
+}
+
+// lockHost takes a host's lock and returns its unlock.
+func (s *State) lockHost(name string) func() {
+	s.mu.Lock()
+	m := s.hostMu[name]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.hostMu[name] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// hostFile returns a host's current file, nil if none.
+func (s *State) hostFile(name string) *hostFile {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.events.Close()
+	return s.hosts[name]
+}
+
+// replace makes h the host's current file. The host's lock is held.
+func (s *State) replace(name string, h *hostFile) {
+	s.mu.Lock()
+	s.hosts[name] = h
+	s.mu.Unlock()
 }
 
 // Apply applies a host's events (the body of POST /v1/events, parsed by
@@ -247,8 +279,8 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 	if err := checkHost(host); err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	old := s.hosts[host]
+	unlock := s.lockHost(host)
+	old := s.hostFile(host)
 	if old == nil {
 		old = &hostFile{Version: HostVersion}
 	}
@@ -289,7 +321,7 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 		case TypeAlert:
 			b, a, err := alertBytes(host, now, ev)
 			if err != nil {
-				s.mu.Unlock()
+				unlock()
 				return 0, err
 			}
 			next.Pending = append(next.Pending, record(ledger.KindAlert, b, host, now))
@@ -303,14 +335,14 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 	}
 	if changed {
 		if err := s.persist(host, &next, kept.Bytes()); err != nil {
-			s.mu.Unlock()
+			unlock()
 			return 0, err
 		}
-		s.hosts[host] = &next
+		s.replace(host, &next)
 	}
 	ack := next.Seq
 	pending := len(next.Pending) > 0
-	s.mu.Unlock()
+	unlock()
 	if pending {
 		if err := s.flush(ctx); err != nil {
 			s.o.slog.Warn("fleet: ledger append failed; retried at the next tick", "err", err)
@@ -319,14 +351,12 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 	return ack, nil
 }
 
-// persist writes the kept bytes, then the host file. s.mu is held.
+// persist writes the kept bytes, then the host file. The host's lock is
+// held.
 func (s *State) persist(host string, h *hostFile, kept []byte) error {
 	if len(kept) > 0 {
-		if _, err := s.events.Write(kept); err != nil {
-			return fmt.Errorf("keep fleet events: %w", err)
-		}
-		if err := s.events.Sync(); err != nil {
-			return fmt.Errorf("keep fleet events: %w", err)
+		if err := s.keep(kept); err != nil {
+			return err
 		}
 	}
 	b, err := json.Marshal(h)
@@ -335,6 +365,19 @@ func (s *State) persist(host string, h *hostFile, kept []byte) error {
 	}
 	if err := atomicfile.Write(filepath.Join(s.dir, "hosts", host+".json"), b, 0o600); err != nil {
 		return fmt.Errorf("persist fleet state of %s: %w", host, err)
+	}
+	return nil
+}
+
+// keep appends kept bytes to events, durably.
+func (s *State) keep(b []byte) error {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	if _, err := s.events.Write(b); err != nil {
+		return fmt.Errorf("keep fleet events: %w", err)
+	}
+	if err := s.events.Sync(); err != nil {
+		return fmt.Errorf("keep fleet events: %w", err)
 	}
 	return nil
 }
@@ -404,30 +447,17 @@ func silenceBytes(event, host string, now, since time.Time, interval time.Durati
 func (s *State) Tick(ctx context.Context) error {
 	now := s.clock()
 	s.mu.Lock()
-	var errs []error
-	for name, h := range s.hosts {
-		if h.Interval <= 0 || !h.SilentSince.IsZero() {
-			continue
-		}
-		ref := h.LastHeartbeat
-		if s.start.After(ref) {
-			ref = s.start
-		}
-		if now.Sub(ref) < SilentAfter*h.Interval {
-			continue
-		}
-		next := *h
-		next.SilentSince = ref
-		b := silenceBytes("silent", name, now, ref, h.Interval)
-		next.Pending = append(slices.Clone(h.Pending), record(ledger.KindSilent, b, name, now))
-		if err := s.persist(name, &next, append(b, '\n')); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.hosts[name] = &next
-		s.o.slog.Warn("fleet: host silent", "host", name, "since", ref, "interval", h.Interval)
+	names := make([]string, 0, len(s.hosts))
+	for name := range s.hosts {
+		names = append(names, name)
 	}
 	s.mu.Unlock()
+	var errs []error
+	for _, name := range names {
+		if err := s.checkSilence(name, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := s.flush(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -435,6 +465,33 @@ func (s *State) Tick(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkSilence makes a host silent if it is at now.
+func (s *State) checkSilence(name string, now time.Time) error {
+	unlock := s.lockHost(name)
+	defer unlock()
+	h := s.hostFile(name)
+	if h == nil || h.Interval <= 0 || !h.SilentSince.IsZero() {
+		return nil
+	}
+	ref := h.LastHeartbeat
+	if s.start.After(ref) {
+		ref = s.start
+	}
+	if now.Sub(ref) < SilentAfter*h.Interval {
+		return nil
+	}
+	next := *h
+	next.SilentSince = ref
+	b := silenceBytes("silent", name, now, ref, h.Interval)
+	next.Pending = append(slices.Clone(h.Pending), record(ledger.KindSilent, b, name, now))
+	if err := s.persist(name, &next, append(b, '\n')); err != nil {
+		return err
+	}
+	s.replace(name, &next)
+	s.o.slog.Warn("fleet: host silent", "host", name, "since", ref, "interval", h.Interval)
+	return nil
 }
 
 // flush appends every host's pending records to the ledger, as one batch,
@@ -464,17 +521,17 @@ func (s *State) flush(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("append vault records to the ledger: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var errs []error
 	for name, n := range taken {
-		next := *s.hosts[name]
+		unlock := s.lockHost(name)
+		next := *s.hostFile(name)
 		next.Pending = slices.Clone(next.Pending[n:]) // records added meanwhile stay
 		if err := s.persist(name, &next, nil); err != nil {
 			errs = append(errs, err)
-			continue
+		} else {
+			s.replace(name, &next)
 		}
-		s.hosts[name] = &next
+		unlock()
 	}
 	return errors.Join(errs...)
 }

@@ -286,3 +286,42 @@ func FuzzParseEvents(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrent applies events of many hosts at once, with ticks between
+// them (run it with -race): every host's events are applied once.
+func TestConcurrent(t *testing.T) {
+	fl := &fakeLog{}
+	s := open(t, t.TempDir(), newClock(), fl)
+	var wg sync.WaitGroup
+	const hosts, events = 20, 10
+	for h := range hosts {
+		wg.Go(func() {
+			for i := 1; i <= events; i++ {
+				ev := hb(queue(h), uint64(i), "10s")
+				if i%5 == 0 {
+					ev = alert(queue(h), uint64(i), i)
+				}
+				if _, err := s.Apply(t.Context(), fmt.Sprintf("h%02d", h), []Event{ev}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range events {
+			if err := s.Tick(t.Context()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	if err := s.Tick(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(fl.recs); n != hosts*events/5 {
+		t.Errorf("%d records, want %d", n, hosts*events/5)
+	}
+	if hs := s.Hosts(); len(hs) != hosts || hs[0].Alerts24h != events/5 {
+		t.Errorf("%d hosts, first %+v", len(hs), hs[0])
+	}
+}
