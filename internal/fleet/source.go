@@ -174,8 +174,10 @@ func (s *State) readLedger(ctx context.Context) error {
 
 // Survey measures the storage (one sample a day is kept) and reads the
 // ledger's checkpoints and co-signatures; with verify it also verifies the
-// ledger, without the password (ledger.Log.Verify), and keeps the result.
-// The server calls it every hour or so; it lists every object.
+// ledger, if the repository has one, without the password
+// (ledger.Log.Verify), and keeps the result. Samples and the result are
+// persisted (survey.json, version 1). The server calls it every hour or
+// so; it lists every object.
 func (s *State) Survey(ctx context.Context, verify bool) error {
 	src := s.o.source
 	if src == nil {
@@ -201,9 +203,6 @@ func (s *State) Survey(ctx context.Context, verify bool) error {
 	s.mu.Lock()
 	s.disk.addSample(now, bytes)
 	s.disk.free, s.disk.objects = free, objects
-	if err := s.saveStorage(); err != nil {
-		errs = append(errs, err)
-	}
 	s.mu.Unlock()
 	cp, cpTime, ws, err := s.ledgerObjects(ctx, now)
 	if err != nil {
@@ -212,14 +211,11 @@ func (s *State) Survey(ctx context.Context, verify bool) error {
 	s.mu.Lock()
 	s.ledger.checkpoint, s.ledger.cpTime, s.ledger.witnesses = cp, cpTime, ws
 	s.mu.Unlock()
-	if verify {
+	if l, err := s.openLog(ctx); verify && (err != nil || l != nil) { // no ledger yet: nothing to verify
 		v := Verify{Time: now}
-		l, err := s.openLog(ctx)
 		switch {
 		case err != nil:
 			v.Error = err.Error()
-		case l == nil:
-			v.Error = "the repository has no ledger yet"
 		default:
 			rep, err := l.Verify(ctx, ledger.VerifyOptions{})
 			if err != nil {
@@ -235,6 +231,11 @@ func (s *State) Survey(ctx context.Context, verify bool) error {
 		s.ledger.verify = v
 		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	if err := s.saveSurvey(); err != nil {
+		errs = append(errs, err)
+	}
+	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -361,54 +362,56 @@ func decodeKeyHash(sig string) (string, error) {
 	return hex.EncodeToString(b[:4]), nil
 }
 
-// StorageVersion is the version of the storage history file, storage.json.
-const StorageVersion = 1
+// SurveyVersion is the version of the survey file, survey.json: the
+// storage's daily samples and the last verify.
+const SurveyVersion = 1
 
-type storageFile struct {
-	Version int `json:"v"`
-	Samples []struct {
-		Day   time.Time `json:"day"`
-		Bytes int64     `json:"bytes"`
-	} `json:"samples"`
+type surveyFile struct {
+	Version int          `json:"v"`
+	Samples []fileSample `json:"samples"`
+	Verify  Verify       `json:"verify"`
 }
 
-// saveStorage persists the storage samples. s.mu is held.
-func (s *State) saveStorage() error {
-	f := storageFile{Version: StorageVersion}
+type fileSample struct {
+	Day   time.Time `json:"day"`
+	Bytes int64     `json:"bytes"`
+}
+
+// saveSurvey persists the storage samples and the last verify. s.mu is held.
+func (s *State) saveSurvey() error {
+	f := surveyFile{Version: SurveyVersion, Verify: s.ledger.verify}
 	for _, sm := range s.disk.samples {
-		f.Samples = append(f.Samples, struct {
-			Day   time.Time `json:"day"`
-			Bytes int64     `json:"bytes"`
-		}{sm.day, sm.bytes})
+		f.Samples = append(f.Samples, fileSample{sm.day, sm.bytes})
 	}
 	b, err := json.Marshal(f)
 	if err != nil {
-		return fmt.Errorf("encode the storage history: %w", err)
+		return fmt.Errorf("encode the survey: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(s.dir, "storage.json"), b, 0o600); err != nil {
-		return fmt.Errorf("persist the storage history: %w", err)
+	if err := atomicfile.Write(filepath.Join(s.dir, "survey.json"), b, 0o600); err != nil {
+		return fmt.Errorf("persist the survey: %w", err)
 	}
 	return nil
 }
 
-// loadStorage reads the storage samples, if any.
-func (s *State) loadStorage() error {
-	b, err := os.ReadFile(filepath.Join(s.dir, "storage.json"))
+// loadSurvey reads the storage samples and the last verify, if any.
+func (s *State) loadSurvey() error {
+	b, err := os.ReadFile(filepath.Join(s.dir, "survey.json"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read the storage history: %w", err)
+		return fmt.Errorf("read the survey: %w", err)
 	}
-	var f storageFile
+	var f surveyFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("storage history: %v: %w", err, blob.ErrCorrupt)
+		return fmt.Errorf("survey: %v: %w", err, blob.ErrCorrupt)
 	}
-	if f.Version != StorageVersion {
-		return fmt.Errorf("storage history version %d, want %d: %w", f.Version, StorageVersion, blob.ErrUnsupported)
+	if f.Version != SurveyVersion {
+		return fmt.Errorf("survey version %d, want %d: %w", f.Version, SurveyVersion, blob.ErrUnsupported)
 	}
 	for _, sm := range f.Samples {
 		s.disk.samples = append(s.disk.samples, sample{sm.Day, sm.Bytes})
 	}
+	s.ledger.verify = f.Verify
 	return nil
 }

@@ -6,9 +6,10 @@
 // verify the server ran.
 //
 // The state lives in a directory of the server (SERVER-DIR/fleet): a file
-// per host (hosts/NAME.json, version 1, replaced whole and durably) and the
+// per host (hosts/NAME.json, version 1, replaced whole and durably), the
 // kept bytes of every alert, silence and return (events, JSON lines,
-// append-only), whose SHA-256 the ledger records name.
+// append-only), whose SHA-256 the ledger records name, and the survey of
+// the storage and the last verify (survey.json, version 1).
 package fleet
 
 import (
@@ -199,7 +200,7 @@ func Open(dir string, clock func() time.Time, log Logger, opts ...Option) (*Stat
 		}
 		s.hosts[name] = h
 	}
-	if err := s.loadStorage(); err != nil {
+	if err := s.loadSurvey(); err != nil {
 		return nil, err
 	}
 	s.events, err = os.OpenFile(filepath.Join(dir, "events"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)

@@ -59,23 +59,25 @@ func (s *Server) serveEvents(ctx context.Context, w http.ResponseWriter, r *http
 	}{ack})
 }
 
-// Run calls the fleet state's Tick every TickEvery and its Survey every
-// SurveyEvery (verifying the ledger every VerifyEvery), until ctx is done;
+// Run calls the fleet state's Tick every TickEvery and its Survey at once
+// and every SurveyEvery (verifying the ledger when the last verify, kept
+// across restarts, is VerifyEvery old), until ctx is done;
 // it logs their errors and returns nil. Without a fleet state it returns at
 // once. The caller owns the goroutine that runs it.
 func (s *Server) Run(ctx context.Context) error {
 	if s.fleet == nil {
 		return nil
 	}
-	survey := func(verify bool) {
+	survey := func() {
+		verify := s.verifyEvery > 0 && s.now().Sub(s.fleet.Ledger().LastVerify.Time) >= s.verifyEvery
 		if err := s.fleet.Survey(ctx, verify); err != nil && ctx.Err() == nil {
 			s.log.Warn("fleet survey", "err", err)
 		}
 	}
-	survey(s.verifyEvery > 0)
+	survey()
 	tick := time.NewTicker(s.tickEvery)
 	defer tick.Stop()
-	lastSurvey, lastVerify := s.now(), s.now()
+	lastSurvey := s.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -85,14 +87,9 @@ func (s *Server) Run(ctx context.Context) error {
 		if err := s.fleet.Tick(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("fleet tick", "err", err)
 		}
-		now := s.now()
-		if now.Sub(lastSurvey) >= s.surveyEvery {
-			verify := s.verifyEvery > 0 && now.Sub(lastVerify) >= s.verifyEvery
-			survey(verify)
+		if now := s.now(); now.Sub(lastSurvey) >= s.surveyEvery {
+			survey()
 			lastSurvey = now
-			if verify {
-				lastVerify = now
-			}
 		}
 	}
 }
