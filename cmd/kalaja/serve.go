@@ -209,11 +209,14 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	}
 	g.printf("serving %s on https://%s/\n", st.Location(), ln.Addr())
 	runCtx, stopRun := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	go func() { ran <- srv.Run(runCtx) }()
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = srv.Run(runCtx) // Run logs its own errors and returns nil
+	}()
 	defer func() {
 		stopRun()
-		<-ran // Run returns nil; waiting is what matters
+		<-ran
 	}()
 	done := make(chan error, 1)
 	go func() { done <- hs.ServeTLS(ln, "", "") }()
