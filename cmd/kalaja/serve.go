@@ -212,7 +212,7 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	ran := make(chan struct{})
 	go func() {
 		defer close(ran)
-		_ = srv.Run(runCtx) // Run logs its own errors and returns nil
+		srv.Run(runCtx)
 	}()
 	defer func() {
 		stopRun()

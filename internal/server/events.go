@@ -61,12 +61,12 @@ func (s *Server) serveEvents(ctx context.Context, w http.ResponseWriter, r *http
 
 // Run calls the fleet state's Tick every TickEvery and its Survey at once
 // and every SurveyEvery (verifying the ledger when the last verify, kept
-// across restarts, is VerifyEvery old), until ctx is done;
-// it logs their errors and returns nil. Without a fleet state it returns at
-// once. The caller owns the goroutine that runs it.
-func (s *Server) Run(ctx context.Context) error {
+// across restarts, is VerifyEvery old), until ctx is done; it logs
+// their errors. Without a fleet state it returns at once. The caller owns
+// the goroutine that runs it.
+func (s *Server) Run(ctx context.Context) {
 	if s.fleet == nil {
-		return nil
+		return
 	}
 	survey := func() {
 		verify := s.verifyEvery > 0 && s.now().Sub(s.fleet.Ledger().LastVerify.Time) >= s.verifyEvery
@@ -81,7 +81,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-tick.C:
 		}
 		if err := s.fleet.Tick(ctx); err != nil && ctx.Err() == nil {

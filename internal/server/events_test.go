@@ -196,12 +196,13 @@ func TestRun(t *testing.T) {
 		t.Errorf("host-2 %+v", hs[1])
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- v.srv.Run(ctx) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v.srv.Run(ctx)
+	}()
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	<-done
 	if err := v.fleet.Survey(t.Context(), true); err != nil {
 		t.Fatal(err)
 	}
