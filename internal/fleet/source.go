@@ -130,9 +130,12 @@ func (s *State) openLog(ctx context.Context) (*ledger.Log, error) {
 	return l, nil
 }
 
-// readLedger reads the records appended since the last read and keeps the
-// snapshots (and removals of snapshots) among them.
+// readLedger reads the records appended since the last read: it keeps the
+// snapshots (and removals of snapshots) among them, and forgets pending
+// records it finds there (appended by a flush that could not forget them).
 func (s *State) readLedger(ctx context.Context) error {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	l, err := s.openLog(ctx)
 	if err != nil || l == nil {
 		return err
@@ -144,11 +147,11 @@ func (s *State) readLedger(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the ledger from record %d: %w", start, err)
 	}
+	logged := map[string]map[blob.ID]bool{}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, r := range recs {
-		switch r.Kind {
-		case ledger.KindSnapshot:
+		switch {
+		case r.Kind == ledger.KindSnapshot:
 			si := SnapshotInfo{ID: r.ID.String(), Time: r.Time, Size: r.Size}
 			if r.Health != nil {
 				si.Health = string(r.Health.Status)
@@ -161,15 +164,23 @@ func (s *State) readLedger(ctx context.Context) error {
 				list = slices.Delete(list, 0, len(list)-MaxSnapshots)
 			}
 			s.snaps[r.Host] = list
-		case ledger.KindSnapshotRemoved:
+		case r.Kind == ledger.KindSnapshotRemoved:
 			id := r.ID.String()
 			for h, list := range s.snaps {
 				s.snaps[h] = slices.DeleteFunc(list, func(si SnapshotInfo) bool { return si.ID == id })
 			}
+		case ledger.ServerOnly(r.Kind):
+			if h := s.hosts[r.Host]; h != nil && slices.ContainsFunc(h.Pending, func(p ledger.Record) bool { return p.ID == r.ID }) {
+				if logged[r.Host] == nil {
+					logged[r.Host] = map[blob.ID]bool{}
+				}
+				logged[r.Host][r.ID] = true
+			}
 		}
 	}
 	s.ledger.end = end
-	return nil
+	s.mu.Unlock()
+	return s.forget(logged)
 }
 
 // Survey measures the storage (one sample a day is kept) and reads the

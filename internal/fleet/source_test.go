@@ -1,11 +1,14 @@
 package fleet
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
@@ -63,5 +66,70 @@ func TestStorage(t *testing.T) {
 	want = Storage{Bytes: 3000, Objects: 3, GrowthPerDay: 666, Free: free, FullBy: c.now().UTC().Truncate(24 * time.Hour).Add(15 * 24 * time.Hour)}
 	if got != want {
 		t.Errorf("%+v, want %+v", got, want)
+	}
+}
+
+// crashingLog appends to the ledger and then fails, as a server that
+// crashed after the append, before it could forget the records.
+type crashingLog struct {
+	open func(context.Context) (*ledger.Log, error)
+}
+
+func (c crashingLog) Log(ctx context.Context, recs []ledger.Record) error {
+	if err := LedgerLogger(c.open).Log(ctx, recs); err != nil {
+		return err
+	}
+	return errors.New("crash")
+}
+
+// TestCrashAfterAppend: records appended to the ledger by a server that
+// crashed before it forgot them are found there after the restart and not
+// appended again.
+func TestCrashAfterAppend(t *testing.T) {
+	dir := t.TempDir()
+	st, err := local.Create(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, vkey, err := ledger.GenerateKey(ledger.KeyName(blob.ID{1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := ledger.OpenReadOnly(st, blob.ID{1}, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(context.Context) (*ledger.Log, error) { return lg, nil }
+	src := WithSource(&Source{Store: st, OpenLog: open})
+	c := newClock()
+	s, err := Open(filepath.Join(dir, "fleet"), c.now, crashingLog{open}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(t.Context(), "h", []Event{alert(queue(1), 1, 7)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(filepath.Join(dir, "fleet"), c.now, LedgerLogger(open), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	for range 2 {
+		if err := s.Tick(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _, err := lg.RecordsFrom(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Kind != ledger.KindAlert {
+		t.Fatalf("ledger %+v, want one alert", recs)
+	}
+	if p := s.hostFile("h").Pending; len(p) != 0 {
+		t.Errorf("still pending: %+v", p)
 	}
 }

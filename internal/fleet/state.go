@@ -125,6 +125,7 @@ type State struct {
 	o     options
 
 	flushMu  sync.Mutex // one flush of pending records at a time
+	readMu   sync.Mutex // one read of the ledger at a time
 	eventsMu sync.Mutex // held while appending to events
 	events   *os.File   // the kept bytes, append-only
 
@@ -462,9 +463,6 @@ func (s *State) Tick(ctx context.Context) error {
 	if err := s.flush(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.readLedger(ctx); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 
@@ -495,21 +493,28 @@ func (s *State) checkSilence(name string, now time.Time) error {
 	return nil
 }
 
-// flush appends every host's pending records to the ledger, as one batch,
-// and forgets them once appended. While the Logger fails with an error
-// wrapping blob.ErrNotFound (the repository has no ledger yet, before its
-// first backup) they wait, without an error. A crash after the append and before the
-// host files are rewritten appends them again at the next start.
+// flush reads the ledger's new records (readLedger: snapshots, and
+// pending records a previous flush appended but could not forget before a
+// crash), then appends every host's pending records to the ledger as one
+// batch, and forgets them once appended. While the Logger fails with an
+// error wrapping blob.ErrNotFound (the repository has no ledger yet,
+// before its first backup) they wait, without an error.
 func (s *State) flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	if err := s.readLedger(ctx); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	var recs []ledger.Record
-	taken := map[string]int{}
+	taken := map[string]map[blob.ID]bool{}
 	for name, h := range s.hosts {
-		if len(h.Pending) > 0 {
-			recs = append(recs, h.Pending...)
-			taken[name] = len(h.Pending)
+		for _, r := range h.Pending {
+			recs = append(recs, r)
+			if taken[name] == nil {
+				taken[name] = map[blob.ID]bool{}
+			}
+			taken[name][r.ID] = true
 		}
 	}
 	s.mu.Unlock()
@@ -522,15 +527,25 @@ func (s *State) flush(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("append vault records to the ledger: %w", err)
 	}
+	return s.forget(taken)
+}
+
+// forget drops from the hosts' pending records those whose IDs are in
+// logged (by host): they are in the ledger.
+func (s *State) forget(logged map[string]map[blob.ID]bool) error {
 	var errs []error
-	for name, n := range taken {
+	for name, ids := range logged {
 		unlock := s.lockHost(name)
-		next := *s.hostFile(name)
-		next.Pending = slices.Clone(next.Pending[n:]) // records added meanwhile stay
-		if err := s.persist(name, &next, nil); err != nil {
-			errs = append(errs, err)
-		} else {
-			s.replace(name, &next)
+		if cur := s.hostFile(name); cur != nil {
+			next := *cur
+			next.Pending = slices.DeleteFunc(slices.Clone(next.Pending), func(r ledger.Record) bool { return ids[r.ID] })
+			if len(next.Pending) < len(cur.Pending) {
+				if err := s.persist(name, &next, nil); err != nil {
+					errs = append(errs, err)
+				} else {
+					s.replace(name, &next)
+				}
+			}
 		}
 		unlock()
 	}
