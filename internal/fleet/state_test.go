@@ -54,7 +54,7 @@ func alert(q string, seq uint64, pid int) Event {
 		Alert: []byte(fmt.Sprintf(`{"time":"2020-01-01T00:00:00Z","pid":%d,"command":"evil","signals":[{"signal":"rename_ext","score":1,"files":["/srv/a"]}],"files":["/srv/a","/srv/b"]}`, pid))}
 }
 
-func open(t *testing.T, dir string, c *clock, l Logger) *State {
+func open(t testing.TB, dir string, c *clock, l Logger) *State {
 	t.Helper()
 	s, err := Open(dir, c.now, l)
 	if err != nil {
