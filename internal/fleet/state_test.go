@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
 )
 
@@ -323,5 +326,28 @@ func TestConcurrent(t *testing.T) {
 	}
 	if hs := s.Hosts(); len(hs) != hosts || hs[0].Alerts24h != events/5 {
 		t.Errorf("%d hosts, first %+v", len(hs), hs[0])
+	}
+}
+
+// TestHostFileNames: a host name that cannot name a file is refused, and
+// files in hosts/ that are not host files (an interrupted replacement's
+// temporary file) are passed over on Open.
+func TestHostFileNames(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, newClock(), &fakeLog{})
+	for _, h := range []string{"", ".", "..", "../x", "a/b", strings.Repeat("a", 201)} {
+		if _, err := s.Apply(t.Context(), h, []Event{hb(queue(1), 1, "10s")}); err == nil {
+			t.Errorf("host %q accepted", h)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hosts", ".h.json.tmp-1"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open(t, dir, newClock(), &fakeLog{})
+	if err := os.WriteFile(filepath.Join(dir, "hosts", "h.json"), []byte(`{"v":2}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, newClock().now, &fakeLog{}); !errors.Is(err, blob.ErrUnsupported) {
+		t.Fatalf("a host file of version 2: %v", err)
 	}
 }
