@@ -9,6 +9,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
@@ -131,5 +132,62 @@ func TestCrashAfterAppend(t *testing.T) {
 	}
 	if p := s.hostFile("h").Pending; len(p) != 0 {
 		t.Errorf("still pending: %+v", p)
+	}
+}
+
+// TestSnapshots reads snapshot records, with and without health, and a
+// removal, from a real ledger, in two reads.
+func TestSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	st, err := local.Create(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, vkey, err := ledger.GenerateKey(ledger.KeyName(blob.ID{1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := ledger.OpenReadOnly(st, blob.ID{1}, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(context.Context) (*ledger.Log, error) { return lg, nil }
+	c := newClock()
+	s, err := Open(filepath.Join(dir, "fleet"), c.now, LedgerLogger(open), WithSource(&Source{Store: st, OpenLog: open}),
+		WithOverdue(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	suspect := &snapshot.Verdict{Status: snapshot.Suspect, Reasons: []snapshot.Reason{{Signal: "damaged_files", Value: 9, Threshold: 3}}}
+	batches := [][]ledger.Record{
+		{{Kind: ledger.KindSnapshot, ID: blob.ID{1}, Size: 10, Time: c.now().Add(-3 * time.Hour), Host: "a"},
+			{Kind: ledger.KindPack, ID: blob.ID{9}, Size: 99, Time: c.now(), Host: "a"},
+			{Kind: ledger.KindSnapshot, ID: blob.ID{2}, Size: 20, Time: c.now().Add(-2 * time.Hour), Host: "b"}},
+		{{Kind: ledger.KindSnapshot, ID: blob.ID{3}, Size: 30, Time: c.now().Add(-time.Minute), Host: "a", Health: suspect},
+			{Kind: ledger.KindSnapshotRemoved, ID: blob.ID{2}, Size: 20, Time: c.now(), Host: "b"}},
+	}
+	for _, b := range batches {
+		if _, err := lg.AppendUnsigned(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Tick(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs := s.Hosts()
+	if len(hs) != 2 {
+		t.Fatalf("hosts %+v", hs)
+	}
+	a, b := hs[0], hs[1]
+	if len(a.Snapshots) != 2 || a.LastSnapshot == nil || a.LastSnapshot.Size != 30 || a.LastSnapshot.Health != "suspect" ||
+		len(a.LastSnapshot.Reasons) != 1 || a.LastSnapshot.Reasons[0] != "damaged_files" || a.Overdue || a.Snapshots[1].Health != "" {
+		t.Errorf("host a: %+v", a)
+	}
+	if len(b.Snapshots) != 0 || b.LastSnapshot != nil || !b.Overdue {
+		t.Errorf("host b: %+v", b)
+	}
+	if got := s.Ledger().Size; got != 5 {
+		t.Errorf("ledger size %d, want 5", got)
 	}
 }
