@@ -17,12 +17,13 @@
 //	internal/store/local a repository in a local directory
 //	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)
 //	internal/store/remote a repository behind kalaja serve, over HTTPS with a pinned certificate
-//	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
 //	internal/health      snapshot health: changes against the parent, damage, renames, notes, verdict with a baseline (pure)
 //	internal/archiver    backup: walk, detect changes, chunk, save, fingerprint, health
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export; a client's pin of it
+//	internal/fleet       the vault's view of its hosts: heartbeats, silence, alerts into the ledger, snapshots, storage, ledger status
+//	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
 //	internal/restorer    restore: lay out, parallel content, metadata, reading through a narrow Source
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
 //	internal/prune       forget and prune: policy decisions carried out, removals logged first, deletion as retention allows

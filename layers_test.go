@@ -49,8 +49,10 @@ var layers = map[string][]string{
 	"internal/store/storetest": {"internal/blob", "internal/store"},
 	"internal/store/faulty":    {"internal/blob", "internal/store"},
 	"internal/store/remote":    {"internal/admin", "internal/blob", "internal/store"},
-	"internal/server":          {"internal/admin", "internal/atomicfile", "internal/blob", "internal/store"},
-	"internal/admin":           {"internal/store"},
+	"internal/server": {"internal/admin", "internal/atomicfile", "internal/blob", "internal/fleet", "internal/ledger",
+		"internal/store"},
+	"internal/fleet": {"internal/atomicfile", "internal/blob", "internal/ledger", "internal/store"},
+	"internal/admin": {"internal/store"},
 }
 
 // TestLayers fails when a package imports an internal package its layer

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/fleet"
 	"github.com/kalaja/kalaja/internal/server"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
@@ -35,6 +36,10 @@ type serveOptions struct {
 	quota     string
 	retention string
 	adminKey  string
+	overdue   time.Duration
+	tick      time.Duration
+	survey    time.Duration
+	verify    time.Duration
 }
 
 // tokensPath returns the tokens file in the server directory.
@@ -83,7 +88,16 @@ The server directory (--server-dir or $KALAJA_SERVER_DIR) holds the token
 hashes, per-host usage and the administrator state (admin.json, admin.pub). Without --cert and --key, a self-signed certificate
 is generated on first start in --tls-dir (default SERVER-DIR/tls) and its
 SHA-256 fingerprint printed; copy its cert.pem to the hosts. Metrics for
-Prometheus are at /metrics.`,
+Prometheus are at /metrics.
+
+The server is also the vault that sees the fleet (docs/design.md, "The
+vault"): hosts' watchers post heartbeats and alerts to /v1/events; every
+alert, and every host whose heartbeats stop for three intervals ("silent")
+and return ("back"), becomes a record in the ledger, and the events are
+kept in SERVER-DIR/fleet. The server reads the hosts' snapshots from the
+ledger (a host whose last one is older than --overdue is overdue), measures
+the storage every --survey-every and verifies the ledger every
+--verify-every, without the password.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, g, o) },
 	}
@@ -97,6 +111,10 @@ Prometheus are at /metrics.`,
 	f.StringVar(&o.quota, "quota-per-host", "", "bytes each host may add, e.g. 500GiB (default no limit)")
 	f.StringVar(&o.retention, "retention", "30d", "how long an object is kept before a signed request may delete it, e.g. 30d or 36h (first start only)")
 	f.StringVar(&o.adminKey, "admin-key", "", "file holding the administrator's note verifier key (kept in SERVER-DIR/admin.pub)")
+	f.DurationVar(&o.overdue, "overdue", fleet.DefaultOverdue, "a host whose last snapshot is older than this is overdue")
+	f.DurationVar(&o.tick, "check-every", 5*time.Second, "how often to check hosts for silence and read the ledger's new records")
+	f.DurationVar(&o.survey, "survey-every", time.Hour, "how often to measure the storage and read the ledger's checkpoints and co-signatures")
+	f.DurationVar(&o.verify, "verify-every", 6*time.Hour, "how often to verify the ledger, as 'kalaja verify' does without the password (0: never)")
 	cmd.AddCommand(newServeTokenCommand(g, o))
 	return cmd
 }
@@ -130,7 +148,10 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		}
 		adminKey = strings.TrimSpace(string(b))
 	}
-	st, err := openServed(ctx, g, o.dir)
+	if o.overdue <= 0 || o.tick <= 0 || o.survey <= 0 || o.verify < 0 {
+		return usageError{errors.New("--overdue, --check-every and --survey-every must be positive, --verify-every positive or 0")}
+	}
+	st, localDir, err := openServed(ctx, g, o.dir)
 	if err != nil {
 		return err
 	}
@@ -139,9 +160,23 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	fl, err := openFleet(o.serverDir, st, localDir, tokens, o.overdue, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := fl.Close(); err != nil {
+			log.Warn("close the fleet state", "err", err)
+		}
+	}()
+	verifyEvery := o.verify
+	if verifyEvery == 0 {
+		verifyEvery = -1 // never
+	}
 	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
 		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
-		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention})
+		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention,
+		Fleet: fl, TickEvery: o.tick, SurveyEvery: o.survey, VerifyEvery: verifyEvery})
 	if err != nil {
 		return err
 	}
@@ -173,6 +208,16 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	g.printf("serving %s on https://%s/\n", st.Location(), ln.Addr())
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		srv.Run(runCtx)
+	}()
+	defer func() {
+		stopRun()
+		<-ran
+	}()
 	done := make(chan error, 1)
 	go func() { done <- hs.ServeTLS(ln, "", "") }()
 	select {
@@ -227,39 +272,40 @@ func (o *serveOptions) certificate(g *globalOptions, addr net.Addr) (tls.Certifi
 // openServed opens the repository the server serves: the directory dir,
 // else --repo or $KALAJA_REPOSITORY (a directory or an s3: location),
 // creating the directory layout or checking the bucket if the repository
-// does not exist yet, so that a host's 'kalaja init' can create it.
-func openServed(ctx context.Context, g *globalOptions, dir string) (store.Store, error) {
+// does not exist yet, so that a host's 'kalaja init' can create it. It
+// returns the directory of a local repository, "" for S3.
+func openServed(ctx context.Context, g *globalOptions, dir string) (store.Store, string, error) {
 	path := dir
 	if path == "" {
 		var err error
 		if path, err = g.repoPath(); err != nil {
-			return nil, usageError{errors.New("no repository to serve: use --dir, --repo or KALAJA_REPOSITORY")}
+			return nil, "", usageError{errors.New("no repository to serve: use --dir, --repo or KALAJA_REPOSITORY")}
 		}
 	}
 	switch {
 	case remote.IsLocation(path):
-		return nil, usageError{errors.New("a server cannot serve another server's repository")}
+		return nil, "", usageError{errors.New("a server cannot serve another server's repository")}
 	case s3.IsLocation(path):
 		st, err := openS3(ctx, path)
 		if errors.Is(err, blob.ErrNotFound) {
 			st, err = createS3(ctx, path, false)
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return st, nil
+		return st, "", nil
 	}
 	st, err := local.Open(path)
 	if errors.Is(err, blob.ErrNotFound) {
 		st, err = local.Create(path)
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := st.CleanTemp(time.Minute); err != nil {
 		g.warn("%v", err)
 	}
-	return st, nil
+	return st, path, nil
 }
 
 func newServeTokenCommand(g *globalOptions, o *serveOptions) *cobra.Command {

@@ -10,6 +10,7 @@
 //	/v1/config           the configuration object (no listing)
 //	GET  /v1/admin       the administrator state (no token)
 //	POST /v1/admin       a request signed with the administrator's key
+//	POST /v1/events      a host's watcher events: heartbeats, alerts (package fleet)
 //	GET  /metrics        Prometheus metrics (no token)
 //
 // A host's token cannot delete or replace an object: only a request
@@ -38,6 +39,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/fleet"
 	"github.com/kalaja/kalaja/internal/store"
 )
 
@@ -98,6 +100,14 @@ type Options struct {
 	// running the store conformance suite, whose objects are not
 	// content-addressed, through a server.
 	SkipHashCheck bool
+	// Fleet is the vault's state of its hosts: POST /v1/events applies to
+	// it, Run ticks it. Nil: /v1/events is 404 and Run returns at once.
+	Fleet *fleet.State
+	// TickEvery is how often Run calls Fleet.Tick (default 5 s);
+	// SurveyEvery how often it measures the storage (default 1 h);
+	// VerifyEvery how often it verifies the ledger (default 6 h; negative:
+	// never).
+	TickEvery, SurveyEvery, VerifyEvery time.Duration
 }
 
 // Server is the HTTP handler of API version 1. It is safe for concurrent
@@ -115,6 +125,9 @@ type Server struct {
 	m         *metrics
 	metricsOK http.Handler
 	chunks    sync.Pool // of *[readChunk]byte, the buffers of GETs
+
+	fleet                               *fleet.State
+	tickEvery, surveyEvery, verifyEvery time.Duration
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -135,7 +148,17 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
 		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics(),
-		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }}}
+		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }},
+		fleet:  o.Fleet, tickEvery: o.TickEvery, surveyEvery: o.SurveyEvery, verifyEvery: o.VerifyEvery}
+	if s.tickEvery <= 0 {
+		s.tickEvery = 5 * time.Second
+	}
+	if s.surveyEvery <= 0 {
+		s.surveyEvery = time.Hour
+	}
+	if s.verifyEvery == 0 {
+		s.verifyEvery = 6 * time.Hour
+	}
 	s.stager, _ = o.Store.(store.Stager)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -218,6 +241,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The signature authenticates a request, not a token.
 		kind = "admin"
 		err = s.serveAdmin(r.Context(), rec, r)
+	} else if r.URL.EscapedPath() == eventsPath {
+		kind = "events"
+		host, err = s.serveEvents(r.Context(), rec, r)
 	} else if host, req, err = s.route(r); err == nil {
 		kind = string(req.h.Type)
 		err = s.serve(r.Context(), rec, r, host, req)
@@ -232,8 +258,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if ref.status == http.StatusMethodNotAllowed {
 			allow := "GET, HEAD, PUT"
-			if kind == "admin" {
+			switch kind {
+			case "admin":
 				allow = "GET, POST"
+			case "events":
+				allow = "POST"
 			}
 			w.Header().Set("Allow", allow)
 		}
@@ -276,19 +305,28 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // route authenticates r and parses its path. The host is "" when the
 // token was not accepted.
 func (s *Server) route(r *http.Request) (string, request, error) {
-	token, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
-		return "", request{}, refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
-	}
-	host, ok, err := s.tokens.Host(token)
+	host, err := s.authenticate(r)
 	if err != nil {
 		return "", request{}, err
 	}
-	if !ok {
-		return "", request{}, refuse(http.StatusUnauthorized, reasonUnauthorized, "unknown token")
-	}
 	req, err := parseRequest(r.Method, r.URL.EscapedPath())
 	return host, req, err
+}
+
+// authenticate returns the host whose bearer token r carries.
+func (s *Server) authenticate(r *http.Request) (string, error) {
+	token, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		return "", refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
+	}
+	host, ok, err := s.tokens.Host(token)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", refuse(http.StatusUnauthorized, reasonUnauthorized, "unknown token")
+	}
+	return host, nil
 }
 
 func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, host string, req request) error {
@@ -412,11 +450,16 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	}()
 	sum := sha256.New()
 	body := io.TeeReader(io.LimitReader(r.Body, size), sum)
+	var kinds *kindScanner // a host's ledger batch may not hold vault records
+	if h.Type == store.LedgerEntries {
+		kinds = &kindScanner{}
+		body = io.TeeReader(body, kinds)
+	}
 	var err error
 	if s.stager != nil && h.Type != store.Config {
-		err = s.stage(ctx, h, body, size, sum)
+		err = s.stage(ctx, h, body, size, sum, kinds)
 	} else {
-		err = s.save(ctx, h, body, size, sum)
+		err = s.save(ctx, h, body, size, sum, kinds)
 	}
 	if errors.Is(err, store.ErrExists) {
 		return refuse(http.StatusConflict, reasonExists, "%v already exists", h)
@@ -442,10 +485,14 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 }
 
 // checkBody checks that body gave size bytes whose SHA-256 is the name
-// of a content-addressed object.
-func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash) error {
+// of a content-addressed object, and that a ledger batch holds no record
+// of a kind only the server writes.
+func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash, kinds *kindScanner) error {
 	if n != size {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "the body has %d of %d bytes", n, size)
+	}
+	if err := kinds.refusal(); err != nil {
+		return err
 	}
 	if h.Type.ContentAddressed() && !s.skipHash && hex.EncodeToString(sum.Sum(nil)) != h.Name {
 		return refuse(http.StatusUnprocessableEntity, reasonHash, "the SHA-256 of the body is not the name %s", h.Name)
@@ -455,7 +502,7 @@ func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash) error {
 
 // stage streams the body into the store's staging area. Config, which has
 // no name to commit under, is saved from memory instead.
-func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash) error {
+func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash, kinds *kindScanner) error {
 	st, err := s.stager.Stage(h.Type)
 	if err != nil {
 		return err
@@ -469,7 +516,7 @@ func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size
 		}
 		return fmt.Errorf("stage %v: %w", h, err)
 	}
-	if err := s.checkBody(h, n, size, sum); err != nil {
+	if err := s.checkBody(h, n, size, sum, kinds); err != nil {
 		st.Abort()
 		return err
 	}
@@ -492,13 +539,13 @@ func (r *readErr) Read(p []byte) (int, error) {
 }
 
 // save reads the body into memory and saves it.
-func (s *Server) save(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash) error {
+func (s *Server) save(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash, kinds *kindScanner) error {
 	buf := make([]byte, size)
 	n, err := io.ReadFull(body, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "read body: %v", err)
 	}
-	if err := s.checkBody(h, int64(n), size, sum); err != nil {
+	if err := s.checkBody(h, int64(n), size, sum, kinds); err != nil {
 		return err
 	}
 	return s.st.Save(ctx, h, buf)
