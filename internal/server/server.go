@@ -98,6 +98,10 @@ type Options struct {
 	// running the store conformance suite, whose objects are not
 	// content-addressed, through a server.
 	SkipHashCheck bool
+	// Dashboard serves the pages under /dashboard/ to dashboard
+	// credentials, which the server authenticates; it sees the path
+	// without "/dashboard". Nil: /dashboard/ is 404.
+	Dashboard http.Handler
 }
 
 // Server is the HTTP handler of API version 1. It is safe for concurrent
@@ -114,6 +118,7 @@ type Server struct {
 	adm       *administration
 	m         *metrics
 	metricsOK http.Handler
+	dashboard http.Handler
 	chunks    sync.Pool // of *[readChunk]byte, the buffers of GETs
 }
 
@@ -134,7 +139,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics(),
+		skipHash: o.SkipHashCheck, dashboard: o.Dashboard, usage: u, adm: adm, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }}}
 	s.stager, _ = o.Store.(store.Stager)
 	if s.log == nil {
@@ -217,7 +222,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.EscapedPath() == adminPath {
 		// The signature authenticates a request, not a token.
 		kind = "admin"
-		err = s.serveAdmin(r.Context(), rec, r)
+		if err = s.refuseDashboardCredential(r); err == nil {
+			err = s.serveAdmin(r.Context(), rec, r)
+		}
+	} else if isDashboard(r.URL.Path) {
+		kind = "dashboard"
+		host, err = s.serveDashboard(rec, r)
 	} else if host, req, err = s.route(r); err == nil {
 		kind = string(req.h.Type)
 		err = s.serve(r.Context(), rec, r, host, req)
@@ -227,7 +237,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 	case errors.As(err, &ref):
 		s.m.refused.WithLabelValues(ref.reason).Inc()
-		if ref.status == http.StatusUnauthorized {
+		if ref.status == http.StatusUnauthorized && kind == "dashboard" {
+			w.Header().Set("WWW-Authenticate", dashboardRealm)
+		} else if ref.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kalaja"`)
 		}
 		if ref.status == http.StatusMethodNotAllowed {
@@ -274,21 +286,21 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // route authenticates r and parses its path. The host is "" when the
-// token was not accepted.
+// token was not accepted. Hosts present their token as Bearer; a
+// dashboard credential, presented either way, is refused with 403.
 func (s *Server) route(r *http.Request) (string, request, error) {
-	token, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
-		return "", request{}, refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
-	}
-	host, ok, err := s.tokens.Host(token)
+	c, p, err := s.authenticate(r)
 	if err != nil {
 		return "", request{}, err
 	}
-	if !ok {
-		return "", request{}, refuse(http.StatusUnauthorized, reasonUnauthorized, "unknown token")
+	if c.Role == RoleDashboard {
+		return "", request{}, refuse(http.StatusForbidden, reasonForbidden, "a dashboard credential cannot use the API")
+	}
+	if p.basic {
+		return "", request{}, refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
 	}
 	req, err := parseRequest(r.Method, r.URL.EscapedPath())
-	return host, req, err
+	return c.Name, req, err
 }
 
 func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, host string, req request) error {
