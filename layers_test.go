@@ -51,6 +51,8 @@ var layers = map[string][]string{
 	"internal/store/remote":    {"internal/admin", "internal/blob", "internal/store"},
 	"internal/server":          {"internal/admin", "internal/atomicfile", "internal/blob", "internal/store"},
 	"internal/admin":           {"internal/store"},
+	"internal/fleet":           nil,
+	"internal/dashboard":       {"internal/fleet"},
 }
 
 // TestLayers fails when a package imports an internal package its layer
