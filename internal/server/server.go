@@ -33,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -226,7 +227,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = s.serveAdmin(r.Context(), rec, r)
 		}
 	} else if isDashboard(r.URL.Path) {
-		kind = "dashboard"
+		kind, req.h.Name = "dashboard", strings.TrimPrefix(r.URL.Path, dashboardPath)
 		host, err = s.serveDashboard(rec, r)
 	} else if host, req, err = s.route(r); err == nil {
 		kind = string(req.h.Type)
