@@ -18,6 +18,8 @@
 //	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)
 //	internal/store/remote a repository behind kalaja serve, over HTTPS with a pinned certificate
 //	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
+//	internal/fleet       the vault's view of its hosts: heartbeats, silence, alerts, snapshots, storage
+//	internal/dashboard   the read-only web page of kalaja serve: hosts, alerts, ledger, storage (embedded templates)
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
 //	internal/health      snapshot health: changes against the parent, damage, renames, notes, verdict with a baseline (pure)

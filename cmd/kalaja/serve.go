@@ -18,6 +18,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/dashboard"
 	"github.com/kalaja/kalaja/internal/server"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
@@ -83,7 +84,11 @@ The server directory (--server-dir or $KALAJA_SERVER_DIR) holds the token
 hashes, per-host usage and the administrator state (admin.json, admin.pub). Without --cert and --key, a self-signed certificate
 is generated on first start in --tls-dir (default SERVER-DIR/tls) and its
 SHA-256 fingerprint printed; copy its cert.pem to the hosts. Metrics for
-Prometheus are at /metrics.`,
+Prometheus are at /metrics.
+
+A read-only dashboard of the fleet is at https://SERVER:PORT/dashboard/, for
+the credentials that 'kalaja serve token add --dashboard NAME' makes (log in
+with the user name NAME and the printed token as the password).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, g, o) },
 	}
@@ -141,7 +146,8 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
 		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
-		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention})
+		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention,
+		Dashboard: dashboard.New(tokenFleet{tokens}, nil)})
 	if err != nil {
 		return err
 	}
