@@ -100,3 +100,22 @@ func objectPath(h store.Handle) string {
 	}
 	return prefix + string(h.Type) + "/" + h.Name
 }
+
+// FuzzCredential checks that the Authorization header decoder never
+// panics and accepts only a bounded, non-empty token, with a user name
+// exactly when it is Basic.
+func FuzzCredential(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "Basic b3BzOnRva2Vu", "Basic b3Bz", "Basic !!", "basic b3BzOnRva2Vu",
+		"Bearer ", "Digest x", "", "Basic Om5vdXNlcg=="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		p, ok := credential(header)
+		if !ok {
+			return
+		}
+		if p.token == "" || len(p.token) > maxToken || p.basic != (p.user != "") {
+			t.Fatalf("credential(%q) = %+v", header, p)
+		}
+	})
+}
