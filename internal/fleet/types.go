@@ -26,6 +26,7 @@ type Host struct {
 	SilentSince   time.Time // zero unless silent
 	Interval      time.Duration
 	Watching      []string
+	Version       string // the watcher's version, from its last heartbeat
 	Alerts24h     int
 	LastSnapshot  *SnapshotInfo  // nil if none
 	Overdue       bool           // last snapshot older than the server's --overdue, or none
@@ -64,10 +65,11 @@ type Storage struct {
 
 // LedgerStatus is the state of the repository's ledger.
 type LedgerStatus struct {
-	Size       int64
-	Checkpoint time.Time
-	Witnesses  []Witness
-	LastVerify Verify
+	Size           int64     // records
+	Checkpoint     int64     // size of the newest signed checkpoint
+	CheckpointTime time.Time // the store's stamp of that checkpoint (zero if unknown)
+	Witnesses      []Witness
+	LastVerify     Verify
 }
 
 // Witness is a witness's latest co-signature.
@@ -79,7 +81,8 @@ type Witness struct {
 
 // Verify is the result of the server's last verification of the ledger.
 type Verify struct {
-	Time     time.Time
+	Time     time.Time // zero: none yet
 	OK       bool
 	Problems int
+	Error    string // why verify could not run, if it could not
 }
