@@ -32,12 +32,12 @@ func TestPages(t *testing.T) {
 		{"/", []string{`data-host="fs-01"`, `data-host="web-02"`, `data-host="lab-07"`, `data-host="db-01"`,
 			">silent<", "since 2026-12-06 21:15 UTC (45m ago)", ">overdue<", ">suspect<", "entropy, rename-burst",
 			">never<", `id="attention">3<`, "1.9 TiB", "21 GiB/day", "2027-01-04 (in 29 days)",
-			"witness.example.org", ">OK<", "encryptor", `href="host/fs-01"`, `http-equiv="refresh" content="30"`,
+			"witness.example.org", ">OK<", "size 1834", ">behind<", "encryptor", `href="host/fs-01"`, `http-equiv="refresh" content="30"`,
 			`href="style.css"`}},
 		{"/alerts", []string{"encryptor", "pid 4242", "host's clock: 2026-12-06 19:00:00 UTC",
 			"/srv/share/hr/contracts.pdf", "<summary>2 more</summary>", `href="host/fs-01"`}},
 		{"/host/fs-01", []string{"fs-01", "5ee5ee5ee5ee", "3.0 GiB", ">suspect<", "rename-burst", "encryptor",
-			"/srv/share", `href="../style.css"`, `href="../alerts"`}},
+			"/srv/share", "kalaja 0.19.0", `href="../style.css"`, `href="../alerts"`}},
 		{"/host/lab-07", []string{">overdue<", ">unknown<", "No alerts.", "never"}},
 	}
 	for _, tt := range tests {
@@ -133,5 +133,32 @@ func TestDuration(t *testing.T) {
 		if got := duration(d); got != want {
 			t.Errorf("duration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestLedgerVerify checks the overview's verify tile and row for each
+// outcome of the server's last verify.
+func TestLedgerVerify(t *testing.T) {
+	tests := []struct {
+		name string
+		v    fleet.Verify
+		want []string
+	}{
+		{"never", fleet.Verify{}, []string{`<div class="v">—</div>`, ">never<"}},
+		{"ok", fleet.Verify{Time: now.Add(-time.Hour), OK: true}, []string{`tile ok"><div class="k">Ledger verify</div><div class="v">OK<`}},
+		{"failed", fleet.Verify{Time: now.Add(-time.Hour), Problems: 3}, []string{`tile bad"><div class="k">Ledger verify</div><div class="v">FAILED<`, "3 problems"}},
+		{"error", fleet.Verify{Time: now.Add(-time.Hour), Error: "no <verifier> key"}, []string{">ERROR<", "could not run: no &lt;verifier&gt; key"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := attackedFleet()
+			f.ledger.LastVerify = tt.v
+			b := get(t, newTest(f), http.MethodGet, "/").Body.String()
+			for _, w := range tt.want {
+				if !strings.Contains(b, w) {
+					t.Errorf("overview lacks %q", w)
+				}
+			}
+		})
 	}
 }

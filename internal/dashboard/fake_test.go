@@ -53,7 +53,7 @@ func attackedFleet() *fakeFleet {
 			{Name: "db-01", Watcher: fleet.Watching, LastHeartbeat: now.Add(-20 * time.Second), Interval: 30 * time.Second,
 				Watching: []string{"/var/lib/postgresql"}, LastSnapshot: &clean[0], Snapshots: clean},
 			{Name: "fs-01", Watcher: fleet.Watching, LastHeartbeat: now.Add(-12 * time.Second), Interval: 30 * time.Second,
-				Watching: []string{"/srv/share"}, Alerts24h: 2, LastSnapshot: &attacked[0], Snapshots: attacked},
+				Watching: []string{"/srv/share"}, Version: "kalaja 0.19.0", Alerts24h: 2, LastSnapshot: &attacked[0], Snapshots: attacked},
 			{Name: "web-02", Watcher: fleet.Silent, LastHeartbeat: now.Add(-47 * time.Minute), SilentSince: now.Add(-45 * time.Minute),
 				Interval: 30 * time.Second, Watching: []string{"/var/www"}, LastSnapshot: &silentSnaps[0], Snapshots: silentSnaps},
 			{Name: "lab-07", Watcher: fleet.Never, Overdue: true, LastSnapshot: &overdue[0], Snapshots: overdue},
@@ -67,7 +67,7 @@ func attackedFleet() *fakeFleet {
 		},
 		storage: fleet.Storage{Bytes: 1_900 << 30, Objects: 412_345, GrowthPerDay: 21 << 30, Free: 600 << 30,
 			FullBy: now.Add(29 * 24 * time.Hour)},
-		ledger: fleet.LedgerStatus{Size: 1834, Checkpoint: now.Add(-40 * time.Minute),
+		ledger: fleet.LedgerStatus{Size: 1834, Checkpoint: 1834, CheckpointTime: now.Add(-40 * time.Minute),
 			Witnesses:  []fleet.Witness{{Name: "witness.example.org", Size: 1830, Age: 3 * time.Hour}},
 			LastVerify: fleet.Verify{Time: now.Add(-10 * time.Minute), OK: true}},
 	}

@@ -45,6 +45,7 @@ type hostPage struct {
 	Heartbeat string
 	Interval  string
 	Watching  []string
+	Version   string
 	Snapshots []snapshotRow
 	Alerts    []alertRow
 	Window    string
@@ -96,18 +97,21 @@ type storageView struct {
 }
 
 type ledgerView struct {
-	Size                 int64
-	Checkpoint, CheckAge string
-	Witnesses            []witnessRow
-	Verified             string // time and age of the last verify, or "never"
-	VerifyOK             bool
-	Problems             int
+	Size       int64
+	Checkpoint int64  // size of the newest signed checkpoint
+	CheckTime  string // its time and age, "" if unknown
+	Witnesses  []witnessRow
+	Verified   string // time and age of the last verify, or "never"
+	VerifyOK   bool
+	Problems   int
+	Error      string // why the last verify could not run
 }
 
 type witnessRow struct {
-	Name string
-	Size int64
-	Age  string
+	Name   string
+	Size   int64
+	Age    string
+	Behind bool // co-signed an older checkpoint than the newest
 }
 
 const timeFormat = "2006-01-02 15:04 UTC"
@@ -162,7 +166,7 @@ func (d *Dashboard) host(name string) (hostPage, bool) {
 		return hostPage{}, false
 	}
 	h := hosts[i]
-	p := hostPage{page: d.page(h.Name, "../", ""), Host: d.hostRow(h, "../"), Watching: h.Watching,
+	p := hostPage{page: d.page(h.Name, "../", ""), Host: d.hostRow(h, "../"), Watching: h.Watching, Version: h.Version,
 		Heartbeat: "never", Interval: "—", Window: "30 days"}
 	if !h.LastHeartbeat.IsZero() {
 		p.Heartbeat = d.when(h.LastHeartbeat)
@@ -263,16 +267,17 @@ func (d *Dashboard) storage(s fleet.Storage) storageView {
 }
 
 func (d *Dashboard) ledger(l fleet.LedgerStatus) ledgerView {
-	v := ledgerView{Size: l.Size, Checkpoint: "none", Verified: "never", VerifyOK: l.LastVerify.OK,
-		Problems: l.LastVerify.Problems}
-	if !l.Checkpoint.IsZero() {
-		v.Checkpoint, v.CheckAge = l.Checkpoint.UTC().Format(timeFormat), d.age(l.Checkpoint)+" ago"
+	v := ledgerView{Size: l.Size, Checkpoint: l.Checkpoint, Verified: "never", VerifyOK: l.LastVerify.OK,
+		Problems: l.LastVerify.Problems, Error: l.LastVerify.Error}
+	if !l.CheckpointTime.IsZero() {
+		v.CheckTime = d.when(l.CheckpointTime)
 	}
 	if !l.LastVerify.Time.IsZero() {
 		v.Verified = d.when(l.LastVerify.Time)
 	}
 	for _, w := range l.Witnesses {
-		v.Witnesses = append(v.Witnesses, witnessRow{Name: w.Name, Size: w.Size, Age: duration(w.Age) + " ago"})
+		v.Witnesses = append(v.Witnesses, witnessRow{Name: w.Name, Size: w.Size, Age: duration(w.Age) + " ago",
+			Behind: w.Size < l.Checkpoint})
 	}
 	return v
 }
