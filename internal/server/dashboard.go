@@ -25,10 +25,10 @@ type presented struct {
 	basic bool
 }
 
-// credential reads the Authorization header: "Bearer TOKEN", or "Basic"
+// parseAuthorization reads the Authorization header: "Bearer TOKEN", or "Basic"
 // with base64 "USER:TOKEN". It returns false for a missing or malformed
 // header.
-func credential(header string) (presented, bool) {
+func parseAuthorization(header string) (presented, bool) {
 	scheme, rest, ok := strings.Cut(header, " ")
 	switch {
 	case !ok:
@@ -50,11 +50,11 @@ func credential(header string) (presented, bool) {
 	return presented{}, false
 }
 
-// authenticate returns the credential r presents. With Basic, the user
-// name must be the credential's name. It fails with a 401 refusal when r
-// presents no credential the tokens file holds.
-func (s *Server) authenticate(r *http.Request) (Credential, presented, error) {
-	p, ok := credential(r.Header.Get("Authorization"))
+// lookup returns the credential r presents, of either role. With Basic,
+// the user name must be the credential's name. It fails with a 401
+// refusal when r presents no credential the tokens file holds.
+func (s *Server) lookup(r *http.Request) (Credential, presented, error) {
+	p, ok := parseAuthorization(r.Header.Get("Authorization"))
 	if !ok {
 		return Credential{}, p, refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed credential")
 	}
@@ -75,7 +75,7 @@ func (s *Server) refuseDashboardCredential(r *http.Request) error {
 	if r.Header.Get("Authorization") == "" {
 		return nil
 	}
-	c, _, err := s.authenticate(r)
+	c, _, err := s.lookup(r)
 	if err == nil && c.Role == RoleDashboard {
 		return refuse(http.StatusForbidden, reasonForbidden, "a dashboard credential cannot use the API")
 	}
@@ -88,7 +88,7 @@ func (s *Server) serveDashboard(w http.ResponseWriter, r *http.Request) (string,
 	if s.dashboard == nil {
 		return "", refuse(http.StatusNotFound, reasonNotFound, "no dashboard on this server")
 	}
-	c, _, err := s.authenticate(r)
+	c, _, err := s.lookup(r)
 	if err != nil {
 		return "", err
 	}

@@ -110,12 +110,12 @@ func FuzzCredential(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
-		p, ok := credential(header)
+		p, ok := parseAuthorization(header)
 		if !ok {
 			return
 		}
 		if p.token == "" || len(p.token) > maxToken || p.basic != (p.user != "") {
-			t.Fatalf("credential(%q) = %+v", header, p)
+			t.Fatalf("parseAuthorization(%q) = %+v", header, p)
 		}
 	})
 }

@@ -287,21 +287,31 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // route authenticates r and parses its path. The host is "" when the
-// token was not accepted. Hosts present their token as Bearer; a
-// dashboard credential, presented either way, is refused with 403.
+// token was not accepted.
 func (s *Server) route(r *http.Request) (string, request, error) {
-	c, p, err := s.authenticate(r)
+	host, err := s.authenticate(r)
 	if err != nil {
 		return "", request{}, err
 	}
+	req, err := parseRequest(r.Method, r.URL.EscapedPath())
+	return host, req, err
+}
+
+// authenticate returns the host whose bearer token r carries. A dashboard
+// credential, presented either way, is refused with 403; a host's token
+// presented as HTTP Basic, with 401.
+func (s *Server) authenticate(r *http.Request) (string, error) {
+	c, p, err := s.lookup(r)
+	if err != nil {
+		return "", err
+	}
 	if c.Role == RoleDashboard {
-		return "", request{}, refuse(http.StatusForbidden, reasonForbidden, "a dashboard credential cannot use the API")
+		return "", refuse(http.StatusForbidden, reasonForbidden, "a dashboard credential cannot use the API")
 	}
 	if p.basic {
-		return "", request{}, refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
+		return "", refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
 	}
-	req, err := parseRequest(r.Method, r.URL.EscapedPath())
-	return c.Name, req, err
+	return c.Name, nil
 }
 
 func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, host string, req request) error {
