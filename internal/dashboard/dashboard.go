@@ -40,8 +40,8 @@ type Fleet interface {
 	Ledger() fleet.LedgerStatus
 }
 
-// Refresh is how often a page reloads itself.
-const Refresh = 30 * time.Second
+// refresh is how often a page reloads itself.
+const refresh = 30 * time.Second
 
 // Bounds on what a page lists.
 const (

@@ -118,7 +118,7 @@ const timeFormat = "2006-01-02 15:04 UTC"
 
 func (d *Dashboard) page(title, root, nav string) page {
 	return page{Title: title, Root: root, Nav: nav, Updated: d.now().UTC().Format("2006-01-02 15:04:05 UTC"),
-		Refresh: int(Refresh / time.Second)}
+		Refresh: int(refresh / time.Second)}
 }
 
 func (d *Dashboard) overview() overviewPage {
