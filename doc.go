@@ -23,7 +23,8 @@
 //	internal/archiver    backup: walk, detect changes, chunk, save, fingerprint, health
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export; a client's pin of it
 //	internal/fleet       the vault's view of its hosts: heartbeats, silence, alerts into the ledger, snapshots, storage, ledger status
-//	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
+//	internal/dashboard   the read-only web page of kalaja serve: hosts, alerts, ledger, storage (embedded templates)
+//	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, credentials, events, dashboard, metrics
 //	internal/restorer    restore: lay out, parallel content, metadata, reading through a narrow Source
 //	internal/checker     check: indexes, packs, snapshots, reachability, data
 //	internal/prune       forget and prune: policy decisions carried out, removals logged first, deletion as retention allows

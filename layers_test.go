@@ -53,6 +53,7 @@ var layers = map[string][]string{
 		"internal/store"},
 	"internal/fleet": {"internal/atomicfile", "internal/blob", "internal/ledger", "internal/store"},
 	"internal/admin": {"internal/store"},
+	"internal/dashboard": {"internal/fleet"},
 }
 
 // TestLayers fails when a package imports an internal package its layer

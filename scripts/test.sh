@@ -62,6 +62,18 @@ else
 	echo "warning: MinIO did not start; the S3 tests will be skipped" >&2
 fi
 
+echo "== chromium"
+# The dashboard's browser test needs Debian's chromium (scripts/chromium.sh
+# installs it). Outside CI it skips when chromium cannot be installed; in CI
+# it fails, and so does this script.
+if ! ./scripts/chromium.sh; then
+	if [ -n "${CI:-}" ]; then
+		echo "CI: chromium could not be installed, and the browser test must run" >&2
+		exit 1
+	fi
+	echo "warning: no chromium; the dashboard's browser test will be skipped" >&2
+fi
+
 echo "== go test"
 # The drills of cmd/kalaja run alone afterwards: they race real attacks
 # against the watcher and use loop devices, which the parallel packages'

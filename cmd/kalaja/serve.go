@@ -18,6 +18,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/dashboard"
 	"github.com/kalaja/kalaja/internal/fleet"
 	"github.com/kalaja/kalaja/internal/server"
 	"github.com/kalaja/kalaja/internal/store"
@@ -97,7 +98,11 @@ and return ("back"), becomes a record in the ledger, and the events are
 kept in SERVER-DIR/fleet. The server reads the hosts' snapshots from the
 ledger (a host whose last one is older than --overdue is overdue), measures
 the storage every --survey-every and verifies the ledger every
---verify-every, without the password.`,
+--verify-every, without the password.
+
+A read-only dashboard of the fleet is at https://SERVER:PORT/dashboard/, for
+the credentials that 'kalaja serve token add --dashboard NAME' makes (log in
+with the user name NAME and the printed token as the password).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd, g, o) },
 	}
@@ -176,7 +181,8 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
 		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
 		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention,
-		Fleet: fl, TickEvery: o.tick, SurveyEvery: o.survey, VerifyEvery: verifyEvery})
+		Fleet: fl, TickEvery: o.tick, SurveyEvery: o.survey, VerifyEvery: verifyEvery,
+		Dashboard: dashboard.New(fl, nil)})
 	if err != nil {
 		return err
 	}
@@ -314,12 +320,18 @@ func newServeTokenCommand(g *globalOptions, o *serveOptions) *cobra.Command {
 		Short: "Manage the hosts' tokens",
 		Args:  args(cobra.NoArgs),
 	}
-	cmd.AddCommand(&cobra.Command{
+	var dashboard bool
+	add := &cobra.Command{
 		Use:   "add HOST",
-		Short: "Create a token for a host and print it (once)",
+		Short: "Create a token for a host, or a dashboard credential, and print it (once)",
 		Long: `Create a token for HOST and print it on stdout; only its SHA-256 is stored,
 in the server directory. A running server takes it up without a restart. Give
-the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
+the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.
+
+With --dashboard, NAME gets a dashboard credential instead: the token is the
+password to log in to https://SERVER:PORT/dashboard/ with the user name NAME.
+It can read the dashboard and nothing else: every /v1/ request with it is
+refused, and a host's token cannot read the dashboard.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if err := server.CheckHost(a[0]); err != nil {
@@ -329,24 +341,31 @@ the token to the host in a file named by KALAJA_SERVER_TOKEN_FILE.`,
 			if err != nil {
 				return err
 			}
-			token, err := t.Add(a[0])
+			create, key := t.Add, "host"
+			if dashboard {
+				create, key = t.AddDashboard, "dashboard"
+			}
+			token, err := create(a[0])
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string]string{"host": a[0], "token": token})
+				return printJSON(cmd.OutOrStdout(), map[string]string{key: a[0], "token": token})
 			}
 			if _, err := fmt.Fprintln(cmd.OutOrStdout(), token); err != nil {
-				return fmt.Errorf("print the token (it is stored: remove the host and add it again): %w", err)
+				return fmt.Errorf("print the token (it is stored: remove the name and add it again): %w", err)
 			}
 			return nil
 		},
-	})
+	}
+	add.Flags().BoolVar(&dashboard, "dashboard", false, "make a dashboard credential (read-only web page), not a host token")
+	cmd.AddCommand(add)
 	cmd.AddCommand(&cobra.Command{
-		Use:   "remove HOST",
-		Short: "Revoke a host's token",
-		Long: `Remove HOST's token from the server directory. A running server refuses it
-from the next request on, without a restart.`,
+		Use:   "remove NAME",
+		Short: "Revoke a host's token or a dashboard credential",
+		Long: `Remove NAME's token (a host's or a dashboard credential) from the server
+directory. A running server refuses it from the next request on, without a
+restart.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			t, err := o.openTokens()
@@ -365,24 +384,37 @@ from the next request on, without a restart.`,
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
-		Short: "List the hosts that have a token",
-		Args:  args(cobra.NoArgs),
+		Short: "List the hosts and dashboard credentials that have a token",
+		Long: `List the names that have a token, one a line: hosts as their name,
+dashboard credentials as "NAME (dashboard)". With --json:
+{"hosts":[...],"dashboards":[...]}.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := o.openTokens()
 			if err != nil {
 				return err
 			}
-			hosts, err := t.Hosts()
+			all, err := t.List()
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), map[string][]string{"hosts": hosts})
-			}
-			for _, h := range hosts {
-				if _, err := fmt.Fprintln(cmd.OutOrStdout(), h); err != nil {
-					return err
+			hosts, dashboards := []string{}, []string{}
+			for _, c := range all {
+				line := c.Name
+				if c.Role == server.RoleDashboard {
+					dashboards = append(dashboards, c.Name)
+					line += " (dashboard)"
+				} else {
+					hosts = append(hosts, c.Name)
 				}
+				if !g.json {
+					if _, err := fmt.Fprintln(cmd.OutOrStdout(), line); err != nil {
+						return err
+					}
+				}
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), map[string][]string{"hosts": hosts, "dashboards": dashboards})
 			}
 			return nil
 		},

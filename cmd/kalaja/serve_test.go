@@ -233,3 +233,47 @@ func TestServeRoundTrip(t *testing.T) {
 		t.Fatalf("the tokens file holds the token (or: %v)", err)
 	}
 }
+
+// TestServeDashboard makes a dashboard credential with kalaja serve token
+// add --dashboard and checks, on a running server, that it reads the
+// dashboard and nothing of the API, and that a host's token cannot read
+// the dashboard.
+func TestServeDashboard(t *testing.T) {
+	s := startServer(t)
+	hostToken, _ := s.addToken(t, "host-1")
+	e := envAt(t, "")
+	r := e.must("serve", "token", "add", "--dashboard", "ops", "--server-dir", s.dir)
+	dash := strings.TrimSpace(r.stdout)
+	if len(dash) != 43 {
+		t.Fatalf("token add --dashboard printed %q", r.stdout)
+	}
+	if r := e.must("serve", "token", "list", "--server-dir", s.dir); r.stdout != "host-1\nops (dashboard)\n" {
+		t.Fatalf("token list: %q", r.stdout)
+	}
+	pin, err := os.ReadFile(s.cert)
+	must(t, err)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pin)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	get := func(path, user, token string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.url+path, nil)
+		must(t, err)
+		req.SetBasicAuth(user, token)
+		resp, err := hc.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, body := get("dashboard/", "ops", dash); code != http.StatusOK || !strings.Contains(body, `data-host="host-1"`) {
+		t.Fatalf("dashboard: %d\n%s", code, body)
+	}
+	if code, _ := get("dashboard/", "host-1", hostToken); code != http.StatusForbidden {
+		t.Errorf("dashboard with a host token: %d, want 403", code)
+	}
+	if code, _ := get("v1/config", "ops", dash); code != http.StatusForbidden {
+		t.Errorf("the API with the dashboard credential: %d, want 403", code)
+	}
+}

@@ -72,10 +72,12 @@ func FuzzParseRange(f *testing.F) {
 }
 
 // FuzzParseTokens checks that the tokens file decoder never panics and
-// accepts only valid host names.
+// accepts only valid names and roles.
 func FuzzParseTokens(f *testing.F) {
 	f.Add([]byte(tokensHeader + "\nweb-01 " + "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"))
-	f.Add([]byte("# kalaja server tokens v2\n"))
+	f.Add([]byte(tokensHeader + "\nops " + "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff dashboard\n"))
+	f.Add([]byte(tokensHeaderV1 + "\nweb-01 " + "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"))
+	f.Add([]byte("# kalaja server tokens v3\n"))
 	f.Add([]byte(tokensHeader + "\n-x zz\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		entries, err := parseTokens(b)
@@ -83,8 +85,8 @@ func FuzzParseTokens(f *testing.F) {
 			return
 		}
 		for _, e := range entries {
-			if CheckHost(e.host) != nil {
-				t.Fatalf("parseTokens accepted host %q", e.host)
+			if CheckHost(e.Name) != nil || (e.Role != RoleHost && e.Role != RoleDashboard) {
+				t.Fatalf("parseTokens accepted %v", e.Credential)
 			}
 		}
 	})
@@ -97,4 +99,23 @@ func objectPath(h store.Handle) string {
 		return prefix + string(store.Config)
 	}
 	return prefix + string(h.Type) + "/" + h.Name
+}
+
+// FuzzCredential checks that the Authorization header decoder never
+// panics and accepts only a bounded, non-empty token, with a user name
+// exactly when it is Basic.
+func FuzzCredential(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "Basic b3BzOnRva2Vu", "Basic b3Bz", "Basic !!", "basic b3BzOnRva2Vu",
+		"Bearer ", "Digest x", "", "Basic Om5vdXNlcg=="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		p, ok := parseAuthorization(header)
+		if !ok {
+			return
+		}
+		if p.token == "" || len(p.token) > maxToken || p.basic != (p.user != "") {
+			t.Fatalf("parseAuthorization(%q) = %+v", header, p)
+		}
+	})
 }

@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.objects, m.bytes, m.refused, m.hostBytes, m.lastSnapshot, m.admin, m.deleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, r := range []string{reasonUnauthorized, reasonBadRequest, reasonNotFound, reasonMethod, reasonExists,
+	for _, r := range []string{reasonUnauthorized, reasonForbidden, reasonBadRequest, reasonNotFound, reasonMethod, reasonExists,
 		reasonHash, reasonTooLarge, reasonLength, reasonQuota, reasonRange, reasonAdminNoKey, reasonAdminSignature,
 		reasonAdminMalformed, reasonAdminServer, reasonAdminExpired, reasonAdminReplay} {
 		m.refused.WithLabelValues(r)

@@ -46,6 +46,7 @@ func refuse(status int, reason, format string, a ...any) *refusal {
 // Reasons for refused requests, the values of the metrics' reason label.
 const (
 	reasonUnauthorized = "unauthorized"
+	reasonForbidden    = "forbidden" // a credential of the wrong role
 	reasonBadRequest   = "bad_request"
 	reasonNotFound     = "unknown_path"
 	reasonMethod       = "method"

@@ -34,6 +34,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -108,6 +109,10 @@ type Options struct {
 	// VerifyEvery how often it verifies the ledger (default 6 h; negative:
 	// never).
 	TickEvery, SurveyEvery, VerifyEvery time.Duration
+	// Dashboard serves the pages under /dashboard/ to dashboard
+	// credentials, which the server authenticates; it sees the path
+	// without "/dashboard". Nil: /dashboard/ is 404.
+	Dashboard http.Handler
 }
 
 // Server is the HTTP handler of API version 1. It is safe for concurrent
@@ -124,6 +129,7 @@ type Server struct {
 	adm       *administration
 	m         *metrics
 	metricsOK http.Handler
+	dashboard http.Handler
 	chunks    sync.Pool // of *[readChunk]byte, the buffers of GETs
 
 	fleet                               *fleet.State
@@ -147,7 +153,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics(),
+		skipHash: o.SkipHashCheck, dashboard: o.Dashboard, usage: u, adm: adm, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }},
 		fleet:  o.Fleet, tickEvery: o.TickEvery, surveyEvery: o.SurveyEvery, verifyEvery: o.VerifyEvery}
 	if s.tickEvery <= 0 {
@@ -240,10 +246,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.EscapedPath() == adminPath {
 		// The signature authenticates a request, not a token.
 		kind = "admin"
-		err = s.serveAdmin(r.Context(), rec, r)
+		if err = s.refuseDashboardCredential(r); err == nil {
+			err = s.serveAdmin(r.Context(), rec, r)
+		}
 	} else if r.URL.EscapedPath() == eventsPath {
 		kind = "events"
 		host, err = s.serveEvents(r.Context(), rec, r)
+	} else if isDashboard(r.URL.Path) {
+		kind, req.h.Name = "dashboard", strings.TrimPrefix(r.URL.Path, dashboardPath)
+		host, err = s.serveDashboard(rec, r)
 	} else if host, req, err = s.route(r); err == nil {
 		kind = string(req.h.Type)
 		err = s.serve(r.Context(), rec, r, host, req)
@@ -253,7 +264,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 	case errors.As(err, &ref):
 		s.m.refused.WithLabelValues(ref.reason).Inc()
-		if ref.status == http.StatusUnauthorized {
+		if ref.status == http.StatusUnauthorized && kind == "dashboard" {
+			w.Header().Set("WWW-Authenticate", dashboardRealm)
+		} else if ref.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kalaja"`)
 		}
 		if ref.status == http.StatusMethodNotAllowed {
@@ -313,20 +326,21 @@ func (s *Server) route(r *http.Request) (string, request, error) {
 	return host, req, err
 }
 
-// authenticate returns the host whose bearer token r carries.
+// authenticate returns the host whose bearer token r carries. A dashboard
+// credential, presented either way, is refused with 403; a host's token
+// presented as HTTP Basic, with 401.
 func (s *Server) authenticate(r *http.Request) (string, error) {
-	token, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
-		return "", refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
-	}
-	host, ok, err := s.tokens.Host(token)
+	c, p, err := s.lookup(r)
 	if err != nil {
 		return "", err
 	}
-	if !ok {
-		return "", refuse(http.StatusUnauthorized, reasonUnauthorized, "unknown token")
+	if c.Role == RoleDashboard {
+		return "", refuse(http.StatusForbidden, reasonForbidden, "a dashboard credential cannot use the API")
 	}
-	return host, nil
+	if p.basic {
+		return "", refuse(http.StatusUnauthorized, reasonUnauthorized, "missing or malformed bearer token")
+	}
+	return c.Name, nil
 }
 
 func (s *Server) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, host string, req request) error {

@@ -410,15 +410,15 @@ func TestServerTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for tok, want := range map[string]string{tok1: "web-01", tok2: "db-01"} {
-		if host, ok, err := a.Host(tok); err != nil || !ok || host != want {
-			t.Errorf("Host = %q, %v, %v; want %s", host, ok, err, want)
+		if c, ok, err := a.Lookup(tok); err != nil || !ok || c != (Credential{want, RoleHost}) {
+			t.Errorf("Lookup = %v, %v, %v; want %s", c, ok, err, want)
 		}
 	}
 	changed := "x" + tok1[1:]
 	if tok1[0] == 'x' { // a random token can start with x already
 		changed = "y" + tok1[1:]
 	}
-	if _, ok, _ := a.Host(changed); ok {
+	if _, ok, _ := a.Lookup(changed); ok {
 		t.Error("a changed token was accepted")
 	}
 	if _, err := a.Add("web-01"); err == nil {
