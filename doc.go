@@ -17,6 +17,7 @@
 //	internal/store/local a repository in a local directory
 //	internal/store/s3    a repository in an S3 bucket with Object Lock (MinIO, Ceph RGW, AWS)
 //	internal/store/remote a repository behind kalaja serve, over HTTPS with a pinned certificate
+//	internal/fleet       the vault's view of its hosts: heartbeats, silence, alerts, snapshots, storage
 //	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, quotas, metrics
 //	internal/repo        keys + index + packs over a store: save and load blobs, snapshots
 //	internal/detect      ransomware and wiper scoring over file events: signals, windows, alerts (pure)
