@@ -49,7 +49,7 @@ var layers = map[string][]string{
 	"internal/store/storetest": {"internal/blob", "internal/store"},
 	"internal/store/faulty":    {"internal/blob", "internal/store"},
 	"internal/store/remote":    {"internal/admin", "internal/blob", "internal/store"},
-	"internal/server":          {"internal/admin", "internal/atomicfile", "internal/blob", "internal/store"},
+	"internal/server":          {"internal/admin", "internal/atomicfile", "internal/blob", "internal/fleet", "internal/store"},
 	"internal/admin":           {"internal/store"},
 	"internal/fleet":           nil,
 }

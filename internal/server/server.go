@@ -98,6 +98,9 @@ type Options struct {
 	// running the store conformance suite, whose objects are not
 	// content-addressed, through a server.
 	SkipHashCheck bool
+	// Fleet, if not nil, is read at every scrape of /metrics for the fleet
+	// metrics (kalaja_fleet_*).
+	Fleet Fleet
 }
 
 // Server is the HTTP handler of API version 1. It is safe for concurrent
@@ -145,6 +148,9 @@ func New(o Options) (*Server, error) {
 	}
 	for h, hu := range u.all() {
 		s.m.host(h, hu)
+	}
+	if o.Fleet != nil {
+		s.m.reg.MustRegister(newFleetCollector(o.Fleet))
 	}
 	s.metricsOK = s.m.handler()
 	return s, nil
