@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kalaja/kalaja/internal/fleet"
-	"github.com/kalaja/kalaja/internal/store/local"
 )
 
 // fakeFleet is a fleet state fixed by the test.
@@ -151,34 +150,19 @@ kalaja_fleet_hosts{watcher="watching"} 0
 	}
 }
 
-// TestServerFleetMetrics checks that a server given a fleet serves its
-// metrics on /metrics, and one without serves none.
+// TestServerFleetMetrics checks that the fleet metrics are served on
+// /metrics next to the server's own, in the registry New registers them in.
 func TestServerFleetMetrics(t *testing.T) {
-	for _, withFleet := range []bool{true, false} {
-		st, err := local.Create(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens, err := OpenTokens(t.TempDir() + "/tokens")
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := Options{Store: st, Tokens: tokens}
-		if withFleet {
-			o.Fleet = fleetFixture()
-		}
-		srv, err := New(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-		if w.Code != http.StatusOK {
-			t.Fatalf("GET /metrics: %d %s", w.Code, w.Body)
-		}
-		got := strings.Contains(w.Body.String(), `kalaja_fleet_host_silent{host="db"} 1`)
-		if got != withFleet {
-			t.Errorf("with a fleet %v: /metrics shows the silent host: %v", withFleet, got)
+	m := newMetrics()
+	m.reg.MustRegister(newFleetCollector(fleetFixture()))
+	w := httptest.NewRecorder()
+	m.handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", w.Code, w.Body)
+	}
+	for _, want := range []string{`kalaja_fleet_host_silent{host="db"} 1`, `kalaja_server_refused_requests_total{reason="exists"} 0`} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }
