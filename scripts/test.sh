@@ -74,6 +74,19 @@ if ! ./scripts/chromium.sh; then
 	echo "warning: no chromium; the dashboard's browser test will be skipped" >&2
 fi
 
+echo "== promtool"
+# The test of deploy/prometheus needs promtool (scripts/promtool.sh installs
+# Debian's prometheus package). Outside CI it skips when promtool cannot be
+# had; in CI it fails, and so does this script.
+if promtool=$(./scripts/promtool.sh path); then
+	PATH="$(dirname "$promtool"):$PATH"
+elif [ -n "${CI:-}" ]; then
+	echo "CI: promtool could not be installed, and the rules tests must run" >&2
+	exit 1
+else
+	echo "warning: no promtool; the Prometheus rules tests will be skipped" >&2
+fi
+
 echo "== go test"
 # The drills of cmd/kalaja run alone afterwards: they race real attacks
 # against the watcher and use loop devices, which the parallel packages'

@@ -76,6 +76,7 @@ type Host struct {
 	Watching      []string
 	Version       string // the watcher's version, from its last heartbeat
 	Alerts24h     int    // alerts received in the last 24 h, of the MaxAlerts kept
+	AlertsTotal   int    // alerts received since the host was first seen: a counter, never lower
 	LastSnapshot  *SnapshotInfo
 	Overdue       bool           // last snapshot older than the overdue age, or none
 	Snapshots     []SnapshotInfo // newest first, at most MaxSnapshots
@@ -112,7 +113,8 @@ type hostFile struct {
 	AgentVersion  string          `json:"version,omitempty"`
 	LastHeartbeat time.Time       `json:"last_heartbeat,omitzero"`
 	SilentSince   time.Time       `json:"silent_since,omitzero"`
-	Alerts        []Alert         `json:"alerts,omitempty"`  // oldest first, at most MaxAlerts
+	Alerts        []Alert         `json:"alerts,omitempty"` // oldest first, at most MaxAlerts
+	AlertsTotal   int             `json:"alerts_total,omitempty"`
 	Pending       []ledger.Record `json:"pending,omitempty"` // records not yet in the ledger, in order
 }
 
@@ -329,6 +331,7 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 			kept.Write(b)
 			kept.WriteByte('\n')
 			next.Alerts = append(next.Alerts, a)
+			next.AlertsTotal++
 			if len(next.Alerts) > MaxAlerts {
 				next.Alerts = slices.Delete(next.Alerts, 0, len(next.Alerts)-MaxAlerts)
 			}
@@ -587,7 +590,7 @@ func (s *State) host(name string, now time.Time) Host {
 	h := Host{Name: name, Watcher: Never, Overdue: true}
 	if f := s.hosts[name]; f != nil {
 		h.LastHeartbeat, h.SilentSince, h.Interval = f.LastHeartbeat, f.SilentSince, f.Interval
-		h.Watching, h.Version = slices.Clone(f.Watching), f.AgentVersion
+		h.Watching, h.Version, h.AlertsTotal = slices.Clone(f.Watching), f.AgentVersion, f.AlertsTotal
 		switch {
 		case !f.SilentSince.IsZero():
 			h.Watcher = Silent

@@ -231,8 +231,8 @@ func TestAlertsBounded(t *testing.T) {
 	if len(a) != MaxAlerts {
 		t.Fatalf("%d alerts kept, want %d", len(a), MaxAlerts)
 	}
-	if hs := s.Hosts(); hs[0].Alerts24h != MaxAlerts || hs[0].Watcher != Never || !hs[0].Overdue {
-		t.Errorf("host %+v", hs[0])
+	if hs := s.Hosts(); hs[0].Alerts24h != MaxAlerts || hs[0].AlertsTotal != MaxAlerts+10 || hs[0].Watcher != Never || !hs[0].Overdue {
+		t.Errorf("host %+v; want %d alerts in 24 h (those kept), %d in all", hs[0], MaxAlerts, MaxAlerts+10)
 	}
 }
 

@@ -69,7 +69,7 @@ func newMetrics() *metrics {
 func (m *metrics) host(name string, u hostUsage) {
 	m.hostBytes.WithLabelValues(name).Set(float64(u.Bytes))
 	if !u.LastSnapshot.IsZero() {
-		m.lastSnapshot.WithLabelValues(name).Set(float64(u.LastSnapshot.UnixNano()) / 1e9)
+		m.lastSnapshot.WithLabelValues(name).Set(unixSeconds(u.LastSnapshot))
 	}
 }
 

@@ -102,7 +102,9 @@ type Options struct {
 	// content-addressed, through a server.
 	SkipHashCheck bool
 	// Fleet is the vault's state of its hosts: POST /v1/events applies to
-	// it, Run ticks it. Nil: /v1/events is 404 and Run returns at once.
+	// it, Run ticks it, and every scrape of /metrics reads the fleet
+	// metrics (kalaja_fleet_*) from it. Nil: /v1/events is 404, Run returns
+	// at once, and there are no fleet metrics.
 	Fleet *fleet.State
 	// TickEvery is how often Run calls Fleet.Tick (default 5 s);
 	// SurveyEvery how often it measures the storage (default 1 h);
@@ -174,6 +176,9 @@ func New(o Options) (*Server, error) {
 	}
 	for h, hu := range u.all() {
 		s.m.host(h, hu)
+	}
+	if o.Fleet != nil {
+		s.m.reg.MustRegister(newFleetCollector(o.Fleet))
 	}
 	s.metricsOK = s.m.handler()
 	return s, nil
