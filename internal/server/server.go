@@ -92,6 +92,10 @@ type Options struct {
 	// DefaultRetention. If AdminFile exists with another retention, New
 	// fails: only a signed request changes it.
 	Retention time.Duration
+	// CondemnedFile persists the objects signed requests asked to delete
+	// that the backend kept, whose retention Renew does not extend,
+	// SERVER-DIR/condemned. Empty keeps them in memory only.
+	CondemnedFile string
 	// SkipHashCheck stores objects of content-addressed kinds without
 	// checking that their name is the SHA-256 of their bytes (the name
 	// must still be 64 lowercase hex digits, store.Handle.Check). Only for
@@ -112,6 +116,7 @@ type Server struct {
 	skipHash  bool
 	usage     *usage
 	adm       *administration
+	condemned *condemned
 	m         *metrics
 	metricsOK http.Handler
 	chunks    sync.Pool // of *[readChunk]byte, the buffers of GETs
@@ -133,8 +138,12 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cond, err := loadCondemned(o.CondemnedFile)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics(),
+		skipHash: o.SkipHashCheck, usage: u, adm: adm, condemned: cond, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }}}
 	s.stager, _ = o.Store.(store.Stager)
 	if s.log == nil {
