@@ -281,3 +281,77 @@ func countNamed(t *testing.T, dir, name string) int {
 	}
 	return n
 }
+
+// TestS3ServeRenews is the fault of a repository on S3 whose Object Lock
+// retention lapsed (written with 2 s, and no prune or server extended it):
+// the storage credential could then delete any of its objects. kalaja
+// serve over that bucket, with a location of an hour's retention, extends
+// every object's lock at start, before any host connects: then no version
+// can be deleted, and the snapshot restores through the server.
+func TestS3ServeRenews(t *testing.T) {
+	base, admin := s3Server(t)
+	bucket := s3Bucket(t, admin, true)
+	e := envAt(t, base+"/"+bucket+"/srv?retention=2s")
+	e.must("init")
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
+	generate(t, src, testtree.Options{Seed: 31, Files: 40, MaxFileSize: 1 << 20})
+	must(t, os.Mkdir(out, 0o700))
+	t.Cleanup(func() { testtree.MakeRemovable(out) })
+	snap := e.backup(src)
+
+	type version struct{ key, id string }
+	var versions []version
+	for obj := range admin.ListObjectsIter(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "srv/", Recursive: true, WithVersions: true}) {
+		must(t, obj.Err)
+		versions = append(versions, version{obj.Key, obj.VersionID})
+	}
+	if len(versions) < 5 {
+		t.Fatalf("the repository has %d object versions", len(versions))
+	}
+	lockedUntil := func(v version) time.Time {
+		t.Helper()
+		_, until, err := admin.GetObjectRetention(t.Context(), bucket, v.key, v.id)
+		if err != nil || until == nil {
+			t.Fatalf("retention of %s version %s: %v, %v", v.key, v.id, until, err)
+		}
+		return *until
+	}
+	deadline := time.Now().Add(2*time.Second + 2*time.Second) // retain-until is in whole seconds
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond) // waiting for a date, not for an event
+	}
+	for _, v := range versions {
+		if until := lockedUntil(v); until.After(time.Now()) {
+			t.Fatalf("%s is locked until %v: the fault needs its retention lapsed", v.key, until)
+		}
+	}
+
+	// A pass every half retention or more could let an object lapse.
+	r := envAt(t, "").run("serve", "--dir", base+"/"+bucket+"/srv?retention=1h", "--server-dir", filepath.Join(dir, "server"),
+		"--listen", "127.0.0.1:0", "--renew-every", "30m")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "half the location's retention") {
+		t.Fatalf("serve --renew-every 30m with 1h retention: exit %d, %s", r.code, r.stderr)
+	}
+	s := startServerAt(t, base+"/"+bucket+"/srv?retention=1h", filepath.Join(dir, "server"), "127.0.0.1:0")
+	if !strings.Contains(s.banner, "extending Object Lock retention every 7m30s") {
+		t.Fatalf("kalaja serve over a locked bucket with 1h retention printed:\n%s", s.banner)
+	}
+	for !strings.Contains(s.log(), "retention renewed") {
+		if strings.Contains(s.log(), "retention renewal failed") {
+			t.Fatalf("kalaja serve:\n%s", s.log())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the server's log for its first pass
+	}
+	for _, v := range versions {
+		if until := lockedUntil(v); until.Before(time.Now().Add(30 * time.Minute)) {
+			t.Fatalf("%s is locked until %v after the server's renewal", v.key, until)
+		}
+		if err := admin.RemoveObject(t.Context(), bucket, v.key, minio.RemoveObjectOptions{VersionID: v.id, GovernanceBypass: true}); err == nil {
+			t.Fatalf("deleted %s version %s after the server's renewal", v.key, v.id)
+		}
+	}
+	_, tokenFile := s.addToken(t, "host-1")
+	s.client(t, tokenFile).must("restore", snap, "--target", out)
+	assertSameTree(t, src, filepath.Join(out, src))
+}

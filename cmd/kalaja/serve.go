@@ -185,12 +185,14 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if every > 0 {
+		g.printf("extending Object Lock retention every %s\n", every)
+	}
 	g.printf("serving %s on https://%s/\n", st.Location(), ln.Addr())
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	renewDone := make(chan struct{})
 	defer func() { stopRenew(); <-renewDone }()
 	if every > 0 {
-		g.printf("extending Object Lock retention every %s\n", every)
 		go func() { defer close(renewDone); srv.RenewEvery(renewCtx, every) }()
 	} else {
 		close(renewDone)
