@@ -147,10 +147,10 @@ func TestS3Init(t *testing.T) {
 // while a backup runs, then backs up twice more on the three drives left:
 // every snapshot whose backup was acknowledged (exit 0) restores
 // byte-identical, check --read-data passes, and Object Lock still refuses
-// to delete any version of any object. The drive is renamed away (MinIO
-// runs as the same user, often root, so a chmod would not stop it) and
-// put back at the end; that MinIO wrote without it is checked on the
-// drives themselves. Skipped on a single-drive MinIO.
+// to delete any version of any object. The drive is renamed away, with a
+// file in its place (MinIO runs as the same user, often root, so a chmod
+// would not stop it), and put back at the end; that MinIO wrote without
+// it is checked on the drives themselves. Skipped on a single-drive MinIO.
 func TestS3DriveLost(t *testing.T) {
 	base, admin := s3Server(t)
 	drives := strings.Fields(os.Getenv("KALAJA_TEST_S3_DRIVES"))
@@ -198,12 +198,13 @@ func TestS3DriveLost(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	// A file in the drive's place: MinIO would make a missing drive's
+	// directory again, as a fresh drive to heal onto.
 	gone := drives[1] + ".gone"
 	must(t, os.Rename(drives[1], gone))
+	must(t, os.WriteFile(drives[1], nil, 0o600))
 	t.Cleanup(func() {
-		// MinIO makes a missing drive's directory again, as a fresh drive
-		// to heal onto; the old one goes back in its place.
-		_ = os.RemoveAll(drives[1])
+		_ = os.Remove(drives[1])
 		_ = os.Rename(gone, drives[1])
 	})
 	if !ended {
