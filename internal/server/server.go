@@ -18,8 +18,11 @@
 // has ended. Objects of the
 // content-addressed kinds (data, index, snapshots) are hashed while they
 // stream in and refused unless their name is the SHA-256 of their bytes.
-// Bodies are bounded per kind, hosts per quota. Requests are logged
-// through an injected slog.Logger, never with their token.
+// Bodies are bounded per kind, hosts per quota. On a backend that locks
+// objects for a retention of its own (S3 Object Lock), Renew and
+// RenewEvery extend that lock for every object but those a signed request
+// asked to delete. Requests are logged through an injected slog.Logger,
+// never with their token.
 package server
 
 import (
