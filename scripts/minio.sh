@@ -12,6 +12,12 @@
 # The server listens on 127.0.0.1:$KALAJA_MINIO_PORT (default 19000), keeps
 # its data in a temporary directory, and has fixed test-only credentials. The
 # tests make their own buckets, with and without Object Lock.
+#
+# KALAJA_MINIO_DRIVES=4 starts MinIO in erasure-coded mode instead: one server
+# over four drives (directories $state/d1 ... d4, one erasure set with two
+# parity shards, EC:2), the way a distributed deployment stores objects. The
+# export lines then also name the drives, KALAJA_TEST_S3_DRIVES="d1 d2 d3 d4"
+# (absolute paths), for the test that takes one away.
 # Progress goes to stderr; only the export lines go to stdout.
 set -euo pipefail
 
@@ -20,6 +26,7 @@ set -euo pipefail
 version=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 cache=${KALAJA_CACHE:-${HOME:-/tmp}/.cache/kalaja}
 port=${KALAJA_MINIO_PORT:-19000}
+drives=${KALAJA_MINIO_DRIVES:-1}
 state=${TMPDIR:-/tmp}/kalaja-minio-$port
 user=kalaja-test
 secret=kalaja-test-secret
@@ -32,6 +39,9 @@ exports() {
 	echo "export KALAJA_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
 	echo "export AWS_ACCESS_KEY_ID=$user"
 	echo "export AWS_SECRET_ACCESS_KEY=$secret"
+	if [ -d "$state/d1" ]; then
+		echo "export KALAJA_TEST_S3_DRIVES=\"$(echo "$state"/d[0-9]*)\""
+	fi
 }
 
 # live reports whether a MinIO answers its health check on the port.
@@ -71,11 +81,22 @@ start() {
 	fi
 	install
 	rm -rf "$state"
-	mkdir -p "$state/data"
+	local data=$state/data
+	case $drives in
+	1) mkdir -p "$data" ;;
+	4)
+		mkdir -p "$state"/d{1..4}
+		data="$state/d{1...4}" # MinIO's own expansion, not the shell's
+		;;
+	*)
+		say "KALAJA_MINIO_DRIVES=$drives: want 1 or 4"
+		exit 1
+		;;
+	esac
 	MINIO_ROOT_USER=$user MINIO_ROOT_PASSWORD=$secret MINIO_BROWSER=off \
 		MINIO_UPDATE=off MINIO_CI_CD=1 \
 		nohup "$bin" server --quiet --address "127.0.0.1:$port" \
-		--console-address "127.0.0.1:$((port + 1))" "$state/data" \
+		--console-address "127.0.0.1:$((port + 1))" "$data" \
 		>"$state/log" 2>&1 </dev/null &
 	echo $! >"$state/pid"
 	for _ in $(seq 300); do

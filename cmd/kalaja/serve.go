@@ -41,6 +41,7 @@ type serveOptions struct {
 	tick      time.Duration
 	survey    time.Duration
 	verify    time.Duration
+	renew     time.Duration
 }
 
 // tokensPath returns the tokens file in the server directory.
@@ -85,8 +86,14 @@ with --admin-key FILE once, it is kept in SERVER-DIR/admin.pub), and only
 objects stored longer than the retention ago (--retention, on first start
 only; default 30d).
 
+In front of an s3: location with Object Lock, the server extends the lock of
+every object it keeps, at start and every --renew-every, when it would end
+within half of the location's retention; objects a signed request asked to
+delete are left to expire.
+
 The server directory (--server-dir or $KALAJA_SERVER_DIR) holds the token
-hashes, per-host usage and the administrator state (admin.json, admin.pub). Without --cert and --key, a self-signed certificate
+hashes, per-host usage, the administrator state (admin.json, admin.pub) and the
+objects signed requests could not delete yet (condemned). Without --cert and --key, a self-signed certificate
 is generated on first start in --tls-dir (default SERVER-DIR/tls) and its
 SHA-256 fingerprint printed; copy its cert.pem to the hosts. Metrics for
 Prometheus are at /metrics.
@@ -120,6 +127,7 @@ with the user name NAME and the printed token as the password).`,
 	f.DurationVar(&o.tick, "check-every", 5*time.Second, "how often to check hosts for silence and read the ledger's new records")
 	f.DurationVar(&o.survey, "survey-every", time.Hour, "how often to measure the storage and read the ledger's checkpoints and co-signatures")
 	f.DurationVar(&o.verify, "verify-every", 6*time.Hour, "how often to verify the ledger, as 'kalaja verify' does without the password (0: never)")
+	f.DurationVar(&o.renew, "renew-every", 0, "how often to extend the S3 Object Lock retention of the objects kept (default an eighth of the location's retention, at most 6h)")
 	cmd.AddCommand(newServeTokenCommand(g, o))
 	return cmd
 }
@@ -160,6 +168,10 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	every, err := renewInterval(st, o.renew)
+	if err != nil {
+		return err
+	}
 	tokens, err := server.OpenTokens(tokensPath)
 	if err != nil {
 		return err
@@ -182,7 +194,7 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
 		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention,
 		Fleet: fl, TickEvery: o.tick, SurveyEvery: o.survey, VerifyEvery: verifyEvery,
-		Dashboard: dashboard.New(fl, nil)})
+		Dashboard: dashboard.New(fl, nil), CondemnedFile: filepath.Join(o.serverDir, "condemned")})
 	if err != nil {
 		return err
 	}
@@ -213,6 +225,9 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if every > 0 {
+		g.printf("extending Object Lock retention every %s\n", every)
+	}
 	g.printf("serving %s on https://%s/\n", st.Location(), ln.Addr())
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan struct{})
@@ -224,6 +239,14 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		stopRun()
 		<-ran
 	}()
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	renewDone := make(chan struct{})
+	defer func() { stopRenew(); <-renewDone }()
+	if every > 0 {
+		go func() { defer close(renewDone); srv.RenewEvery(renewCtx, every) }()
+	} else {
+		close(renewDone)
+	}
 	done := make(chan error, 1)
 	go func() { done <- hs.ServeTLS(ln, "", "") }()
 	select {
@@ -240,6 +263,31 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// maxRenewInterval bounds the time between two renewal passes.
+const maxRenewInterval = 6 * time.Hour
+
+// renewInterval returns how often the server extends the retention of the
+// objects st keeps: given, or an eighth of the S3 location's retention (so
+// that an object comes up for renewal, within half its retention of the
+// end, four times before it could lapse), at most maxRenewInterval; 0 for
+// a store without retention of its own. An interval of half the
+// retention or more could let an object lapse between two passes: a usage
+// error.
+func renewInterval(st store.Store, given time.Duration) (time.Duration, error) {
+	s, ok := st.(*s3.Store)
+	if !ok || s.Retention() == 0 {
+		return 0, nil
+	}
+	switch r := s.Retention(); {
+	case given >= r/2:
+		return 0, usageError{fmt.Errorf("--renew-every %v: must be less than half the location's retention (%v), or an object could lapse between two passes", given, r)}
+	case given > 0:
+		return given, nil
+	default:
+		return min(r/8, maxRenewInterval), nil
+	}
 }
 
 // certificate loads --cert and --key, or the generated certificate in the

@@ -26,6 +26,7 @@ type served struct {
 	cert   string // the generated certificate's file
 	repo   string // the directory it serves
 	dir    string // its server directory
+	banner string // what it printed on stdout up to its serving line
 	cmd    *exec.Cmd
 	killed bool // kill ended it: the test's end has nothing to stop
 	mu     sync.Mutex
@@ -92,6 +93,7 @@ func startServerAt(t *testing.T, repo, dir, listen string, extra ...string) *ser
 	if !strings.Contains(strings.Join(lines, "\n"), "certificate fingerprint sha256:") {
 		t.Errorf("kalaja serve printed no fingerprint:\n%s", strings.Join(lines, "\n"))
 	}
+	s.banner = strings.Join(lines, "\n")
 	s.cert = filepath.Join(s.dir, "tls", "cert.pem")
 	go func() {
 		for sc.Scan() {

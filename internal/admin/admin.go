@@ -352,14 +352,14 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	}
 	var out Result
 	for _, s := range j.Deleted {
-		h, err := parseHandle(s)
+		h, err := ParseHandle(s)
 		if err != nil {
 			return err
 		}
 		out.Deleted = append(out.Deleted, h)
 	}
 	for _, k := range j.Kept {
-		h, err := parseHandle(k.Object)
+		h, err := ParseHandle(k.Object)
 		if err != nil {
 			return err
 		}
@@ -369,8 +369,9 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// parseHandle reads "KIND/NAME"; KIND may itself hold a slash.
-func parseHandle(s string) (store.Handle, error) {
+// ParseHandle reads "KIND/NAME" (store.Handle.String), KIND may itself
+// hold a slash; it refuses what CheckHandle refuses.
+func ParseHandle(s string) (store.Handle, error) {
 	i := strings.LastIndexByte(s, '/')
 	if i < 0 {
 		return store.Handle{}, fmt.Errorf("invalid object %q: want KIND/NAME", s)

@@ -187,42 +187,6 @@ func (s signed) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
 	return kept, nil
 }
 
-// renewer is a store whose retention prune extends for every object that
-// stays: S3 with Object Lock (s3.Store.Renew).
-type renewer interface {
-	Renew(ctx context.Context, h store.Handle) (bool, error)
-}
-
-// RenewAll extends the retention of every object of st that would lose it
-// soon, if st keeps objects under retention, and returns how many it
-// extended.
-func RenewAll(ctx context.Context, st store.Lister) (int, error) {
-	rn, ok := st.(renewer)
-	if !ok {
-		return 0, nil
-	}
-	hs := []store.Handle{{Type: store.Config}}
-	for _, t := range store.Listable {
-		if err := st.List(ctx, t, func(fi store.FileInfo) error {
-			hs = append(hs, store.Handle{Type: t, Name: fi.Name})
-			return nil
-		}); err != nil {
-			return 0, fmt.Errorf("list %s: %w", t, err)
-		}
-	}
-	n := 0
-	for _, h := range hs {
-		ok, err := rn.Renew(ctx, h)
-		if err != nil {
-			return n, fmt.Errorf("extend retention: %w", err)
-		}
-		if ok {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // NeedsSigner reports whether deleting from st needs the administrator's
 // signing key (st deletes only on signed requests).
 func NeedsSigner(st store.Store) bool {

@@ -281,7 +281,7 @@ type Result struct {
 	Removed []store.Handle
 	Kept    []Kept
 	// Renewed counts the objects that stay whose retention was extended
-	// (RenewAll).
+	// (store.RenewAll).
 	Renewed int
 }
 
@@ -291,7 +291,7 @@ type Result struct {
 // to delete (so that the ledger says so first; an error stops Execute
 // before anything is deleted), deletes the old index files, and then
 // deletes the packs that no remaining index file lists, and finally
-// extends the retention of what stays (RenewAll). A crash at any point leaves a repository that passes check: at
+// extends the retention of what stays (store.RenewAll). A crash at any point leaves a repository that passes check: at
 // worst with packs no index lists, which the next backup re-indexes and
 // the next prune deletes again.
 func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg Ledger, host string) (*Result, error) {
@@ -363,7 +363,7 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 			res.Removed = append(res.Removed, h)
 		}
 	}
-	if res.Renewed, err = RenewAll(ctx, r.Store()); err != nil {
+	if res.Renewed, err = store.RenewAll(ctx, r.Store(), nil); err != nil {
 		return res, err
 	}
 	return res, nil

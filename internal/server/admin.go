@@ -263,7 +263,8 @@ func (s *Server) postAdmin(ctx context.Context, w http.ResponseWriter, r *http.R
 }
 
 // execute deletes the objects req names whose retention (from their
-// stamp) has ended by now.
+// stamp) has ended by now, and condemns those it keeps but for missing
+// ones: Renew no longer extends their retention in the backend.
 func (s *Server) execute(ctx context.Context, req admin.Request, retention time.Duration, now time.Time) admin.Result {
 	res := admin.Result{Deleted: []store.Handle{}, Kept: []admin.Kept{}}
 	rm, _ := s.st.(store.Remover)
@@ -300,6 +301,19 @@ func (s *Server) execute(ctx context.Context, req admin.Request, retention time.
 		s.m.objects.WithLabelValues(string(h.Type)).Dec()
 		s.m.bytes.WithLabelValues(string(h.Type)).Sub(float64(fi.Size))
 		s.log.Info("deleted", "object", h.String(), "bytes", fi.Size, "stamp", fi.Stamp.UTC(), "seq", req.Seq)
+	}
+	var kept, gone []store.Handle
+	for _, k := range res.Kept {
+		if k.Reason == "missing" {
+			gone = append(gone, k.Object)
+		} else {
+			kept = append(kept, k.Object)
+		}
+	}
+	if err := s.condemned.update(kept, append(gone, res.Deleted...)); err != nil {
+		// Safe: an object not recorded as condemned is renewed until a
+		// later request names it again.
+		s.log.Error("administrator delete: record the kept objects", "seq", req.Seq, "err", err)
 	}
 	return res
 }

@@ -19,6 +19,9 @@ type metrics struct {
 	lastSnapshot *prometheus.GaugeVec
 	admin        *prometheus.CounterVec
 	deleted      *prometheus.CounterVec
+	renewed      prometheus.Counter
+	renewals     *prometheus.CounterVec
+	lastRenewal  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -52,8 +55,21 @@ func newMetrics() *metrics {
 			Name: "kalaja_server_deleted_objects_total",
 			Help: "Objects deleted by administrator requests, by kind.",
 		}, []string{"kind"}),
+		renewed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kalaja_server_renewed_objects_total",
+			Help: "Objects whose retention in the backend (S3 Object Lock) the server extended.",
+		}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kalaja_server_renewals_total",
+			Help: "Passes over the backend's objects to extend their retention, by result: done or failed.",
+		}, []string{"result"}),
+		lastRenewal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kalaja_server_last_renewal_timestamp_seconds",
+			Help: "Server time at which the last renewal pass ended without error, in Unix seconds.",
+		}),
 	}
 	m.reg.MustRegister(m.objects, m.bytes, m.refused, m.hostBytes, m.lastSnapshot, m.admin, m.deleted,
+		m.renewed, m.renewals, m.lastRenewal,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{reasonUnauthorized, reasonForbidden, reasonBadRequest, reasonNotFound, reasonMethod, reasonExists,
 		reasonHash, reasonTooLarge, reasonLength, reasonQuota, reasonRange, reasonAdminNoKey, reasonAdminSignature,
@@ -62,6 +78,8 @@ func newMetrics() *metrics {
 	}
 	m.admin.WithLabelValues("accepted")
 	m.admin.WithLabelValues("refused")
+	m.renewals.WithLabelValues("done")
+	m.renewals.WithLabelValues("failed")
 	return m
 }
 

@@ -19,8 +19,11 @@
 // has ended. Objects of the
 // content-addressed kinds (data, index, snapshots) are hashed while they
 // stream in and refused unless their name is the SHA-256 of their bytes.
-// Bodies are bounded per kind, hosts per quota. Requests are logged
-// through an injected slog.Logger, never with their token.
+// Bodies are bounded per kind, hosts per quota. On a backend that locks
+// objects for a retention of its own (S3 Object Lock), Renew and
+// RenewEvery extend that lock for every object but those a signed request
+// asked to delete. Requests are logged through an injected slog.Logger,
+// never with their token.
 package server
 
 import (
@@ -95,6 +98,10 @@ type Options struct {
 	// DefaultRetention. If AdminFile exists with another retention, New
 	// fails: only a signed request changes it.
 	Retention time.Duration
+	// CondemnedFile persists the objects signed requests asked to delete
+	// that the backend kept, whose retention Renew does not extend,
+	// SERVER-DIR/condemned. Empty keeps them in memory only.
+	CondemnedFile string
 	// SkipHashCheck stores objects of content-addressed kinds without
 	// checking that their name is the SHA-256 of their bytes (the name
 	// must still be 64 lowercase hex digits, store.Handle.Check). Only for
@@ -129,6 +136,7 @@ type Server struct {
 	skipHash  bool
 	usage     *usage
 	adm       *administration
+	condemned *condemned
 	m         *metrics
 	metricsOK http.Handler
 	dashboard http.Handler
@@ -154,8 +162,12 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cond, err := loadCondemned(o.CondemnedFile)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, dashboard: o.Dashboard, usage: u, adm: adm, m: newMetrics(),
+		skipHash: o.SkipHashCheck, dashboard: o.Dashboard, usage: u, adm: adm, condemned: cond, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }},
 		fleet:  o.Fleet, tickEvery: o.TickEvery, surveyEvery: o.SurveyEvery, verifyEvery: o.VerifyEvery}
 	if s.tickEvery <= 0 {

@@ -153,3 +153,49 @@ type Staged interface {
 type Remover interface {
 	Remove(ctx context.Context, h Handle) error
 }
+
+// Renewer is a store that keeps each object under a retention of its own
+// that it can extend (S3 with Object Lock: s3.Store.Renew).
+type Renewer interface {
+	// Renew extends the retention of h's object when it would end soon,
+	// and reports whether it did. Retention is only ever lengthened.
+	Renew(ctx context.Context, h Handle) (bool, error)
+}
+
+// RenewAll extends, if st is a Renewer, the retention of the config and
+// of every listed object for which skip (nil: none) returns false, and
+// returns how many it extended. An object gone by the time it is renewed
+// (a missing config, a concurrent deletion) is passed over; any other
+// error stops it, having extended the count it returns.
+func RenewAll(ctx context.Context, st Lister, skip func(Handle) bool) (int, error) {
+	rn, ok := st.(Renewer)
+	if !ok {
+		return 0, nil
+	}
+	hs := []Handle{{Type: Config}}
+	for _, t := range Listable {
+		if err := st.List(ctx, t, func(fi FileInfo) error {
+			hs = append(hs, Handle{Type: t, Name: fi.Name})
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("list %s: %w", t, err)
+		}
+	}
+	n := 0
+	for _, h := range hs {
+		if skip != nil && skip(h) {
+			continue
+		}
+		ok, err := rn.Renew(ctx, h)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue // no config yet, or deleted since the listing
+		}
+		if err != nil {
+			return n, fmt.Errorf("extend retention: %w", err)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -65,6 +65,7 @@ var (
 	_ store.Store   = (*Store)(nil)
 	_ store.Stager  = (*Store)(nil)
 	_ store.Remover = (*Store)(nil)
+	_ store.Renewer = (*Store)(nil)
 )
 
 // Create checks that loc's bucket can hold a new repository and returns the
@@ -454,9 +455,10 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 // version) to now plus the location's retention when it would end within
 // half of that, so that an object still in use stays protected past the
 // retention it was written with. It reports whether it extended anything;
-// without Object Lock it does nothing. Prune runs it, with the
-// administrator's credential, for every object that stays: retention can
-// only be lengthened, so no credential shortens protection with it.
+// without Object Lock it does nothing. Prune on a direct S3 repository
+// runs it for every object that stays, and kalaja serve over S3 for every
+// object no signed request condemned (store.RenewAll): retention can only
+// be lengthened, so no credential shortens protection with it.
 func (s *Store) Renew(ctx context.Context, h store.Handle) (bool, error) {
 	if !s.lock {
 		return false, nil
@@ -488,6 +490,15 @@ func (s *Store) Renew(ctx context.Context, h store.Handle) (bool, error) {
 		return false, s.objErr("extend the retention of", h, err)
 	}
 	return true, nil
+}
+
+// Retention returns how long each saved object is locked (the location's
+// retention, or DefaultRetention), or 0 on a bucket without Object Lock.
+func (s *Store) Retention() time.Duration {
+	if !s.lock {
+		return 0
+	}
+	return cmp(s.loc.Retention, DefaultRetention)
 }
 
 // Remove implements store.Remover: it deletes every version of h's object.
