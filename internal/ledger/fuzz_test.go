@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -79,6 +80,55 @@ func FuzzParseBatch(f *testing.F) {
 		}
 		if out := b.encode(); !bytes.Equal(out, data) {
 			t.Fatalf("parseBatch(%q) accepted a non-canonical encoding of %q", data, out)
+		}
+	})
+}
+
+// FuzzBatchChecker checks that the streaming checker, fed a batch in three
+// writes, accepts exactly what ParseBatch accepts and finds a server-only
+// record exactly when ParseBatch returns one.
+func FuzzBatchChecker(f *testing.F) {
+	f.Add(batch{start: 0, records: encodeAll(testRecords("seed", 0, 1))}.encode(), uint16(3), uint16(40))
+	f.Add(batch{start: 9, records: encodeAll(eventRecords(KindAlert, "seed", 0, 2))}.encode(), uint16(60), uint16(61))
+	f.Add(batch{start: 9, records: encodeAll(eventRecords(KindResolved, "seed", 0, 2))}.encode(), uint16(0), uint16(500))
+	for _, tt := range batchRejects() {
+		f.Add([]byte(tt.data), uint16(1), uint16(2))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, i, j uint16) {
+		start := int64(0)
+		if h, _, ok := bytes.Cut(data, []byte{'\n'}); ok {
+			if f := bytes.Fields(h); len(f) == 6 {
+				if n, err := strconv.ParseInt(string(f[4]), 10, 64); err == nil && n >= 0 {
+					start = n
+				}
+			}
+		}
+		a, b := min(int(i), len(data)), min(int(j), len(data))
+		if a > b {
+			a, b = b, a
+		}
+		c := NewBatchChecker(entryName(start))
+		for _, p := range [][]byte{data[:a], data[a:b], data[b:]} {
+			if n, err := c.Write(p); n != len(p) || err != nil {
+				t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(p))
+			}
+		}
+		recs, err := ParseBatch(data, start)
+		if (err == nil) != (c.Err() == nil) {
+			t.Fatalf("batch %q: ParseBatch: %v; checker: %v", data, err, c.Err())
+		}
+		if err != nil {
+			return
+		}
+		want := ""
+		for _, r := range recs {
+			if ServerOnly(r.Kind) {
+				want = r.Kind
+				break
+			}
+		}
+		if c.ServerOnly() != want {
+			t.Fatalf("batch %q: checker found server-only kind %q, want %q", data, c.ServerOnly(), want)
 		}
 	})
 }

@@ -272,30 +272,19 @@ func parseBatch(data []byte, start int64) (batch, error) {
 	if !ok {
 		return batch{}, fmt.Errorf("batch without header: %w", blob.ErrCorrupt)
 	}
-	f := bytes.Fields(line)
-	if len(f) != 6 || string(bytes.Join(f[:4], []byte(" "))) != batchMagic {
-		return batch{}, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
+	n, err := parseBatchHeader(line, start)
+	if err != nil {
+		return batch{}, err
 	}
-	s, err1 := strconv.ParseInt(string(f[4]), 10, 64)
-	n, err2 := strconv.ParseInt(string(f[5]), 10, 64)
-	if err1 != nil || err2 != nil || n <= 0 || n > maxBatch {
-		return batch{}, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
-	}
-	if string(line) != fmt.Sprintf("%s %d %d", batchMagic, s, n) {
-		return batch{}, fmt.Errorf("batch header %q is not in canonical form: %w", truncate(line), blob.ErrCorrupt)
-	}
-	if s != start {
-		return batch{}, fmt.Errorf("batch says it starts at record %d, its name says %d: %w", s, start, blob.ErrCorrupt)
-	}
-	b := batch{start: s, records: make([][]byte, 0, min(n, int64(len(rest)/64+1)))}
+	b := batch{start: start, records: make([][]byte, 0, min(n, int64(len(rest)/64+1)))}
 	for len(rest) > 0 {
 		var rec []byte
 		rec, rest, ok = bytes.Cut(rest, []byte{'\n'})
 		if !ok {
-			return batch{}, fmt.Errorf("batch record %d is not terminated: %w", s+int64(len(b.records)), blob.ErrCorrupt)
+			return batch{}, fmt.Errorf("batch record %d is not terminated: %w", start+int64(len(b.records)), blob.ErrCorrupt)
 		}
 		if _, err := ParseRecord(rec); err != nil {
-			return batch{}, fmt.Errorf("batch record %d: %w", s+int64(len(b.records)), err)
+			return batch{}, fmt.Errorf("batch record %d: %w", start+int64(len(b.records)), err)
 		}
 		b.records = append(b.records, rec)
 	}
@@ -304,6 +293,134 @@ func parseBatch(data []byte, start int64) (batch, error) {
 	}
 	return b, nil
 }
+
+// parseBatchHeader checks a batch's header line (without its line break)
+// for the batch that starts at log index start, and returns the number of
+// records it announces.
+func parseBatchHeader(line []byte, start int64) (int64, error) {
+	f := bytes.Fields(line)
+	if len(f) != 6 || string(bytes.Join(f[:4], []byte(" "))) != batchMagic {
+		return 0, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
+	}
+	s, err1 := strconv.ParseInt(string(f[4]), 10, 64)
+	n, err2 := strconv.ParseInt(string(f[5]), 10, 64)
+	if err1 != nil || err2 != nil || n <= 0 || n > maxBatch {
+		return 0, fmt.Errorf("batch header %q: %w", truncate(line), blob.ErrCorrupt)
+	}
+	if string(line) != fmt.Sprintf("%s %d %d", batchMagic, s, n) {
+		return 0, fmt.Errorf("batch header %q is not in canonical form: %w", truncate(line), blob.ErrCorrupt)
+	}
+	if s != start {
+		return 0, fmt.Errorf("batch says it starts at record %d, its name says %d: %w", s, start, blob.ErrCorrupt)
+	}
+	return n, nil
+}
+
+// BatchChecker checks an entries object as it streams in, by the rules of
+// ParseBatch, holding at most one record's bytes at a time: the server
+// checks a host's batch with it before storing it, so that a host can
+// neither store a batch that every reader would refuse (which would stop
+// every later append) nor write a record of a kind only the server writes.
+// Write never fails, so that the checker can read a copy of a body that
+// goes elsewhere; Err and ServerOnly say what it found once the body has
+// been written whole. It is not safe for concurrent use.
+type BatchChecker struct {
+	name     string
+	start    int64
+	line     []byte
+	long     bool  // the current line is longer than any record
+	n, count int64 // records announced, and seen
+	header   bool
+	err      error
+	server   string
+}
+
+// NewBatchChecker returns a checker of the entries object named name
+// (ledger/entries/<name>).
+func NewBatchChecker(name string) *BatchChecker {
+	c := &BatchChecker{name: name}
+	var ok bool
+	if c.start, ok = parseIndexName(name); !ok {
+		c.err = fmt.Errorf("entries name %q: %w", truncate([]byte(name)), blob.ErrCorrupt)
+	}
+	return c
+}
+
+// Write reads the next bytes of the batch. It always consumes all of p.
+func (c *BatchChecker) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && c.err == nil {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if !c.long && len(c.line)+len(chunk) <= maxRecord {
+			c.line = append(c.line, chunk...)
+		} else {
+			c.long, c.line = true, c.line[:0]
+		}
+		if i < 0 {
+			break
+		}
+		c.endLine()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// endLine checks the line just ended.
+func (c *BatchChecker) endLine() {
+	defer func() { c.line, c.long = c.line[:0], false }()
+	if !c.header {
+		c.header = true
+		if c.long {
+			c.err = fmt.Errorf("batch header too long: %w", blob.ErrCorrupt)
+			return
+		}
+		c.n, c.err = parseBatchHeader(c.line, c.start)
+		return
+	}
+	at := c.start + c.count
+	c.count++
+	if c.count > c.n {
+		c.err = fmt.Errorf("batch holds more records than its header's %d: %w", c.n, blob.ErrCorrupt)
+		return
+	}
+	if c.long {
+		c.err = fmt.Errorf("batch record %d is too long: %w", at, blob.ErrCorrupt)
+		return
+	}
+	r, err := ParseRecord(c.line)
+	if err != nil {
+		c.err = fmt.Errorf("batch record %d: %w", at, err)
+		return
+	}
+	if c.server == "" && ServerOnly(r.Kind) {
+		c.server = r.Kind
+	}
+}
+
+// Err returns why the batch written so far, taken as the whole object, is
+// not one ParseBatch accepts (wrapping blob.ErrCorrupt, or
+// blob.ErrUnsupported for a record version it does not know), or nil.
+func (c *BatchChecker) Err() error {
+	switch {
+	case c.err != nil:
+		return c.err
+	case !c.header:
+		return fmt.Errorf("batch without header: %w", blob.ErrCorrupt)
+	case len(c.line) > 0 || c.long:
+		return fmt.Errorf("batch record %d is not terminated: %w", c.start+c.count, blob.ErrCorrupt)
+	case c.count != c.n:
+		return fmt.Errorf("batch holds %d records, its header says %d: %w", c.count, c.n, blob.ErrCorrupt)
+	}
+	return nil
+}
+
+// ServerOnly returns the kind of the first record written so far whose
+// kind only the server writes (ServerOnly), or "".
+func (c *BatchChecker) ServerOnly() string { return c.server }
 
 func truncate(b []byte) []byte {
 	if len(b) > 80 {

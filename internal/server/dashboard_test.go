@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/store"
 )
 
@@ -66,6 +69,10 @@ func TestDashboardCredentialOnAPI(t *testing.T) {
 		name := sha(b)
 		if k == store.LedgerEntries || k == store.LedgerCheckpoints {
 			name = "00000000000000000001"
+		}
+		if k == store.LedgerEntries { // the server takes only a batch readers accept
+			rec := ledger.Record{Kind: ledger.KindPack, ID: blob.ID{1}, Size: 1, Time: time.Unix(1_800_000_000, 0), Host: "host-1"}
+			b = append([]byte("kalaja ledger batch v1 1 1\n"), append(rec.Marshal(), '\n')...)
 		}
 		switch k {
 		case store.LedgerTiles:

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -94,62 +93,18 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
-// kindScanner reads a ledger batch as it streams through a PUT and notes
-// whether one of its records is of a kind only the server writes. It keeps
-// at most one line of maxLine bytes; a longer line is no record.
-type kindScanner struct {
-	line   []byte
-	long   bool // the current line passed maxLine
-	forged string
-}
-
-const maxLine = 8 << 10
-
-func (k *kindScanner) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		chunk := p
-		if i >= 0 {
-			chunk = p[:i]
-		}
-		if !k.long && len(k.line)+len(chunk) <= maxLine {
-			k.line = append(k.line, chunk...)
-		} else {
-			k.long, k.line = true, k.line[:0]
-		}
-		if i < 0 {
-			break
-		}
-		k.check()
-		p = p[i+1:]
-	}
-	return n, nil
-}
-
-// check looks at one complete line.
-func (k *kindScanner) check() {
-	if !k.long && k.forged == "" {
-		var r struct {
-			Kind string `json:"kind"`
-		}
-		if json.Unmarshal(k.line, &r) == nil && ledger.ServerOnly(r.Kind) {
-			k.forged = r.Kind
-		}
-	}
-	k.line, k.long = k.line[:0], false
-}
-
-// refusal returns the refusal of a batch with a server-only record, or nil.
-func (k *kindScanner) refusal() error {
-	if k == nil {
+// batchRefusal returns the refusal of a host's ledger batch that c read
+// whole: one that no reader would accept (it would stop every later
+// append), or one that holds a record of a kind only the server writes.
+func batchRefusal(c *ledger.BatchChecker) error {
+	if c == nil {
 		return nil
 	}
-	if len(k.line) > 0 {
-		k.check() // a last line without its newline
+	if err := c.Err(); err != nil {
+		return refuse(http.StatusBadRequest, reasonBadRequest, "not a valid ledger batch: %v", err)
 	}
-	if k.forged == "" {
-		return nil
+	if k := c.ServerOnly(); k != "" {
+		return refuse(http.StatusForbidden, reasonForged, "a host may not write %s records: only the server does", k)
 	}
-	return refuse(http.StatusForbidden, reasonForged, "a host may not write %s records: only the server does", k.forged)
+	return nil
 }

@@ -44,7 +44,7 @@ func TestNamesAsStores(t *testing.T) {
 		}
 	})
 	t.Run("http", func(t *testing.T) {
-		f := newFixture(t, func(o *Options) { o.SkipHashCheck = true })
+		f := newFixture(t, func(o *Options) { o.SkipContentChecks = true })
 		want := map[store.FileType]map[string]int64{}
 		for _, h := range storetest.ValidHandles() {
 			body := []byte(h.String())

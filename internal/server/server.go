@@ -44,6 +44,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/fleet"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/store"
 )
 
@@ -102,12 +103,13 @@ type Options struct {
 	// that the backend kept, whose retention Renew does not extend,
 	// SERVER-DIR/condemned. Empty keeps them in memory only.
 	CondemnedFile string
-	// SkipHashCheck stores objects of content-addressed kinds without
-	// checking that their name is the SHA-256 of their bytes (the name
-	// must still be 64 lowercase hex digits, store.Handle.Check). Only for
-	// running the store conformance suite, whose objects are not
-	// content-addressed, through a server.
-	SkipHashCheck bool
+	// SkipContentChecks stores objects without looking at their bytes:
+	// objects of content-addressed kinds without checking that their name
+	// is the SHA-256 of their bytes (the name must still be 64 lowercase
+	// hex digits, store.Handle.Check), and ledger batches without checking
+	// them (ledger.BatchChecker). Only for running the store conformance
+	// suite, whose objects are neither, through a server.
+	SkipContentChecks bool
 	// Fleet is the vault's state of its hosts: POST /v1/events applies to
 	// it, Run ticks it, and every scrape of /metrics reads the fleet
 	// metrics (kalaja_fleet_*) from it. Nil: /v1/events is 404, Run returns
@@ -127,20 +129,20 @@ type Options struct {
 // Server is the HTTP handler of API version 1. It is safe for concurrent
 // use.
 type Server struct {
-	st        store.Store
-	stager    store.Stager // nil: stage in memory
-	tokens    *Tokens
-	quota     int64
-	log       *slog.Logger
-	now       func() time.Time
-	skipHash  bool
-	usage     *usage
-	adm       *administration
-	condemned *condemned
-	m         *metrics
-	metricsOK http.Handler
-	dashboard http.Handler
-	chunks    sync.Pool // of *[readChunk]byte, the buffers of GETs
+	st          store.Store
+	stager      store.Stager // nil: stage in memory
+	tokens      *Tokens
+	quota       int64
+	log         *slog.Logger
+	now         func() time.Time
+	skipContent bool
+	usage       *usage
+	adm         *administration
+	condemned   *condemned
+	m           *metrics
+	metricsOK   http.Handler
+	dashboard   http.Handler
+	chunks      sync.Pool // of *[readChunk]byte, the buffers of GETs
 
 	fleet                               *fleet.State
 	tickEvery, surveyEvery, verifyEvery time.Duration
@@ -167,7 +169,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, dashboard: o.Dashboard, usage: u, adm: adm, condemned: cond, m: newMetrics(),
+		skipContent: o.SkipContentChecks, dashboard: o.Dashboard, usage: u, adm: adm, condemned: cond, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }},
 		fleet:  o.Fleet, tickEvery: o.TickEvery, surveyEvery: o.SurveyEvery, verifyEvery: o.VerifyEvery}
 	if s.tickEvery <= 0 {
@@ -481,16 +483,16 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	}()
 	sum := sha256.New()
 	body := io.TeeReader(io.LimitReader(r.Body, size), sum)
-	var kinds *kindScanner // a host's ledger batch may not hold vault records
-	if h.Type == store.LedgerEntries {
-		kinds = &kindScanner{}
-		body = io.TeeReader(body, kinds)
+	var batch *ledger.BatchChecker // a host's ledger batch must be valid, without vault records
+	if h.Type == store.LedgerEntries && !s.skipContent {
+		batch = ledger.NewBatchChecker(h.Name)
+		body = io.TeeReader(body, batch)
 	}
 	var err error
 	if s.stager != nil && h.Type != store.Config {
-		err = s.stage(ctx, h, body, size, sum, kinds)
+		err = s.stage(ctx, h, body, size, sum, batch)
 	} else {
-		err = s.save(ctx, h, body, size, sum, kinds)
+		err = s.save(ctx, h, body, size, sum, batch)
 	}
 	if errors.Is(err, store.ErrExists) {
 		return refuse(http.StatusConflict, reasonExists, "%v already exists", h)
@@ -516,16 +518,16 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 }
 
 // checkBody checks that body gave size bytes whose SHA-256 is the name
-// of a content-addressed object, and that a ledger batch holds no record
-// of a kind only the server writes.
-func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash, kinds *kindScanner) error {
+// of a content-addressed object, and that a ledger batch is one readers
+// accept, without a record of a kind only the server writes.
+func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash, batch *ledger.BatchChecker) error {
 	if n != size {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "the body has %d of %d bytes", n, size)
 	}
-	if err := kinds.refusal(); err != nil {
+	if err := batchRefusal(batch); err != nil {
 		return err
 	}
-	if h.Type.ContentAddressed() && !s.skipHash && hex.EncodeToString(sum.Sum(nil)) != h.Name {
+	if h.Type.ContentAddressed() && !s.skipContent && hex.EncodeToString(sum.Sum(nil)) != h.Name {
 		return refuse(http.StatusUnprocessableEntity, reasonHash, "the SHA-256 of the body is not the name %s", h.Name)
 	}
 	return nil
@@ -533,7 +535,7 @@ func (s *Server) checkBody(h store.Handle, n, size int64, sum hash.Hash, kinds *
 
 // stage streams the body into the store's staging area. Config, which has
 // no name to commit under, is saved from memory instead.
-func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash, kinds *kindScanner) error {
+func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash, batch *ledger.BatchChecker) error {
 	st, err := s.stager.Stage(h.Type)
 	if err != nil {
 		return err
@@ -547,7 +549,7 @@ func (s *Server) stage(ctx context.Context, h store.Handle, body io.Reader, size
 		}
 		return fmt.Errorf("stage %v: %w", h, err)
 	}
-	if err := s.checkBody(h, n, size, sum, kinds); err != nil {
+	if err := s.checkBody(h, n, size, sum, batch); err != nil {
 		st.Abort()
 		return err
 	}
@@ -570,13 +572,13 @@ func (r *readErr) Read(p []byte) (int, error) {
 }
 
 // save reads the body into memory and saves it.
-func (s *Server) save(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash, kinds *kindScanner) error {
+func (s *Server) save(ctx context.Context, h store.Handle, body io.Reader, size int64, sum hash.Hash, batch *ledger.BatchChecker) error {
 	buf := make([]byte, size)
 	n, err := io.ReadFull(body, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return refuse(http.StatusBadRequest, reasonBadRequest, "read body: %v", err)
 	}
-	if err := s.checkBody(h, int64(n), size, sum, kinds); err != nil {
+	if err := s.checkBody(h, int64(n), size, sum, batch); err != nil {
 		return err
 	}
 	return s.st.Save(ctx, h, buf)

@@ -46,7 +46,7 @@ func newBackend(t *testing.T, skipHash bool, wrap func(http.Handler) http.Handle
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{Store: st, Tokens: tokens, SkipHashCheck: skipHash})
+	srv, err := server.New(server.Options{Store: st, Tokens: tokens, SkipContentChecks: skipHash})
 	if err != nil {
 		t.Fatal(err)
 	}
