@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/outbox"
 )
 
 func TestSinksAndReadLog(t *testing.T) {
@@ -103,5 +104,45 @@ func TestSinksAndReadLog(t *testing.T) {
 func TestOpenRefusesUnwritableLog(t *testing.T) {
 	if _, err := Open(Options{LogFile: filepath.Join(t.TempDir(), "missing", "alerts.jsonl")}); err == nil {
 		t.Fatal("Open of an alert log in a missing folder succeeded")
+	}
+}
+
+// TestSinksOutbox: each alert is queued for the vault as the line the
+// alert log holds; the lines that follow alerts are not.
+func TestSinksOutbox(t *testing.T) {
+	dir := t.TempDir()
+	q, err := outbox.Open(filepath.Join(dir, "outbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "alerts.jsonl")
+	s, err := Open(Options{LogFile: logFile, Outbox: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	log := slog.New(slog.DiscardHandler)
+	s.Send(t.Context(), detect.Alert{Time: t0, PID: 42, Command: "locker", Files: []string{"/srv/a.docx"}}, log)
+	s.SendHealing(t.Context(), Healing{Time: t0, Healed: Healed{Alert: t0, PID: 42}}, log)
+	s.Send(t.Context(), detect.Alert{Time: t0.Add(time.Minute), PID: 43, Command: "wiper"}, log)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(logged), []byte("\n"))
+	_, entries, _, err := q.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 3 || len(entries) != 2 {
+		t.Fatalf("%d log lines, %d queued events", len(lines), len(entries))
+	}
+	for i, want := range [][]byte{lines[0], lines[2]} {
+		if e := entries[i]; e.Type != outbox.TypeAlert || e.Seq != uint64(i+1) || !bytes.Equal(e.Body, want) {
+			t.Errorf("event %d: %d %s %s, want the log's line %s", i, e.Seq, e.Type, e.Body, want)
+		}
 	}
 }
