@@ -38,7 +38,8 @@ type Sender struct {
 	// RefusedWait is the wait after a refusal; 5 min by default.
 	RefusedWait time.Duration
 	// Log receives a WARN per failed attempt (the first, then every tenth
-	// of a run of failures) and an ERROR per refusal.
+	// of a run of failures), an ERROR per refusal, and an INFO when events
+	// are delivered after failures.
 	Log *slog.Logger
 }
 
@@ -74,22 +75,26 @@ func (s *Sender) Run(ctx context.Context) error {
 	defer unlock()
 	wait, failures := backoff, 0
 	for {
-		sent, err := s.sendOnce(ctx, log)
+		ack, err := s.sendOnce(ctx, log)
 		var pause time.Duration
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case err == nil && sent:
+		case err == nil && ack > 0:
+			if failures > 0 {
+				log.Info("the vault is reachable again: queued events delivered", "ack", ack, "failures", failures)
+			}
 			wait, failures = backoff, 0
 			continue
 		case err == nil:
 			pause = -1 // nothing pending: wait for an event
 		case s.Refused != nil && s.Refused(err):
 			log.Error("the vault refused the queued events; they are kept and sent again later", "err", err, "retry in", refusedWait)
+			failures++
 			pause = refusedWait
 		default:
 			if failures%10 == 0 {
-				log.Warn("cannot reach the vault; events stay queued", "err", err, "retry in", wait, "failures", failures+1)
+				log.Warn("events not delivered to the vault; they stay queued", "err", err, "retry in", wait, "failures", failures+1)
 			}
 			failures++
 			pause = wait
@@ -119,30 +124,30 @@ func (s *Sender) sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// sendOnce sends the pending events as one batch and records the ack.
-// sent is false when nothing was pending.
-func (s *Sender) sendOnce(ctx context.Context, log *slog.Logger) (sent bool, err error) {
+// sendOnce sends the pending events as one batch, records the ack and
+// returns it; 0 when nothing was pending.
+func (s *Sender) sendOnce(ctx context.Context, log *slog.Logger) (ack uint64, err error) {
 	queue, entries, bad, err := s.Queue.Pending()
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	if bad > 0 {
 		log.Warn("outbox: damaged lines skipped", "dir", s.Queue.Dir(), "lines", bad)
 	}
 	if len(entries) == 0 {
-		return false, nil
+		return 0, nil
 	}
 	var body bytes.Buffer
 	for _, e := range entries {
 		body.Write(e.Line)
 	}
-	ack, err := s.Poster.PostEvents(ctx, body.Bytes())
+	ack, err = s.Poster.PostEvents(ctx, body.Bytes())
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	renewed, err := s.Queue.Ack(queue, ack)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	if renewed {
 		log.Warn("outbox: the vault has applied more of this queue than it holds (state directory restored?): pending events renumbered in a new queue", "ack", ack)
@@ -150,9 +155,9 @@ func (s *Sender) sendOnce(ctx context.Context, log *slog.Logger) (sent bool, err
 	if ack < entries[len(entries)-1].Seq {
 		// The server applied only part of the batch (or an older state of
 		// it): a failure to retry after a wait, not at once.
-		return false, fmt.Errorf("the vault acknowledged seq %d of %d sent", ack, entries[len(entries)-1].Seq)
+		return 0, fmt.Errorf("the vault acknowledged seq %d of %d sent", ack, entries[len(entries)-1].Seq)
 	}
-	return true, nil
+	return ack, nil
 }
 
 // sendLock takes the queue's send lock, trying again every retry until
