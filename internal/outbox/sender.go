@@ -48,11 +48,13 @@ type Sender struct {
 // a queue one sends, the others only append); without it, it tries again
 // every MaxBackoff. It sends the oldest pending events (Queue.Pending) as
 // one batch, and on an answer drops what the ack covers and goes on at
-// once; it waits for an Append when nothing is pending. A network error
-// or another failure is tried again after a wait that doubles from
-// Backoff up to MaxBackoff; a refusal (Refused) is logged and tried again
-// after RefusedWait, the queue kept whole: nothing is ever dropped that
-// the server has not acknowledged. A new event ends a backoff wait early.
+// once. When nothing is pending it looks again after MaxBackoff (events
+// that other processes appended) or at once after an Append through its
+// Queue. A network error or another failure is tried again after a wait
+// that doubles from Backoff up to MaxBackoff; a refusal (Refused) is
+// logged and tried again after RefusedWait, the queue kept whole: nothing
+// is ever dropped that the server has not acknowledged. An Append through
+// its Queue ends any wait early.
 func (s *Sender) Run(ctx context.Context) error {
 	backoff, maxBackoff, refusedWait := s.Backoff, s.MaxBackoff, s.RefusedWait
 	if backoff <= 0 {
@@ -87,7 +89,9 @@ func (s *Sender) Run(ctx context.Context) error {
 			wait, failures = backoff, 0
 			continue
 		case err == nil:
-			pause = -1 // nothing pending: wait for an event
+			// Nothing pending: an Append of this process ends the wait;
+			// one of another process sharing the queue is seen by then.
+			pause = maxBackoff
 		case s.Refused != nil && s.Refused(err):
 			log.Error("the vault refused the queued events; they are kept and sent again later", "err", err, "retry in", refusedWait)
 			failures++
@@ -106,20 +110,16 @@ func (s *Sender) Run(ctx context.Context) error {
 	}
 }
 
-// sleep waits for d (forever if negative) or a new event, whichever comes
-// first, or until ctx is done.
+// sleep waits for d or a new event, whichever comes first, or until ctx
+// is done.
 func (s *Sender) sleep(ctx context.Context, d time.Duration) error {
-	var timer <-chan time.Time
-	if d >= 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
-	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.Queue.wake:
-	case <-timer:
+	case <-t.C:
 	}
 	return nil
 }

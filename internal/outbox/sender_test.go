@@ -304,3 +304,21 @@ func TestOneSenderPerQueue(t *testing.T) {
 		t.Fatalf("applied:\n%s", strings.Join(got, "\n"))
 	}
 }
+
+// TestSenderSeesOtherProcesses: events another process appends (another
+// Queue of the folder, whose appends do not wake this sender) are sent
+// too.
+func TestSenderSeesOtherProcesses(t *testing.T) {
+	v := newVault(t)
+	dir := t.TempDir()
+	q1, _ := Open(dir)
+	q2, _ := Open(dir)
+	startSender(t, q1, v)
+	for i := 1; i <= 3; i++ {
+		mustAppend(t, q2, TypeAlert, alertBody(i))
+	}
+	got := v.waitApplied(t, 3)
+	if strings.Join(got, "\n") != strings.Join(wantAlerts(1, 3), "\n") {
+		t.Fatalf("applied:\n%s", strings.Join(got, "\n"))
+	}
+}
