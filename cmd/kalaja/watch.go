@@ -120,7 +120,7 @@ then the flags.`,
 	f.BoolVar(&o.snapshot, "snapshot", false, "on an alert, save a protective snapshot into the repository (--repo)")
 	f.BoolVar(&o.heal, "heal", false, "once an alert's processes are stopped, bring the files they touched back from the newest clean snapshot in the repository (--repo), in place")
 	f.StringSliceVar(&o.rawDevices, "raw-devices", nil, "block devices to watch for raw writes (default: all in /dev)")
-	f.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "with a 'kalaja serve' repository, tell the server every this often that the watcher runs; it marks the host silent after three missed (0: no heartbeats; alerts are still sent)")
+	f.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "with a 'kalaja serve' repository, tell the server every this often (1s to 24h) that the watcher runs; it marks the host silent after three missed (0: no heartbeats; alerts are still sent)")
 	return cmd
 }
 
@@ -229,8 +229,8 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	if err != nil {
 		return err
 	}
-	if o.heartbeat < 0 {
-		return usageError{fmt.Errorf("--heartbeat %v: want 0 (none) or a positive duration", o.heartbeat)}
+	if o.heartbeat != 0 && (o.heartbeat < outbox.MinInterval || o.heartbeat > outbox.MaxInterval) {
+		return usageError{fmt.Errorf("--heartbeat %v: want 0 (none) or %v to %v", o.heartbeat, outbox.MinInterval, outbox.MaxInterval)}
 	}
 	queue, vault, err := g.openOutbox()
 	if err != nil {

@@ -40,6 +40,8 @@ func TestWatchUsageErrors(t *testing.T) {
 		{"watch", "--config", bad, dir},
 		{"watch", "--threshold", "-1", dir},
 		{"watch", "--heartbeat", "-1s", dir},
+		{"watch", "--heartbeat", "500ms", dir},
+		{"watch", "--heartbeat", "25h", dir},
 	} {
 		if r := e.run(args...); r.code != exitUsage {
 			t.Errorf("kalaja %v: exit %d, want %d\n%s", args, r.code, exitUsage, r.stderr)

@@ -21,6 +21,7 @@ import (
 	"log/syslog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -100,7 +101,7 @@ func (s *Sinks) Close() error {
 // stdout and the alert log (synced), the system log and the webhook; not
 // to the outbox, whose events are alerts and heartbeats.
 func (s *Sinks) SendHealing(ctx context.Context, h Healing, log *slog.Logger) {
-	s.send(ctx, h, "", log)
+	s.send(ctx, h, nil, log)
 }
 
 // Send delivers a to every destination, in turn; a destination that fails
@@ -109,12 +110,12 @@ func (s *Sinks) SendHealing(ctx context.Context, h Healing, log *slog.Logger) {
 // that follows it; so is the outbox, right after the alert log, before
 // the destinations that may wait on the network.
 func (s *Sinks) Send(ctx context.Context, a detect.Alert, log *slog.Logger) {
-	s.send(ctx, a, outbox.TypeAlert, log)
+	s.send(ctx, a, &a, log)
 }
 
-// send delivers one line, the JSON encoding of v; to the outbox too, as
-// an event of type typ, unless typ is empty.
-func (s *Sinks) send(ctx context.Context, v any, typ string, log *slog.Logger) {
+// send delivers one line, the JSON encoding of v; to the outbox too if v
+// is the alert a.
+func (s *Sinks) send(ctx context.Context, v any, a *detect.Alert, log *slog.Logger) {
 	line, err := json.Marshal(v)
 	if err != nil {
 		log.Error("encode alert", "err", err)
@@ -137,10 +138,8 @@ func (s *Sinks) send(ctx context.Context, v any, typ string, log *slog.Logger) {
 			log.Error("write alert log", "file", s.file.Name(), "err", err)
 		}
 	}
-	if s.outbox != nil && typ != "" {
-		if _, err := s.outbox.Append(typ, line); err != nil {
-			log.Error("queue alert for the vault", "err", err)
-		}
+	if s.outbox != nil && a != nil {
+		s.queue(*a, line, log)
 	}
 	if s.syslog != nil {
 		if err := s.syslog.Alert(string(line)); err != nil {
@@ -151,6 +150,28 @@ func (s *Sinks) send(ctx context.Context, v any, typ string, log *slog.Logger) {
 		if err := s.post(ctx, line); err != nil {
 			log.Error("webhook", "url", s.webhook, "err", err)
 		}
+	}
+}
+
+// queue appends alert a, encoded as line, to the outbox. An alert too
+// large for the vault (its paths are long) goes without its paths, which
+// the alert log keeps, rather than not at all.
+func (s *Sinks) queue(a detect.Alert, line []byte, log *slog.Logger) {
+	_, err := s.outbox.Append(outbox.TypeAlert, line)
+	if errors.Is(err, outbox.ErrTooLarge) {
+		log.Warn("alert too large for the vault: sent without its paths, which the alert log keeps", "bytes", len(line))
+		a.Files = nil
+		a.Signals = slices.Clone(a.Signals)
+		for i := range a.Signals {
+			a.Signals[i].Files, a.Signals[i].Renames = nil, nil
+		}
+		var short []byte
+		if short, err = json.Marshal(a); err == nil {
+			_, err = s.outbox.Append(outbox.TypeAlert, short)
+		}
+	}
+	if err != nil {
+		log.Error("queue alert for the vault", "err", err)
 	}
 }
 

@@ -3,12 +3,14 @@ package alert
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,6 +127,13 @@ func TestSinksOutbox(t *testing.T) {
 	s.Send(t.Context(), detect.Alert{Time: t0, PID: 42, Command: "locker", Files: []string{"/srv/a.docx"}}, log)
 	s.SendHealing(t.Context(), Healing{Time: t0, Healed: Healed{Alert: t0, PID: 42}}, log)
 	s.Send(t.Context(), detect.Alert{Time: t0.Add(time.Minute), PID: 43, Command: "wiper"}, log)
+	var long []string
+	for i := range 256 {
+		long = append(long, fmt.Sprintf("/srv/%04d/%s", i, strings.Repeat("x", 2000)))
+	}
+	huge := detect.Alert{Time: t0.Add(2 * time.Minute), PID: 44, Command: "locker", Files: long,
+		Signals: []detect.Hit{{Signal: "rename_ext", Score: 9, Files: long, Renames: []detect.Move{{From: long[0], To: long[1]}}}}}
+	s.Send(t.Context(), huge, log)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +146,17 @@ func TestSinksOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lines) != 3 || len(entries) != 2 {
+	if len(lines) != 4 || len(entries) != 3 {
 		t.Fatalf("%d log lines, %d queued events", len(lines), len(entries))
+	}
+	// The alert too large for the vault goes without its paths.
+	var short detect.Alert
+	if err := json.Unmarshal(entries[2].Body, &short); err != nil || short.PID != 44 || len(short.Files) != 0 ||
+		len(short.Signals) != 1 || short.Signals[0].Signal != "rename_ext" || len(short.Signals[0].Files) != 0 || len(short.Signals[0].Renames) != 0 {
+		t.Errorf("huge alert queued as %.200s (%v)", entries[2].Body, err)
+	}
+	if len(huge.Files) != 256 || len(huge.Signals[0].Files) != 256 || !bytes.Contains(lines[3], []byte(long[255])) {
+		t.Error("the huge alert itself was changed")
 	}
 	for i, want := range [][]byte{lines[0], lines[2]} {
 		if e := entries[i]; e.Type != outbox.TypeAlert || e.Seq != uint64(i+1) || !bytes.Equal(e.Body, want) {

@@ -16,14 +16,19 @@ type Heartbeat struct {
 	Version  string   `json:"version"` // kalaja's version
 }
 
-// Beat queues a heartbeat saying every, hb.Watching and hb.Version now and
-// then every interval until ctx is done, then returns ctx's error. A
-// failed append is logged and the next one tried on time. every must be
-// positive.
+// Beat queues a heartbeat saying every, watching and version now and then
+// every every until ctx is done, then returns ctx's error. A failed append
+// is logged and the next one tried on time. every must be from
+// MinInterval to MaxInterval; of watching, the first MaxWatching folders
+// are named.
 func (q *Queue) Beat(ctx context.Context, every time.Duration, watching []string, version string, log *slog.Logger) error {
-	if every <= 0 {
-		return fmt.Errorf("outbox: heartbeat interval %v", every)
+	if every < MinInterval || every > MaxInterval {
+		return fmt.Errorf("outbox: heartbeat interval %v, want %v to %v", every, MinInterval, MaxInterval)
 	}
+	if watching == nil {
+		watching = []string{}
+	}
+	watching = watching[:min(len(watching), MaxWatching)]
 	body, err := json.Marshal(Heartbeat{Interval: every.String(), Watching: watching, Version: version})
 	if err != nil {
 		return fmt.Errorf("outbox: heartbeat: %w", err)

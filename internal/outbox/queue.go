@@ -25,21 +25,29 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kalaja/kalaja/internal/atomicfile"
 )
 
-// MaxBody and MaxLines bound one batch: the server takes at most 1 MiB and
-// 1000 events per request.
+// The server's bounds (docs/design.md, "The host's outbox"): MaxBody and
+// MaxLines bound one batch, MaxAlert the alert object of one event,
+// MaxWatching the folders a heartbeat names; the heartbeat's interval
+// must be from MinInterval to MaxInterval.
 const (
-	MaxBody  = 1 << 20
-	MaxLines = 1000
+	MaxBody     = 1 << 20
+	MaxLines    = 1000
+	MaxAlert    = 256 << 10
+	MaxWatching = 64
+	MinInterval = time.Second
+	MaxInterval = 24 * time.Hour
 )
 
-// ErrTooLarge is returned by Append for an event whose line would not fit
-// in a batch alone: it could never be delivered.
+// ErrTooLarge is returned by Append for an event the server would refuse
+// for its size (over MaxAlert, or a line over MaxBody): it could never be
+// delivered.
 var ErrTooLarge = errors.New("event too large for the vault")
 
 // Queue is a queue folder. Its methods are safe for concurrent use, also
@@ -141,7 +149,7 @@ func (q *Queue) write(s *state) error {
 // nothing new, and so heartbeats do not pile up while the vault is
 // unreachable; appended reports whether the event was. An alert is always
 // appended. A body that is not a JSON object is an error, and so is an
-// event too large for a batch (ErrTooLarge).
+// alert over MaxAlert or a line over MaxBody (ErrTooLarge).
 func (q *Queue) Append(typ string, body []byte) (appended bool, err error) {
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, body); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' {
@@ -161,8 +169,8 @@ func (q *Queue) Append(typ string, body []byte) (appended bool, err error) {
 		if err != nil {
 			return err
 		}
-		if len(line) > MaxBody {
-			return fmt.Errorf("outbox: %s event of %d bytes: %w", typ, len(line), ErrTooLarge)
+		if len(line) > MaxBody || (typ == TypeAlert && len(body) > MaxAlert) {
+			return fmt.Errorf("outbox: %s event of %d bytes: %w", typ, len(body), ErrTooLarge)
 		}
 		f, err := os.OpenFile(q.path(), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {

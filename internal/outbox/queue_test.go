@@ -249,9 +249,13 @@ func TestAppendRefuses(t *testing.T) {
 	if _, err := q.Append("other", []byte(`{}`)); err == nil {
 		t.Error("type other appended")
 	}
-	big := `{"files":["` + strings.Repeat("x", MaxBody) + `"]}`
+	big := `{"files":["` + strings.Repeat("x", MaxAlert) + `"]}`
 	if _, err := q.Append(TypeAlert, []byte(big)); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("huge alert: %v", err)
+		t.Errorf("alert over MaxAlert: %v", err)
+	}
+	huge := `{"watching":["` + strings.Repeat("x", MaxBody) + `"]}`
+	if _, err := q.Append(TypeHeartbeat, []byte(huge)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("heartbeat over MaxBody: %v", err)
 	}
 	if _, es := pending(t, q); len(es) != 0 {
 		t.Errorf("%d entries queued", len(es))
@@ -284,8 +288,8 @@ func TestPendingBatchBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fat := `{"files":["` + strings.Repeat("x", 300<<10) + `"]}`
-	for range 4 {
+	fat := `{"files":["` + strings.Repeat("x", 200<<10) + `"]}`
+	for range 6 {
 		mustAppend(t, q2, TypeAlert, []byte(fat))
 	}
 	_, es = pending(t, q2)
@@ -293,7 +297,7 @@ func TestPendingBatchBounds(t *testing.T) {
 	for _, e := range es {
 		size += len(e.Line)
 	}
-	if len(es) != 3 || size > MaxBody {
+	if len(es) != 5 || size > MaxBody {
 		t.Fatalf("%d entries of %d bytes", len(es), size)
 	}
 }

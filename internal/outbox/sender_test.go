@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -320,5 +321,33 @@ func TestSenderSeesOtherProcesses(t *testing.T) {
 	got := v.waitApplied(t, 3)
 	if strings.Join(got, "\n") != strings.Join(wantAlerts(1, 3), "\n") {
 		t.Fatalf("applied:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+func TestBeat(t *testing.T) {
+	q, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, d := range []time.Duration{0, 999 * time.Millisecond, 25 * time.Hour} {
+		if err := q.Beat(t.Context(), d, nil, "dev", log); err == nil {
+			t.Errorf("interval %v accepted", d)
+		}
+	}
+	var many []string
+	for i := range MaxWatching + 3 {
+		many = append(many, fmt.Sprintf("/srv/%d", i))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the first heartbeat is queued before Beat looks at ctx
+	if err := q.Beat(ctx, 30*time.Second, many, "dev", log); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	_, es := pending(t, q)
+	var hb Heartbeat
+	if len(es) != 1 || es[0].Type != TypeHeartbeat || json.Unmarshal(es[0].Body, &hb) != nil ||
+		hb.Interval != "30s" || hb.Version != "dev" || len(hb.Watching) != MaxWatching || hb.Watching[0] != "/srv/0" {
+		t.Fatalf("queued %v: %+v", seqs(es), hb)
 	}
 }
