@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -66,7 +68,7 @@ func readOutbox(t *testing.T, e *testEnv) (acked uint64, events []queuedEvent) {
 // down, a watcher catches ten attacks; their alerts, and heartbeats, wait
 // in the host's outbox in order; the watcher restarts, the vault comes
 // back, and the queue is delivered: the server acknowledges every event,
-// and its ledger holds each alert once.
+// keeps the ten alerts once each, in order, and its ledger records them.
 func TestWatchOutbox(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for fanotify")
@@ -81,6 +83,10 @@ func TestWatchOutbox(t *testing.T) {
 	token, tokenFile := s.addToken(t, "host-1")
 	e := s.client(t, tokenFile)
 	e.must("init")
+	src := filepath.Join(base, "src")
+	must(t, os.Mkdir(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("the ledger's first record"), 0o644))
+	e.backup(src) // the ledger exists: the server records alerts in it
 	s.kill(t)
 
 	const attacks = 10
@@ -179,22 +185,51 @@ func TestWatchOutbox(t *testing.T) {
 	if strings.Contains(s.log(), "gap") {
 		t.Errorf("the server saw a gap in the host's events:\n%s", grepLines(s.log(), "gap"))
 	}
+
+	// What the vault kept (SERVER-DIR/fleet/events, a line per event
+	// applied) holds the ten alerts once, in order, as the host's from
+	// its token; the ledger binds each by its hash, in the same order.
+	kept, err := os.ReadFile(filepath.Join(serverDir, "fleet", "events"))
+	must(t, err)
+	var got, sums []string
+	for _, l := range strings.Split(strings.TrimSpace(string(kept)), "\n") {
+		var k struct {
+			Event string          `json:"event"`
+			Host  string          `json:"host"`
+			Alert json.RawMessage `json:"alert"`
+		}
+		must(t, json.Unmarshal([]byte(l), &k))
+		if k.Event != "alert" {
+			continue
+		}
+		if k.Host != "host-1" {
+			t.Errorf("kept alert of host %q, want the token's host-1", k.Host)
+		}
+		got = append(got, string(k.Alert))
+		sum := sha256.Sum256([]byte(l))
+		sums = append(sums, hex.EncodeToString(sum[:]))
+	}
+	if strings.Join(got, "\n") != strings.Join(alerts, "\n") {
+		t.Fatalf("the vault kept the alerts:\n%s\nwant the watcher's, once each, in order:\n%s",
+			strings.Join(got, "\n"), strings.Join(alerts, "\n"))
+	}
 	var recs []struct {
 		Kind string `json:"kind"`
+		ID   string `json:"id"`
 		Host string `json:"host"`
 	}
 	must(t, json.Unmarshal([]byte(e.must("ledger", "show", "--all", "--json").stdout), &recs))
-	n := 0
+	var logged []string
 	for _, r := range recs {
 		if r.Kind == "alert" {
-			n++
+			logged = append(logged, r.ID)
 			if r.Host != "host-1" {
 				t.Errorf("alert record of host %q, want the token's host-1", r.Host)
 			}
 		}
 	}
-	if n != attacks {
-		t.Errorf("the ledger holds %d alert records, want %d", n, attacks)
+	if strings.Join(logged, " ") != strings.Join(sums, " ") {
+		t.Errorf("the ledger's alert records %v, want the kept alerts' hashes %v", logged, sums)
 	}
 }
 
