@@ -30,6 +30,7 @@
 //	internal/prune       forget and prune: policy decisions carried out, removals logged first, deletion as retention allows
 //	internal/fswatch     file event sources: fanotify (with PIDs, raw disk writes) and inotify
 //	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert
+//	internal/outbox      the host's on-disk queue of alerts and heartbeats for the vault, and its sender: in order, exactly once with the server's ack
 //	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back
 //	internal/backup      the backup use case: ledger check, archive, ledger record; protective snapshots after alerts
 //	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill

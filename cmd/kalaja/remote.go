@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/kalaja/kalaja/internal/outbox"
 	"github.com/kalaja/kalaja/internal/store/remote"
 )
 
@@ -66,4 +70,40 @@ func (g *globalOptions) createRemote(ctx context.Context, location string) (*rem
 		return nil, err
 	}
 	return remote.Create(ctx, location, o)
+}
+
+// openOutbox returns the host's outbox for the vault, and the server that
+// receives it, when the repository is a server location; nil for a local
+// or S3 repository, or none. It does not contact the server, which may be
+// down: the outbox keeps the events until it is back. The queue is kept
+// per server location, in <state dir>/outbox/<first 32 hex digits of the
+// SHA-256 of the location>, since a watcher started while the server is
+// unreachable cannot learn the repository's ID.
+func (g *globalOptions) openOutbox() (*outbox.Queue, *remote.Store, error) {
+	location := env(g.repo, "KALAJA_REPOSITORY")
+	if !remote.IsLocation(location) {
+		return nil, nil, nil
+	}
+	u, err := remote.ParseLocation(location)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	o, err := g.remoteOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := remote.New(location, o)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	root, err := g.stateRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256([]byte(u.String()))
+	q, err := outbox.Open(filepath.Join(root, "outbox", hex.EncodeToString(sum[:16])))
+	if err != nil {
+		return nil, nil, err
+	}
+	return q, st, nil
 }

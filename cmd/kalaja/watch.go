@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,8 +20,10 @@ import (
 	"github.com/kalaja/kalaja/internal/backup"
 	"github.com/kalaja/kalaja/internal/detect"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/outbox"
 	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/repo"
+	"github.com/kalaja/kalaja/internal/store/remote"
 	"github.com/kalaja/kalaja/internal/watcher"
 )
 
@@ -41,6 +44,7 @@ type watchOptions struct {
 	snapshot       bool
 	heal           bool
 	rawDevices     []string
+	heartbeat      time.Duration
 }
 
 func newWatchCommand(g *globalOptions) *cobra.Command {
@@ -76,6 +80,16 @@ recover --in-place' does: what the attack left is moved into a quarantine
 folder, every file written is verified, and a line saying what was healed
 follows the alert in the alert log. The processes stay stopped.
 
+When the repository (--repo, KALAJA_REPOSITORY) is a 'kalaja serve' location
+(https://...), each alert, and a heartbeat every --heartbeat, also go to the
+server with the host's token (KALAJA_SERVER_TOKEN_FILE or KALAJA_SERVER_TOKEN;
+the certificate pinned with --cert as for every command), so that the vault
+sees the attack and notices a watcher that falls silent. They go through an
+on-disk queue in the state directory (outbox/): appended and synced first,
+sent in order, kept while the server is unreachable and sent when it is
+back, also after a restart of the watcher; the repository's password is not
+needed for this. Nothing is sent for a local or S3 repository.
+
 Kernel needs: as root (CAP_SYS_ADMIN) on Linux 5.17 or later, fanotify names
 the process behind each event, so processes can be stopped and raw disk writes
 seen. Otherwise (or with --backend inotify) the watcher runs with reduced
@@ -106,6 +120,7 @@ then the flags.`,
 	f.BoolVar(&o.snapshot, "snapshot", false, "on an alert, save a protective snapshot into the repository (--repo)")
 	f.BoolVar(&o.heal, "heal", false, "once an alert's processes are stopped, bring the files they touched back from the newest clean snapshot in the repository (--repo), in place")
 	f.StringSliceVar(&o.rawDevices, "raw-devices", nil, "block devices to watch for raw writes (default: all in /dev)")
+	f.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "with a 'kalaja serve' repository, tell the server every this often (1s to 24h) that the watcher runs; it marks the host silent after three missed (0: no heartbeats; alerts are still sent)")
 	return cmd
 }
 
@@ -214,7 +229,18 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	if err != nil {
 		return err
 	}
-	sinks, err := alert.Open(alert.Options{Stdout: cmd.OutOrStdout(), LogFile: alertLog, Syslog: o.syslog, Webhook: o.webhook})
+	if o.heartbeat != 0 && (o.heartbeat < outbox.MinInterval || o.heartbeat > outbox.MaxInterval) {
+		return usageError{fmt.Errorf("--heartbeat %v: want 0 (none) or %v to %v", o.heartbeat, outbox.MinInterval, outbox.MaxInterval)}
+	}
+	queue, vault, err := g.openOutbox()
+	if err != nil {
+		return err
+	}
+	sinkOpts := alert.Options{Stdout: cmd.OutOrStdout(), LogFile: alertLog, Syslog: o.syslog, Webhook: o.webhook}
+	if queue != nil {
+		sinkOpts.Outbox = queue
+	}
+	sinks, err := alert.Open(sinkOpts)
 	if err != nil {
 		return usageError{err}
 	}
@@ -260,6 +286,13 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		})
 	}
 	host, _ := os.Hostname()
+	vctx, stopVault := context.WithCancel(ctx)
+	var vwg sync.WaitGroup
+	if queue != nil {
+		vwg.Go(func() { // the outbox's sender and heartbeats, until the watcher ends
+			runOutbox(vctx, queue, vault, o.heartbeat, abs, log)
+		})
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { // the alert sinks, healing and the protective snapshots
 		for a := range alerts {
@@ -293,6 +326,8 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	})
 	close(alerts)
 	wg.Wait()
+	stopVault()
+	vwg.Wait()
 	if err == nil && ctx.Err() != nil {
 		return nil // interrupted: the normal way to end watching
 	}
@@ -309,4 +344,22 @@ func heal(ctx context.Context, r *repo.Repository, lc *ledger.Client, a detect.A
 	}
 	return recovery.Heal(ctx, r, lc, a, recovery.HealOptions{Host: host, Roots: roots, Skip: w.Canaries(), Alerts: alerts, Watch: w,
 		OnError: func(path string, err error) { log.Error("heal", "path", path, "err", err) }})
+}
+
+// runOutbox sends queue's events to vault and, unless every is 0, queues a
+// heartbeat every every, until ctx is done.
+func runOutbox(ctx context.Context, queue *outbox.Queue, vault *remote.Store, every time.Duration, watching []string, log *slog.Logger) {
+	s := &outbox.Sender{Queue: queue, Poster: vault, Log: log,
+		Refused: func(err error) bool { return errors.Is(err, remote.ErrRefused) }}
+	if every > 0 {
+		s.MaxBackoff = min(every, 5*time.Minute)
+	}
+	var wg sync.WaitGroup
+	if every > 0 {
+		wg.Go(func() { _ = queue.Beat(ctx, every, watching, version, log) }) // ends with ctx
+	}
+	if err := s.Run(ctx); ctx.Err() == nil {
+		log.Error("nothing more is sent to the vault; alerts stay queued", "err", err)
+	}
+	wg.Wait()
 }

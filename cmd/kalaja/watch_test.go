@@ -20,7 +20,8 @@ func TestWatchHelp(t *testing.T) {
 	e := newEnv(t)
 	r := e.must("watch", "--help")
 	for _, want := range []string{"--no-stop", "--alert-log", "--webhook", "--syslog", "--snapshot", "--config",
-		"--threshold", "--weight", "--backend", "SIGSTOP", "inotify", "fanotify", "docs/design.md"} {
+		"--threshold", "--weight", "--backend", "SIGSTOP", "inotify", "fanotify", "docs/design.md",
+		"--heartbeat", "kalaja serve", "local or S3"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("watch --help does not mention %s", want)
 		}
@@ -38,10 +39,18 @@ func TestWatchUsageErrors(t *testing.T) {
 		{"watch", "--weight", "nosuch=1", dir},
 		{"watch", "--config", bad, dir},
 		{"watch", "--threshold", "-1", dir},
+		{"watch", "--heartbeat", "-1s", dir},
+		{"watch", "--heartbeat", "500ms", dir},
+		{"watch", "--heartbeat", "25h", dir},
 	} {
 		if r := e.run(args...); r.code != exitUsage {
 			t.Errorf("kalaja %v: exit %d, want %d\n%s", args, r.code, exitUsage, r.stderr)
 		}
+	}
+	// A server repository without the host's token: nothing could be sent.
+	srv := envAt(t, "https://127.0.0.1:1")
+	if r := srv.run("watch", "--backend", "inotify", dir); r.code != exitUsage || !strings.Contains(r.stderr, "KALAJA_SERVER_TOKEN") {
+		t.Errorf("watch of a server repository without a token: exit %d, want %d\n%s", r.code, exitUsage, r.stderr)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package alert delivers the watcher's alerts where people and programs
 // look for them: one JSON line per alert (detect.Alert's encoding) on
 // standard output and appended to an alert log, a message in the system
-// log, and a POST to a webhook; and the lines that follow an alert: what
+// log, a POST to a webhook, an event in the host's outbox for the vault
+// (kalaja serve); and the lines that follow an alert: what
 // the watcher healed, and a recovery that resolved the incident. It also
 // reads an alert log back, for the snapshot health and recovery that must
 // know when an attack was seen.
@@ -20,10 +21,12 @@ import (
 	"log/syslog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/outbox"
 )
 
 // Options says where alerts go besides the caller's log.
@@ -32,6 +35,15 @@ type Options struct {
 	LogFile string    // append each alert as a JSON line to this file ("" for none)
 	Syslog  bool      // send each alert to the system log (LOG_ALERT, LOG_DAEMON)
 	Webhook string    // POST each alert as JSON to this URL ("" for none)
+	// Outbox, if set, queues each alert (not the lines that follow one)
+	// for the vault: appended and synced to the host's disk, sent by the
+	// outbox's sender, so the alert path never waits for the network.
+	Outbox Queue
+}
+
+// Queue is where alerts wait for the vault: outbox.Queue.
+type Queue interface {
+	Append(typ string, body []byte) (appended bool, err error)
 }
 
 // Sinks sends alerts to every destination Options named. It is safe for
@@ -43,6 +55,7 @@ type Sinks struct {
 	syslog  *syslog.Writer
 	webhook string
 	client  *http.Client
+	outbox  Queue
 }
 
 // webhookTimeout bounds one webhook POST, so a dead endpoint cannot hold up
@@ -53,7 +66,7 @@ const webhookTimeout = 10 * time.Second
 // for appending, or a system log that cannot be reached, is an error naming
 // the option.
 func Open(o Options) (*Sinks, error) {
-	s := &Sinks{stdout: o.Stdout, webhook: o.Webhook, client: &http.Client{Timeout: webhookTimeout}}
+	s := &Sinks{stdout: o.Stdout, webhook: o.Webhook, client: &http.Client{Timeout: webhookTimeout}, outbox: o.Outbox}
 	if o.LogFile != "" {
 		f, err := openLog(o.LogFile)
 		if err != nil {
@@ -85,21 +98,24 @@ func (s *Sinks) Close() error {
 }
 
 // SendHealing delivers h as Send delivers an alert: one JSON line to
-// stdout and the alert log (synced), the system log and the webhook.
+// stdout and the alert log (synced), the system log and the webhook; not
+// to the outbox, whose events are alerts and heartbeats.
 func (s *Sinks) SendHealing(ctx context.Context, h Healing, log *slog.Logger) {
-	s.send(ctx, h, log)
+	s.send(ctx, h, nil, log)
 }
 
 // Send delivers a to every destination, in turn; a destination that fails
 // is reported to log and the others still get the alert. The alert log is
 // synced before Send returns, so an alert survives a crash (or a wiper)
-// that follows it.
+// that follows it; so is the outbox, right after the alert log, before
+// the destinations that may wait on the network.
 func (s *Sinks) Send(ctx context.Context, a detect.Alert, log *slog.Logger) {
-	s.send(ctx, a, log)
+	s.send(ctx, a, &a, log)
 }
 
-// send delivers one line, the JSON encoding of v.
-func (s *Sinks) send(ctx context.Context, v any, log *slog.Logger) {
+// send delivers one line, the JSON encoding of v; to the outbox too if v
+// is the alert a.
+func (s *Sinks) send(ctx context.Context, v any, a *detect.Alert, log *slog.Logger) {
 	line, err := json.Marshal(v)
 	if err != nil {
 		log.Error("encode alert", "err", err)
@@ -122,6 +138,9 @@ func (s *Sinks) send(ctx context.Context, v any, log *slog.Logger) {
 			log.Error("write alert log", "file", s.file.Name(), "err", err)
 		}
 	}
+	if s.outbox != nil && a != nil {
+		s.queue(*a, line, log)
+	}
 	if s.syslog != nil {
 		if err := s.syslog.Alert(string(line)); err != nil {
 			log.Error("syslog", "err", err)
@@ -131,6 +150,28 @@ func (s *Sinks) send(ctx context.Context, v any, log *slog.Logger) {
 		if err := s.post(ctx, line); err != nil {
 			log.Error("webhook", "url", s.webhook, "err", err)
 		}
+	}
+}
+
+// queue appends alert a, encoded as line, to the outbox. An alert too
+// large for the vault (its paths are long) goes without its paths, which
+// the alert log keeps, rather than not at all.
+func (s *Sinks) queue(a detect.Alert, line []byte, log *slog.Logger) {
+	_, err := s.outbox.Append(outbox.TypeAlert, line)
+	if errors.Is(err, outbox.ErrTooLarge) {
+		log.Warn("alert too large for the vault: sent without its paths, which the alert log keeps", "bytes", len(line))
+		a.Files = nil
+		a.Signals = slices.Clone(a.Signals)
+		for i := range a.Signals {
+			a.Signals[i].Files, a.Signals[i].Renames = nil, nil
+		}
+		var short []byte
+		if short, err = json.Marshal(a); err == nil {
+			_, err = s.outbox.Append(outbox.TypeAlert, short)
+		}
+	}
+	if err != nil {
+		log.Error("queue alert for the vault", "err", err)
 	}
 }
 

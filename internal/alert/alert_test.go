@@ -3,17 +3,20 @@ package alert
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/outbox"
 )
 
 func TestSinksAndReadLog(t *testing.T) {
@@ -103,5 +106,61 @@ func TestSinksAndReadLog(t *testing.T) {
 func TestOpenRefusesUnwritableLog(t *testing.T) {
 	if _, err := Open(Options{LogFile: filepath.Join(t.TempDir(), "missing", "alerts.jsonl")}); err == nil {
 		t.Fatal("Open of an alert log in a missing folder succeeded")
+	}
+}
+
+// TestSinksOutbox: each alert is queued for the vault as the line the
+// alert log holds; the lines that follow alerts are not.
+func TestSinksOutbox(t *testing.T) {
+	dir := t.TempDir()
+	q, err := outbox.Open(filepath.Join(dir, "outbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "alerts.jsonl")
+	s, err := Open(Options{LogFile: logFile, Outbox: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	log := slog.New(slog.DiscardHandler)
+	s.Send(t.Context(), detect.Alert{Time: t0, PID: 42, Command: "locker", Files: []string{"/srv/a.docx"}}, log)
+	s.SendHealing(t.Context(), Healing{Time: t0, Healed: Healed{Alert: t0, PID: 42}}, log)
+	s.Send(t.Context(), detect.Alert{Time: t0.Add(time.Minute), PID: 43, Command: "wiper"}, log)
+	var long []string
+	for i := range 256 {
+		long = append(long, fmt.Sprintf("/srv/%04d/%s", i, strings.Repeat("x", 2000)))
+	}
+	huge := detect.Alert{Time: t0.Add(2 * time.Minute), PID: 44, Command: "locker", Files: long,
+		Signals: []detect.Hit{{Signal: "rename_ext", Score: 9, Files: long, Renames: []detect.Move{{From: long[0], To: long[1]}}}}}
+	s.Send(t.Context(), huge, log)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(logged), []byte("\n"))
+	_, entries, _, err := q.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 4 || len(entries) != 3 {
+		t.Fatalf("%d log lines, %d queued events", len(lines), len(entries))
+	}
+	// The alert too large for the vault goes without its paths.
+	var short detect.Alert
+	if err := json.Unmarshal(entries[2].Body, &short); err != nil || short.PID != 44 || len(short.Files) != 0 ||
+		len(short.Signals) != 1 || short.Signals[0].Signal != "rename_ext" || len(short.Signals[0].Files) != 0 || len(short.Signals[0].Renames) != 0 {
+		t.Errorf("huge alert queued as %.200s (%v)", entries[2].Body, err)
+	}
+	if len(huge.Files) != 256 || len(huge.Signals[0].Files) != 256 || !bytes.Contains(lines[3], []byte(long[255])) {
+		t.Error("the huge alert itself was changed")
+	}
+	for i, want := range [][]byte{lines[0], lines[2]} {
+		if e := entries[i]; e.Type != outbox.TypeAlert || e.Seq != uint64(i+1) || !bytes.Equal(e.Body, want) {
+			t.Errorf("event %d: %d %s %s, want the log's line %s", i, e.Seq, e.Type, e.Body, want)
+		}
 	}
 }
