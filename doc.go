@@ -22,6 +22,7 @@
 //	internal/health      snapshot health: changes against the parent, damage, renames, notes, verdict with a baseline (pure)
 //	internal/archiver    backup: walk, detect changes, chunk, save, fingerprint, health
 //	internal/ledger      tamper-evident log (tlog + note): append, verify, witness, export; a client's pin of it
+//	internal/event       the wire of POST /v1/events: a host's heartbeats and alerts for the vault, and their bounds (pure)
 //	internal/fleet       the vault's view of its hosts: heartbeats, silence, alerts into the ledger, snapshots, storage, ledger status
 //	internal/dashboard   the read-only web page of kalaja serve: hosts, alerts, ledger, storage (embedded templates)
 //	internal/server      kalaja serve: append-only HTTPS API over a store, tokens, credentials, events, dashboard, metrics

@@ -19,6 +19,7 @@ import (
 	"github.com/kalaja/kalaja/internal/archiver"
 	"github.com/kalaja/kalaja/internal/backup"
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/outbox"
 	"github.com/kalaja/kalaja/internal/recovery"
@@ -229,8 +230,8 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	if err != nil {
 		return err
 	}
-	if o.heartbeat != 0 && (o.heartbeat < outbox.MinInterval || o.heartbeat > outbox.MaxInterval) {
-		return usageError{fmt.Errorf("--heartbeat %v: want 0 (none) or %v to %v", o.heartbeat, outbox.MinInterval, outbox.MaxInterval)}
+	if o.heartbeat != 0 && (o.heartbeat < event.MinInterval || o.heartbeat > event.MaxInterval) {
+		return usageError{fmt.Errorf("--heartbeat %v: want 0 (none) or %v to %v", o.heartbeat, event.MinInterval, event.MaxInterval)}
 	}
 	queue, vault, err := g.openOutbox()
 	if err != nil {

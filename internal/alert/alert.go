@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/outbox"
 )
 
@@ -157,7 +158,7 @@ func (s *Sinks) send(ctx context.Context, v any, a *detect.Alert, log *slog.Logg
 // large for the vault (its paths are long) goes without its paths, which
 // the alert log keeps, rather than not at all.
 func (s *Sinks) queue(a detect.Alert, line []byte, log *slog.Logger) {
-	_, err := s.outbox.Append(outbox.TypeAlert, line)
+	_, err := s.outbox.Append(event.TypeAlert, line)
 	if errors.Is(err, outbox.ErrTooLarge) {
 		log.Warn("alert too large for the vault: sent without its paths, which the alert log keeps", "bytes", len(line))
 		a.Files = nil
@@ -167,7 +168,7 @@ func (s *Sinks) queue(a detect.Alert, line []byte, log *slog.Logger) {
 		}
 		var short []byte
 		if short, err = json.Marshal(a); err == nil {
-			_, err = s.outbox.Append(outbox.TypeAlert, short)
+			_, err = s.outbox.Append(event.TypeAlert, short)
 		}
 	}
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/outbox"
 )
 
@@ -159,7 +160,7 @@ func TestSinksOutbox(t *testing.T) {
 		t.Error("the huge alert itself was changed")
 	}
 	for i, want := range [][]byte{lines[0], lines[2]} {
-		if e := entries[i]; e.Type != outbox.TypeAlert || e.Seq != uint64(i+1) || !bytes.Equal(e.Body, want) {
+		if e := entries[i]; e.Type != event.TypeAlert || e.Seq != uint64(i+1) || !bytes.Equal(e.Body, want) {
 			t.Errorf("event %d: %d %s %s, want the log's line %s", i, e.Seq, e.Type, e.Body, want)
 		}
 	}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"fmt"
+	"github.com/kalaja/kalaja/internal/event"
 	"sync/atomic"
 	"testing"
 )
@@ -14,7 +15,7 @@ func BenchmarkHeartbeats(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		host := fmt.Sprintf("h%03d", next.Add(1))
 		for seq := uint64(1); pb.Next(); seq++ {
-			if _, err := s.Apply(b.Context(), host, []Event{hb(queue(1), seq, "10s")}); err != nil {
+			if _, err := s.Apply(b.Context(), host, []event.Event{hb(queue(1), seq, "10s")}); err != nil {
 				b.Error(err)
 				return
 			}

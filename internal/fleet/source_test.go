@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"github.com/kalaja/kalaja/internal/event"
 	"path/filepath"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func TestCrashAfterAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Apply(t.Context(), "h", []Event{alert(queue(1), 1, 7)}); err != nil {
+	if _, err := s.Apply(t.Context(), "h", []event.Event{alert(queue(1), 1, 7)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/atomicfile"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/ledger"
 )
 
@@ -270,7 +271,7 @@ func (s *State) replace(name string, h *hostFile) {
 }
 
 // Apply applies a host's events (the body of POST /v1/events, parsed by
-// ParseEvents) in order, exactly once, and returns the ack: the highest seq
+// event.Parse) in order, exactly once, and returns the ack: the highest seq
 // of the host's current queue applied. An event of the current queue with a
 // seq at or below the last applied is skipped; a seq past the next is
 // applied and the gap logged; an event of another queue starts the host's
@@ -278,7 +279,7 @@ func (s *State) replace(name string, h *hostFile) {
 // is durable when Apply returns; the ledger records it makes are appended
 // before it returns if the Logger succeeds, else at a later Apply or Tick.
 // An error means nothing was applied.
-func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64, error) {
+func (s *State) Apply(ctx context.Context, host string, events []event.Event) (uint64, error) {
 	if err := checkHost(host); err != nil {
 		return 0, err
 	}
@@ -309,8 +310,8 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 		next.Seq = ev.Seq
 		changed = true
 		switch ev.Type {
-		case TypeHeartbeat:
-			iv, _ := ev.Heartbeat.interval() // ParseEvents checked it
+		case event.TypeHeartbeat:
+			iv, _ := ev.Heartbeat.Duration() // event.Parse checked it
 			if !next.SilentSince.IsZero() {
 				b := silenceBytes("back", host, now, next.SilentSince, next.Interval)
 				next.Pending = append(next.Pending, record(ledger.KindBack, b, host, now))
@@ -321,7 +322,7 @@ func (s *State) Apply(ctx context.Context, host string, events []Event) (uint64,
 			}
 			next.LastHeartbeat, next.Interval = now, iv
 			next.Watching, next.AgentVersion = ev.Heartbeat.Watching, ev.Heartbeat.Version
-		case TypeAlert:
+		case event.TypeAlert:
 			b, a, err := alertBytes(host, now, ev)
 			if err != nil {
 				unlock()
@@ -393,7 +394,7 @@ func record(kind string, b []byte, host string, now time.Time) ledger.Record {
 
 // alertBytes returns the bytes the vault keeps of an alert event (one line
 // of JSON without its newline) and the alert as the state shows it.
-func alertBytes(host string, now time.Time, ev Event) ([]byte, Alert, error) {
+func alertBytes(host string, now time.Time, ev event.Event) ([]byte, Alert, error) {
 	var raw bytes.Buffer
 	if err := json.Compact(&raw, ev.Alert); err != nil {
 		return nil, Alert{}, fmt.Errorf("alert: %w", err)
@@ -409,7 +410,7 @@ func alertBytes(host string, now time.Time, ev Event) ([]byte, Alert, error) {
 	if err != nil {
 		return nil, Alert{}, fmt.Errorf("alert: %w", err)
 	}
-	var c claim
+	var c event.Claim
 	if err := json.Unmarshal(ev.Alert, &c); err != nil {
 		return nil, Alert{}, fmt.Errorf("alert: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/ledger"
 )
 
@@ -49,11 +50,11 @@ func (c *clock) now() time.Time      { return c.t }
 func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock               { return &clock{time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)} }
 func queue(n int) string             { return fmt.Sprintf("%032x", n) }
-func hb(q string, seq uint64, iv string) Event {
-	return Event{Queue: q, Seq: seq, Type: TypeHeartbeat, Heartbeat: &Heartbeat{Interval: iv, Watching: []string{"/srv"}, Version: "test"}}
+func hb(q string, seq uint64, iv string) event.Event {
+	return event.Event{Queue: q, Seq: seq, Type: event.TypeHeartbeat, Heartbeat: &event.Heartbeat{Interval: iv, Watching: []string{"/srv"}, Version: "test"}}
 }
-func alert(q string, seq uint64, pid int) Event {
-	return Event{Queue: q, Seq: seq, Type: TypeAlert,
+func alert(q string, seq uint64, pid int) event.Event {
+	return event.Event{Queue: q, Seq: seq, Type: event.TypeAlert,
 		Alert: []byte(fmt.Sprintf(`{"time":"2020-01-01T00:00:00Z","pid":%d,"command":"evil","signals":[{"signal":"rename_ext","score":1,"files":["/srv/a"]}],"files":["/srv/a","/srv/b"]}`, pid))}
 }
 
@@ -73,17 +74,17 @@ func TestApplyOrder(t *testing.T) {
 	q1, q2 := queue(1), queue(2)
 	tests := []struct {
 		name    string
-		batches [][]Event
+		batches [][]event.Event
 		acks    []uint64
 		alerts  int    // alerts kept
 		kinds   string // ledger records
 	}{
-		{"in order", [][]Event{{hb(q1, 1, "30s"), alert(q1, 2, 7)}}, []uint64{2}, 1, "h:alert"},
-		{"resent", [][]Event{{alert(q1, 1, 7)}, {alert(q1, 1, 7), alert(q1, 2, 8)}}, []uint64{1, 2}, 2, "h:alert h:alert"},
-		{"old seq skipped", [][]Event{{alert(q1, 1, 7), alert(q1, 2, 8)}, {alert(q1, 1, 9)}}, []uint64{2, 2}, 2, "h:alert h:alert"},
-		{"gap applied", [][]Event{{alert(q1, 1, 7)}, {alert(q1, 5, 8)}}, []uint64{1, 5}, 2, "h:alert h:alert"},
-		{"new queue resets", [][]Event{{alert(q1, 1, 7), hb(q1, 2, "30s")}, {alert(q2, 1, 8)}}, []uint64{2, 1}, 2, "h:alert h:alert"},
-		{"heartbeats only", [][]Event{{hb(q1, 1, "30s"), hb(q1, 2, "30s")}}, []uint64{2}, 0, ""},
+		{"in order", [][]event.Event{{hb(q1, 1, "30s"), alert(q1, 2, 7)}}, []uint64{2}, 1, "h:alert"},
+		{"resent", [][]event.Event{{alert(q1, 1, 7)}, {alert(q1, 1, 7), alert(q1, 2, 8)}}, []uint64{1, 2}, 2, "h:alert h:alert"},
+		{"old seq skipped", [][]event.Event{{alert(q1, 1, 7), alert(q1, 2, 8)}, {alert(q1, 1, 9)}}, []uint64{2, 2}, 2, "h:alert h:alert"},
+		{"gap applied", [][]event.Event{{alert(q1, 1, 7)}, {alert(q1, 5, 8)}}, []uint64{1, 5}, 2, "h:alert h:alert"},
+		{"new queue resets", [][]event.Event{{alert(q1, 1, 7), hb(q1, 2, "30s")}, {alert(q2, 1, 8)}}, []uint64{2, 1}, 2, "h:alert h:alert"},
+		{"heartbeats only", [][]event.Event{{hb(q1, 1, "30s"), hb(q1, 2, "30s")}}, []uint64{2}, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,7 +116,7 @@ func TestApplyRestart(t *testing.T) {
 	dir, c, fl := t.TempDir(), newClock(), &fakeLog{failing: true}
 	s := open(t, dir, c, fl)
 	q := queue(1)
-	if ack, err := s.Apply(t.Context(), "h", []Event{hb(q, 1, "30s"), alert(q, 2, 7)}); err != nil || ack != 2 {
+	if ack, err := s.Apply(t.Context(), "h", []event.Event{hb(q, 1, "30s"), alert(q, 2, 7)}); err != nil || ack != 2 {
 		t.Fatalf("ack %d, %v", ack, err)
 	}
 	if err := s.Close(); err != nil {
@@ -123,7 +124,7 @@ func TestApplyRestart(t *testing.T) {
 	}
 	fl.failing = false
 	s = open(t, dir, c, fl)
-	if ack, err := s.Apply(t.Context(), "h", []Event{hb(q, 1, "30s"), alert(q, 2, 7)}); err != nil || ack != 2 {
+	if ack, err := s.Apply(t.Context(), "h", []event.Event{hb(q, 1, "30s"), alert(q, 2, 7)}); err != nil || ack != 2 {
 		t.Fatalf("resent after restart: ack %d, %v", ack, err)
 	}
 	if err := s.Tick(t.Context()); err != nil {
@@ -157,7 +158,7 @@ func TestSilence(t *testing.T) {
 			t.Fatalf("hosts %+v, want one %s", hs, want)
 		}
 	}
-	_, err := s.Apply(t.Context(), "h", []Event{hb(q, 1, "10s")})
+	_, err := s.Apply(t.Context(), "h", []event.Event{hb(q, 1, "10s")})
 	must(err)
 	state(Watching)
 	c.add(29 * time.Second)
@@ -179,7 +180,7 @@ func TestSilence(t *testing.T) {
 	s = open(t, dir, c, fl)
 	must(s.Tick(t.Context()))
 	state(Silent)
-	_, err = s.Apply(t.Context(), "h", []Event{hb(q, 2, "10s")})
+	_, err = s.Apply(t.Context(), "h", []event.Event{hb(q, 2, "10s")})
 	must(err)
 	state(Watching)
 	if got := fl.kinds(); got != "h:silent h:back" {
@@ -193,7 +194,7 @@ func TestSilence(t *testing.T) {
 func TestRestartNotSilent(t *testing.T) {
 	dir, c, fl := t.TempDir(), newClock(), &fakeLog{}
 	s := open(t, dir, c, fl)
-	if _, err := s.Apply(t.Context(), "h", []Event{hb(queue(1), 1, "10s")}); err != nil {
+	if _, err := s.Apply(t.Context(), "h", []event.Event{hb(queue(1), 1, "10s")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -220,7 +221,7 @@ func TestRestartNotSilent(t *testing.T) {
 // TestAlertsBounded checks that a host's alerts in memory are bounded.
 func TestAlertsBounded(t *testing.T) {
 	s := open(t, t.TempDir(), newClock(), &fakeLog{})
-	var evs []Event
+	var evs []event.Event
 	for i := 1; i <= MaxAlerts+10; i++ {
 		evs = append(evs, alert(queue(1), uint64(i), i))
 	}
@@ -236,52 +237,17 @@ func TestAlertsBounded(t *testing.T) {
 	}
 }
 
-func TestParseEvents(t *testing.T) {
-	q := queue(1)
-	tests := []struct {
-		name string
-		body string
-		n    int // events, -1 for an error
-	}{
-		{"heartbeat", `{"queue":"` + q + `","seq":1,"type":"heartbeat","heartbeat":{"interval":"30s","watching":["/srv"],"version":"1"}}`, 1},
-		{"two and a blank line", `{"queue":"` + q + `","seq":1,"type":"alert","alert":{"pid":3}}` + "\n\n" + `{"queue":"` + q + `","seq":2,"type":"alert","alert":{}}` + "\n", 2},
-		{"empty", "", -1},
-		{"bad queue", `{"queue":"xyz","seq":1,"type":"alert","alert":{}}`, -1},
-		{"seq 0", `{"queue":"` + q + `","seq":0,"type":"alert","alert":{}}`, -1},
-		{"unknown type", `{"queue":"` + q + `","seq":1,"type":"x"}`, -1},
-		{"unknown field", `{"queue":"` + q + `","seq":1,"type":"alert","alert":{},"host":"other"}`, -1},
-		{"alert not an object", `{"queue":"` + q + `","seq":1,"type":"alert","alert":3}`, -1},
-		{"short interval", `{"queue":"` + q + `","seq":1,"type":"heartbeat","heartbeat":{"interval":"1ms"}}`, -1},
-		{"heartbeat without object", `{"queue":"` + q + `","seq":1,"type":"heartbeat"}`, -1},
-		{"trailing garbage", `{"queue":"` + q + `","seq":1,"type":"alert","alert":{}} x`, -1},
-		{"too many", strings.Repeat(`{"queue":"`+q+`","seq":1,"type":"alert","alert":{}}`+"\n", MaxEvents+1), -1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			evs, err := ParseEvents([]byte(tt.body))
-			if tt.n < 0 {
-				if err == nil {
-					t.Fatalf("accepted: %+v", evs)
-				}
-				return
-			}
-			if err != nil || len(evs) != tt.n {
-				t.Fatalf("%d events, %v; want %d", len(evs), err, tt.n)
-			}
-		})
-	}
-}
-
-func FuzzParseEvents(f *testing.F) {
-	f.Add([]byte(`{"queue":"` + queue(1) + `","seq":1,"type":"heartbeat","heartbeat":{"interval":"30s","watching":["/srv"],"version":"1"}}`))
+// FuzzKeepAlert checks that every alert event.Parse accepts is kept.
+func FuzzKeepAlert(f *testing.F) {
 	f.Add([]byte(`{"queue":"` + queue(1) + `","seq":2,"type":"alert","alert":{"pid":3,"files":["a"]}}`))
+	f.Add([]byte(`{"queue":"` + queue(1) + `","seq":2,"type":"alert","alert":{"pid":3,"signals":[{"signal":"x"}],"time":"2026-01-01T00:00:00Z"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		evs, err := ParseEvents(b)
+		evs, err := event.Parse(b)
 		if err != nil {
 			return
 		}
 		for _, ev := range evs {
-			if ev.Type == TypeAlert {
+			if ev.Type == event.TypeAlert {
 				if _, _, err := alertBytes("h", time.Unix(0, 0), ev); err != nil {
 					t.Fatalf("parsed alert not kept: %v", err)
 				}
@@ -304,7 +270,7 @@ func TestConcurrent(t *testing.T) {
 				if i%5 == 0 {
 					ev = alert(queue(h), uint64(i), i)
 				}
-				if _, err := s.Apply(t.Context(), fmt.Sprintf("h%02d", h), []Event{ev}); err != nil {
+				if _, err := s.Apply(t.Context(), fmt.Sprintf("h%02d", h), []event.Event{ev}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -336,7 +302,7 @@ func TestHostFileNames(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, newClock(), &fakeLog{})
 	for _, h := range []string{"", ".", "..", "../x", "a/b", strings.Repeat("a", 201)} {
-		if _, err := s.Apply(t.Context(), h, []Event{hb(queue(1), 1, "10s")}); err == nil {
+		if _, err := s.Apply(t.Context(), h, []event.Event{hb(queue(1), 1, "10s")}); err == nil {
 			t.Errorf("host %q accepted", h)
 		}
 	}

@@ -5,18 +5,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/kalaja/kalaja/internal/event"
 
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
 // Version is the version of the queue file's encoding.
 const Version = 1
-
-// Event types, the "type" of a line.
-const (
-	TypeAlert     = "alert"
-	TypeHeartbeat = "heartbeat"
-)
 
 // header is the first line of a queue file.
 type header struct {
@@ -38,7 +33,7 @@ type wireLine struct {
 // Entry is one queued event.
 type Entry struct {
 	Seq  uint64
-	Type string // TypeAlert or TypeHeartbeat
+	Type string // event.TypeAlert or event.TypeHeartbeat
 	Body []byte // the alert or heartbeat object, JSON
 	Line []byte // the event's line as sent, with its final line break
 }
@@ -125,9 +120,9 @@ func decodeLine(raw []byte, queue string) (Entry, bool) {
 	}
 	e := Entry{Seq: l.Seq, Type: l.Type, Line: bytes.Clone(raw)}
 	switch {
-	case l.Type == TypeAlert && len(l.Alert) > 0 && len(l.Heartbeat) == 0:
+	case l.Type == event.TypeAlert && len(l.Alert) > 0 && len(l.Heartbeat) == 0:
 		e.Body = l.Alert
-	case l.Type == TypeHeartbeat && len(l.Heartbeat) > 0 && len(l.Alert) == 0:
+	case l.Type == event.TypeHeartbeat && len(l.Heartbeat) > 0 && len(l.Alert) == 0:
 		e.Body = l.Heartbeat
 	default:
 		return Entry{}, false
@@ -159,9 +154,9 @@ func encodeHeader(queue string, acked uint64) []byte {
 func encodeLine(queue string, seq uint64, typ string, body []byte) ([]byte, error) {
 	l := wireLine{Queue: queue, Seq: seq, Type: typ}
 	switch typ {
-	case TypeAlert:
+	case event.TypeAlert:
 		l.Alert = body
-	case TypeHeartbeat:
+	case event.TypeHeartbeat:
 		l.Heartbeat = body
 	default:
 		return nil, fmt.Errorf("event type %q", typ)

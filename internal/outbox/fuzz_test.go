@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bytes"
+	"github.com/kalaja/kalaja/internal/event"
 	"testing"
 )
 
@@ -11,8 +12,8 @@ import (
 func FuzzDecode(f *testing.F) {
 	id := "0123456789abcdef0123456789abcdef"
 	hdr := encodeHeader(id, 2)
-	l3, _ := encodeLine(id, 3, TypeAlert, []byte(`{"pid":1}`))
-	l4, _ := encodeLine(id, 4, TypeHeartbeat, []byte(`{"interval":"30s","watching":["/srv"],"version":"dev"}`))
+	l3, _ := encodeLine(id, 3, event.TypeAlert, []byte(`{"pid":1}`))
+	l4, _ := encodeLine(id, 4, event.TypeHeartbeat, []byte(`{"interval":"30s","watching":["/srv"],"version":"dev"}`))
 	f.Add(hdr)
 	f.Add(append(append(append([]byte{}, hdr...), l3...), l4...))
 	f.Add(append(append(append([]byte{}, hdr...), l3...), l4[:20]...))

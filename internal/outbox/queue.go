@@ -22,31 +22,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kalaja/kalaja/internal/event"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kalaja/kalaja/internal/atomicfile"
 )
 
-// The server's bounds (docs/design.md, "The host's outbox"): MaxBody and
-// MaxLines bound one batch, MaxAlert the alert object of one event,
-// MaxWatching the folders a heartbeat names; the heartbeat's interval
-// must be from MinInterval to MaxInterval.
-const (
-	MaxBody     = 1 << 20
-	MaxLines    = 1000
-	MaxAlert    = 256 << 10
-	MaxWatching = 64
-	MinInterval = time.Second
-	MaxInterval = 24 * time.Hour
-)
-
 // ErrTooLarge is returned by Append for an event the server would refuse
-// for its size (over MaxAlert, or a line over MaxBody): it could never be
+// for its size (over event.MaxAlert, or a line over event.MaxBody): it could never be
 // delivered.
 var ErrTooLarge = errors.New("event too large for the vault")
 
@@ -142,14 +129,14 @@ func (q *Queue) write(s *state) error {
 	return nil
 }
 
-// Append queues an event of type typ (TypeAlert or TypeHeartbeat) whose
+// Append queues an event of type typ (event.TypeAlert or event.TypeHeartbeat) whose
 // body is the JSON object body, with the next seq, and returns once its
 // line is synced to disk. A heartbeat equal to the newest queued event
 // (also a heartbeat, with the same body) is not appended: it would say
 // nothing new, and so heartbeats do not pile up while the vault is
 // unreachable; appended reports whether the event was. An alert is always
 // appended. A body that is not a JSON object is an error, and so is an
-// alert over MaxAlert or a line over MaxBody (ErrTooLarge).
+// alert over event.MaxAlert or a line over event.MaxBody (ErrTooLarge).
 func (q *Queue) Append(typ string, body []byte) (appended bool, err error) {
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, body); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' {
@@ -161,15 +148,15 @@ func (q *Queue) Append(typ string, body []byte) (appended bool, err error) {
 		if err != nil {
 			return err
 		}
-		if n := len(s.entries); typ == TypeHeartbeat && n > 0 &&
-			s.entries[n-1].Type == TypeHeartbeat && bytes.Equal(s.entries[n-1].Body, body) {
+		if n := len(s.entries); typ == event.TypeHeartbeat && n > 0 &&
+			s.entries[n-1].Type == event.TypeHeartbeat && bytes.Equal(s.entries[n-1].Body, body) {
 			return nil
 		}
 		line, err := encodeLine(s.queue, s.last()+1, typ, body)
 		if err != nil {
 			return err
 		}
-		if len(line) > MaxBody || (typ == TypeAlert && len(body) > MaxAlert) {
+		if len(line) > event.MaxBody || (typ == event.TypeAlert && len(body) > event.MaxAlert) {
 			return fmt.Errorf("outbox: %s event of %d bytes: %w", typ, len(body), ErrTooLarge)
 		}
 		f, err := os.OpenFile(q.path(), os.O_WRONLY|os.O_APPEND, 0)
@@ -199,8 +186,8 @@ func (q *Queue) Append(typ string, body []byte) (appended bool, err error) {
 }
 
 // Pending returns the queue's ID and its oldest events not yet
-// acknowledged, in seq order, as many as fit in one batch (MaxLines lines,
-// MaxBody bytes), and the count of lines skipped as damaged.
+// acknowledged, in seq order, as many as fit in one batch (event.MaxEvents lines,
+// event.MaxBody bytes), and the count of lines skipped as damaged.
 func (q *Queue) Pending() (queue string, entries []Entry, bad int, err error) {
 	err = q.locked(func() error {
 		s, err := q.load()
@@ -210,7 +197,7 @@ func (q *Queue) Pending() (queue string, entries []Entry, bad int, err error) {
 		queue, bad = s.queue, s.bad
 		size := 0
 		for _, e := range s.entries {
-			if len(entries) == MaxLines || size+len(e.Line) > MaxBody {
+			if len(entries) == event.MaxEvents || size+len(e.Line) > event.MaxBody {
 				break
 			}
 			size += len(e.Line)

@@ -3,6 +3,7 @@ package outbox
 import (
 	"errors"
 	"fmt"
+	"github.com/kalaja/kalaja/internal/event"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,14 +51,14 @@ func TestOrderAckRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 5; i++ {
-		mustAppend(t, q, TypeAlert, alertBody(i))
+		mustAppend(t, q, event.TypeAlert, alertBody(i))
 	}
 	id, es := pending(t, q)
 	if !validQueue(id) || fmt.Sprint(seqs(es)) != "[1 2 3 4 5]" {
 		t.Fatalf("queue %q, seqs %v", id, seqs(es))
 	}
 	for i, e := range es {
-		if e.Type != TypeAlert || string(e.Body) != fmt.Sprintf(`{"pid":%d,"command":"enc"}`, i+1) {
+		if e.Type != event.TypeAlert || string(e.Body) != fmt.Sprintf(`{"pid":%d,"command":"enc"}`, i+1) {
 			t.Errorf("entry %d: %s %s", i, e.Type, e.Body)
 		}
 		want := fmt.Sprintf(`{"queue":"%s","seq":%d,"type":"alert","alert":{"pid":%d,"command":"enc"}}`+"\n", id, i+1, i+1)
@@ -79,7 +80,7 @@ func TestOrderAckRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, q2, TypeAlert, alertBody(6))
+	mustAppend(t, q2, event.TypeAlert, alertBody(6))
 	id2, es := pending(t, q2)
 	if id2 != id || fmt.Sprint(seqs(es)) != "[4 5 6]" {
 		t.Fatalf("after restart: queue %s (was %s), seqs %v", id2, id, seqs(es))
@@ -87,7 +88,7 @@ func TestOrderAckRestart(t *testing.T) {
 	if _, err := q2.Ack(id, 6); err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, q2, TypeAlert, alertBody(7))
+	mustAppend(t, q2, event.TypeAlert, alertBody(7))
 	if _, es := pending(t, q2); fmt.Sprint(seqs(es)) != "[7]" {
 		t.Fatalf("after ack of all: seqs %v", seqs(es))
 	}
@@ -104,15 +105,15 @@ func TestHeartbeatsCoalesce(t *testing.T) {
 		body []byte
 		want bool
 	}{
-		{TypeHeartbeat, hb, true},
-		{TypeHeartbeat, hb, false},
-		{TypeHeartbeat, hb, false},
-		{TypeAlert, alertBody(1), true},
-		{TypeHeartbeat, hb, true},
-		{TypeHeartbeat, hb, false},
-		{TypeHeartbeat, []byte(`{"interval":"1m0s","watching":["/srv"],"version":"dev"}`), true},
-		{TypeAlert, alertBody(2), true},
-		{TypeAlert, alertBody(2), true}, // alerts are never coalesced
+		{event.TypeHeartbeat, hb, true},
+		{event.TypeHeartbeat, hb, false},
+		{event.TypeHeartbeat, hb, false},
+		{event.TypeAlert, alertBody(1), true},
+		{event.TypeHeartbeat, hb, true},
+		{event.TypeHeartbeat, hb, false},
+		{event.TypeHeartbeat, []byte(`{"interval":"1m0s","watching":["/srv"],"version":"dev"}`), true},
+		{event.TypeAlert, alertBody(2), true},
+		{event.TypeAlert, alertBody(2), true}, // alerts are never coalesced
 	}
 	for i, s := range steps {
 		if got := mustAppend(t, q, s.typ, s.body); got != s.want {
@@ -127,7 +128,7 @@ func TestHeartbeatsCoalesce(t *testing.T) {
 	if _, err := q.Ack(id, 6); err != nil {
 		t.Fatal(err)
 	}
-	if !mustAppend(t, q, TypeHeartbeat, hb) || !mustAppend(t, q, TypeAlert, alertBody(3)) {
+	if !mustAppend(t, q, event.TypeHeartbeat, hb) || !mustAppend(t, q, event.TypeAlert, alertBody(3)) {
 		t.Fatal("not appended after the ack")
 	}
 }
@@ -139,11 +140,11 @@ func TestTornLastLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
-		mustAppend(t, q, TypeAlert, alertBody(i))
+		mustAppend(t, q, event.TypeAlert, alertBody(i))
 	}
 	id, es := pending(t, q)
 	// A crash cut the fourth line's write short, at every possible length.
-	line, err := encodeLine(id, 4, TypeAlert, []byte(`{"pid":4}`))
+	line, err := encodeLine(id, 4, event.TypeAlert, []byte(`{"pid":4}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestTornLastLine(t *testing.T) {
 			t.Fatalf("cut %d: seqs %v", cut, seqs(got))
 		}
 		// The torn bytes are gone: the next event takes seq 4 on a line of its own.
-		mustAppend(t, q, TypeAlert, alertBody(40))
+		mustAppend(t, q, event.TypeAlert, alertBody(40))
 		_, got := pending(t, q)
 		if fmt.Sprint(seqs(got)) != "[1 2 3 4]" || string(got[3].Body) != `{"pid":40,"command":"enc"}` {
 			t.Fatalf("cut %d: after append: seqs %v, last %s", cut, seqs(got), got[len(got)-1].Body)
@@ -180,15 +181,15 @@ func TestDamagedLinesSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, q, TypeAlert, alertBody(1))
-	mustAppend(t, q, TypeAlert, alertBody(2))
+	mustAppend(t, q, event.TypeAlert, alertBody(1))
+	mustAppend(t, q, event.TypeAlert, alertBody(2))
 	id, _ := pending(t, q)
 	f, err := os.OpenFile(q.path(), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _ := encodeLine("0123456789abcdef0123456789abcdef", 3, TypeAlert, []byte(`{}`))
-	dup, _ := encodeLine(id, 2, TypeAlert, []byte(`{"pid":99}`))
+	other, _ := encodeLine("0123456789abcdef0123456789abcdef", 3, event.TypeAlert, []byte(`{}`))
+	dup, _ := encodeLine(id, 2, event.TypeAlert, []byte(`{"pid":99}`))
 	for _, l := range [][]byte{[]byte("garbage\n"), other, dup, []byte(`{"queue":"` + id + `","seq":3,"type":"nope","alert":{}}` + "\n")} {
 		f.Write(l)
 	}
@@ -200,7 +201,7 @@ func TestDamagedLinesSkipped(t *testing.T) {
 	if bad != 4 || fmt.Sprint(seqs(es)) != "[1 2]" || string(es[1].Body) != `{"pid":2,"command":"enc"}` {
 		t.Fatalf("bad %d, seqs %v", bad, seqs(es))
 	}
-	mustAppend(t, q, TypeAlert, alertBody(3))
+	mustAppend(t, q, event.TypeAlert, alertBody(3))
 	if _, es, _, _ := q.Pending(); fmt.Sprint(seqs(es)) != "[1 2 3]" {
 		t.Fatalf("seqs %v", seqs(es))
 	}
@@ -242,20 +243,20 @@ func TestAppendRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, body := range []string{"", "[]", "nope", `"s"`, `{"a":`} {
-		if _, err := q.Append(TypeAlert, []byte(body)); err == nil {
+		if _, err := q.Append(event.TypeAlert, []byte(body)); err == nil {
 			t.Errorf("body %q appended", body)
 		}
 	}
 	if _, err := q.Append("other", []byte(`{}`)); err == nil {
 		t.Error("type other appended")
 	}
-	big := `{"files":["` + strings.Repeat("x", MaxAlert) + `"]}`
-	if _, err := q.Append(TypeAlert, []byte(big)); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("alert over MaxAlert: %v", err)
+	big := `{"files":["` + strings.Repeat("x", event.MaxAlert) + `"]}`
+	if _, err := q.Append(event.TypeAlert, []byte(big)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("alert over event.MaxAlert: %v", err)
 	}
-	huge := `{"watching":["` + strings.Repeat("x", MaxBody) + `"]}`
-	if _, err := q.Append(TypeHeartbeat, []byte(huge)); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("heartbeat over MaxBody: %v", err)
+	huge := `{"watching":["` + strings.Repeat("x", event.MaxBody) + `"]}`
+	if _, err := q.Append(event.TypeHeartbeat, []byte(huge)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("heartbeat over event.MaxBody: %v", err)
 	}
 	if _, es := pending(t, q); len(es) != 0 {
 		t.Errorf("%d entries queued", len(es))
@@ -266,8 +267,8 @@ func TestPendingBatchBounds(t *testing.T) {
 	dir := t.TempDir()
 	id := "0123456789abcdef0123456789abcdef"
 	file := encodeHeader(id, 0)
-	for i := 1; i <= MaxLines+5; i++ {
-		l, err := encodeLine(id, uint64(i), TypeAlert, alertBody(i))
+	for i := 1; i <= event.MaxEvents+5; i++ {
+		l, err := encodeLine(id, uint64(i), event.TypeAlert, alertBody(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +282,7 @@ func TestPendingBatchBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, es := pending(t, q)
-	if len(es) != MaxLines || es[0].Seq != 1 || es[len(es)-1].Seq != MaxLines {
+	if len(es) != event.MaxEvents || es[0].Seq != 1 || es[len(es)-1].Seq != event.MaxEvents {
 		t.Fatalf("%d entries, %d..%d", len(es), es[0].Seq, es[len(es)-1].Seq)
 	}
 	q2, err := Open(t.TempDir())
@@ -290,14 +291,14 @@ func TestPendingBatchBounds(t *testing.T) {
 	}
 	fat := `{"files":["` + strings.Repeat("x", 200<<10) + `"]}`
 	for range 6 {
-		mustAppend(t, q2, TypeAlert, []byte(fat))
+		mustAppend(t, q2, event.TypeAlert, []byte(fat))
 	}
 	_, es = pending(t, q2)
 	size := 0
 	for _, e := range es {
 		size += len(e.Line)
 	}
-	if len(es) != 5 || size > MaxBody {
+	if len(es) != 5 || size > event.MaxBody {
 		t.Fatalf("%d entries of %d bytes", len(es), size)
 	}
 }
@@ -310,8 +311,8 @@ func TestRenewWhenServerAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, q, TypeAlert, alertBody(1))
-	mustAppend(t, q, TypeAlert, alertBody(2))
+	mustAppend(t, q, event.TypeAlert, alertBody(1))
+	mustAppend(t, q, event.TypeAlert, alertBody(2))
 	id, _ := pending(t, q)
 	renewed, err := q.Ack(id, 9)
 	if err != nil || !renewed {
@@ -339,7 +340,7 @@ func TestConcurrentAppenders(t *testing.T) {
 		}
 		wg.Go(func() {
 			for i := range each {
-				if _, err := q.Append(TypeAlert, []byte(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))); err != nil {
+				if _, err := q.Append(event.TypeAlert, []byte(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))); err != nil {
 					t.Error(err)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kalaja/kalaja/internal/event"
 	"io"
 	"log/slog"
 	"net/http"
@@ -77,7 +78,7 @@ func (v *vault) serve(w http.ResponseWriter, r *http.Request) {
 		var e ev
 		d := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 		d.DisallowUnknownFields()
-		if err := d.Decode(&e); err != nil || e.Seq == 0 || (e.Type != TypeAlert && e.Type != TypeHeartbeat) {
+		if err := d.Decode(&e); err != nil || e.Seq == 0 || (e.Type != event.TypeAlert && e.Type != event.TypeHeartbeat) {
 			http.Error(w, "malformed", http.StatusBadRequest)
 			return
 		}
@@ -95,7 +96,7 @@ func (v *vault) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		v.last = e.Seq
 		b := e.Alert
-		if e.Type == TypeHeartbeat {
+		if e.Type == event.TypeHeartbeat {
 			b = e.Heartbeat
 		}
 		v.applied = append(v.applied, e.Type+" "+string(b))
@@ -204,7 +205,7 @@ func TestSenderDelivers(t *testing.T) {
 	}
 	startSender(t, q, v)
 	for i := 1; i <= 10; i++ {
-		mustAppend(t, q, TypeAlert, alertBody(i))
+		mustAppend(t, q, event.TypeAlert, alertBody(i))
 	}
 	got := v.waitApplied(t, 10)
 	if strings.Join(got, "\n") != strings.Join(wantAlerts(1, 10), "\n") {
@@ -222,16 +223,16 @@ func TestSenderOutages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustAppend(t, q, TypeAlert, alertBody(1))
+			mustAppend(t, q, event.TypeAlert, alertBody(1))
 			startSender(t, q, v)
 			v.waitApplied(t, 1)
 			v.setMode(mode)
 			for i := 2; i <= 10; i++ {
-				mustAppend(t, q, TypeAlert, alertBody(i))
+				mustAppend(t, q, event.TypeAlert, alertBody(i))
 			}
 			v.waitPosts(t, 3) // tried, and tried again
 			v.setMode("")
-			mustAppend(t, q, TypeAlert, alertBody(11))
+			mustAppend(t, q, event.TypeAlert, alertBody(11))
 			got := v.waitApplied(t, 11)
 			if strings.Join(got, "\n") != strings.Join(wantAlerts(1, 11), "\n") {
 				t.Fatalf("applied:\n%s", strings.Join(got, "\n"))
@@ -259,9 +260,9 @@ func TestSenderRestart(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	hb := []byte(`{"interval":"30s","watching":["/srv"],"version":"dev"}`)
 	for i := 1; i <= 10; i++ {
-		mustAppend(t, q, TypeAlert, alertBody(i))
-		mustAppend(t, q, TypeHeartbeat, hb)
-		mustAppend(t, q, TypeHeartbeat, hb)
+		mustAppend(t, q, event.TypeAlert, alertBody(i))
+		mustAppend(t, q, event.TypeHeartbeat, hb)
+		mustAppend(t, q, event.TypeHeartbeat, hb)
 	}
 	v.waitPosts(t, 2)
 	cancel()
@@ -294,12 +295,12 @@ func TestOneSenderPerQueue(t *testing.T) {
 	s1 := &Sender{Queue: q1, Poster: poster{v.srv.URL}, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}
 	done1 := make(chan error, 1)
 	go func() { done1 <- s1.Run(ctx1) }()
-	mustAppend(t, q1, TypeAlert, alertBody(1))
+	mustAppend(t, q1, event.TypeAlert, alertBody(1))
 	v.waitApplied(t, 1)
 	startSender(t, q2, v) // waits for the lock
 	cancel1()
 	<-done1
-	mustAppend(t, q2, TypeAlert, alertBody(2)) // sent by the second once it holds the lock
+	mustAppend(t, q2, event.TypeAlert, alertBody(2)) // sent by the second once it holds the lock
 	got := v.waitApplied(t, 2)
 	if strings.Join(got, "\n") != strings.Join(wantAlerts(1, 2), "\n") {
 		t.Fatalf("applied:\n%s", strings.Join(got, "\n"))
@@ -316,7 +317,7 @@ func TestSenderSeesOtherProcesses(t *testing.T) {
 	q2, _ := Open(dir)
 	startSender(t, q1, v)
 	for i := 1; i <= 3; i++ {
-		mustAppend(t, q2, TypeAlert, alertBody(i))
+		mustAppend(t, q2, event.TypeAlert, alertBody(i))
 	}
 	got := v.waitApplied(t, 3)
 	if strings.Join(got, "\n") != strings.Join(wantAlerts(1, 3), "\n") {
@@ -336,7 +337,7 @@ func TestBeat(t *testing.T) {
 		}
 	}
 	var many []string
-	for i := range MaxWatching + 3 {
+	for i := range event.MaxWatching + 3 {
 		many = append(many, fmt.Sprintf("/srv/%d", i))
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -345,9 +346,9 @@ func TestBeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, es := pending(t, q)
-	var hb Heartbeat
-	if len(es) != 1 || es[0].Type != TypeHeartbeat || json.Unmarshal(es[0].Body, &hb) != nil ||
-		hb.Interval != "30s" || hb.Version != "dev" || len(hb.Watching) != MaxWatching || hb.Watching[0] != "/srv/0" {
+	var hb event.Heartbeat
+	if len(es) != 1 || es[0].Type != event.TypeHeartbeat || json.Unmarshal(es[0].Body, &hb) != nil ||
+		hb.Interval != "30s" || hb.Version != "dev" || len(hb.Watching) != event.MaxWatching || hb.Watching[0] != "/srv/0" {
 		t.Fatalf("queued %v: %+v", seqs(es), hb)
 	}
 }

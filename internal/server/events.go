@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/kalaja/kalaja/internal/fleet"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/ledger"
 )
 
@@ -33,17 +33,17 @@ func (s *Server) serveEvents(ctx context.Context, w http.ResponseWriter, r *http
 	if r.Method != http.MethodPost {
 		return host, refuse(http.StatusMethodNotAllowed, reasonMethod, "events are only posted")
 	}
-	if r.ContentLength > fleet.MaxBody {
-		return host, refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, "an events body is limited to %d bytes", fleet.MaxBody)
+	if r.ContentLength > event.MaxBody {
+		return host, refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, "an events body is limited to %d bytes", event.MaxBody)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, fleet.MaxBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, event.MaxBody+1))
 	if err != nil {
 		return host, refuse(http.StatusBadRequest, reasonBadRequest, "read body: %v", err)
 	}
-	if len(body) > fleet.MaxBody {
-		return host, refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, "an events body is limited to %d bytes", fleet.MaxBody)
+	if len(body) > event.MaxBody {
+		return host, refuse(http.StatusRequestEntityTooLarge, reasonTooLarge, "an events body is limited to %d bytes", event.MaxBody)
 	}
-	evs, err := fleet.ParseEvents(body)
+	evs, err := event.Parse(body)
 	if err != nil {
 		return host, refuse(http.StatusBadRequest, reasonBadRequest, "%v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/event"
 	"github.com/kalaja/kalaja/internal/fleet"
 	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/store"
@@ -121,7 +122,7 @@ func TestEvents(t *testing.T) {
 		{"claims another host", "host-1", eventsPath, `{"queue":"` + q1 + `","seq":3,"type":"heartbeat","host":"host-2","heartbeat":{"interval":"30s"}}`, http.StatusBadRequest, ""},
 		{"malformed second line", "host-1", eventsPath, alertLine(3, "") + "\n{", http.StatusBadRequest, ""},
 		{"after the refusals", "host-1", eventsPath, heartbeatLine(3), http.StatusOK, `{"ack":3}`},
-		{"too large", "host-1", eventsPath, strings.Repeat(" ", fleet.MaxBody+1), http.StatusRequestEntityTooLarge, ""},
+		{"too large", "host-1", eventsPath, strings.Repeat(" ", event.MaxBody+1), http.StatusRequestEntityTooLarge, ""},
 	}
 	for _, tt := range tests {
 		code, body := v.post(tt.host, tt.path, tt.body)

@@ -1,4 +1,10 @@
-package fleet
+// Package event is the wire of POST /v1/events (docs/design.md, 22.1):
+// the events a host's watcher sends the vault, heartbeats and alerts, each
+// one line of JSON with the host queue's ID and sequence number, and the
+// bounds the vault holds them to. The host's outbox (internal/outbox)
+// writes them and the vault (internal/fleet) reads them; both take the
+// format and its bounds from here. The package is pure.
+package event
 
 import (
 	"bytes"
@@ -17,10 +23,12 @@ const (
 
 // Bounds on what an event may carry; a bigger event is malformed.
 const (
-	maxWatching = 64        // paths a heartbeat may name
-	maxPath     = 4096      // bytes of one path
-	maxVersion  = 128       // bytes of the watcher's version
-	maxAlert    = 256 << 10 // bytes of one alert object
+	MaxWatching = 64             // paths a heartbeat may name
+	MaxPath     = 4096           // bytes of one path
+	MaxVersion  = 128            // bytes of the watcher's version
+	MaxAlert    = 256 << 10      // bytes of one alert object
+	MinInterval = time.Second    // the shortest heartbeat interval
+	MaxInterval = 24 * time.Hour // the longest heartbeat interval
 )
 
 // Event types.
@@ -48,9 +56,9 @@ type Heartbeat struct {
 	Version  string   `json:"version"`
 }
 
-// claim is what the vault reads of an alert object as the watcher writes it
-// (internal/detect.Alert): the rest is kept as bytes, unread.
-type claim struct {
+// Claim is what the vault reads of an alert object as the watcher writes
+// it (internal/detect.Alert): the rest is kept as bytes, unread.
+type Claim struct {
 	Time    time.Time `json:"time"`
 	PID     int       `json:"pid"`
 	Command string    `json:"command"`
@@ -60,11 +68,11 @@ type claim struct {
 	Files []string `json:"files"`
 }
 
-// ParseEvents decodes a POST /v1/events body: at most MaxBody bytes of at
+// Parse decodes a POST /v1/events body: at most MaxBody bytes of at
 // most MaxEvents lines, each one Event (blank lines are skipped). It
 // checks every event and fails on the first malformed one, so that a body
 // is applied whole or not at all.
-func ParseEvents(body []byte) ([]Event, error) {
+func Parse(body []byte) ([]Event, error) {
 	if len(body) > MaxBody {
 		return nil, fmt.Errorf("events: body of %d bytes, at most %d", len(body), MaxBody)
 	}
@@ -111,14 +119,14 @@ func (ev *Event) check() error {
 		if ev.Heartbeat == nil || ev.Alert != nil {
 			return errors.New("a heartbeat event carries a heartbeat object only")
 		}
-		if _, err := ev.Heartbeat.interval(); err != nil {
+		if _, err := ev.Heartbeat.Duration(); err != nil {
 			return err
 		}
-		if len(ev.Heartbeat.Watching) > maxWatching || len(ev.Heartbeat.Version) > maxVersion {
+		if len(ev.Heartbeat.Watching) > MaxWatching || len(ev.Heartbeat.Version) > MaxVersion {
 			return errors.New("heartbeat: too many paths or too long a version")
 		}
 		for _, p := range ev.Heartbeat.Watching {
-			if len(p) > maxPath {
+			if len(p) > MaxPath {
 				return errors.New("heartbeat: path too long")
 			}
 		}
@@ -126,10 +134,10 @@ func (ev *Event) check() error {
 		if ev.Alert == nil || ev.Heartbeat != nil {
 			return errors.New("an alert event carries an alert object only")
 		}
-		if len(ev.Alert) > maxAlert {
-			return fmt.Errorf("alert of %d bytes, at most %d", len(ev.Alert), maxAlert)
+		if len(ev.Alert) > MaxAlert {
+			return fmt.Errorf("alert of %d bytes, at most %d", len(ev.Alert), MaxAlert)
 		}
-		var c claim
+		var c Claim
 		if err := json.Unmarshal(ev.Alert, &c); err != nil {
 			return fmt.Errorf("alert: %w", err)
 		}
@@ -139,10 +147,11 @@ func (ev *Event) check() error {
 	return nil
 }
 
-// interval parses the heartbeat's interval: 1 s to 24 h.
-func (h *Heartbeat) interval() (time.Duration, error) {
+// Duration parses the heartbeat's interval, which must be from
+// MinInterval to MaxInterval.
+func (h *Heartbeat) Duration() (time.Duration, error) {
 	d, err := time.ParseDuration(h.Interval)
-	if err != nil || d < time.Second || d > 24*time.Hour {
+	if err != nil || d < MinInterval || d > MaxInterval {
 		return 0, fmt.Errorf("heartbeat interval %q: want a duration from 1s to 24h", h.Interval)
 	}
 	return d, nil
