@@ -84,7 +84,7 @@ func (k *Keys) NewPackKey() (*PackKey, [KeySize]byte, error) {
 // the content private key.
 func (k *Keys) OpenPackKey(eph [KeySize]byte) (*PackKey, error) {
 	if !k.CanRead() {
-		return nil, fmt.Errorf("open pack: this key is write-only")
+		return nil, fmt.Errorf("open pack: %w", ErrWriteOnly)
 	}
 	key, err := agree(k.ContentPrivate[:], eph[:], eph[:], k.ContentPublic[:], "pack")
 	if err != nil {
@@ -164,7 +164,7 @@ func (k *Keys) OpenObject(typ string, sealed []byte) ([]byte, error) {
 		aead = newGCM(k.Index[:])
 	case sealed[1] == kindContent && typ != "index":
 		if !k.CanRead() {
-			return nil, fmt.Errorf("open %s: this key is write-only", typ)
+			return nil, fmt.Errorf("open %s: %w", typ, ErrWriteOnly)
 		}
 		hdrLen = 2 + KeySize
 		if len(sealed) < hdrLen+Overhead {
