@@ -29,6 +29,7 @@
 //	internal/fswatch     file event sources: fanotify (with PIDs, raw disk writes) and inotify
 //	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert
 //	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back
+//	internal/parentcache a write-only host's own last snapshot and its trees, sealed at rest, for incremental backups
 //	internal/backup      the backup use case: ledger check, archive, ledger record; protective snapshots after alerts
 //	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill
 //	internal/recovery    back to the last clean snapshot: health with alerts, the choice, in-place repair into a quarantine, verified; stopped holders

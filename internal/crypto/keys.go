@@ -153,6 +153,15 @@ func (k *Keys) WriteOnly(logSigner []byte) *Keys {
 	return &c
 }
 
+// CarriedSigner returns the plaintext of the ledger's signing key that a
+// write-only key carries (LogSigner), nil for a full key.
+func (k *Keys) CarriedSigner() []byte {
+	if len(k.LogSigner) == 0 {
+		return nil
+	}
+	return k.LogSigner
+}
+
 // IDFunc names the keyed function that derives a blob's ID from its
 // plaintext. The repository's config chooses it (docs/design.md, section 6).
 type IDFunc string
