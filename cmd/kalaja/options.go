@@ -135,6 +135,20 @@ func (g *globalOptions) openStore(ctx context.Context) (store.Store, repo.Config
 
 // open opens the repository; withIndex also loads the blob index.
 func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Repository, error) {
+	return g.openFor(ctx, "", withIndex)
+}
+
+// openToRead opens the repository for a command that reads snapshots,
+// trees or file content: with a write-only key it fails before loading
+// anything, with an error wrapping crypto.ErrWriteOnly (exit 14) that
+// names the command.
+func (g *globalOptions) openToRead(ctx context.Context, command string, withIndex bool) (*repo.Repository, error) {
+	return g.openFor(ctx, command, withIndex)
+}
+
+// openFor opens the repository for command, which reads content unless
+// it is "".
+func (g *globalOptions) openFor(ctx context.Context, command string, withIndex bool) (*repo.Repository, error) {
 	st, _, err := g.openStore(ctx)
 	if err != nil {
 		return nil, err
@@ -146,6 +160,11 @@ func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Reposit
 	r, err := repo.Open(ctx, st, pw)
 	if err != nil {
 		return nil, err
+	}
+	if command != "" {
+		if err := r.RequireRead(); err != nil {
+			return nil, fmt.Errorf("%s: %w", command, err)
+		}
 	}
 	// Argon2id's 64 MiB are garbage now: hand them back before the real
 	// work starts, so they neither count in the peak nor set the GC's goal.

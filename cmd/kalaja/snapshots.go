@@ -28,7 +28,7 @@ its watcher (the alert log, --alert-log) is suspect too, until a recovery
 resolved the alert.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := g.open(cmd.Context(), false)
+			r, err := g.openToRead(cmd.Context(), "snapshots", false)
 			if err != nil {
 				return err
 			}
