@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -294,5 +296,51 @@ func FuzzParseKeyFile(f *testing.F) {
 			return // valid but too slow to open in a fuzz loop
 		}
 		_, _ = kf.Open([]byte("pw"))
+	})
+}
+
+// TestFrozenWriteOnlyKeyFile opens a version 2 key file written by the
+// build that introduced it (testdata/keyfile-v2.json, password "frozen
+// password", cheap KDF; its content public key in keyfile-v2.public), so
+// that later builds keep reading write-only keys.
+func TestFrozenWriteOnlyKeyFile(t *testing.T) {
+	b, err := os.ReadFile("testdata/keyfile-v2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile("testdata/keyfile-v2.public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf, err := ParseKeyFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kf.WriteOnly || kf.Host != "fs-01" {
+		t.Fatalf("write_only %v, host %q", kf.WriteOnly, kf.Host)
+	}
+	k, err := kf.Open([]byte("frozen password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.CanRead() || string(k.CarriedSigner()) != "frozen signer\nfrozen verifier\n" ||
+		blob.ID(k.ContentPublic).String() != strings.TrimSpace(string(pub)) ||
+		k.RepoID != blob.Hash([]byte("frozen repository")) {
+		t.Fatal("the frozen write-only key opens to other keys")
+	}
+}
+
+// FuzzOpenLocal: no bytes on a host's disk make OpenLocal panic, and none
+// but SealLocal's open.
+func FuzzOpenLocal(f *testing.F) {
+	k, _ := NewKeys(blob.Hash([]byte("repo")))
+	good, _ := k.SealLocal("parent-cache", "n", []byte("plain"))
+	f.Add(good)
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		plain, err := k.OpenLocal("parent-cache", "n", b)
+		if err == nil && string(plain) != "plain" {
+			t.Fatalf("opened forged bytes to %q", plain)
+		}
 	})
 }
