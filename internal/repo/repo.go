@@ -155,13 +155,24 @@ func Init(ctx context.Context, st store.Store, password []byte, kdf crypto.KDFPa
 // returns an error wrapping blob.ErrWrongPassword if none opens. The index is
 // not loaded: call LoadIndex before reading or writing blobs.
 func Open(ctx context.Context, st store.Store, password []byte) (*Repository, error) {
+	return OpenHint(ctx, st, password, "")
+}
+
+// OpenHint is Open trying key file hint first, if it exists: each key file
+// tried costs a key derivation (3.2), and a repository with a key per host
+// has many; KeyName tells the caller which key opened, to hint next time.
+func OpenHint(ctx context.Context, st store.Store, password []byte, hint string) (*Repository, error) {
 	cfg, err := LoadConfig(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
 	if err := st.List(ctx, store.Keys, func(fi store.FileInfo) error {
-		names = append(names, fi.Name)
+		if fi.Name == hint {
+			names = append([]string{fi.Name}, names...)
+		} else {
+			names = append(names, fi.Name)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
