@@ -63,6 +63,11 @@ for rep in $(seq 1 "$REPS"); do
 		KALAJA_PASSWORD="recovery password" KALAJA_STATE_DIR=$WORK/state-init "$BIN/kalaja" key add -q --write-only --host bench \
 			--repo "$WORK/repo-$k" --new-password-file "$WORK/host-password"
 	done
+	# Each key finds its key file first from the start, as a host does
+	# after its first run (the state directory keeps the key file's name).
+	for k in full wo; do
+		KALAJA_PASSWORD=$(password "$k") KALAJA_STATE_DIR=$WORK/state-$k "$BIN/kalaja" key list -q --repo "$WORK/repo-$k" >/dev/null
+	done
 	for k in "${order[@]}"; do timed "$k" first; done
 	"$BIN/corpus" -mutate "$WORK/src" -seed 2 >/dev/null
 	for k in "${order[@]}"; do timed "$k" incremental; done
