@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -188,5 +190,48 @@ func TestWriteOnlyBackup(t *testing.T) {
 		if bytes.Contains(b, []byte("MARKER")) {
 			t.Errorf("cache file %s holds plaintext", e.Name())
 		}
+	}
+}
+
+// TestWriteOnlyHealth: a write-only host's snapshot is judged against its
+// cached parent as against a stored one: a mass deletion since the parent
+// makes it suspect.
+func TestWriteOnlyHealth(t *testing.T) {
+	ctx := context.Background()
+	_, wo := writeOnlyRepo(t)
+	src := t.TempDir()
+	for i := range 40 {
+		p := filepath.Join(src, "docs", fmt.Sprintf("report-%02d.txt", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, bytes.Repeat([]byte(fmt.Sprintf("minutes of meeting %d\n", i)), 200), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := parentcache.New(t.TempDir(), wo.Keys())
+	run := func() *snapshot.Snapshot {
+		t.Helper()
+		if err := wo.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(ctx, wo, nil, []string{src}, Options{Host: "fs-01", Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Snapshot
+	}
+	run()
+	if h := run().Health; h == nil || h.Status != snapshot.Clean {
+		t.Fatalf("unchanged: health %+v", h)
+	}
+	for i := range 36 {
+		if err := os.Remove(filepath.Join(src, "docs", fmt.Sprintf("report-%02d.txt", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := run().Health
+	if h == nil || h.Status != snapshot.Suspect || !slices.ContainsFunc(h.Verdict().Reasons, func(r snapshot.Reason) bool { return r.Signal == snapshot.DeletedFiles }) {
+		t.Fatalf("after deleting 36 of 40 files: health %+v", h)
 	}
 }
