@@ -33,6 +33,7 @@
 //	internal/watcher     kalaja watch: events + content samples + process trees -> detect -> stop, alert
 //	internal/outbox      the host's on-disk queue of alerts and heartbeats for the vault, and its sender: in order, exactly once with the server's ack
 //	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back
+//	internal/parentcache a write-only host's own last snapshot and its trees, sealed at rest, for incremental backups
 //	internal/backup      the backup use case: ledger check, archive, ledger record; protective snapshots after alerts
 //	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill
 //	internal/recovery    back to the last clean snapshot: health with alerts, the choice, in-place repair into a quarantine, verified; stopped holders

@@ -30,6 +30,10 @@ are not read again; everything else is chunked and deduplicated.
 Files that cannot be read are reported and left out; the snapshot is still
 saved and the exit code is 3.
 
+With a write-only key (kalaja key add --write-only) the previous snapshot
+comes from this host's parent cache in the state directory, sealed with a
+key derived from the repository's index key; without it every file is read.
+
 Each snapshot's health is judged during the backup, against the previous
 snapshot and the host's earlier clean snapshots of the same paths, and
 printed: "health: clean", or "health: SUSPECT:" and the reasons (files that
@@ -58,8 +62,12 @@ files, the same new note in many folders).`,
 					return err
 				}
 			}
+			cache, err := g.parentCache(r)
+			if err != nil {
+				return err
+			}
 			opts := backup.Options{Host: host, Tags: tags, Version: version, ReadAll: readAll,
-				Progress: &archiver.Progress{}, Log: g.logger()}
+				Progress: &archiver.Progress{}, Log: g.logger(), Cache: cache}
 			opts.OnError = func(path string, err error) {
 				fmt.Fprintf(os.Stderr, "\r\033[Kerror: %v\n", err)
 			}

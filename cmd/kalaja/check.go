@@ -29,7 +29,7 @@ missing after it was written (tampering, or storage that corrupts bytes),
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, false)
+			r, err := g.openToRead(ctx, "check", false)
 			if err != nil {
 				return err
 			}

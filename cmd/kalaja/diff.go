@@ -17,7 +17,7 @@ type changed (T) or whose metadata only changed (U) from SNAPSHOT1 to SNAPSHOT2.
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, true)
+			r, err := g.openToRead(ctx, "diff", true)
 			if err != nil {
 				return err
 			}

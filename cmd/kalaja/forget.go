@@ -87,6 +87,9 @@ used stays until 'kalaja prune' (or --prune).`,
 			if err != nil {
 				return err
 			}
+			if err := r.RequireRead(); err != nil {
+				return fmt.Errorf("forget: %w", err)
+			}
 			if _, _, err := lc.Check(ctx); err != nil {
 				return fmt.Errorf("ledger: %w (nothing was deleted; run 'kalaja verify' for details)", err)
 			}

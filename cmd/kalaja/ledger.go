@@ -89,6 +89,9 @@ func newLedgerProofCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := r.RequireRead(); err != nil {
+				return fmt.Errorf("ledger proof (a write-only key can use 'ledger export'): %w", err)
+			}
 			sn, err := findSnapshot(ctx, g, r, a[0])
 			if err != nil {
 				return err

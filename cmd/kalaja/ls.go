@@ -23,7 +23,7 @@ those at and below PATH (an absolute path as it was backed up).`,
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, true)
+			r, err := g.openToRead(ctx, "ls", true)
 			if err != nil {
 				return err
 			}

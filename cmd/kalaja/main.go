@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/crypto"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -28,6 +29,7 @@ const (
 	exitNoRepo      = 10
 	exitWrongPass   = 12
 	exitTampered    = 13
+	exitWriteOnly   = 14
 	exitInterrupted = 130
 )
 
@@ -61,6 +63,8 @@ func exitCode(err error) int {
 		return exitWrongPass
 	case errors.Is(err, blob.ErrTampered):
 		return exitTampered
+	case errors.Is(err, crypto.ErrWriteOnly):
+		return exitWriteOnly
 	}
 	return exitFailure
 }
@@ -119,6 +123,7 @@ KALAJA_PASSWORD, or from a prompt on the terminal.
 Exit codes: 0 success; 1 failure; 2 wrong usage; 3 backup saved but some files
 could not be read; 10 no repository at the given location; 12 wrong password;
 13 the repository or its ledger was tampered with (verify, backup, check);
+14 the key is write-only and the command reads snapshots (use a full key);
 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
 	"golang.org/x/term"
 
+	"github.com/kalaja/kalaja/internal/atomicfile"
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
@@ -135,7 +137,22 @@ func (g *globalOptions) openStore(ctx context.Context) (store.Store, repo.Config
 
 // open opens the repository; withIndex also loads the blob index.
 func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Repository, error) {
-	st, _, err := g.openStore(ctx)
+	return g.openFor(ctx, "", withIndex)
+}
+
+// openToRead opens the repository for a command that reads snapshots,
+// trees or file content: with a write-only key it fails before loading
+// anything, with an error wrapping crypto.ErrWriteOnly (exit 14) that
+// names the command.
+func (g *globalOptions) openToRead(ctx context.Context, command string, withIndex bool) (*repo.Repository, error) {
+	return g.openFor(ctx, command, withIndex)
+}
+
+// openFor opens the repository for command, which reads content unless
+// it is "". It tries first the key file that opened it last time, whose
+// name it keeps in <state dir>/<repository id>/key.
+func (g *globalOptions) openFor(ctx context.Context, command string, withIndex bool) (*repo.Repository, error) {
+	st, cfg, err := g.openStore(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -143,9 +160,24 @@ func (g *globalOptions) open(ctx context.Context, withIndex bool) (*repo.Reposit
 	if err != nil {
 		return nil, err
 	}
-	r, err := repo.Open(ctx, st, pw)
+	hintFile := ""
+	if root, err := g.stateRoot(); err == nil {
+		hintFile = filepath.Join(root, cfg.ID.String(), "key")
+	}
+	hint, _ := os.ReadFile(hintFile) // no hint: every key file is tried
+	r, err := repo.OpenHint(ctx, st, pw, strings.TrimSpace(string(hint)))
 	if err != nil {
 		return nil, err
+	}
+	if hintFile != "" && r.KeyName() != strings.TrimSpace(string(hint)) {
+		// Best effort: without the hint the next run tries every key file.
+		_ = os.MkdirAll(filepath.Dir(hintFile), 0o700)
+		_ = atomicfile.Write(hintFile, []byte(r.KeyName()+"\n"), 0o600)
+	}
+	if command != "" {
+		if err := r.RequireRead(); err != nil {
+			return nil, fmt.Errorf("%s: %w", command, err)
+		}
 	}
 	// Argon2id's 64 MiB are garbage now: hand them back before the real
 	// work starts, so they neither count in the peak nor set the GC's goal.

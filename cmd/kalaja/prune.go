@@ -69,6 +69,9 @@ against a pack prune deletes (kalaja check would name the damage).`,
 			if err != nil {
 				return err
 			}
+			if err := r.RequireRead(); err != nil {
+				return fmt.Errorf("prune: %w", err)
+			}
 			if _, _, err := lc.Check(ctx); err != nil {
 				return fmt.Errorf("ledger: %w (nothing was deleted; run 'kalaja verify' for details)", err)
 			}

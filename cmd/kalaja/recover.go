@@ -133,7 +133,7 @@ func runRecover(cmd *cobra.Command, g *globalOptions, o *recoverOptions, args []
 	if host == "" {
 		host = self
 	}
-	r, err := g.open(ctx, true)
+	r, err := g.openToRead(ctx, "recover", true)
 	if err != nil {
 		return err
 	}

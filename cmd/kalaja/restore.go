@@ -43,7 +43,7 @@ code is then 1.`,
 				}
 			}
 			ctx := cmd.Context()
-			r, err := g.open(ctx, true)
+			r, err := g.openToRead(ctx, "restore", true)
 			if err != nil {
 				return err
 			}

@@ -32,7 +32,7 @@ resolutions of this host's alert log (--alert-log), and those the ledger
 holds for any host (recorded by the vault, kalaja serve).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := g.open(cmd.Context(), false)
+			r, err := g.openToRead(cmd.Context(), "snapshots", false)
 			if err != nil {
 				return err
 			}

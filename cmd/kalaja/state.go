@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/parentcache"
 	"github.com/kalaja/kalaja/internal/repo"
 )
 
@@ -38,6 +39,16 @@ func (g *globalOptions) openLedger(ctx context.Context, r *repo.Repository) (*le
 		return nil, err
 	}
 	return ledger.OpenClient(lg, filepath.Join(root, r.Config().ID.String()))
+}
+
+// parentCache is where a write-only host keeps its own last snapshots for
+// incremental backups: <state dir>/<repository id>/parents.
+func (g *globalOptions) parentCache(r *repo.Repository) (*parentcache.Cache, error) {
+	root, err := g.stateRoot()
+	if err != nil {
+		return nil, err
+	}
+	return parentcache.New(filepath.Join(root, r.Config().ID.String(), "parents"), r.Keys()), nil
 }
 
 // openWithLedger opens the repository (without its blob index) and its

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
 func newVerifyCommand(g *globalOptions) *cobra.Command {
@@ -49,9 +50,11 @@ clean run this client remembers the newest checkpoint.`,
 			if err != nil {
 				return err
 			}
-			list, err := r.Snapshots(ctx)
-			if err != nil {
-				g.warn("%v", err)
+			var list []*snapshot.Snapshot
+			if r.Keys().CanRead() {
+				if list, err = r.Snapshots(ctx); err != nil {
+					g.warn("%v", err)
+				}
 			}
 			rep, err := lc.Verify(ctx, ledger.VerifyOptions{ReadData: readData, Witnesses: vs}, list)
 			if err != nil {

@@ -281,8 +281,12 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	var protector *backup.Protector
 	if o.snapshot {
 		host, _ := os.Hostname()
+		cache, err := g.parentCache(r)
+		if err != nil {
+			return err
+		}
 		protector = backup.NewProtector(r, lc, abs, w.Canaries(), backup.Options{
-			Host: host, Tags: []string{"alert"}, Version: version, Log: log,
+			Host: host, Tags: []string{"alert"}, Version: version, Log: log, Cache: cache,
 			OnError: func(path string, err error) { log.Warn("protective snapshot: unreadable", "path", path, "err", err) },
 		})
 	}

@@ -60,6 +60,15 @@ type Options struct {
 	// snapshots of the same paths (the newest 10 or fewer), against which
 	// the new snapshot's health is judged (see internal/health).
 	Baseline []*snapshot.Health
+	// LoadTree, if set, loads the parent's trees in place of the
+	// repository: a write-only host, which cannot read its trees back,
+	// gives its cache (internal/parentcache). A tree it cannot give is
+	// backed up in full, as an unreadable one is.
+	LoadTree health.TreeLoader
+	// SavedTree, if set, is called with every tree of the new snapshot,
+	// its ID and encoding, as it is saved; calls are serialised, and the
+	// callee may keep data.
+	SavedTree func(id blob.ID, data []byte)
 
 	// noHealth leaves out fingerprints and health, to measure their cost.
 	noHealth bool
@@ -78,10 +87,11 @@ const fileWorkers = 2
 const readAhead = 8 << 20
 
 type archiver struct {
-	repo   *repo.Repository
-	opts   Options
-	params chunker.Params
-	prog   *Progress
+	repo     *repo.Repository
+	loadTree health.TreeLoader // the parent's trees: Options.LoadTree or the repository's
+	opts     Options
+	params   chunker.Params
+	prog     *Progress
 
 	files  chan fileJob
 	chunks chan blobJob
@@ -154,9 +164,13 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	defer cancel()
 	a := &archiver{
 		repo: r, opts: opts, params: r.Config().ChunkerParams(), prog: opts.Progress,
-		files:  make(chan fileJob, 64), // also bounds the files held open
-		chunks: make(chan blobJob, runtime.GOMAXPROCS(0)),
-		links:  map[[2]uint64]*fileResult{},
+		files:    make(chan fileJob, 64), // also bounds the files held open
+		chunks:   make(chan blobJob, runtime.GOMAXPROCS(0)),
+		links:    map[[2]uint64]*fileResult{},
+		loadTree: opts.LoadTree,
+	}
+	if a.loadTree == nil {
+		a.loadTree = r.LoadTree
 	}
 	if a.prog == nil {
 		a.prog = &Progress{}
@@ -182,12 +196,12 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 
 	var parentTree *snapshot.Tree
 	if opts.Parent != nil {
-		if parentTree, err = r.LoadTree(ctx, opts.Parent.Tree); err != nil {
+		if parentTree, err = a.loadTree(ctx, opts.Parent.Tree); err != nil {
 			parentTree = nil // back up everything rather than fail
 		}
 	}
 	if !opts.noHealth {
-		a.health = health.New(parentTree != nil, r.LoadTree)
+		a.health = health.New(parentTree != nil, a.loadTree)
 	}
 	wctx, stopWarm := context.WithCancel(ctx)
 	warmed := make(chan struct{})
@@ -485,7 +499,7 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 		case snapshot.Dir:
 			var sub *snapshot.Tree
 			if pn != nil && pn.Kind == snapshot.Dir && pn.Subtree != nil {
-				sub, _ = a.repo.LoadTree(ctx, *pn.Subtree) // unreadable parent tree: back up in full
+				sub, _ = a.loadTree(ctx, *pn.Subtree) // unreadable parent tree: back up in full
 			}
 			var childSel selection
 			if sel != nil {
@@ -623,5 +637,8 @@ func (a *archiver) finishDir(ctx context.Context, res *dirResult, nodes []snapsh
 	}
 	a.treeMu.Lock()
 	res.id = a.save(ctx, a.trees, blob.Tree, data)
+	if a.opts.SavedTree != nil {
+		a.opts.SavedTree(res.id, data)
+	}
 	a.treeMu.Unlock()
 }

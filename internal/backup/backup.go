@@ -5,19 +5,27 @@
 // the temporary files of dead writers, index packs an interrupted backup
 // left, choose the parent snapshot, archive, and record every stored object
 // and the snapshot in the ledger.
+//
+// A write-only key cannot read snapshots or trees: its parent, baseline and
+// parent trees come from the host's parent cache (internal/parentcache),
+// which the backup refreshes after storing the snapshot.
 package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/kalaja/kalaja/internal/archiver"
+	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/parentcache"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
 )
 
 // ProtectiveTag is the tag of a protective snapshot: one the watcher took
@@ -42,6 +50,10 @@ type Options struct {
 	// Log receives what the backup repaired (Info) and what it could not
 	// read besides files (Warn); nil discards both.
 	Log *slog.Logger
+	// Cache is the host's parent cache, used when the key is write-only
+	// (a full key reads the repository instead); nil makes every backup
+	// with a write-only key read every file.
+	Cache *parentcache.Cache
 }
 
 // Result is what a backup made.
@@ -92,20 +104,46 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 	if o.Protective && !slices.Contains(opts.Tags, ProtectiveTag) {
 		opts.Tags = append(slices.Clone(opts.Tags), ProtectiveTag)
 	}
-	list, err := r.Snapshots(ctx)
-	if err != nil {
-		log.Warn("some snapshots cannot be read: the parent is chosen among the others", "err", err)
+	var trees map[blob.ID][]byte // the new snapshot's trees, for the cache
+	var cached *parentcache.Entry
+	if r.Keys().CanRead() {
+		list, err := r.Snapshots(ctx)
+		if err != nil {
+			log.Warn("some snapshots cannot be read: the parent is chosen among the others", "err", err)
+		}
+		same := func(s *snapshot.Snapshot) bool {
+			return s.Hostname == o.Host && s.SamePaths(abs) && !slices.Contains(s.Tags, ProtectiveTag)
+		}
+		opts.Parent, _ = snapshot.Find(list, "latest", same)
+		opts.Baseline = Baseline(list, same)
+	} else if o.Cache != nil {
+		cached = loadParent(ctx, r, o.Cache, o.Host, abs, log)
+		if cached != nil {
+			opts.Parent, opts.Baseline, opts.LoadTree = cached.Snapshot, cached.Baseline, cached.LoadTree
+		}
+		if !o.Protective {
+			trees = map[blob.ID][]byte{}
+			opts.SavedTree = func(id blob.ID, data []byte) { trees[id] = data }
+		}
 	}
-	same := func(s *snapshot.Snapshot) bool {
-		return s.Hostname == o.Host && s.SamePaths(abs) && !slices.Contains(s.Tags, ProtectiveTag)
-	}
-	opts.Parent, _ = snapshot.Find(list, "latest", same)
-	opts.Baseline = Baseline(list, same)
 	sn, err := archiver.Backup(ctx, r, abs, opts)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{Snapshot: sn, Checkpoint: latest}
+	if trees != nil {
+		e := &parentcache.Entry{Snapshot: sn, Trees: trees}
+		if sn.Health != nil && sn.Health.Status == snapshot.Clean {
+			e.Baseline = append(e.Baseline, sn.Health)
+		}
+		if cached != nil {
+			e.Baseline = append(e.Baseline, cached.Baseline...)
+		}
+		e.Baseline = e.Baseline[:min(len(e.Baseline), BaselineSize)]
+		if err := o.Cache.Save(e); err != nil {
+			log.Warn("the parent cache could not be saved: the next backup reads every file", "err", err)
+		}
+	}
 	if lc != nil {
 		now := time.Now()
 		recs := ledger.Records(r.Written(), o.Host, now)
@@ -120,6 +158,25 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 		}
 	}
 	return res, nil
+}
+
+// loadParent returns the cached parent of host's backups of paths, or nil:
+// none cached, a cache that does not open (reported), or a parent
+// snapshot the repository no longer holds. Any of these costs a full
+// read, never a wrong snapshot.
+func loadParent(ctx context.Context, r *repo.Repository, c *parentcache.Cache, host string, paths []string, log *slog.Logger) *parentcache.Entry {
+	e, err := c.Load(host, paths)
+	if err != nil {
+		if !errors.Is(err, blob.ErrNotFound) {
+			log.Warn("the parent cache cannot be used: every file is read", "err", err)
+		}
+		return nil
+	}
+	if _, err := r.Store().Stat(ctx, store.Handle{Type: store.Snapshots, Name: e.Snapshot.ID.String()}); err != nil {
+		log.Warn("the cached parent snapshot is not in the repository: every file is read", "snapshot", e.Snapshot.ID.Short(), "err", err)
+		return nil
+	}
+	return e
 }
 
 // BaselineSize is how many of the host's earlier clean snapshots a new

@@ -2,7 +2,11 @@ package crypto
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"os"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -43,7 +47,7 @@ func TestKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *got != *k {
+	if !reflect.DeepEqual(got, k) {
 		t.Fatal("keys differ after round trip")
 	}
 	if _, err := kf.Open([]byte("wrong")); !errors.Is(err, blob.ErrWrongPassword) {
@@ -52,6 +56,72 @@ func TestKeyFile(t *testing.T) {
 	kf.Data[len(kf.Data)-1] ^= 1
 	if _, err := kf.Open([]byte("correct horse")); !errors.Is(err, blob.ErrWrongPassword) {
 		t.Fatalf("tampered key file: got %v", err)
+	}
+}
+
+// TestWriteOnlyKeyFile: a write-only key is sealed as version 2, marked
+// in its public part, opens without the content private key and with the
+// log's signer, and a flipped flag or a version that does not match the
+// keys is refused.
+func TestWriteOnlyKeyFile(t *testing.T) {
+	k := testKeys(t)
+	w := k.WriteOnly([]byte("signer\nverifier\n"))
+	pw := []byte("pw")
+	data, err := SealKeyFile(w, pw, cheapKDF(t), KeyFile{Host: "fs-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, k.ContentPrivate[:]) {
+		t.Fatal("write-only key file holds the content private key")
+	}
+	kf, err := ParseKeyFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kf.Version != WriteOnlyKeyFileVersion || !kf.WriteOnly {
+		t.Fatalf("version %d write_only %v", kf.Version, kf.WriteOnly)
+	}
+	got, err := kf.Open(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.CanRead() || !reflect.DeepEqual(got, w) {
+		t.Fatal("write-only keys differ after round trip")
+	}
+	for _, bad := range []*Keys{k.WriteOnly(nil), func() *Keys { c := *k; c.LogSigner = []byte("s\nv\n"); return &c }()} {
+		if _, err := SealKeyFile(bad, pw, cheapKDF(t), KeyFile{}); err == nil {
+			t.Fatal("sealed a key whose signer does not match its rights")
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		edit    func(map[string]any)
+		wantErr error
+	}{
+		{"flag cleared", func(m map[string]any) { delete(m, "write_only") }, blob.ErrCorrupt},
+		{"downgraded", func(m map[string]any) { m["version"] = 1; delete(m, "write_only") }, blob.ErrWrongPassword},
+		{"version 3", func(m map[string]any) { m["version"] = 3 }, blob.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := map[string]any{}
+			for k, v := range m {
+				c[k] = v
+			}
+			tt.edit(c)
+			b, _ := json.Marshal(c)
+			kf, err := ParseKeyFile(b)
+			if err == nil {
+				_, err = kf.Open(pw)
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+		})
 	}
 }
 
@@ -111,7 +181,7 @@ func TestSealObject(t *testing.T) {
 
 func TestWriteOnly(t *testing.T) {
 	k := testKeys(t)
-	w := k.WriteOnly()
+	w := k.WriteOnly([]byte("signer\nverifier\n"))
 	if w.CanRead() || !k.CanRead() {
 		t.Fatal("CanRead wrong")
 	}
@@ -119,8 +189,8 @@ func TestWriteOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.OpenObject("snapshot", s); err == nil {
-		t.Fatal("write-only key read a snapshot")
+	if _, err := w.OpenObject("snapshot", s); !errors.Is(err, ErrWriteOnly) {
+		t.Fatalf("write-only key read a snapshot: %v", err)
 	}
 	if _, err := k.OpenObject("snapshot", s); err != nil {
 		t.Fatalf("full key cannot read what write-only key wrote: %v", err)
@@ -129,8 +199,8 @@ func TestWriteOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.OpenPackKey(eph); err == nil {
-		t.Fatal("write-only key opened a pack key")
+	if _, err := w.OpenPackKey(eph); !errors.Is(err, ErrWriteOnly) {
+		t.Fatalf("write-only key opened a pack key: %v", err)
 	}
 	rk, err := k.OpenPackKey(eph)
 	if err != nil {
@@ -226,5 +296,51 @@ func FuzzParseKeyFile(f *testing.F) {
 			return // valid but too slow to open in a fuzz loop
 		}
 		_, _ = kf.Open([]byte("pw"))
+	})
+}
+
+// TestFrozenWriteOnlyKeyFile opens a version 2 key file written by the
+// build that introduced it (testdata/keyfile-v2.json, password "frozen
+// password", cheap KDF; its content public key in keyfile-v2.public), so
+// that later builds keep reading write-only keys.
+func TestFrozenWriteOnlyKeyFile(t *testing.T) {
+	b, err := os.ReadFile("testdata/keyfile-v2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile("testdata/keyfile-v2.public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf, err := ParseKeyFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kf.WriteOnly || kf.Host != "fs-01" {
+		t.Fatalf("write_only %v, host %q", kf.WriteOnly, kf.Host)
+	}
+	k, err := kf.Open([]byte("frozen password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.CanRead() || string(k.CarriedSigner()) != "frozen signer\nfrozen verifier\n" ||
+		blob.ID(k.ContentPublic).String() != strings.TrimSpace(string(pub)) ||
+		k.RepoID != blob.Hash([]byte("frozen repository")) {
+		t.Fatal("the frozen write-only key opens to other keys")
+	}
+}
+
+// FuzzOpenLocal: no bytes on a host's disk make OpenLocal panic, and none
+// but SealLocal's open.
+func FuzzOpenLocal(f *testing.F) {
+	k, _ := NewKeys(blob.Hash([]byte("repo")))
+	good, _ := k.SealLocal("parent-cache", "n", []byte("plain"))
+	f.Add(good)
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		plain, err := k.OpenLocal("parent-cache", "n", b)
+		if err == nil && string(plain) != "plain" {
+			t.Fatalf("opened forged bytes to %q", plain)
+		}
 	})
 }

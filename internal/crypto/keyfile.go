@@ -16,8 +16,13 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
-// KeyFileVersion is the version of the key file format.
-const KeyFileVersion = 1
+// Key file versions: a full key is written as version 1, a write-only key
+// as version 2 (docs/design.md 3.2), so that builds that predate write-only
+// keys refuse one as unsupported instead of failing later at the ledger.
+const (
+	KeyFileVersion          = 1
+	WriteOnlyKeyFileVersion = 2
+)
 
 // KDFParams are the Argon2id parameters of one key file.
 type KDFParams struct {
@@ -58,13 +63,25 @@ type KeyFile struct {
 	Created  time.Time `json:"created"`
 	Host     string    `json:"host,omitempty"`
 	Username string    `json:"username,omitempty"`
-	KDF      KDFParams `json:"kdf"`
+	// WriteOnly is set in exactly the version 2 key files: the sealed keys
+	// lack the content private key and carry the log's signing key. It is
+	// authenticated (it selects the additional data), so a flag flipped in
+	// storage makes the key fail to open.
+	WriteOnly bool      `json:"write_only,omitempty"`
+	KDF       KDFParams `json:"kdf"`
 	// Data is XChaCha20-Poly1305(Argon2id(password), nonce, keys JSON) as
-	// nonce || ciphertext, with additional data "kalaja key v1".
+	// nonce || ciphertext, with additional data "kalaja key v1" (version
+	// 1) or "kalaja key v2 write-only" (version 2).
 	Data []byte `json:"data"`
 }
 
-var keyFileAAD = []byte("kalaja key v1")
+// aad returns the additional data of the sealed keys of a key file.
+func (kf *KeyFile) aad() []byte {
+	if kf.Version == WriteOnlyKeyFileVersion {
+		return []byte("kalaja key v2 write-only")
+	}
+	return []byte("kalaja key v1")
+}
 
 // derive returns the key that p derives from password.
 func (p KDFParams) derive(password []byte) []byte {
@@ -94,14 +111,23 @@ func prefault(n int) {
 	runtime.GC()
 }
 
-// SealKeyFile seals keys under password and returns the encoded key file.
+// SealKeyFile seals keys under password and returns the encoded key file:
+// version 1 for a full key, version 2 for a write-only one, which must
+// carry the log's signing key (Keys.WriteOnly).
 func SealKeyFile(keys *Keys, password []byte, kdf KDFParams, meta KeyFile) ([]byte, error) {
 	if err := kdf.validate(); err != nil {
 		return nil, fmt.Errorf("seal key file: %w", err)
 	}
+	if !keys.CanRead() && len(keys.LogSigner) == 0 || keys.CanRead() && len(keys.LogSigner) != 0 {
+		return nil, errors.New("seal key file: a write-only key, and only one, carries the log's signing key")
+	}
 	plain, err := json.Marshal(keys)
 	if err != nil {
 		return nil, fmt.Errorf("seal key file: %w", err)
+	}
+	meta.Version, meta.WriteOnly = KeyFileVersion, !keys.CanRead()
+	if meta.WriteOnly {
+		meta.Version = WriteOnlyKeyFileVersion
 	}
 	aead, err := chacha20poly1305.NewX(kdf.derive(password))
 	if err != nil {
@@ -111,9 +137,8 @@ func SealKeyFile(keys *Keys, password []byte, kdf KDFParams, meta KeyFile) ([]by
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal key file: %w", err)
 	}
-	meta.Version = KeyFileVersion
 	meta.KDF = kdf
-	meta.Data = aead.Seal(nonce, nonce, plain, keyFileAAD)
+	meta.Data = aead.Seal(nonce, nonce, plain, meta.aad())
 	return json.MarshalIndent(meta, "", "  ")
 }
 
@@ -123,8 +148,11 @@ func ParseKeyFile(data []byte) (*KeyFile, error) {
 	if err := json.Unmarshal(data, &kf); err != nil {
 		return nil, fmt.Errorf("decode key file: %v: %w", err, blob.ErrCorrupt)
 	}
-	if kf.Version != KeyFileVersion {
+	if kf.Version != KeyFileVersion && kf.Version != WriteOnlyKeyFileVersion {
 		return nil, fmt.Errorf("key file version %d: %w", kf.Version, blob.ErrUnsupported)
+	}
+	if kf.WriteOnly != (kf.Version == WriteOnlyKeyFileVersion) {
+		return nil, fmt.Errorf("key file: version %d with write_only %v: %w", kf.Version, kf.WriteOnly, blob.ErrCorrupt)
 	}
 	if err := kf.KDF.validate(); err != nil {
 		return nil, fmt.Errorf("key file: %v: %w", err, blob.ErrCorrupt)
@@ -136,20 +164,26 @@ func ParseKeyFile(data []byte) (*KeyFile, error) {
 }
 
 // Open derives the key from password and opens the sealed keys. It returns
-// an error wrapping blob.ErrWrongPassword if authentication fails.
+// an error wrapping blob.ErrWrongPassword if authentication fails, and one
+// wrapping blob.ErrCorrupt if the keys do not match the version (a version
+// 2 key with the content private key or without the log's signing key, a
+// version 1 key with the latter).
 func (kf *KeyFile) Open(password []byte) (*Keys, error) {
 	aead, err := chacha20poly1305.NewX(kf.KDF.derive(password))
 	if err != nil {
 		return nil, err
 	}
 	n := chacha20poly1305.NonceSizeX
-	plain, err := aead.Open(nil, kf.Data[:n], kf.Data[n:], keyFileAAD)
+	plain, err := aead.Open(nil, kf.Data[:n], kf.Data[n:], kf.aad())
 	if err != nil {
 		return nil, blob.ErrWrongPassword
 	}
 	var k Keys
 	if err := json.Unmarshal(plain, &k); err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
+	}
+	if kf.WriteOnly != !k.CanRead() || kf.WriteOnly != (len(k.LogSigner) != 0) {
+		return nil, fmt.Errorf("key file: version %d does not hold the keys it should: %w", kf.Version, blob.ErrCorrupt)
 	}
 	return &k, nil
 }

@@ -23,6 +23,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 
@@ -35,9 +36,16 @@ import (
 // KeySize is the length of every symmetric key and X25519 key.
 const KeySize = 32
 
+// ErrWriteOnly reports that an operation needs the content private key,
+// which a write-only key does not hold: reading file content, names, trees
+// or snapshots. The remedy is a full key (the recovery key, held off the
+// hosts; docs/design.md, "Write-only hosts").
+var ErrWriteOnly = errors.New("this key is write-only: it can back up but not read snapshots, trees or file content; use a full key (the recovery key, held off the hosts)")
+
 // Keys is the repository's key material, as sealed inside a key file.
-// A full key has every field; a write-only key (see docs/design.md) lacks
-// ContentPrivate. Keys must not be copied into logs or errors.
+// A full key has every field but LogSigner; a write-only key (see
+// docs/design.md, "Write-only hosts") lacks ContentPrivate and carries
+// LogSigner instead. Keys must not be copied into logs or errors.
 type Keys struct {
 	RepoID         blob.ID       `json:"repo_id"`
 	ID             [KeySize]byte `json:"-"`
@@ -45,6 +53,11 @@ type Keys struct {
 	Index          [KeySize]byte `json:"-"`
 	ContentPublic  [KeySize]byte `json:"-"`
 	ContentPrivate [KeySize]byte `json:"-"`
+	// LogSigner is the plaintext of the ledger's sealed signing key
+	// (docs/design.md 13.1: signer key, "\n", verifier key, "\n"), which a
+	// write-only key carries because it cannot open the sealed one. Empty
+	// in a full key.
+	LogSigner []byte `json:"-"`
 }
 
 // keysJSON is the serialised form: byte slices encode as base64.
@@ -55,11 +68,12 @@ type keysJSON struct {
 	Index          []byte  `json:"index_key"`
 	ContentPublic  []byte  `json:"content_public"`
 	ContentPrivate []byte  `json:"content_private,omitempty"`
+	LogSigner      string  `json:"log_signer,omitempty"`
 }
 
 // MarshalJSON encodes the keys for sealing in a key file.
 func (k *Keys) MarshalJSON() ([]byte, error) {
-	j := keysJSON{k.RepoID, k.ID[:], k.Chunker[:], k.Index[:], k.ContentPublic[:], nil}
+	j := keysJSON{k.RepoID, k.ID[:], k.Chunker[:], k.Index[:], k.ContentPublic[:], nil, string(k.LogSigner)}
 	if k.CanRead() {
 		j.ContentPrivate = k.ContentPrivate[:]
 	}
@@ -95,6 +109,10 @@ func (k *Keys) UnmarshalJSON(b []byte) error {
 		copy(f.dst[:], f.src)
 	}
 	k.RepoID = j.RepoID
+	k.LogSigner = []byte(j.LogSigner)
+	if j.LogSigner == "" {
+		k.LogSigner = nil
+	}
 	if k.CanRead() {
 		pub, err := curve25519.X25519(k.ContentPrivate[:], curve25519.Basepoint)
 		if err != nil || !hmac.Equal(pub, k.ContentPublic[:]) {
@@ -124,12 +142,24 @@ func NewKeys(repoID blob.ID) (*Keys, error) {
 // packs and snapshots.
 func (k *Keys) CanRead() bool { return k.ContentPrivate != [KeySize]byte{} }
 
-// WriteOnly returns a copy of k without the content private key: enough to
-// chunk, deduplicate, index and add packs and snapshots, not to read them.
-func (k *Keys) WriteOnly() *Keys {
+// WriteOnly returns a copy of k without the content private key, carrying
+// logSigner (the plaintext of the ledger's signing key) instead: enough to
+// chunk, deduplicate, index, add packs and snapshots and append to the
+// ledger, not to read content.
+func (k *Keys) WriteOnly(logSigner []byte) *Keys {
 	c := *k
 	c.ContentPrivate = [KeySize]byte{}
+	c.LogSigner = append([]byte(nil), logSigner...)
 	return &c
+}
+
+// CarriedSigner returns the plaintext of the ledger's signing key that a
+// write-only key carries (LogSigner), nil for a full key.
+func (k *Keys) CarriedSigner() []byte {
+	if len(k.LogSigner) == 0 {
+		return nil
+	}
+	return k.LogSigner
 }
 
 // IDFunc names the keyed function that derives a blob's ID from its

@@ -84,7 +84,7 @@ func (k *Keys) NewPackKey() (*PackKey, [KeySize]byte, error) {
 // the content private key.
 func (k *Keys) OpenPackKey(eph [KeySize]byte) (*PackKey, error) {
 	if !k.CanRead() {
-		return nil, fmt.Errorf("open pack: this key is write-only")
+		return nil, fmt.Errorf("open pack: %w", ErrWriteOnly)
 	}
 	key, err := agree(k.ContentPrivate[:], eph[:], eph[:], k.ContentPublic[:], "pack")
 	if err != nil {
@@ -164,7 +164,7 @@ func (k *Keys) OpenObject(typ string, sealed []byte) ([]byte, error) {
 		aead = newGCM(k.Index[:])
 	case sealed[1] == kindContent && typ != "index":
 		if !k.CanRead() {
-			return nil, fmt.Errorf("open %s: this key is write-only", typ)
+			return nil, fmt.Errorf("open %s: %w", typ, ErrWriteOnly)
 		}
 		hdrLen = 2 + KeySize
 		if len(sealed) < hdrLen+Overhead {
@@ -183,6 +183,46 @@ func (k *Keys) OpenObject(typ string, sealed []byte) ([]byte, error) {
 	plain, err := aead.Open(nil, nonce, sealed[hdrLen:], append(append([]byte{}, hdr...), typ...))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: authentication failed: %w", typ, blob.ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// localVersion is the first byte of a sealed local file (SealLocal).
+const localVersion = 1
+
+// localKey derives the key of a host's local files of the given label from
+// the index key, which every key, write-only ones included, holds.
+func (k *Keys) localKey(label string) cipher.AEAD {
+	key, err := hkdf.Key(sha256.New, k.Index[:], k.RepoID[:], "kalaja local "+label+" v1", KeySize)
+	if err != nil {
+		panic(err) // HKDF-SHA256 gives 32 bytes without error
+	}
+	return newGCM(key)
+}
+
+// SealLocal encrypts a file a host keeps for itself (its parent cache),
+// bound to label and name (additional data), under a key derived from the
+// index key: version (1 byte) = 1, nonce (12 bytes, random), ciphertext
+// and tag. The repository never holds such a file.
+func (k *Keys) SealLocal(label, name string, plaintext []byte) ([]byte, error) {
+	out := make([]byte, 1+12, 1+12+len(plaintext)+Overhead)
+	out[0] = localVersion
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, fmt.Errorf("seal %s: %w", label, err)
+	}
+	return k.localKey(label).Seal(out, out[1:13], plaintext, []byte(label+"\x00"+name)), nil
+}
+
+// OpenLocal decrypts what SealLocal sealed with the same label and name.
+// Bytes that are short, of another version, or fail authentication (a
+// damaged file, another name's, another repository's) wrap blob.ErrCorrupt.
+func (k *Keys) OpenLocal(label, name string, sealed []byte) ([]byte, error) {
+	if len(sealed) < 1+12+Overhead || sealed[0] != localVersion {
+		return nil, fmt.Errorf("open %s: not a sealed local file: %w", label, blob.ErrCorrupt)
+	}
+	plain, err := k.localKey(label).Open(nil, sealed[1:13], sealed[13:], []byte(label+"\x00"+name))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: authentication failed: %w", label, blob.ErrCorrupt)
 	}
 	return plain, nil
 }

@@ -1240,3 +1240,40 @@ func TestAppendResumesCheck(t *testing.T) {
 		t.Fatalf("Verify: newest checkpoint of size %d, want %d", rep.SignedN, cp.N)
 	}
 }
+
+// TestWriteOnlySigner: a write-only keyring appends with the signer it
+// carries, and the log it signs verifies under the repository's key; a
+// carried signer of another key is refused.
+func TestWriteOnlySigner(t *testing.T) {
+	ctx := t.Context()
+	tl := newTestLog(t)
+	plain, err := SignerKey(ctx, tl.st, tl.id, tl.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo := tl.keys.WriteOnly(plain)
+	if _, err := SignerKey(ctx, tl.st, tl.id, wo); !errors.Is(err, crypto.ErrWriteOnly) {
+		t.Fatalf("SignerKey with a write-only key: %v", err)
+	}
+	lg, err := Open(ctx, tl.st, tl.id, wo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lg.VerifierKey() != tl.log.VerifierKey() {
+		t.Fatalf("write-only log key %q, want %q", lg.VerifierKey(), tl.log.VerifierKey())
+	}
+	cp, _, err := lg.Append(ctx, testRecords("h", 0, 2), Checkpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := tl.log.Latest(ctx); err != nil || got != cp {
+		t.Fatalf("the full key's log reads %+v, %v; want %+v", got, err, cp)
+	}
+	skey, vkey, err := GenerateKey(KeyName(tl.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, tl.st, tl.id, tl.keys.WriteOnly([]byte(skey+"\n"+vkey+"\n"))); !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("a carried signer of another key: %v, want ErrCorrupt", err)
+	}
+}

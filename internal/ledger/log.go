@@ -37,11 +37,14 @@ func (e tamperError) Error() string { return string(e) }
 func (e tamperError) Is(target error) bool { return target == blob.ErrTampered }
 
 // Keyring seals and opens the log's signing key; *crypto.Keys is one. The
-// key is sealed for the repository's full keys, so write-only hosts (which
-// cannot open it) cannot sign checkpoints.
+// key is sealed for the repository's full keys; a write-only key cannot
+// open it and carries its plaintext instead (LogSigner; docs/design.md 3.1).
 type Keyring interface {
 	SealObject(typ string, plaintext []byte) ([]byte, error)
 	OpenObject(typ string, sealed []byte) ([]byte, error)
+	// CarriedSigner returns the plaintext of the signing key a write-only
+	// keyring carries, nil for a full one.
+	CarriedSigner() []byte
 }
 
 const signerType = "ledger-signer"
@@ -77,7 +80,47 @@ type logHead struct {
 
 // Open opens the log of repository repoID for appending, creating its
 // signing key on first use.
+//
+// With a write-only keyring the log is signed with the key it carries; the
+// stored verifier key must then be that key's (else an error wrapping
+// blob.ErrCorrupt: the write-only key was made for another log key).
 func Open(ctx context.Context, st store.Store, repoID blob.ID, kr Keyring) (*Log, error) {
+	plain := kr.CarriedSigner()
+	if plain == nil {
+		var err error
+		if plain, err = SignerKey(ctx, st, repoID, kr); err != nil {
+			return nil, err
+		}
+	}
+	skey, vkey, _ := strings.Cut(strings.TrimSuffix(string(plain), "\n"), "\n")
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("ledger signing key: %v: %w", err, blob.ErrCorrupt)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil || verifier.KeyHash() != signer.KeyHash() || verifier.Name() != KeyName(repoID) {
+		return nil, fmt.Errorf("ledger signing key: public and private halves do not match: %w", blob.ErrCorrupt)
+	}
+	if kr.CarriedSigner() != nil {
+		stored, err := PublishedKey(ctx, st)
+		if err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return nil, fmt.Errorf("ledger public key: %w", err)
+		}
+		if err == nil && stored != vkey {
+			return nil, fmt.Errorf("ledger signing key: the write-only key carries another log key than the repository's: %w", blob.ErrCorrupt)
+		}
+	}
+	if err := publish(ctx, st, vkey); err != nil {
+		return nil, fmt.Errorf("ledger public key: %w", err)
+	}
+	return &Log{st: st, origin: Origin(repoID), vkey: vkey, verifier: verifier, signer: signer}, nil
+}
+
+// SignerKey returns the plaintext of the log's signing key (13.1: signer
+// key, "\n", verifier key, "\n"), creating and storing the key on first
+// use; a write-only key (Keys.WriteOnly) carries this plaintext. It needs
+// a keyring that reads (an error wrapping crypto.ErrWriteOnly otherwise).
+func SignerKey(ctx context.Context, st store.Store, repoID blob.ID, kr Keyring) ([]byte, error) {
 	sealed, err := st.Load(ctx, signerHandle)
 	if errors.Is(err, blob.ErrNotFound) {
 		sealed, err = createSigner(ctx, st, repoID, kr)
@@ -89,19 +132,7 @@ func Open(ctx context.Context, st store.Store, repoID blob.ID, kr Keyring) (*Log
 	if err != nil {
 		return nil, fmt.Errorf("ledger signing key: %w", err)
 	}
-	skey, vkey, _ := strings.Cut(strings.TrimSuffix(string(plain), "\n"), "\n")
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, fmt.Errorf("ledger signing key: %v: %w", err, blob.ErrCorrupt)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil || verifier.KeyHash() != signer.KeyHash() || verifier.Name() != KeyName(repoID) {
-		return nil, fmt.Errorf("ledger signing key: public and private halves do not match: %w", blob.ErrCorrupt)
-	}
-	if err := publish(ctx, st, vkey); err != nil {
-		return nil, fmt.Errorf("ledger public key: %w", err)
-	}
-	return &Log{st: st, origin: Origin(repoID), vkey: vkey, verifier: verifier, signer: signer}, nil
+	return plain, nil
 }
 
 // createSigner makes and stores the log's key pair; if another client

@@ -217,7 +217,14 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID, size int64)
 // stored under another name, which a store without hash checks such as S3
 // accepts) or whose header cannot be read are skipped and reported in the
 // error.
+//
+// A write-only key cannot read pack headers: it indexes nothing and returns
+// 0, nil; the packs wait for a host with a full key (their blobs are saved
+// again meanwhile, never lost).
 func (r *Repository) IndexOrphans(ctx context.Context) (int, error) {
+	if !r.keys.CanRead() {
+		return 0, nil
+	}
 	var orphans []store.FileInfo
 	if err := r.ListPacks(ctx, func(fi store.FileInfo) error {
 		id, err := blob.ParseID(fi.Name)
@@ -415,8 +422,12 @@ func (e *SnapshotError) Error() string {
 func (e *SnapshotError) Unwrap() error { return e.Err }
 
 // Snapshots loads every snapshot, oldest first. Unusable snapshot files are
-// skipped and returned as *SnapshotError values joined in the error.
+// skipped and returned as *SnapshotError values joined in the error. A
+// write-only key reads none: the error wraps crypto.ErrWriteOnly.
 func (r *Repository) Snapshots(ctx context.Context) ([]*snapshot.Snapshot, error) {
+	if err := r.RequireRead(); err != nil {
+		return nil, err
+	}
 	var names []string
 	if err := r.st.List(ctx, store.Snapshots, func(fi store.FileInfo) error {
 		names = append(names, fi.Name)

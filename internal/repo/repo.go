@@ -158,13 +158,24 @@ func Init(ctx context.Context, st store.Store, password []byte, kdf crypto.KDFPa
 // returns an error wrapping blob.ErrWrongPassword if none opens. The index is
 // not loaded: call LoadIndex before reading or writing blobs.
 func Open(ctx context.Context, st store.Store, password []byte) (*Repository, error) {
+	return OpenHint(ctx, st, password, "")
+}
+
+// OpenHint is Open trying key file hint first, if it exists: each key file
+// tried costs a key derivation (3.2), and a repository with a key per host
+// has many; KeyName tells the caller which key opened, to hint next time.
+func OpenHint(ctx context.Context, st store.Store, password []byte, hint string) (*Repository, error) {
 	cfg, err := LoadConfig(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
 	if err := st.List(ctx, store.Keys, func(fi store.FileInfo) error {
-		names = append(names, fi.Name)
+		if fi.Name == hint {
+			names = append([]string{fi.Name}, names...)
+		} else {
+			names = append(names, fi.Name)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -226,6 +237,16 @@ func (r *Repository) Keys() *crypto.Keys { return r.keys }
 
 // NewIDHasher returns a hasher of the repository's blob IDs.
 func (r *Repository) NewIDHasher() *crypto.IDHasher { return r.keys.NewIDHasher(r.cfg.IDFunc()) }
+
+// RequireRead returns nil if the open key reads content (snapshots, trees,
+// file data), else an error wrapping crypto.ErrWriteOnly that names the
+// key file.
+func (r *Repository) RequireRead() error {
+	if r.keys.CanRead() {
+		return nil
+	}
+	return fmt.Errorf("key %s: %w", shortName(r.keyName), crypto.ErrWriteOnly)
+}
 
 // Store returns the underlying store.
 func (r *Repository) Store() store.Store { return r.st }
@@ -290,18 +311,45 @@ type KeyInfo struct {
 	Created  time.Time `json:"created"`
 	Host     string    `json:"host"`
 	Username string    `json:"username"`
-	Current  bool      `json:"current"`
+	// WriteOnly: the key file lacks the content private key (3.1).
+	WriteOnly bool `json:"write_only"`
+	Current   bool `json:"current"`
+}
+
+// KeyOptions says what a new key file holds and whom it is for.
+type KeyOptions struct {
+	// WriteOnly seals the keys without the content private key, carrying
+	// LogSigner (the plaintext of the ledger's signing key, from
+	// ledger.SignerKey) instead. A repository opened with a write-only key
+	// adds only write-only keys, whatever this says.
+	WriteOnly bool
+	LogSigner []byte
+	// Host and Username label the key file (key list); empty means this
+	// machine's hostname and the current user.
+	Host, Username string
 }
 
 // AddKey seals the repository keys under a new password and stores the key
 // file; it returns the file's name.
 func (r *Repository) AddKey(ctx context.Context, password []byte, kdf crypto.KDFParams) (string, error) {
-	meta := crypto.KeyFile{Created: time.Now().UTC()}
-	meta.Host, _ = os.Hostname()
-	if u, err := user.Current(); err == nil {
+	return r.AddKeyWith(ctx, password, kdf, KeyOptions{})
+}
+
+// AddKeyWith is AddKey with options: a write-only key, a label for
+// another host. A write-only key without o.LogSigner is an error.
+func (r *Repository) AddKeyWith(ctx context.Context, password []byte, kdf crypto.KDFParams, o KeyOptions) (string, error) {
+	meta := crypto.KeyFile{Created: time.Now().UTC(), Host: o.Host, Username: o.Username}
+	if meta.Host == "" {
+		meta.Host, _ = os.Hostname()
+	}
+	if u, err := user.Current(); err == nil && meta.Username == "" {
 		meta.Username = u.Username
 	}
-	b, err := crypto.SealKeyFile(r.keys, password, kdf, meta)
+	keys := r.keys
+	if o.WriteOnly && keys.CanRead() {
+		keys = keys.WriteOnly(o.LogSigner)
+	}
+	b, err := crypto.SealKeyFile(keys, password, kdf, meta)
 	if err != nil {
 		return "", err
 	}
@@ -328,7 +376,7 @@ func (r *Repository) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 			errs = append(errs, fmt.Errorf("key %s: %w", shortName(fi.Name), err))
 			return nil
 		}
-		list = append(list, KeyInfo{fi.Name, kf.Created, kf.Host, kf.Username, fi.Name == r.keyName})
+		list = append(list, KeyInfo{fi.Name, kf.Created, kf.Host, kf.Username, kf.WriteOnly, fi.Name == r.keyName})
 		return nil
 	})
 	if err != nil {

@@ -351,3 +351,52 @@ func TestPrefetchTreePacks(t *testing.T) {
 		t.Fatalf("prefetched %v, want %v", cs.prefetched, want)
 	}
 }
+
+// TestWriteOnlyKey: a write-only key opens as such, is listed as such,
+// refuses reads with crypto.ErrWriteOnly, and OpenHint tries the hinted
+// key file first (any hint still opens with the right password).
+func TestWriteOnlyKey(t *testing.T) {
+	ctx := context.Background()
+	r, st := newRepo(t)
+	if _, err := r.AddKeyWith(ctx, []byte("host"), cheapKDF(t), KeyOptions{WriteOnly: true}); err == nil {
+		t.Fatal("a write-only key without the log's signer was made")
+	}
+	name, err := r.AddKeyWith(ctx, []byte("host"), cheapKDF(t), KeyOptions{WriteOnly: true, LogSigner: []byte("s\nv\n"), Host: "fs-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hint := range []string{"", name, r.KeyName(), "nonexistent"} {
+		w, err := OpenHint(ctx, st, []byte("host"), hint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.KeyName() != name || w.Keys().CanRead() {
+			t.Fatalf("hint %q: opened %s, reads %v", hint, w.KeyName(), w.Keys().CanRead())
+		}
+		if err := w.RequireRead(); !errors.Is(err, crypto.ErrWriteOnly) {
+			t.Fatalf("RequireRead: %v", err)
+		}
+		if _, err := w.Snapshots(ctx); !errors.Is(err, crypto.ErrWriteOnly) {
+			t.Fatalf("Snapshots: %v", err)
+		}
+	}
+	keys, err := r.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo := 0
+	for _, k := range keys {
+		if k.WriteOnly {
+			wo++
+			if k.Name != name || k.Host != "fs-01" {
+				t.Fatalf("write-only key listed as %+v", k)
+			}
+		}
+	}
+	if len(keys) != 2 || wo != 1 {
+		t.Fatalf("%d keys, %d write-only", len(keys), wo)
+	}
+	if err := r.RequireRead(); err != nil {
+		t.Fatalf("full key: %v", err)
+	}
+}
