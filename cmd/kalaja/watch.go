@@ -217,6 +217,13 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		if r, err = g.open(ctx, true); err != nil {
 			return err
 		}
+		if o.heal {
+			// Healing restores files: a write-only host cannot (3.1); its
+			// files are brought back by recover with the recovery key.
+			if err := r.RequireRead(); err != nil {
+				return fmt.Errorf("--heal: %w", err)
+			}
+		}
 		if lc, err = g.openLedger(ctx, r); err != nil {
 			return err
 		}

@@ -91,6 +91,7 @@ func TestWriteOnlyHostStealsNothing(t *testing.T) {
 		{[]string{"restore", a1, "--target", filepath.Join(out, "restore")}, exitWriteOnly},
 		{[]string{"restore", "latest", "--target", filepath.Join(out, "restore")}, exitWriteOnly},
 		{[]string{"recover", src[0], "--target", filepath.Join(out, "recover")}, exitWriteOnly},
+		{[]string{"watch", "--heal", src[0]}, exitWriteOnly},
 		{[]string{"check"}, exitWriteOnly},
 		{[]string{"check", "--read-data"}, exitWriteOnly},
 		{[]string{"forget", "--keep-last", "1", "--dry-run"}, exitWriteOnly},
