@@ -29,7 +29,7 @@ var layers = map[string][]string{
 		"internal/index", "internal/snapshot", "internal/store"},
 	"internal/health":   {"internal/blob", "internal/detect", "internal/snapshot"},
 	"internal/archiver": {"internal/blob", "internal/chunker", "internal/health", "internal/repo", "internal/snapshot"},
-	"internal/ledger":   {"internal/atomicfile", "internal/blob", "internal/snapshot", "internal/store"},
+	"internal/ledger":   {"internal/admin", "internal/atomicfile", "internal/blob", "internal/snapshot", "internal/store"},
 	"internal/restorer": {"internal/blob", "internal/crypto", "internal/index", "internal/snapshot"},
 	"internal/checker": {"internal/blob", "internal/crypto", "internal/index", "internal/pack",
 		"internal/repo", "internal/snapshot", "internal/store"},

@@ -55,6 +55,7 @@ var limits = map[store.FileType]int64{
 	store.LedgerCheckpoints: 4 << 20,
 	store.LedgerWitness:     4 << 20,
 	store.LedgerKeys:        4 << 20,
+	store.LedgerRemovals:    2 << 20,
 }
 
 // readChunk is how much of an object a GET reads from the store at once.

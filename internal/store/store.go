@@ -38,18 +38,20 @@ const (
 	Snapshots FileType = "snapshots"
 
 	// The ledger (docs/design.md, "Ledger"): record batches, Merkle tiles,
-	// signed checkpoints, witness co-signatures, and the log's keys.
+	// signed checkpoints, witness co-signatures, the log's keys, and the
+	// administrator's signed requests that authorise removal records.
 	LedgerEntries     FileType = "ledger/entries"
 	LedgerTiles       FileType = "ledger/tiles"
 	LedgerCheckpoints FileType = "ledger/checkpoints"
 	LedgerWitness     FileType = "ledger/witness"
 	LedgerKeys        FileType = "ledger/keys"
+	LedgerRemovals    FileType = "ledger/removals"
 )
 
 // Listable are the kinds of named objects, each kept under its own
 // directory or key prefix. Config is the one unnamed object.
 var Listable = []FileType{Keys, Packs, Index, Snapshots,
-	LedgerEntries, LedgerTiles, LedgerCheckpoints, LedgerWitness, LedgerKeys}
+	LedgerEntries, LedgerTiles, LedgerCheckpoints, LedgerWitness, LedgerKeys, LedgerRemovals}
 
 // Handle names one object.
 type Handle struct {
