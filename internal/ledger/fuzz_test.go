@@ -16,6 +16,7 @@ import (
 // an accepted record re-encodes to the input, and is a record Append takes.
 func FuzzParseRecord(f *testing.F) {
 	f.Add([]byte(exampleEncoding()))
+	f.Add([]byte(removalEncoding()))
 	for _, r := range testRecords("seed", 0, 3) {
 		f.Add(r.Marshal())
 	}

@@ -109,12 +109,12 @@ const maxRecord = 4096
 // names: the ledger is not encrypted). Its encoding is one line of JSON
 // with the fields in this order (docs/design.md, "Ledger").
 type Record struct {
-	Version int               `json:"v"`
-	Kind    string            `json:"kind"`
-	ID      blob.ID           `json:"id"`
-	Size    int64             `json:"size"`
-	Time    time.Time         `json:"time"`
-	Host    string            `json:"host"`
+	Version int       `json:"v"`
+	Kind    string    `json:"kind"`
+	ID      blob.ID   `json:"id"`
+	Size    int64     `json:"size"`
+	Time    time.Time `json:"time"`
+	Host    string    `json:"host"`
 	// Auth, on a removal record only, is the SHA-256 of the
 	// administrator's signed request that deletes the object, stored as
 	// ledger/removals/<Auth> (removal.go).
