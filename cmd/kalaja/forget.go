@@ -22,28 +22,27 @@ type deleteOptions struct {
 }
 
 func (d *deleteOptions) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&d.adminKey, "admin-key", "", "the administrator's secret key file, to sign deletions on a server repository (default $KALAJA_ADMIN_KEY_FILE)")
+	cmd.Flags().StringVar(&d.adminKey, "admin-key", "", "the administrator's secret key file, to sign every deletion (default $KALAJA_ADMIN_KEY_FILE)")
 	cmd.Flags().BoolVarP(&d.dryRun, "dry-run", "n", false, "say what would be deleted, delete nothing")
 }
 
 // remover returns what deletes from r's store (prune.NewRemover), reading
-// the administrator's key when the store needs it.
+// the administrator's key, which every deletion needs: the ledger counts a
+// removal only under the administrator's signed request.
 func (d *deleteOptions) remover(r *repo.Repository) (prune.Remover, error) {
-	var signer note.Signer
-	if prune.NeedsSigner(r.Store()) {
-		file := env(d.adminKey, "KALAJA_ADMIN_KEY_FILE")
-		if file == "" {
-			return nil, usageError{fmt.Errorf("%s deletes only what the administrator signs: give the administrator's key with --admin-key or KALAJA_ADMIN_KEY_FILE", r.Store().Location())}
-		}
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("administrator key: %w", err)
-		}
-		if signer, err = note.NewSigner(strings.TrimSpace(string(b))); err != nil {
-			return nil, fmt.Errorf("administrator key %s: not a secret note key (make one with 'kalaja admin keygen')", file)
-		}
+	file := env(d.adminKey, "KALAJA_ADMIN_KEY_FILE")
+	if file == "" {
+		return nil, usageError{fmt.Errorf("deleting from %s needs the administrator's signature: give the administrator's key with --admin-key or KALAJA_ADMIN_KEY_FILE", r.Store().Location())}
 	}
-	return prune.NewRemover(r.Store(), signer)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("administrator key: %w", err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("administrator key %s: not a secret note key (make one with 'kalaja admin keygen')", file)
+	}
+	return prune.NewRemover(r.Store(), signer, r.Config().ID)
 }
 
 func newForgetCommand(g *globalOptions) *cobra.Command {
@@ -70,10 +69,11 @@ suspect, counts for no rule and is kept, to be forgotten by ID. A flood of
 fake future-dated snapshots from a compromised host therefore pushes no real
 snapshot out of the policy.
 
-Deleting is for the administrator: on a server repository every deletion is a
-request signed with the administrator's key (--admin-key), and the server
-keeps what its retention still protects; on S3, Object Lock does the same.
-Each deleted snapshot is first recorded in the ledger. The data only they
+Deleting is for the administrator: every deletion is a request signed with
+the administrator's key (--admin-key), stored in the ledger with a removal
+record of each snapshot before anything is deleted. A server carries the
+request out and keeps what its retention still protects; on S3, Object Lock
+does the same. The data only they
 used stays until 'kalaja prune' (or --prune).`,
 		RunE: func(cmd *cobra.Command, ids []string) error {
 			ctx := cmd.Context()

@@ -70,13 +70,24 @@ func restoresAs(t *testing.T, e *testEnv, id, src, copy string) {
 	assertSameTree(t, copy, filepath.Join(target, src))
 }
 
+// adminKeys makes an administrator's key pair and returns the secret
+// key's file and the public key.
+func adminKeys(t *testing.T) (secret, public string) {
+	t.Helper()
+	secret = filepath.Join(t.TempDir(), "admin.key")
+	public = strings.TrimSpace(envAt(t, "").must("admin", "keygen", "--name", "kalaja-admin", "--out", secret).stdout)
+	return secret, public
+}
+
 func TestForgetPruneLocal(t *testing.T) {
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(t.TempDir(), "src")
 	ids, copies := history(t, e, src, 3)
+	secret, public := adminKeys(t)
 
-	for _, args := range [][]string{{"forget"}, {"forget", ids[0], "--keep-last", "1"}, {"prune", "--max-unused", "150%"}} {
+	for _, args := range [][]string{{"forget"}, {"forget", ids[0], "--keep-last", "1"}, {"prune", "--max-unused", "150%"},
+		{"forget", "--keep-last", "1"}} {
 		if r := e.run(args...); r.code != 2 {
 			t.Errorf("kalaja %v: exit %d, want 2 (usage)\n%s", args, r.code, r.stderr)
 		}
@@ -91,7 +102,7 @@ func TestForgetPruneLocal(t *testing.T) {
 		t.Fatalf("a dry run left %d snapshots, want 3", n)
 	}
 
-	e.must("forget", "--keep-last", "1", "--prune", "--max-unused", "0", "--grace", "0s")
+	e.must("forget", "--keep-last", "1", "--prune", "--max-unused", "0", "--grace", "0s", "--admin-key", secret)
 	if n := countFiles(t, filepath.Join(e.repo, "snapshots")); n != 1 {
 		t.Errorf("%d snapshots after forget, want 1", n)
 	}
@@ -99,11 +110,16 @@ func TestForgetPruneLocal(t *testing.T) {
 		t.Errorf("%d packs after prune, %d before: nothing was reclaimed", after, packs)
 	}
 	e.must("check", "--read-data")
+	// Without the administrator's public key verify cannot tell the
+	// removals from a thief's: each is unauthorised, its object missing.
+	if r := e.run("verify"); r.code != 13 || !strings.Contains(r.stdout, "unauthorised-removal") {
+		t.Errorf("verify without the administrator's key: exit %d, want 13 naming unauthorised-removal\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	var v struct {
 		Removed  int `json:"removed"`
 		Problems []any
 	}
-	if err := json.Unmarshal([]byte(e.must("verify", "--json").stdout), &v); err != nil || v.Removed == 0 || len(v.Problems) != 0 {
+	if err := json.Unmarshal([]byte(e.must("verify", "--json", "--admin-pub", public).stdout), &v); err != nil || v.Removed == 0 || len(v.Problems) != 0 {
 		t.Errorf("verify after prune: %+v, %v; want removed objects and no problem", v, err)
 	}
 	restoresAs(t, e, ids[2], src, copies[2])
@@ -242,7 +258,8 @@ func TestForgetFloodS3(t *testing.T) {
 	must(t, err)
 	fakes := flood(t, st, ids[len(ids)-1], 10)
 
-	out := parseForget(t, e.must("forget", "--keep-last", "2", "--json"))
+	secret, _ := adminKeys(t)
+	out := parseForget(t, e.must("forget", "--keep-last", "2", "--json", "--admin-key", secret))
 	got := out.decisions()
 	for i, id := range ids {
 		if want := i >= 1; got[id] != want {
@@ -262,7 +279,7 @@ func TestForgetFloodS3(t *testing.T) {
 	// Prune with a credential that may delete: the lock keeps every old
 	// pack and index file for its hour, and prune says so.
 	var pr pruneReport
-	must(t, json.Unmarshal([]byte(e.must("prune", "--grace", "0s", "--max-unused", "0", "--json").stdout), &pr))
+	must(t, json.Unmarshal([]byte(e.must("prune", "--grace", "0s", "--max-unused", "0", "--json", "--admin-key", secret).stdout), &pr))
 	if pr.Removed != 0 || len(pr.Retained) == 0 {
 		t.Errorf("prune under Object Lock: removed %d, retained %d; want all retained", pr.Removed, len(pr.Retained))
 	}

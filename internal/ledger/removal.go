@@ -115,3 +115,37 @@ func (a *authorisations) load(ctx context.Context, id blob.ID) (authorised, erro
 	}
 	return out, nil
 }
+
+// Admin returns the administrator's key that Verify checks removal
+// records against: key (a note verifier key), pinned in this client's
+// state on first use, or the pinned key when key is empty; nil and no
+// error when there is neither. A key other than the pinned one is refused
+// with an error wrapping ErrSignature: the pin changes only by editing the
+// state file.
+func (c *Client) Admin(key string) (note.Verifier, error) {
+	if key != "" {
+		if _, err := note.NewVerifier(key); err != nil {
+			return nil, fmt.Errorf("administrator's key %q: %v", key, err)
+		}
+	}
+	p, err := c.pin.Update(func(cur Pin, ok bool) (Pin, error) {
+		if key != "" && cur.AdminKey == "" {
+			cur.AdminKey = key
+		}
+		return cur, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if key != "" && p.AdminKey != key {
+		return nil, fmt.Errorf("%w: the administrator's key given is %s, but this client pinned %s (state in %s)", ErrSignature, key, p.AdminKey, c.pin)
+	}
+	if p.AdminKey == "" {
+		return nil, nil
+	}
+	v, err := note.NewVerifier(p.AdminKey)
+	if err != nil {
+		return nil, fmt.Errorf("ledger pin %s: administrator's key: %v: %w", c.pin, err, blob.ErrCorrupt)
+	}
+	return v, nil
+}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"crypto/rand"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -162,5 +163,41 @@ func TestVerifyUnauthorisedRemoval(t *testing.T) {
 			}
 			t.Log(rep.Problems[0].Message)
 		})
+	}
+}
+
+// TestClientAdmin: the administrator's key is pinned when first given, used
+// when none is given, and another key is refused.
+func TestClientAdmin(t *testing.T) {
+	tl := newTestLog(t)
+	c, err := OpenClient(tl.log, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Admin(""); v != nil || err != nil {
+		t.Fatalf("Admin before any key = %v, %v; want nil, nil", v, err)
+	}
+	_, vkey, _ := note.GenerateKey(rand.Reader, "kalaja-admin-a")
+	_, other, _ := note.GenerateKey(rand.Reader, "kalaja-admin-b")
+	if v, err := c.Admin(vkey); err != nil || v == nil || v.Name() != "kalaja-admin-a" {
+		t.Fatalf("Admin(key) = %v, %v", v, err)
+	}
+	// Remembering a checkpoint keeps the pinned administrator's key.
+	cp := tl.append(t, testRecords("h", 0, 2), Checkpoint{})
+	latest, msg, err := tl.log.Latest(t.Context())
+	if err != nil || latest != cp {
+		t.Fatalf("Latest = %v, %v", latest, err)
+	}
+	if err := c.Remember(t.Context(), latest, msg); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Admin(""); err != nil || v == nil || v.Name() != "kalaja-admin-a" {
+		t.Fatalf("Admin after pinning = %v, %v; want the pinned key", v, err)
+	}
+	if _, err := c.Admin(other); !errors.Is(err, ErrSignature) {
+		t.Fatalf("Admin(another key) = %v, want ErrSignature", err)
+	}
+	if _, err := c.Admin("not a key"); err == nil {
+		t.Fatal("Admin accepted a malformed key")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/index"
 	"github.com/kalaja/kalaja/internal/ledger"
@@ -238,27 +240,52 @@ type Kept struct {
 	Reason string
 }
 
+// Request is an administrator's signed request (internal/admin) and the
+// objects it deletes. It is stored in the repository's ledger
+// (ledger/removals) and every removal record of its objects carries its
+// hash, so that verify counts an object as removed only under the
+// administrator's signature; then it is carried out.
+type Request struct {
+	Signed []byte
+	Delete []store.Handle
+}
+
 // Remover deletes objects for forget and prune, as far as retention and
-// the store allow: a local directory or S3 with an administrator's
-// credential deletes directly; a server needs the administrator's signed
-// request.
+// the store allow, under the administrator's signed requests: a server
+// carries the requests out itself; a local directory or S3 with an
+// administrator's credential deletes directly what they name.
 type Remover interface {
-	// Remove deletes each object of hs, and returns those it had to keep.
-	// An error means it could not go on; the objects it names may or may
+	// Authorise returns requests signed with the administrator's key that
+	// delete hs, in order, each within admin's bounds.
+	Authorise(ctx context.Context, hs []store.Handle) ([]Request, error)
+	// Remove deletes each object req names, and returns those it had to
+	// keep. An error means it could not go on; the objects may or may
 	// not have been deleted.
-	Remove(ctx context.Context, hs []store.Handle) ([]Kept, error)
+	Remove(ctx context.Context, req Request) ([]Kept, error)
 }
 
 // Direct is a Remover over a store's own Remove: what it refuses (an
 // object under S3 Object Lock retention) is kept, with the store's error
-// as the reason.
-func Direct(rm store.Remover) Remover { return direct{rm} }
+// as the reason. Its requests name as server the first 32 hex digits of
+// the repository id and seq 1: no server checks them, they only bind the
+// ledger's removal records to the administrator's key.
+func Direct(rm store.Remover, signer note.Signer, id blob.ID) Remover {
+	return direct{rm, signer, id.String()[:32]}
+}
 
-type direct struct{ rm store.Remover }
+type direct struct {
+	rm     store.Remover
+	signer note.Signer
+	server string
+}
 
-func (d direct) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
+func (d direct) Authorise(_ context.Context, hs []store.Handle) ([]Request, error) {
+	return authorise(d.signer, d.server, 1, hs)
+}
+
+func (d direct) Remove(ctx context.Context, req Request) ([]Kept, error) {
 	var kept []Kept
-	for _, h := range hs {
+	for _, h := range req.Delete {
 		if err := d.rm.Remove(ctx, h); err != nil {
 			if ctx.Err() != nil {
 				return kept, ctx.Err()
@@ -286,14 +313,16 @@ type Result struct {
 }
 
 // Execute carries out p: it copies the used blobs of Repack packs into new
-// packs, writes index files listing every pack that stays, appends to lg
-// (as host) a record of every object it stored and every object it is about
-// to delete (so that the ledger says so first; an error stops Execute
-// before anything is deleted), deletes the old index files, and then
-// deletes the packs that no remaining index file lists, and finally
-// extends the retention of what stays (RenewAll). A crash at any point leaves a repository that passes check: at
-// worst with packs no index lists, which the next backup re-indexes and
-// the next prune deletes again.
+// packs, writes index files listing every pack that stays, and then
+// deletes in two rounds, the old index files and then the packs that no
+// remaining index file lists. Each round has rm sign the administrator's
+// requests, stores them and appends to lg (as host) a removal record of
+// each object bound to its request, the first round also a record of
+// every object Execute stored, before it deletes anything (an error stops
+// it there). Finally it extends the retention of what stays (RenewAll). A
+// crash at any point leaves a repository that passes check: at worst with
+// packs no index lists, which the next backup re-indexes and the next
+// prune deletes again.
 func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg Ledger, host string) (*Result, error) {
 	if err := p.copyUsed(ctx, r); err != nil {
 		return nil, err
@@ -311,16 +340,9 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		doomed = append(doomed, store.Handle{Type: store.Packs, Name: pk.ID.String()})
 	}
 	now := time.Now()
-	recs, err := RemovalRecords(ctx, r.Store(), doomed, host, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := lg.Append(ctx, append(ledger.Records(r.Written(), host, now), recs...)); err != nil {
-		return nil, fmt.Errorf("nothing was deleted: %w", err)
-	}
 	res := &Result{}
 	idxHandles := doomed[:len(p.Indexes)]
-	kept, err := rm.Remove(ctx, idxHandles)
+	kept, err := removeLogged(ctx, r.Store(), lg, rm, idxHandles, ledger.Records(r.Written(), host, now), host, now)
 	if err != nil {
 		return nil, fmt.Errorf("delete index files: %w", err)
 	}
@@ -349,11 +371,11 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		}
 		packs = append(packs, h)
 	}
-	kept, err = rm.Remove(ctx, packs)
+	kept, err = removeLogged(ctx, r.Store(), lg, rm, packs, nil, host, time.Now())
+	res.Kept = append(res.Kept, kept...)
 	if err != nil {
 		return res, fmt.Errorf("delete packs: %w", err)
 	}
-	res.Kept = append(res.Kept, kept...)
 	stays = map[string]bool{}
 	for _, k := range kept {
 		stays[k.Object.Name] = true

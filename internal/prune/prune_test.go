@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/archiver"
 	"github.com/kalaja/kalaja/internal/blob"
@@ -125,10 +128,32 @@ type removed struct{ hs []store.Handle }
 func (l *removed) Append(_ context.Context, recs []ledger.Record) error {
 	for _, rec := range recs {
 		if t, removal, ok := ledger.TypeOf(rec.Kind); ok && removal {
+			if rec.Auth.IsZero() {
+				return fmt.Errorf("removal record of %s bound to no request", rec.ID.Short())
+			}
 			l.hs = append(l.hs, store.Handle{Type: t, Name: rec.ID.String()})
 		}
 	}
 	return nil
+}
+
+func (l *removed) SaveRequest(_ context.Context, signed []byte) (blob.ID, error) {
+	return blob.Hash(signed), nil
+}
+
+// direct is the Remover of f's store, signing with a new administrator's
+// key.
+func (f *fixture) direct(t *testing.T) Remover {
+	t.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, "kalaja-admin-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Direct(f.st, s, blob.Hash([]byte("repository")))
 }
 
 func TestPrune(t *testing.T) {
@@ -148,7 +173,7 @@ func TestPrune(t *testing.T) {
 		t.Errorf("plan %+v: want about 200 KiB copied, over 3 MiB unused", p.Stats)
 	}
 	var log removed
-	res, err := p.Execute(ctx, r, Direct(f.st), &log, "test")
+	res, err := p.Execute(ctx, r, f.direct(t), &log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,17 +210,17 @@ func TestPrune(t *testing.T) {
 // keepIndexes is a Remover under which index files are still retained.
 type keepIndexes struct{ Remover }
 
-func (k keepIndexes) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
+func (k keepIndexes) Remove(ctx context.Context, req Request) ([]Kept, error) {
 	var kept []Kept
 	var rest []store.Handle
-	for _, h := range hs {
+	for _, h := range req.Delete {
 		if h.Type == store.Index {
 			kept = append(kept, Kept{h, "retention"})
 		} else {
 			rest = append(rest, h)
 		}
 	}
-	more, err := k.Remover.Remove(ctx, rest)
+	more, err := k.Remover.Remove(ctx, Request{Signed: req.Signed, Delete: rest})
 	return append(kept, more...), err
 }
 
@@ -211,7 +236,7 @@ func TestPruneRetained(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log removed
-	res, err := p.Execute(ctx, r, keepIndexes{Direct(f.st)}, &log, "test")
+	res, err := p.Execute(ctx, r, keepIndexes{f.direct(t)}, &log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
