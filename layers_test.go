@@ -25,7 +25,7 @@ var layers = map[string][]string{
 	"internal/store":       {"internal/blob"},
 	"internal/store/local": {"internal/blob", "internal/store"},
 	"internal/store/s3":    {"internal/blob", "internal/store"},
-	"internal/repo": {"internal/blob", "internal/chunker", "internal/crypto", "internal/pack",
+	"internal/repo": {"internal/admin", "internal/blob", "internal/chunker", "internal/crypto", "internal/pack",
 		"internal/index", "internal/snapshot", "internal/store"},
 	"internal/health":   {"internal/blob", "internal/detect", "internal/snapshot"},
 	"internal/archiver": {"internal/blob", "internal/chunker", "internal/health", "internal/repo", "internal/snapshot"},

@@ -85,7 +85,7 @@ func Forget(ctx context.Context, src ForgetSource, lg Ledger, o ForgetOptions) (
 
 // remove deletes the snapshots doomed as removeLogged does.
 func remove(ctx context.Context, st store.Lister, lg Ledger, rm Remover, doomed []store.Handle, host string) ([]Kept, error) {
-	kept, err := removeLogged(ctx, st, lg, rm, doomed, nil, host, time.Now())
+	kept, err := removeLogged(ctx, st, lg, rm, doomed, nil, host, time.Now(), nil)
 	if err != nil {
 		return kept, fmt.Errorf("delete snapshots: %w", err)
 	}
@@ -97,8 +97,9 @@ func remove(ctx context.Context, st store.Lister, lg Ledger, rm Remover, doomed 
 // removal record of each object bound to its request, and only then
 // carries the requests out. It returns what rm had to keep. Nothing is
 // deleted if a request cannot be signed or stored, or the records cannot
-// be appended.
-func removeLogged(ctx context.Context, st store.Lister, lg Ledger, rm Remover, hs []store.Handle, extra []ledger.Record, host string, now time.Time) ([]Kept, error) {
+// be appended. gate, if set, is asked after the requests are stored and
+// before anything is deleted: a reason it gives keeps every object of hs.
+func removeLogged(ctx context.Context, st store.Lister, lg Ledger, rm Remover, hs []store.Handle, extra []ledger.Record, host string, now time.Time, gate func(context.Context) (string, error)) ([]Kept, error) {
 	var reqs []Request
 	if len(hs) > 0 {
 		var err error
@@ -124,6 +125,18 @@ func removeLogged(ctx context.Context, st store.Lister, lg Ledger, rm Remover, h
 		}
 	}
 	var kept []Kept
+	if gate != nil && len(hs) > 0 {
+		reason, err := gate(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("nothing was deleted: %w", err)
+		}
+		if reason != "" {
+			for _, h := range hs {
+				kept = append(kept, Kept{h, reason})
+			}
+			return kept, nil
+		}
+	}
 	for _, req := range reqs {
 		k, err := rm.Remove(ctx, req)
 		kept = append(kept, k...)

@@ -61,8 +61,10 @@ type Plan struct {
 	// listedBy maps each pack to the index files that list it.
 	listedBy map[blob.ID][]string
 	// used are the blobs Repack packs hold that must be copied.
-	used  map[blob.Handle]bool
-	Stats Stats
+	used map[blob.Handle]bool
+	// snapshots are those the plan was made for, by ID.
+	snapshots map[string]bool
+	Stats     Stats
 }
 
 // NewPlan reads the index and the trees of snaps, the snapshots that stay,
@@ -88,7 +90,10 @@ func NewPlan(ctx context.Context, r *repo.Repository, snaps []*snapshot.Snapshot
 	}
 	recent := func(fi store.FileInfo) bool { return o.Now.Sub(fi.Stamp) < o.Grace }
 
-	p := &Plan{listedBy: map[blob.ID][]string{}, used: map[blob.Handle]bool{}}
+	p := &Plan{listedBy: map[blob.ID][]string{}, used: map[blob.Handle]bool{}, snapshots: map[string]bool{}}
+	for _, sn := range snaps {
+		p.snapshots[sn.ID.String()] = true
+	}
 	protected := map[blob.ID]bool{} // listed by an index file that stays
 	for name, packs := range files {
 		for _, id := range packs {
@@ -341,8 +346,14 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 	}
 	now := time.Now()
 	res := &Result{}
+	gated := false // a backup stored a snapshot meanwhile
+	gate := func(ctx context.Context) (string, error) {
+		reason, err := p.noNewSnapshot(ctx, r.Store())
+		gated = gated || reason != ""
+		return reason, err
+	}
 	idxHandles := doomed[:len(p.Indexes)]
-	kept, err := removeLogged(ctx, r.Store(), lg, rm, idxHandles, ledger.Records(r.Written(), host, now), host, now)
+	kept, err := removeLogged(ctx, r.Store(), lg, rm, idxHandles, ledger.Records(r.Written(), host, now), host, now, gate)
 	if err != nil {
 		return nil, fmt.Errorf("delete index files: %w", err)
 	}
@@ -371,10 +382,17 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		}
 		packs = append(packs, h)
 	}
-	kept, err = removeLogged(ctx, r.Store(), lg, rm, packs, nil, host, time.Now())
+	kept, err = removeLogged(ctx, r.Store(), lg, rm, packs, nil, host, time.Now(), gate)
 	res.Kept = append(res.Kept, kept...)
 	if err != nil {
 		return res, fmt.Errorf("delete packs: %w", err)
+	}
+	if gated && len(packs) > 0 {
+		// The old index files are gone but the packs stay: list them
+		// again, or the new snapshot's blobs in them are in no index.
+		if err := p.reindex(ctx, r, packs); err != nil {
+			return res, err
+		}
 	}
 	stays = map[string]bool{}
 	for _, k := range kept {
@@ -389,6 +407,48 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		return res, err
 	}
 	return res, nil
+}
+
+// noNewSnapshot is the gate before each round of deletions: a snapshot
+// stored since the plan was made (by a backup that ran meanwhile, which
+// may use blobs of the packs to delete) keeps every object of the round,
+// and it returns the reason. A backup that stores its snapshot after the
+// gate sees prune's stored request instead (repo.CheckPruned).
+func (p *Plan) noNewSnapshot(ctx context.Context, st store.Lister) (string, error) {
+	var fresh string
+	err := st.List(ctx, store.Snapshots, func(fi store.FileInfo) error {
+		if !p.snapshots[fi.Name] && fresh == "" {
+			fresh = fi.Name
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("list snapshots: %w", err)
+	}
+	if fresh != "" {
+		return fmt.Sprintf("snapshot %s was stored while prune ran and may use it: run prune again", fresh[:8]), nil
+	}
+	return "", nil
+}
+
+// reindex writes index files listing the planned packs of hs again.
+func (p *Plan) reindex(ctx context.Context, r *repo.Repository, hs []store.Handle) error {
+	keep := map[string]bool{}
+	for _, h := range hs {
+		keep[h.Name] = true
+	}
+	var packs []index.Pack
+	for _, pk := range slices.Concat(p.Repack, p.Delete) {
+		if keep[pk.ID.String()] {
+			packs = append(packs, pk)
+		}
+	}
+	for start := 0; start < len(packs); start += packsPerIndex {
+		if _, err := r.SaveIndex(ctx, packs[start:min(start+packsPerIndex, len(packs))]); err != nil {
+			return fmt.Errorf("index the packs kept for a new snapshot: %w", err)
+		}
+	}
+	return nil
 }
 
 // copyUsed saves the used blobs of the Repack packs again, into new packs,
