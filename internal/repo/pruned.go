@@ -81,7 +81,9 @@ func (r *Repository) SetAdminKey(v note.Verifier) { r.admin = v }
 // CheckPruned returns an error wrapping ErrPruned if an administrator's
 // request stored since this repository read its index names a pack that
 // the current session used or stored. A request that cannot be read or
-// opened is passed over; only a failing listing is an error.
+// opened is passed over. A failing listing is an error, unless the
+// listing at the start failed too (a server of an earlier version, which
+// has no ledger/removals): then nothing can be checked.
 func (r *Repository) CheckPruned(ctx context.Context) error {
 	u := r.uses
 	if u == nil {
@@ -94,6 +96,9 @@ func (r *Repository) CheckPruned(ctx context.Context) error {
 		}
 		return nil
 	}); err != nil {
+		if u.before == nil && ctx.Err() == nil {
+			return nil
+		}
 		return fmt.Errorf("list the administrator's requests: %w", err)
 	}
 	for _, name := range fresh {
