@@ -57,10 +57,12 @@ func newForgetCommand(g *globalOptions) *cobra.Command {
 		Use:   "forget [SNAPSHOT...]",
 		Short: "Delete snapshots by a policy, or by ID (administrator only)",
 		Long: `Delete the named snapshots, or those a policy does not keep. Snapshots are
-grouped by host and paths; in each group the policy keeps the newest
---keep-last, the newest of each of the newest --keep-hourly hours,
---keep-daily days, --keep-weekly weeks, --keep-monthly months and
---keep-yearly years, and every one stored within --keep-within.
+grouped by host and paths (the host whose server token stored a snapshot,
+where the server recorded it; else the hostname the snapshot claims); in
+each group the policy keeps the newest --keep-last, the newest of each of
+the newest --keep-hourly hours, --keep-daily days, --keep-weekly weeks,
+--keep-monthly months and --keep-yearly years, and every one stored within
+--keep-within.
 
 The policy reads the time the store recorded each snapshot (the server's,
 the object store's or the file system's clock), never the time a snapshot
@@ -99,7 +101,7 @@ used stays until 'kalaja prune' (or --prune).`,
 			}
 			out := forgetReport{DryRun: del.dryRun, Kept: keptLines(kept)}
 			for _, d := range decisions {
-				out.Snapshots = append(out.Snapshots, forgetLine{ID: d.ID.String(), Host: d.Hostname, Paths: d.Paths,
+				out.Snapshots = append(out.Snapshots, forgetLine{ID: d.ID.String(), Host: d.Hostname, StoredBy: d.Owner, Paths: d.Paths,
 					Time: d.Time, Stamp: d.Stamp, Keep: d.Keep, Reasons: d.Reasons})
 			}
 			if err := out.print(g); err != nil {
@@ -129,13 +131,14 @@ used stays until 'kalaja prune' (or --prune).`,
 
 // forgetLine is one snapshot in forget's report.
 type forgetLine struct {
-	ID      string    `json:"id"`
-	Host    string    `json:"host"`
-	Paths   []string  `json:"paths"`
-	Time    time.Time `json:"time"`  // what the snapshot claims
-	Stamp   time.Time `json:"stamp"` // when the store recorded it
-	Keep    bool      `json:"keep"`
-	Reasons []string  `json:"reasons,omitempty"`
+	ID       string    `json:"id"`
+	Host     string    `json:"host"`                // what the snapshot claims
+	StoredBy string    `json:"stored_by,omitempty"` // the host the store recorded, which groups it
+	Paths    []string  `json:"paths"`
+	Time     time.Time `json:"time"`  // what the snapshot claims
+	Stamp    time.Time `json:"stamp"` // when the store recorded it
+	Keep     bool      `json:"keep"`
+	Reasons  []string  `json:"reasons,omitempty"`
 }
 
 type forgetReport struct {
@@ -156,8 +159,14 @@ func (f forgetReport) print(g *globalOptions) error {
 		} else {
 			removed++
 		}
+		host := s.Host
+		if s.StoredBy != "" && s.StoredBy != s.Host {
+			host = fmt.Sprintf("%s (claims %s)", s.StoredBy, s.Host)
+		} else if s.StoredBy != "" {
+			host = s.StoredBy
+		}
 		g.printf("%s %s  %s  %-12s %s  stored %s  %s\n", verb, s.ID[:8], s.Time.Local().Format("2006-01-02 15:04:05"),
-			s.Host, strings.Join(s.Paths, ","), s.Stamp.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Reasons, ", "))
+			host, strings.Join(s.Paths, ","), s.Stamp.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Reasons, ", "))
 	}
 	for _, k := range f.Kept {
 		g.printf("retained %s: %s\n", k.Object, k.Reason)

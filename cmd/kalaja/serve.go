@@ -140,7 +140,7 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
-		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
+		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"), OwnersFile: filepath.Join(o.serverDir, "owners"),
 		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention})
 	if err != nil {
 		return err

@@ -167,12 +167,12 @@ func RemovalRecords(ctx context.Context, st store.Lister, hs []store.Handle, hos
 }
 
 // StampedSnapshots loads every snapshot of a repository with the time its
-// store stamped it. A snapshot that cannot be read is an error: forget must
+// store stamped it and the host the store recorded as storing it. A snapshot that cannot be read is an error: forget must
 // not decide without it.
 func StampedSnapshots(ctx context.Context, st store.Lister, load func(context.Context) ([]*snapshot.Snapshot, error)) ([]snapshot.Stamped, error) {
-	stamps := map[string]time.Time{}
+	stamps := map[string]store.FileInfo{}
 	if err := st.List(ctx, store.Snapshots, func(fi store.FileInfo) error {
-		stamps[fi.Name] = fi.Stamp
+		stamps[fi.Name] = fi
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
@@ -183,7 +183,8 @@ func StampedSnapshots(ctx context.Context, st store.Lister, load func(context.Co
 	}
 	out := make([]snapshot.Stamped, len(list))
 	for i, sn := range list {
-		out[i] = snapshot.Stamped{Snapshot: sn, Stamp: stamps[sn.ID.String()]}
+		fi := stamps[sn.ID.String()]
+		out[i] = snapshot.Stamped{Snapshot: sn, Stamp: fi.Stamp, Owner: fi.Host}
 	}
 	return out, nil
 }

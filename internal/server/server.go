@@ -71,6 +71,9 @@ type Options struct {
 	// UsageFile persists per-host counters (bytes stored, last snapshot);
 	// empty keeps them in memory only.
 	UsageFile string
+	// OwnersFile persists which host created each snapshot (owners.go),
+	// SERVER-DIR/owners; empty keeps it in memory only.
+	OwnersFile string
 	// Quota bounds the bytes each host may create; 0 means no limit.
 	Quota int64
 	// Logger receives one record per request; nil discards them.
@@ -112,6 +115,7 @@ type Server struct {
 	now       func() time.Time
 	skipHash  bool
 	usage     *usage
+	owners    *owners
 	adm       *administration
 	m         *metrics
 	metricsOK http.Handler
@@ -130,12 +134,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	own, err := loadOwners(o.OwnersFile)
+	if err != nil {
+		return nil, err
+	}
 	adm, err := loadAdmin(o)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipHash: o.SkipHashCheck, usage: u, adm: adm, m: newMetrics(),
+		skipHash: o.SkipHashCheck, usage: u, owners: own, adm: adm, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }}}
 	s.stager, _ = o.Store.(store.Stager)
 	if s.log == nil {
@@ -366,11 +374,13 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 const StampHeader = "Kalaja-Stamp"
 
 // listEntry is one line of a listing; the last line is {"end":true}. Time
-// is the backend's stamp, omitted if it has none.
+// is the backend's stamp, omitted if it has none; Host, for a snapshot,
+// the host whose token stored it, omitted if unknown.
 type listEntry struct {
 	Name string    `json:"name,omitempty"`
 	Size int64     `json:"size,omitempty"`
 	Time time.Time `json:"time,omitzero"`
+	Host string    `json:"host,omitempty"`
 	End  bool      `json:"end,omitempty"`
 }
 
@@ -378,7 +388,11 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, t store.FileTy
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err := s.st.List(ctx, t, func(fi store.FileInfo) error {
-		return enc.Encode(listEntry{Name: fi.Name, Size: fi.Size, Time: fi.Stamp.UTC()})
+		e := listEntry{Name: fi.Name, Size: fi.Size, Time: fi.Stamp.UTC()}
+		if t == store.Snapshots {
+			e.Host = s.owners.of(fi.Name)
+		}
+		return enc.Encode(e)
 	})
 	if err != nil {
 		return err
@@ -429,6 +443,13 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	var snap time.Time
 	if h.Type == store.Snapshots {
 		snap = s.now()
+		if id, err := blob.ParseID(h.Name); err == nil {
+			if err := s.owners.add(id, host); err != nil {
+				// The snapshot is stored; forget will group it by the
+				// host it claims.
+				s.log.Error("record the owner", "err", err)
+			}
+		}
 	}
 	hu, err := s.usage.commit(host, size, snap)
 	s.m.host(host, hu)

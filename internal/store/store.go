@@ -85,6 +85,11 @@ type FileInfo struct {
 	// and forget's policy are computed from it. Zero if the store does not
 	// know.
 	Stamp time.Time
+	// Host is the identity the store authenticated when the object was
+	// stored, by the store's records, never a client's claim: the host of
+	// the server token that stored a snapshot. "" if the store does not
+	// know (a local directory, S3, objects other than snapshots).
+	Host string
 }
 
 // Saver adds objects.
