@@ -312,3 +312,63 @@ func mapsEqual(a, b map[string]bool) bool {
 	}
 	return true
 }
+
+// TestForgetOwnerClaim: a host's token (web-07) is stolen, and the thief
+// stores snapshots that claim the victim's hostname and paths (copies of
+// the victim's newest, dated now), hoping that the administrator's
+// forget --keep-last 1 keeps one of those in the victim's group and drops
+// the victim's real ones, or keeps the thief's junk under the victim's
+// policy. The server recorded which token stored each snapshot, and
+// forget groups by that: the victim's newest stays, the thief's copies
+// are one group of their own.
+func TestForgetOwnerClaim(t *testing.T) {
+	secret, public := adminKeys(t)
+	pub := filepath.Join(t.TempDir(), "admin.pub")
+	must(t, os.WriteFile(pub, []byte(public+"\n"), 0o644))
+	s := startServer(t, "--admin-key", pub, "--retention", "1s")
+	_, victimToken := s.addToken(t, "db-01")
+	e := s.client(t, victimToken)
+	e.must("init")
+	src := filepath.Join(t.TempDir(), "src")
+	ids, copies := history(t, e, src, 3)
+
+	thiefToken, _ := s.addToken(t, "web-07")
+	pin, err := os.ReadFile(s.cert)
+	must(t, err)
+	rs, err := remote.New(s.url, remote.Options{Token: thiefToken, PinnedCert: pin})
+	must(t, err)
+	r, err := repo.Open(t.Context(), rs, []byte("test password"))
+	must(t, err)
+	newest, err := blob.ParseID(ids[len(ids)-1])
+	must(t, err)
+	var fakes []string
+	for i := range 3 {
+		sn, err := r.LoadSnapshot(t.Context(), newest)
+		must(t, err)
+		sn.Time = time.Now().Add(time.Duration(i) * time.Second)
+		id, err := r.SaveSnapshot(t.Context(), sn)
+		must(t, err)
+		fakes = append(fakes, id.String())
+	}
+
+	_, adminToken := s.addToken(t, "admin-ws")
+	a := s.client(t, adminToken)
+	out := parseForget(t, a.must("forget", "--keep-last", "1", "--admin-key", secret, "--json", "--dry-run"))
+	got := out.decisions()
+	for i, id := range ids {
+		if want := i == len(ids)-1; got[id] != want {
+			t.Errorf("victim's snapshot %d (%s): keep %v, want %v", i, id[:8], got[id], want)
+		}
+	}
+	for i, id := range fakes {
+		if want := i == len(fakes)-1; got[id] != want {
+			t.Errorf("thief's snapshot %d (%s): keep %v, want %v (web-07's own group)", i, id[:8], got[id], want)
+		}
+	}
+	// The victim's policy covers the victim's snapshots only.
+	out = parseForget(t, a.must("forget", "--keep-last", "1", "--host", "db-01", "--admin-key", secret, "--json"))
+	if len(out.Snapshots) != len(ids) {
+		t.Errorf("forget --host db-01 decided on %d snapshots, want the victim's %d", len(out.Snapshots), len(ids))
+	}
+	restoresAs(t, a, ids[len(ids)-1], src, copies[len(ids)-1])
+}
