@@ -10,9 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/local"
 	"github.com/kalaja/kalaja/internal/store/remote"
 )
 
@@ -371,4 +376,49 @@ func TestForgetOwnerClaim(t *testing.T) {
 		t.Errorf("forget --host db-01 decided on %d snapshots, want the victim's %d", len(out.Snapshots), len(ids))
 	}
 	restoresAs(t, a, ids[len(ids)-1], src, copies[len(ids)-1])
+}
+
+// TestVerifyUnauthorisedRemoval: a host that holds the repository key
+// (and so the log key) and storage access logs the removal of a pack,
+// bound to a request of its own signed with a key of the administrator's
+// name, and deletes the pack. verify, with the real administrator's key
+// pinned, names the removal and the missing pack, and exits 13.
+func TestVerifyUnauthorisedRemoval(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(t.TempDir(), "src")
+	history(t, e, src, 1)
+	_, public := adminKeys(t)
+	e.must("verify", "--admin-pub", public)
+
+	ctx := t.Context()
+	st, err := local.Open(e.repo)
+	must(t, err)
+	r, err := repo.Open(ctx, st, []byte("test password"))
+	must(t, err)
+	lg, err := ledger.Open(ctx, st, r.Config().ID, r.Keys())
+	must(t, err)
+	var victim store.FileInfo
+	must(t, st.List(ctx, store.Packs, func(fi store.FileInfo) error { victim = fi; return nil }))
+	h := store.Handle{Type: store.Packs, Name: victim.Name}
+	forger, _ := adminKeys(t) // the same name, another key
+	b, err := os.ReadFile(forger)
+	must(t, err)
+	signer, err := note.NewSigner(strings.TrimSpace(string(b)))
+	must(t, err)
+	msg, err := admin.Request{Server: r.Config().ID.String()[:32], Seq: 1, Expires: time.Now().Add(time.Hour), Delete: []store.Handle{h}}.Sign(signer)
+	must(t, err)
+	auth, err := lg.SaveRequest(ctx, msg)
+	must(t, err)
+	id, err := blob.ParseID(victim.Name)
+	must(t, err)
+	if _, _, err := lg.Append(ctx, []ledger.Record{{Kind: ledger.KindPackRemoved, ID: id, Size: victim.Size, Time: time.Now(), Host: "thief", Auth: auth}}, ledger.Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, st.Remove(ctx, h))
+
+	rv := e.run("verify")
+	if rv.code != 13 || !strings.Contains(rv.stdout, "unauthorised-removal "+h.String()) || !strings.Contains(rv.stdout, "missing-object "+h.String()) {
+		t.Fatalf("verify after an unauthorised removal: exit %d\n%s%s", rv.code, rv.stdout, rv.stderr)
+	}
 }
