@@ -61,9 +61,10 @@ the server carrying the request out, as far as its retention allows. What
 retention keeps is deleted by a later prune.
 
 Packs and index files stored within --grace are left alone, since a backup
-running now may be about to use them. Do not run prune while a backup that
-started more than --grace ago is still running: it may have deduplicated
-against a pack prune deletes (kalaja check would name the damage).`,
+running now may be about to use them. A backup that runs longer than that
+watches for prune's signed requests and fails rather than store a snapshot
+missing data; and prune keeps what it planned to delete if a snapshot was
+stored while it ran (run it again later).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			r, lc, err := g.openWithLedger(ctx)
