@@ -22,28 +22,27 @@ type deleteOptions struct {
 }
 
 func (d *deleteOptions) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&d.adminKey, "admin-key", "", "the administrator's secret key file, to sign deletions on a server repository (default $KALAJA_ADMIN_KEY_FILE)")
+	cmd.Flags().StringVar(&d.adminKey, "admin-key", "", "the administrator's secret key file, to sign every deletion (default $KALAJA_ADMIN_KEY_FILE)")
 	cmd.Flags().BoolVarP(&d.dryRun, "dry-run", "n", false, "say what would be deleted, delete nothing")
 }
 
 // remover returns what deletes from r's store (prune.NewRemover), reading
-// the administrator's key when the store needs it.
+// the administrator's key, which every deletion needs: the ledger counts a
+// removal only under the administrator's signed request.
 func (d *deleteOptions) remover(r *repo.Repository) (prune.Remover, error) {
-	var signer note.Signer
-	if prune.NeedsSigner(r.Store()) {
-		file := env(d.adminKey, "KALAJA_ADMIN_KEY_FILE")
-		if file == "" {
-			return nil, usageError{fmt.Errorf("%s deletes only what the administrator signs: give the administrator's key with --admin-key or KALAJA_ADMIN_KEY_FILE", r.Store().Location())}
-		}
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("administrator key: %w", err)
-		}
-		if signer, err = note.NewSigner(strings.TrimSpace(string(b))); err != nil {
-			return nil, fmt.Errorf("administrator key %s: not a secret note key (make one with 'kalaja admin keygen')", file)
-		}
+	file := env(d.adminKey, "KALAJA_ADMIN_KEY_FILE")
+	if file == "" {
+		return nil, usageError{fmt.Errorf("deleting from %s needs the administrator's signature: give the administrator's key with --admin-key or KALAJA_ADMIN_KEY_FILE", r.Store().Location())}
 	}
-	return prune.NewRemover(r.Store(), signer)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("administrator key: %w", err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("administrator key %s: not a secret note key (make one with 'kalaja admin keygen')", file)
+	}
+	return prune.NewRemover(r.Store(), signer, r.Config().ID)
 }
 
 func newForgetCommand(g *globalOptions) *cobra.Command {
@@ -58,10 +57,12 @@ func newForgetCommand(g *globalOptions) *cobra.Command {
 		Use:   "forget [SNAPSHOT...]",
 		Short: "Delete snapshots by a policy, or by ID (administrator only)",
 		Long: `Delete the named snapshots, or those a policy does not keep. Snapshots are
-grouped by host and paths; in each group the policy keeps the newest
---keep-last, the newest of each of the newest --keep-hourly hours,
---keep-daily days, --keep-weekly weeks, --keep-monthly months and
---keep-yearly years, and every one stored within --keep-within.
+grouped by host and paths (the host whose server token stored a snapshot,
+where the server recorded it; else the hostname the snapshot claims); in
+each group the policy keeps the newest --keep-last, the newest of each of
+the newest --keep-hourly hours, --keep-daily days, --keep-weekly weeks,
+--keep-monthly months and --keep-yearly years, and every one stored within
+--keep-within.
 
 The policy reads the time the store recorded each snapshot (the server's,
 the object store's or the file system's clock), never the time a snapshot
@@ -70,10 +71,11 @@ suspect, counts for no rule and is kept, to be forgotten by ID. A flood of
 fake future-dated snapshots from a compromised host therefore pushes no real
 snapshot out of the policy.
 
-Deleting is for the administrator: on a server repository every deletion is a
-request signed with the administrator's key (--admin-key), and the server
-keeps what its retention still protects; on S3, Object Lock does the same.
-Each deleted snapshot is first recorded in the ledger. The data only they
+Deleting is for the administrator: every deletion is a request signed with
+the administrator's key (--admin-key), stored in the ledger with a removal
+record of each snapshot before anything is deleted. A server carries the
+request out and keeps what its retention still protects; on S3, Object Lock
+does the same. The data only they
 used stays until 'kalaja prune' (or --prune).`,
 		RunE: func(cmd *cobra.Command, ids []string) error {
 			ctx := cmd.Context()
@@ -102,7 +104,7 @@ used stays until 'kalaja prune' (or --prune).`,
 			}
 			out := forgetReport{DryRun: del.dryRun, Kept: keptLines(kept)}
 			for _, d := range decisions {
-				out.Snapshots = append(out.Snapshots, forgetLine{ID: d.ID.String(), Host: d.Hostname, Paths: d.Paths,
+				out.Snapshots = append(out.Snapshots, forgetLine{ID: d.ID.String(), Host: d.Hostname, StoredBy: d.Owner, Paths: d.Paths,
 					Time: d.Time, Stamp: d.Stamp, Keep: d.Keep, Reasons: d.Reasons})
 			}
 			if err := out.print(g); err != nil {
@@ -132,13 +134,14 @@ used stays until 'kalaja prune' (or --prune).`,
 
 // forgetLine is one snapshot in forget's report.
 type forgetLine struct {
-	ID      string    `json:"id"`
-	Host    string    `json:"host"`
-	Paths   []string  `json:"paths"`
-	Time    time.Time `json:"time"`  // what the snapshot claims
-	Stamp   time.Time `json:"stamp"` // when the store recorded it
-	Keep    bool      `json:"keep"`
-	Reasons []string  `json:"reasons,omitempty"`
+	ID       string    `json:"id"`
+	Host     string    `json:"host"`                // what the snapshot claims
+	StoredBy string    `json:"stored_by,omitempty"` // the host the store recorded, which groups it
+	Paths    []string  `json:"paths"`
+	Time     time.Time `json:"time"`  // what the snapshot claims
+	Stamp    time.Time `json:"stamp"` // when the store recorded it
+	Keep     bool      `json:"keep"`
+	Reasons  []string  `json:"reasons,omitempty"`
 }
 
 type forgetReport struct {
@@ -159,8 +162,14 @@ func (f forgetReport) print(g *globalOptions) error {
 		} else {
 			removed++
 		}
+		host := s.Host
+		if s.StoredBy != "" && s.StoredBy != s.Host {
+			host = fmt.Sprintf("%s (claims %s)", s.StoredBy, s.Host)
+		} else if s.StoredBy != "" {
+			host = s.StoredBy
+		}
 		g.printf("%s %s  %s  %-12s %s  stored %s  %s\n", verb, s.ID[:8], s.Time.Local().Format("2006-01-02 15:04:05"),
-			s.Host, strings.Join(s.Paths, ","), s.Stamp.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Reasons, ", "))
+			host, strings.Join(s.Paths, ","), s.Stamp.Local().Format("2006-01-02 15:04:05"), strings.Join(s.Reasons, ", "))
 	}
 	for _, k := range f.Kept {
 		g.printf("retained %s: %s\n", k.Object, k.Reason)

@@ -10,9 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/kalaja/kalaja/internal/admin"
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/store"
+	"github.com/kalaja/kalaja/internal/store/local"
 	"github.com/kalaja/kalaja/internal/store/remote"
 )
 
@@ -70,13 +75,24 @@ func restoresAs(t *testing.T, e *testEnv, id, src, copy string) {
 	assertSameTree(t, copy, filepath.Join(target, src))
 }
 
+// adminKeys makes an administrator's key pair and returns the secret
+// key's file and the public key.
+func adminKeys(t *testing.T) (secret, public string) {
+	t.Helper()
+	secret = filepath.Join(t.TempDir(), "admin.key")
+	public = strings.TrimSpace(envAt(t, "").must("admin", "keygen", "--name", "kalaja-admin", "--out", secret).stdout)
+	return secret, public
+}
+
 func TestForgetPruneLocal(t *testing.T) {
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(t.TempDir(), "src")
 	ids, copies := history(t, e, src, 3)
+	secret, public := adminKeys(t)
 
-	for _, args := range [][]string{{"forget"}, {"forget", ids[0], "--keep-last", "1"}, {"prune", "--max-unused", "150%"}} {
+	for _, args := range [][]string{{"forget"}, {"forget", ids[0], "--keep-last", "1"}, {"prune", "--max-unused", "150%"},
+		{"forget", "--keep-last", "1"}} {
 		if r := e.run(args...); r.code != 2 {
 			t.Errorf("kalaja %v: exit %d, want 2 (usage)\n%s", args, r.code, r.stderr)
 		}
@@ -91,7 +107,7 @@ func TestForgetPruneLocal(t *testing.T) {
 		t.Fatalf("a dry run left %d snapshots, want 3", n)
 	}
 
-	e.must("forget", "--keep-last", "1", "--prune", "--max-unused", "0", "--grace", "0s")
+	e.must("forget", "--keep-last", "1", "--prune", "--max-unused", "0", "--grace", "0s", "--admin-key", secret)
 	if n := countFiles(t, filepath.Join(e.repo, "snapshots")); n != 1 {
 		t.Errorf("%d snapshots after forget, want 1", n)
 	}
@@ -99,11 +115,16 @@ func TestForgetPruneLocal(t *testing.T) {
 		t.Errorf("%d packs after prune, %d before: nothing was reclaimed", after, packs)
 	}
 	e.must("check", "--read-data")
+	// Without the administrator's public key verify cannot tell the
+	// removals from a thief's: each is unauthorised, its object missing.
+	if r := e.run("verify"); r.code != 13 || !strings.Contains(r.stdout, "unauthorised-removal") {
+		t.Errorf("verify without the administrator's key: exit %d, want 13 naming unauthorised-removal\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	var v struct {
 		Removed  int `json:"removed"`
 		Problems []any
 	}
-	if err := json.Unmarshal([]byte(e.must("verify", "--json").stdout), &v); err != nil || v.Removed == 0 || len(v.Problems) != 0 {
+	if err := json.Unmarshal([]byte(e.must("verify", "--json", "--admin-pub", public).stdout), &v); err != nil || v.Removed == 0 || len(v.Problems) != 0 {
 		t.Errorf("verify after prune: %+v, %v; want removed objects and no problem", v, err)
 	}
 	restoresAs(t, e, ids[2], src, copies[2])
@@ -242,7 +263,8 @@ func TestForgetFloodS3(t *testing.T) {
 	must(t, err)
 	fakes := flood(t, st, ids[len(ids)-1], 10)
 
-	out := parseForget(t, e.must("forget", "--keep-last", "2", "--json"))
+	secret, _ := adminKeys(t)
+	out := parseForget(t, e.must("forget", "--keep-last", "2", "--json", "--admin-key", secret))
 	got := out.decisions()
 	for i, id := range ids {
 		if want := i >= 1; got[id] != want {
@@ -262,7 +284,7 @@ func TestForgetFloodS3(t *testing.T) {
 	// Prune with a credential that may delete: the lock keeps every old
 	// pack and index file for its hour, and prune says so.
 	var pr pruneReport
-	must(t, json.Unmarshal([]byte(e.must("prune", "--grace", "0s", "--max-unused", "0", "--json").stdout), &pr))
+	must(t, json.Unmarshal([]byte(e.must("prune", "--grace", "0s", "--max-unused", "0", "--json", "--admin-key", secret).stdout), &pr))
 	if pr.Removed != 0 || len(pr.Retained) == 0 {
 		t.Errorf("prune under Object Lock: removed %d, retained %d; want all retained", pr.Removed, len(pr.Retained))
 	}
@@ -294,4 +316,109 @@ func mapsEqual(a, b map[string]bool) bool {
 		}
 	}
 	return true
+}
+
+// TestForgetOwnerClaim: a host's token (web-07) is stolen, and the thief
+// stores snapshots that claim the victim's hostname and paths (copies of
+// the victim's newest, dated now), hoping that the administrator's
+// forget --keep-last 1 keeps one of those in the victim's group and drops
+// the victim's real ones, or keeps the thief's junk under the victim's
+// policy. The server recorded which token stored each snapshot, and
+// forget groups by that: the victim's newest stays, the thief's copies
+// are one group of their own.
+func TestForgetOwnerClaim(t *testing.T) {
+	secret, public := adminKeys(t)
+	pub := filepath.Join(t.TempDir(), "admin.pub")
+	must(t, os.WriteFile(pub, []byte(public+"\n"), 0o644))
+	s := startServer(t, "--admin-key", pub, "--retention", "1s")
+	_, victimToken := s.addToken(t, "db-01")
+	e := s.client(t, victimToken)
+	e.must("init")
+	src := filepath.Join(t.TempDir(), "src")
+	ids, copies := history(t, e, src, 3)
+
+	thiefToken, _ := s.addToken(t, "web-07")
+	pin, err := os.ReadFile(s.cert)
+	must(t, err)
+	rs, err := remote.New(s.url, remote.Options{Token: thiefToken, PinnedCert: pin})
+	must(t, err)
+	r, err := repo.Open(t.Context(), rs, []byte("test password"))
+	must(t, err)
+	newest, err := blob.ParseID(ids[len(ids)-1])
+	must(t, err)
+	var fakes []string
+	for i := range 3 {
+		sn, err := r.LoadSnapshot(t.Context(), newest)
+		must(t, err)
+		sn.Time = time.Now().Add(time.Duration(i) * time.Second)
+		id, err := r.SaveSnapshot(t.Context(), sn)
+		must(t, err)
+		fakes = append(fakes, id.String())
+	}
+
+	_, adminToken := s.addToken(t, "admin-ws")
+	a := s.client(t, adminToken)
+	out := parseForget(t, a.must("forget", "--keep-last", "1", "--admin-key", secret, "--json", "--dry-run"))
+	got := out.decisions()
+	for i, id := range ids {
+		if want := i == len(ids)-1; got[id] != want {
+			t.Errorf("victim's snapshot %d (%s): keep %v, want %v", i, id[:8], got[id], want)
+		}
+	}
+	for i, id := range fakes {
+		if want := i == len(fakes)-1; got[id] != want {
+			t.Errorf("thief's snapshot %d (%s): keep %v, want %v (web-07's own group)", i, id[:8], got[id], want)
+		}
+	}
+	// The victim's policy covers the victim's snapshots only.
+	out = parseForget(t, a.must("forget", "--keep-last", "1", "--host", "db-01", "--admin-key", secret, "--json"))
+	if len(out.Snapshots) != len(ids) {
+		t.Errorf("forget --host db-01 decided on %d snapshots, want the victim's %d", len(out.Snapshots), len(ids))
+	}
+	restoresAs(t, a, ids[len(ids)-1], src, copies[len(ids)-1])
+}
+
+// TestVerifyUnauthorisedRemoval: a host that holds the repository key
+// (and so the log key) and storage access logs the removal of a pack,
+// bound to a request of its own signed with a key of the administrator's
+// name, and deletes the pack. verify, with the real administrator's key
+// pinned, names the removal and the missing pack, and exits 13.
+func TestVerifyUnauthorisedRemoval(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(t.TempDir(), "src")
+	history(t, e, src, 1)
+	_, public := adminKeys(t)
+	e.must("verify", "--admin-pub", public)
+
+	ctx := t.Context()
+	st, err := local.Open(e.repo)
+	must(t, err)
+	r, err := repo.Open(ctx, st, []byte("test password"))
+	must(t, err)
+	lg, err := ledger.Open(ctx, st, r.Config().ID, r.Keys())
+	must(t, err)
+	var victim store.FileInfo
+	must(t, st.List(ctx, store.Packs, func(fi store.FileInfo) error { victim = fi; return nil }))
+	h := store.Handle{Type: store.Packs, Name: victim.Name}
+	forger, _ := adminKeys(t) // the same name, another key
+	b, err := os.ReadFile(forger)
+	must(t, err)
+	signer, err := note.NewSigner(strings.TrimSpace(string(b)))
+	must(t, err)
+	msg, err := admin.Request{Server: r.Config().ID.String()[:32], Seq: 1, Expires: time.Now().Add(time.Hour), Delete: []store.Handle{h}}.Sign(signer)
+	must(t, err)
+	auth, err := lg.SaveRequest(ctx, msg)
+	must(t, err)
+	id, err := blob.ParseID(victim.Name)
+	must(t, err)
+	if _, _, err := lg.Append(ctx, []ledger.Record{{Kind: ledger.KindPackRemoved, ID: id, Size: victim.Size, Time: time.Now(), Host: "thief", Auth: auth}}, ledger.Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, st.Remove(ctx, h))
+
+	rv := e.run("verify")
+	if rv.code != 13 || !strings.Contains(rv.stdout, "unauthorised-removal "+h.String()) || !strings.Contains(rv.stdout, "missing-object "+h.String()) {
+		t.Fatalf("verify after an unauthorised removal: exit %d\n%s%s", rv.code, rv.stdout, rv.stderr)
+	}
 }

@@ -52,17 +52,19 @@ func newPruneCommand(g *globalOptions) *cobra.Command {
 		Args:  args(cobra.NoArgs),
 		Long: `Reclaim the space of forgotten snapshots. Nothing is rewritten in place: the
 used blobs of packs with more than --max-unused of their bytes unused are
-copied into new packs, new index files list every pack that stays, every
-object about to go is recorded in the ledger, and only then are the old index
-files and packs deleted: directly on a local directory or S3 (where Object
-Lock keeps what is still retained), or on a server by a request signed with
-the administrator's key (--admin-key), as far as the server's retention
-allows. What retention keeps is deleted by a later prune.
+copied into new packs, new index files list every pack that stays, and every
+object about to go is named in a request signed with the administrator's key
+(--admin-key), which is stored in the ledger with a removal record of each
+object. Only then are the old index files and packs deleted: directly on a
+local directory or S3 (where Object Lock keeps what is still retained), or by
+the server carrying the request out, as far as its retention allows. What
+retention keeps is deleted by a later prune.
 
 Packs and index files stored within --grace are left alone, since a backup
-running now may be about to use them. Do not run prune while a backup that
-started more than --grace ago is still running: it may have deduplicated
-against a pack prune deletes (kalaja check would name the damage).`,
+running now may be about to use them. A backup that runs longer than that
+watches for prune's signed requests and fails rather than store a snapshot
+missing data; and prune keeps what it planned to delete if a snapshot was
+stored while it ran (run it again later).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			r, lc, err := g.openWithLedger(ctx)

@@ -191,7 +191,7 @@ func runServe(cmd *cobra.Command, g *globalOptions, o *serveOptions) error {
 		verifyEvery = -1 // never
 	}
 	srv, err := server.New(server.Options{Store: st, Tokens: tokens, UsageFile: filepath.Join(o.serverDir, "usage.json"),
-		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"),
+		Quota: int64(quota), Logger: log, AdminFile: filepath.Join(o.serverDir, "admin.json"), OwnersFile: filepath.Join(o.serverDir, "owners"),
 		AdminKeyFile: filepath.Join(o.serverDir, "admin.pub"), AdminKey: adminKey, Retention: retention,
 		Fleet: fl, TickEvery: o.tick, SurveyEvery: o.survey, VerifyEvery: verifyEvery,
 		Dashboard: dashboard.New(fl, nil), CondemnedFile: filepath.Join(o.serverDir, "condemned")})

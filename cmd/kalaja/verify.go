@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
+	"github.com/kalaja/kalaja/internal/prune"
+	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
@@ -16,6 +21,7 @@ func newVerifyCommand(g *globalOptions) *cobra.Command {
 	var (
 		readData  bool
 		witnesses []string
+		adminPub  string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -31,7 +37,11 @@ and index file (docs/design.md, "Ledger"):
   - every object the log names exists with its logged size, and snapshots and
     index files hash to their logged IDs (packs too with --read-data);
   - every snapshot is in the log;
-  - with --witness KEY, the witness co-signed a checkpoint the log extends.
+  - with --witness KEY, the witness co-signed a checkpoint the log extends;
+  - every removal record (forget, prune) is bound to a request signed with
+    the administrator's key, whose public half this client pins when first
+    given (--admin-pub, or a server repository's own); an object removed
+    without it is unauthorised-removal, and missing.
 
 Exit status 0 when all holds, 1 with every problem listed otherwise. After a
 clean run this client remembers the newest checkpoint.`,
@@ -50,13 +60,17 @@ clean run this client remembers the newest checkpoint.`,
 			if err != nil {
 				return err
 			}
+			adm, err := adminVerifier(ctx, r.Store(), lc, adminPub)
+			if err != nil {
+				return err
+			}
 			var list []*snapshot.Snapshot
 			if r.Keys().CanRead() {
 				if list, err = r.Snapshots(ctx); err != nil {
 					g.warn("%v", err)
 				}
 			}
-			rep, err := lc.Verify(ctx, ledger.VerifyOptions{ReadData: readData, Witnesses: vs}, list)
+			rep, err := lc.Verify(ctx, ledger.VerifyOptions{ReadData: readData, Witnesses: vs, Admin: adm}, list)
 			if err != nil {
 				return err
 			}
@@ -97,5 +111,29 @@ clean run this client remembers the newest checkpoint.`,
 	f := cmd.Flags()
 	f.BoolVar(&readData, "read-data", false, "also hash every pack the log names")
 	f.StringArrayVar(&witnesses, "witness", nil, "require a co-signature by this witness `key` (repeatable)")
+	f.StringVar(&adminPub, "admin-pub", "", "the administrator's public `key`, or a file holding it, to check removals against; pinned on first use (default $KALAJA_ADMIN_PUB, else a server's own)")
 	return cmd
+}
+
+// adminVerifier returns the administrator's key that removals are checked
+// against (ledger.Client.Admin): given as flag (a key or a file holding
+// one), or in $KALAJA_ADMIN_PUB, or else the key a server repository's
+// server holds; pinned on first use. Nil when none is known.
+func adminVerifier(ctx context.Context, st store.Store, lc *ledger.Client, flag string) (note.Verifier, error) {
+	key := strings.TrimSpace(env(flag, "KALAJA_ADMIN_PUB"))
+	if key != "" && !strings.Contains(key, "+") {
+		b, err := os.ReadFile(key)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--admin-pub: %w", err)}
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	if as, ok := st.(prune.AdminStore); ok && key == "" {
+		state, err := as.AdminState(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("the server's administrator key: %w", err)
+		}
+		key = state.Key
+	}
+	return lc.Admin(key)
 }

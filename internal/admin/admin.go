@@ -149,6 +149,28 @@ func Open(msg []byte, v note.Verifier) (Request, error) {
 	return r, nil
 }
 
+// Unverified parses the text of msg, a signed request, without checking
+// any signature: for a reader that only wants to know what a request
+// would delete and treats the answer as a hint it may not trust (a backup
+// watching for a prune that runs meanwhile). Errors wrap ErrMalformed, for
+// what Open would also find malformed.
+func Unverified(msg []byte) (Request, error) {
+	if len(msg) > MaxSize {
+		return Request{}, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrMalformed, len(msg), MaxSize)
+	}
+	// A note is its text, a blank line, and signature lines; the text
+	// ends in a newline and holds no blank line.
+	text, _, ok := strings.Cut(string(msg), "\n\n")
+	if !ok {
+		return Request{}, fmt.Errorf("%w: not a signed note", ErrMalformed)
+	}
+	r, err := parse(text + "\n")
+	if err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return r, nil
+}
+
 // parse reads a request's text and checks that it is canonical.
 func parse(text string) (Request, error) {
 	if strings.Count(text, "\n") > MaxDeletes+5 {

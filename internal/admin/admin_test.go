@@ -329,3 +329,46 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestUnverified: the request's text is read whatever key signed it, and
+// what is not a request is malformed.
+func TestUnverified(t *testing.T) {
+	other, _ := keys(t, "someone")
+	msg, err := valid().Sign(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unverified(msg)
+	if err != nil || !reflect.DeepEqual(got, valid()) {
+		t.Fatalf("Unverified = %+v, %v; want %+v", got, err, valid())
+	}
+	for _, bad := range [][]byte{nil, []byte(valid().encode()), bytes.Replace(msg, []byte("seq 7"), []byte("seq 07"), 1), make([]byte, MaxSize+1)} {
+		if _, err := Unverified(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Unverified(%.40q) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// FuzzUnverified checks that Unverified never panics and that what it
+// accepts is the text of a request.
+func FuzzUnverified(f *testing.F) {
+	s, _ := keys(f, "admin")
+	msg, err := valid().Sign(s)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(msg)
+	f.Add([]byte("kalaja admin request v1\n\n— admin x\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		r, err := Unverified(msg)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Unverified failed without ErrMalformed: %v", err)
+			}
+			return
+		}
+		if !bytes.HasPrefix(msg, []byte(r.encode()+"\n")) {
+			t.Fatalf("Unverified accepted %q, whose text is not %q", msg, r.encode())
+		}
+	})
+}

@@ -530,7 +530,7 @@ func readDirNames(path string) ([]string, error) {
 func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.Node, pn *snapshot.Node) *fileResult {
 	a.totalFiles.Add(1)
 	if !a.opts.ReadAll && pn != nil && pn.Kind == snapshot.File && pn.Size == n.Size && pn.MTime == n.MTime &&
-		pn.CTime != nil && n.CTime != nil && *pn.CTime == *n.CTime && pn.Inode == n.Inode && a.allIndexed(pn.Content) {
+		pn.CTime != nil && n.CTime != nil && *pn.CTime == *n.CTime && pn.Inode == n.Inode && a.repo.Reuse(blob.Data, pn.Content) {
 		n.Content = pn.Content
 		if a.health != nil {
 			n.Format, n.High = pn.Format, pn.High
@@ -574,16 +574,6 @@ func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.No
 		close(res.read)
 	}
 	return res
-}
-
-func (a *archiver) allIndexed(ids []blob.ID) bool {
-	idx := a.repo.Index()
-	for _, id := range ids {
-		if !idx.Has(blob.Handle{Type: blob.Data, ID: id}) {
-			return false
-		}
-	}
-	return true
 }
 
 // finishDir waits for a directory's children, then saves its tree and

@@ -86,6 +86,15 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 		if latest, _, err = lc.Check(ctx); err != nil {
 			return nil, fmt.Errorf("ledger: %w (nothing was backed up; run 'kalaja verify' for details)", err)
 		}
+		// With the administrator's key pinned, a request only it signed
+		// tells the backup that a prune runs meanwhile (repo.CheckPruned).
+		adm, err := lc.Admin("")
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w (nothing was backed up)", err)
+		}
+		if adm != nil {
+			r.SetAdminKey(adm)
+		}
 	}
 	if c, ok := r.Store().(tempCleaner); ok {
 		if err := c.CleanTemp(time.Minute); err != nil {

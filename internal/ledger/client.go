@@ -100,7 +100,7 @@ func (c *Client) Remember(ctx context.Context, cp Checkpoint, note []byte) error
 				}
 			}
 		}
-		return Pin{LogKey: c.Log.VerifierKey(), Checkpoint: note}, nil
+		return Pin{LogKey: c.Log.VerifierKey(), Checkpoint: note, AdminKey: cur.AdminKey}, nil
 	})
 	if err != nil {
 		return err
@@ -244,6 +244,13 @@ func (c *Client) Verify(ctx context.Context, opts VerifyOptions, snaps []*snapsh
 		}
 	}
 	return rep, nil
+}
+
+// SaveRequest stores the administrator's signed request in the log's
+// repository, as Log.SaveRequest does, for the removal records it
+// authorises.
+func (c *Client) SaveRequest(ctx context.Context, signed []byte) (blob.ID, error) {
+	return c.Log.SaveRequest(ctx, signed)
 }
 
 // Proven is a snapshot record the log proves.

@@ -23,6 +23,7 @@
 //	ledger/tiles/<L>-<N>[.p<W>]   a hash tile of height 8
 //	ledger/checkpoints/<size>     a checkpoint of the first <size> records, signed by the log key
 //	ledger/witness/<size>.<hash>  that checkpoint co-signed by the witness whose key hash is <hash>
+//	ledger/removals/<sha256>      an administrator's signed request that removal records name
 //
 // <start> and <size> are 20 decimal digits with leading zeros, so names sort
 // in log order; <hash> is the witness key's 4-byte key hash as 8 lowercase
@@ -45,6 +46,20 @@
 // \u0026). A record is at most 4096 bytes. A reader accepts only this
 // canonical encoding: re-encoding what it parsed must give the same bytes
 // (ParseRecord). Verify passes over records of kinds it does not know.
+//
+// Version 2 is a snapshot record with "health" (its verdict) after host.
+// Version 3 (RecordRemovalVersion) is a removal record with "auth" after
+// host, the lowercase hex SHA-256 of the administrator's signed request
+// (internal/admin) stored as ledger/removals/<auth>:
+//
+//	{"v":3,"kind":"pack-removed","id":"<64 hex>","size":16777216,"time":"2026-11-23T12:05:55.98695254Z","host":"db-01","auth":"<64 hex>"}
+//
+// A record is version 3 exactly when it carries auth, which only removal
+// kinds may. Verify counts an object removed only under a removal record
+// whose request is stored, hashes to auth, is signed by the
+// administrator's key (VerifyOptions.Admin) and deletes that object;
+// otherwise it reports ProblemUnauthorised, and the object as missing if
+// it is gone.
 //
 // Events. An event record names no object: its id is the SHA-256 of the
 // event's bytes, which its writer keeps, and size their length. "alert",

@@ -17,6 +17,7 @@ import (
 // an accepted record re-encodes to the input, and is a record Append takes.
 func FuzzParseRecord(f *testing.F) {
 	f.Add([]byte(exampleEncoding()))
+	f.Add([]byte(removalEncoding()))
 	for _, r := range testRecords("seed", 0, 3) {
 		f.Add(r.Marshal())
 	}
@@ -37,7 +38,7 @@ func FuzzParseRecord(f *testing.F) {
 		if out := r.Marshal(); !bytes.Equal(out, in) {
 			t.Fatalf("ParseRecord(%q) accepted a non-canonical encoding of %s", in, out)
 		}
-		if r.Version != RecordVersion || r.Kind == "" || r.Size < 0 || len(in) > maxRecord ||
+		if (r.Version != RecordVersion && r.Version != RecordHealthVersion && r.Version != RecordRemovalVersion) || r.Kind == "" || r.Size < 0 || len(in) > maxRecord ||
 			r.Time.Location() != time.UTC || bytes.ContainsRune(in, '\n') {
 			t.Fatalf("ParseRecord(%q) accepted %+v", in, r)
 		}

@@ -179,7 +179,11 @@ func recordRejects() []struct {
 		{"duplicate field", rep(`"host":"db-01"`, `"host":"db-01","host":"db-01"`), blob.ErrCorrupt},
 		{"field name case", rep(`"kind"`, `"Kind"`), blob.ErrCorrupt},
 		{"version 2 without health", rep(`"v":1`, `"v":2`), blob.ErrCorrupt},
-		{"version 3", rep(`"v":1`, `"v":3`), blob.ErrUnsupported},
+		{"version 4", rep(`"v":1`, `"v":4`), blob.ErrUnsupported},
+		{"version 3 without auth", rep(`"v":1`, `"v":3`), blob.ErrCorrupt},
+		{"auth on a pack record", strings.Replace(removalEncoding(), `"kind":"pack-removed"`, `"kind":"pack"`, 1), blob.ErrCorrupt},
+		{"version 1 with auth", strings.Replace(removalEncoding(), `"v":3`, `"v":1`, 1), blob.ErrCorrupt},
+		{"auth of zeros", strings.Replace(removalEncoding(), exampleAuth.String(), strings.Repeat("0", 64), 1), blob.ErrCorrupt},
 		{"version 1 with health", strings.Replace(healthEncoding(), `"v":2`, `"v":1`, 1), blob.ErrCorrupt},
 		{"health of a pack", strings.Replace(healthEncoding(), `"kind":"snapshot"`, `"kind":"pack"`, 1), blob.ErrCorrupt},
 		{"health of unknown status", strings.Replace(healthEncoding(), `"suspect"`, `"fine"`, 1), blob.ErrCorrupt},
@@ -207,7 +211,7 @@ func recordRejects() []struct {
 }
 
 func TestParseRecordRejects(t *testing.T) {
-	for _, enc := range []string{exampleEncoding(), healthEncoding()} {
+	for _, enc := range []string{exampleEncoding(), healthEncoding(), removalEncoding()} {
 		if _, err := ParseRecord([]byte(enc)); err != nil {
 			t.Fatalf("the unaltered encoding %s is refused: %v", enc, err)
 		}
@@ -933,31 +937,6 @@ func TestVerifyObjects(t *testing.T) {
 // TestVerifyRemoved: an object logged and then logged as removed may be
 // gone; one removed before it was logged (a removal record cannot excuse a
 // later object) is still missing.
-func TestVerifyRemoved(t *testing.T) {
-	tl := newTestLog(t)
-	rec := func(kind string, id blob.ID) Record {
-		return Record{Kind: kind, ID: id, Size: 4, Time: exampleRecord.Time, Host: "h"}
-	}
-	pruned, early := blob.Hash([]byte("pruned")), blob.Hash([]byte("early"))
-	kept := []byte("kept")
-	if err := tl.st.Save(t.Context(), store.Handle{Type: store.Packs, Name: blob.Hash(kept).String()}, kept); err != nil {
-		t.Fatal(err)
-	}
-	cp := tl.append(t, []Record{rec(KindPack, pruned), rec(KindPackRemoved, early), rec(KindPack, blob.Hash(kept))}, Checkpoint{})
-	tl.append(t, []Record{rec(KindPackRemoved, pruned), rec(KindPack, early), rec(KindPackRemoved, blob.Hash(kept))}, cp)
-	rep, err := tl.log.Verify(t.Context(), VerifyOptions{ReadData: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []Problem{{Kind: ProblemMissing, Object: "data/" + early.String()}}
-	if !slices.EqualFunc(rep.Problems, want, func(a, b Problem) bool { return a.Kind == b.Kind && a.Object == b.Object }) {
-		t.Fatalf("Verify: %+v, want %+v", rep.Problems, want)
-	}
-	if rep.Removed != 2 {
-		t.Errorf("Verify counted %d removed objects, want 2 (one gone, one still stored)", rep.Removed)
-	}
-}
-
 // TestVerifyStrayNames plants copies of ledger objects under names that
 // parse to a real object's index. Names outside the store's rule
 // (store.Handle.Check) are refused by the store and, planted in its

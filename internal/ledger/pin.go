@@ -15,15 +15,21 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 )
 
-// PinVersion is the version of the pin file encoding.
-const PinVersion = 1
+// Pin file versions: version 2 is a pin that also holds the
+// administrator's key, and a pin is version 2 exactly when it does.
+const (
+	PinVersion      = 1
+	PinAdminVersion = 2
+)
 
 // Pin is what a client or a witness remembers of one log between runs: the
-// log's public key, pinned at first use, and the newest checkpoint it has
-// checked (a witness: co-signed), as its signed note.
+// log's public key, pinned at first use, the newest checkpoint it has
+// checked (a witness: co-signed), as its signed note, and the
+// administrator's public key once it was given (removal.go).
 type Pin struct {
 	LogKey     string
 	Checkpoint []byte // the signed note; nil before the first
+	AdminKey   string // a note verifier key; "" until given
 }
 
 // pinFile is a pin's encoding: one JSON object.
@@ -31,6 +37,7 @@ type pinFile struct {
 	Version    int    `json:"version"`
 	LogKey     string `json:"log_key"`
 	Checkpoint string `json:"checkpoint,omitempty"`
+	AdminKey   string `json:"admin_key,omitempty"`
 }
 
 // PinFile is a pin kept in a file, shared by every process of a host that
@@ -57,13 +64,16 @@ func (f PinFile) Load() (Pin, bool, error) {
 	if err := d.Decode(&pf); err != nil {
 		return Pin{}, false, fmt.Errorf("ledger pin %s: %v: %w", f, err, blob.ErrCorrupt)
 	}
-	if pf.Version != 0 && pf.Version != PinVersion {
+	if pf.Version != 0 && pf.Version != PinVersion && pf.Version != PinAdminVersion {
 		return Pin{}, false, fmt.Errorf("ledger pin %s: version %d: %w", f, pf.Version, blob.ErrUnsupported)
+	}
+	if (pf.Version == PinAdminVersion) != (pf.AdminKey != "") {
+		return Pin{}, false, fmt.Errorf("ledger pin %s: version %d with%s an administrator's key: %w", f, pf.Version, map[bool]string{true: "", false: "out"}[pf.AdminKey != ""], blob.ErrCorrupt)
 	}
 	if pf.LogKey == "" {
 		return Pin{}, false, fmt.Errorf("ledger pin %s: no log key: %w", f, blob.ErrCorrupt)
 	}
-	p := Pin{LogKey: pf.LogKey}
+	p := Pin{LogKey: pf.LogKey, AdminKey: pf.AdminKey}
 	if pf.Checkpoint != "" {
 		p.Checkpoint = []byte(pf.Checkpoint)
 	}
@@ -95,10 +105,14 @@ func (f PinFile) Update(change func(cur Pin, ok bool) (Pin, error)) (Pin, error)
 	if err != nil {
 		return Pin{}, err
 	}
-	if ok && next.LogKey == cur.LogKey && bytes.Equal(next.Checkpoint, cur.Checkpoint) {
+	if ok && next.LogKey == cur.LogKey && bytes.Equal(next.Checkpoint, cur.Checkpoint) && next.AdminKey == cur.AdminKey {
 		return cur, nil
 	}
-	b, err := json.MarshalIndent(pinFile{Version: PinVersion, LogKey: next.LogKey, Checkpoint: string(next.Checkpoint)}, "", "  ")
+	pf := pinFile{Version: PinVersion, LogKey: next.LogKey, Checkpoint: string(next.Checkpoint), AdminKey: next.AdminKey}
+	if next.AdminKey != "" {
+		pf.Version = PinAdminVersion
+	}
+	b, err := json.MarshalIndent(pf, "", "  ")
 	if err != nil {
 		return Pin{}, fmt.Errorf("ledger pin: %w", err)
 	}

@@ -23,7 +23,10 @@ func TestPinFileLoad(t *testing.T) {
 		{name: "key only", content: `{"version":1,"log_key":"k+1+x"}`, want: Pin{LogKey: "k+1+x"}, ok: true},
 		// Files written before the version field existed.
 		{name: "unversioned", content: `{"log_key":"k+1+x","checkpoint":"note"}`, want: Pin{LogKey: "k+1+x", Checkpoint: []byte("note")}, ok: true},
-		{name: "future version", content: `{"version":2,"log_key":"k+1+x"}`, err: blob.ErrUnsupported},
+		{name: "future version", content: `{"version":3,"log_key":"k+1+x"}`, err: blob.ErrUnsupported},
+		{name: "administrator's key", content: `{"version":2,"log_key":"k+1+x","admin_key":"a+1+y"}`, want: Pin{LogKey: "k+1+x", AdminKey: "a+1+y"}, ok: true},
+		{name: "version 2 without administrator's key", content: `{"version":2,"log_key":"k+1+x"}`, err: blob.ErrCorrupt},
+		{name: "version 1 with administrator's key", content: `{"version":1,"log_key":"k+1+x","admin_key":"a+1+y"}`, err: blob.ErrCorrupt},
 		{name: "no key", content: `{"version":1}`, err: blob.ErrCorrupt},
 		{name: "unknown field", content: `{"version":1,"log_key":"k","extra":1}`, err: blob.ErrCorrupt},
 		{name: "not json", content: "log_key=k", err: blob.ErrCorrupt},

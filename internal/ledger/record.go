@@ -142,6 +142,10 @@ func Records(objs []store.Object, host string, now time.Time) []Record {
 const (
 	RecordVersion       = 1
 	RecordHealthVersion = 2
+	// RecordRemovalVersion is a removal record bound to the
+	// administrator's signed request (removal.go): a record is version 3
+	// exactly when it carries Auth.
+	RecordRemovalVersion = 3
 )
 
 // maxRecord bounds one record's encoding; real records are under 300 bytes.
@@ -155,13 +159,17 @@ const maxRecord = 4096
 // names: the ledger is not encrypted). Its encoding is one line of JSON
 // with the fields in this order (docs/design.md, "Ledger").
 type Record struct {
-	Version int               `json:"v"`
-	Kind    string            `json:"kind"`
-	ID      blob.ID           `json:"id"`
-	Size    int64             `json:"size"`
-	Time    time.Time         `json:"time"`
-	Host    string            `json:"host"`
-	Health  *snapshot.Verdict `json:"health,omitempty"`
+	Version int       `json:"v"`
+	Kind    string    `json:"kind"`
+	ID      blob.ID   `json:"id"`
+	Size    int64     `json:"size"`
+	Time    time.Time `json:"time"`
+	Host    string    `json:"host"`
+	// Auth, on a removal record only, is the SHA-256 of the
+	// administrator's signed request that deletes the object, stored as
+	// ledger/removals/<Auth> (removal.go).
+	Auth   blob.ID           `json:"auth,omitzero"`
+	Health *snapshot.Verdict `json:"health,omitempty"`
 }
 
 // Marshal returns the record's encoding, the bytes the log hashes. It
@@ -180,6 +188,9 @@ func (r Record) encode() ([]byte, error) {
 	r.Version = RecordVersion
 	if r.Health != nil {
 		r.Version = RecordHealthVersion
+	}
+	if !r.Auth.IsZero() {
+		r.Version = RecordRemovalVersion
 	}
 	r.Time = r.Time.UTC()
 	b, err := json.Marshal(r)
@@ -201,7 +212,7 @@ func ParseRecord(b []byte) (Record, error) {
 	if err := d.Decode(&r); err != nil {
 		return Record{}, fmt.Errorf("record: %v: %w", err, blob.ErrCorrupt)
 	}
-	if r.Version != RecordVersion && r.Version != RecordHealthVersion {
+	if r.Version != RecordVersion && r.Version != RecordHealthVersion && r.Version != RecordRemovalVersion {
 		return Record{}, fmt.Errorf("record version %d: %w", r.Version, blob.ErrUnsupported)
 	}
 	if r.Health != nil {
@@ -211,6 +222,9 @@ func ParseRecord(b []byte) (Record, error) {
 		if err := r.Health.Validate(); err != nil {
 			return Record{}, fmt.Errorf("record health: %v: %w", err, blob.ErrCorrupt)
 		}
+	}
+	if err := checkAuth(r); err != nil {
+		return Record{}, err
 	}
 	// A time with an offset can be in range locally but not in UTC.
 	if enc, err := r.encode(); err != nil || !bytes.Equal(enc, b) {

@@ -52,6 +52,10 @@ type VerifyOptions struct {
 	ReadData bool
 	// Witnesses must each have co-signed a checkpoint the log extends.
 	Witnesses []note.Verifier
+	// Admin is the administrator's key: a removal record counts only if
+	// it names a stored request signed by it that deletes the object
+	// (ProblemUnauthorised otherwise). Nil authorises no removal.
+	Admin note.Verifier
 }
 
 // Report is the outcome of Verify.
@@ -61,9 +65,9 @@ type Report struct {
 	SignedN   int64      `json:"signed"` // size of the newest valid checkpoint
 	Snapshots int        `json:"snapshots"`
 	Objects   int        `json:"objects"`
-	// Removed counts logged objects that a later removal record says
-	// forget or prune deleted (or asked to delete): their absence is not a
-	// problem.
+	// Removed counts logged objects that a later removal record, bound
+	// to the administrator's signed request, says forget or prune deleted
+	// (or asked to delete): their absence is not a problem.
 	Removed  int       `json:"removed"`
 	Problems []Problem `json:"problems"`
 	Notes    []string  `json:"notes,omitempty"`
@@ -116,7 +120,7 @@ func (l *Log) Verify(ctx context.Context, opts VerifyOptions) (*Report, error) {
 	if err := l.verifyTiles(ctx, c, rep); err != nil {
 		return nil, err
 	}
-	if err := l.verifyObjects(ctx, c, rep, opts.ReadData); err != nil {
+	if err := l.verifyObjects(ctx, c, rep, opts); err != nil {
 		return nil, err
 	}
 	for _, w := range opts.Witnesses {
@@ -262,20 +266,30 @@ func (l *Log) verifyTiles(ctx context.Context, c *Contents, rep *Report) error {
 
 // verifyObjects checks that every logged object exists with its logged
 // size and hash, and that every snapshot is logged.
-func (l *Log) verifyObjects(ctx context.Context, c *Contents, rep *Report, readData bool) error {
+func (l *Log) verifyObjects(ctx context.Context, c *Contents, rep *Report, opts VerifyOptions) error {
 	type logged struct {
 		rec   Record
 		index int64
 	}
 	byType := map[store.FileType]map[string]logged{}
-	removed := map[store.Handle]int64{} // the last removal record of each object
+	removed := map[store.Handle]int64{} // the last authorised removal record of each object
+	auth := &authorisations{l: l, admin: opts.Admin, reqs: map[blob.ID]authorised{}}
 	for i, r := range c.Records {
 		t, removal, ok := TypeOf(r.Kind)
 		if !ok {
 			continue
 		}
 		if removal {
-			removed[store.Handle{Type: t, Name: r.ID.String()}] = int64(i)
+			h := store.Handle{Type: t, Name: r.ID.String()}
+			why, err := auth.check(ctx, r, h)
+			if err != nil {
+				return err
+			}
+			if why != nil {
+				rep.problem(ProblemUnauthorised, h.String(), "removal record %d (host %q) is not authorised: %v", i, r.Host, why)
+				continue
+			}
+			removed[h] = int64(i)
 			continue
 		}
 		if byType[t] == nil {
@@ -320,7 +334,7 @@ func (l *Log) verifyObjects(ctx context.Context, c *Contents, rep *Report, readD
 				rep.problem(ProblemChanged, obj, "%s is %d bytes, the log (record %d) says %d", lg.rec.Kind, size, lg.index, lg.rec.Size)
 				continue
 			}
-			if t == store.Packs && !readData {
+			if t == store.Packs && !opts.ReadData {
 				continue
 			}
 			sum, err := l.hashObject(ctx, store.Handle{Type: t, Name: name})

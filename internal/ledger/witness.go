@@ -129,7 +129,7 @@ func Witness(ctx context.Context, st store.Store, repoID blob.ID, w note.Signer,
 				return cur, nil
 			}
 		}
-		return Pin{LogKey: logKey, Checkpoint: run.Cosigned}, nil
+		return Pin{LogKey: logKey, Checkpoint: run.Cosigned, AdminKey: cur.AdminKey}, nil
 	})
 	return run, err
 }

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/index"
 	"github.com/kalaja/kalaja/internal/ledger"
@@ -59,8 +61,10 @@ type Plan struct {
 	// listedBy maps each pack to the index files that list it.
 	listedBy map[blob.ID][]string
 	// used are the blobs Repack packs hold that must be copied.
-	used  map[blob.Handle]bool
-	Stats Stats
+	used map[blob.Handle]bool
+	// snapshots are those the plan was made for, by ID.
+	snapshots map[string]bool
+	Stats     Stats
 }
 
 // NewPlan reads the index and the trees of snaps, the snapshots that stay,
@@ -86,7 +90,10 @@ func NewPlan(ctx context.Context, r *repo.Repository, snaps []*snapshot.Snapshot
 	}
 	recent := func(fi store.FileInfo) bool { return o.Now.Sub(fi.Stamp) < o.Grace }
 
-	p := &Plan{listedBy: map[blob.ID][]string{}, used: map[blob.Handle]bool{}}
+	p := &Plan{listedBy: map[blob.ID][]string{}, used: map[blob.Handle]bool{}, snapshots: map[string]bool{}}
+	for _, sn := range snaps {
+		p.snapshots[sn.ID.String()] = true
+	}
 	protected := map[blob.ID]bool{} // listed by an index file that stays
 	for name, packs := range files {
 		for _, id := range packs {
@@ -238,27 +245,52 @@ type Kept struct {
 	Reason string
 }
 
+// Request is an administrator's signed request (internal/admin) and the
+// objects it deletes. It is stored in the repository's ledger
+// (ledger/removals) and every removal record of its objects carries its
+// hash, so that verify counts an object as removed only under the
+// administrator's signature; then it is carried out.
+type Request struct {
+	Signed []byte
+	Delete []store.Handle
+}
+
 // Remover deletes objects for forget and prune, as far as retention and
-// the store allow: a local directory or S3 with an administrator's
-// credential deletes directly; a server needs the administrator's signed
-// request.
+// the store allow, under the administrator's signed requests: a server
+// carries the requests out itself; a local directory or S3 with an
+// administrator's credential deletes directly what they name.
 type Remover interface {
-	// Remove deletes each object of hs, and returns those it had to keep.
-	// An error means it could not go on; the objects it names may or may
+	// Authorise returns requests signed with the administrator's key that
+	// delete hs, in order, each within admin's bounds.
+	Authorise(ctx context.Context, hs []store.Handle) ([]Request, error)
+	// Remove deletes each object req names, and returns those it had to
+	// keep. An error means it could not go on; the objects may or may
 	// not have been deleted.
-	Remove(ctx context.Context, hs []store.Handle) ([]Kept, error)
+	Remove(ctx context.Context, req Request) ([]Kept, error)
 }
 
 // Direct is a Remover over a store's own Remove: what it refuses (an
 // object under S3 Object Lock retention) is kept, with the store's error
-// as the reason.
-func Direct(rm store.Remover) Remover { return direct{rm} }
+// as the reason. Its requests name as server the first 32 hex digits of
+// the repository id and seq 1: no server checks them, they only bind the
+// ledger's removal records to the administrator's key.
+func Direct(rm store.Remover, signer note.Signer, id blob.ID) Remover {
+	return direct{rm, signer, id.String()[:32]}
+}
 
-type direct struct{ rm store.Remover }
+type direct struct {
+	rm     store.Remover
+	signer note.Signer
+	server string
+}
 
-func (d direct) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
+func (d direct) Authorise(_ context.Context, hs []store.Handle) ([]Request, error) {
+	return authorise(d.signer, d.server, 1, hs)
+}
+
+func (d direct) Remove(ctx context.Context, req Request) ([]Kept, error) {
 	var kept []Kept
-	for _, h := range hs {
+	for _, h := range req.Delete {
 		if err := d.rm.Remove(ctx, h); err != nil {
 			if ctx.Err() != nil {
 				return kept, ctx.Err()
@@ -286,14 +318,16 @@ type Result struct {
 }
 
 // Execute carries out p: it copies the used blobs of Repack packs into new
-// packs, writes index files listing every pack that stays, appends to lg
-// (as host) a record of every object it stored and every object it is about
-// to delete (so that the ledger says so first; an error stops Execute
-// before anything is deleted), deletes the old index files, and then
-// deletes the packs that no remaining index file lists, and finally
-// extends the retention of what stays (store.RenewAll). A crash at any point leaves a repository that passes check: at
-// worst with packs no index lists, which the next backup re-indexes and
-// the next prune deletes again.
+// packs, writes index files listing every pack that stays, and then
+// deletes in two rounds, the old index files and then the packs that no
+// remaining index file lists. Each round has rm sign the administrator's
+// requests, stores them and appends to lg (as host) a removal record of
+// each object bound to its request, the first round also a record of
+// every object Execute stored, before it deletes anything (an error stops
+// it there). Finally it extends the retention of what stays (store.RenewAll). A
+// crash at any point leaves a repository that passes check: at worst with
+// packs no index lists, which the next backup re-indexes and the next
+// prune deletes again.
 func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg Ledger, host string) (*Result, error) {
 	if err := p.copyUsed(ctx, r); err != nil {
 		return nil, err
@@ -311,16 +345,15 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		doomed = append(doomed, store.Handle{Type: store.Packs, Name: pk.ID.String()})
 	}
 	now := time.Now()
-	recs, err := RemovalRecords(ctx, r.Store(), doomed, host, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := lg.Append(ctx, append(ledger.Records(r.Written(), host, now), recs...)); err != nil {
-		return nil, fmt.Errorf("nothing was deleted: %w", err)
-	}
 	res := &Result{}
+	gated := false // a backup stored a snapshot meanwhile
+	gate := func(ctx context.Context) (string, error) {
+		reason, err := p.noNewSnapshot(ctx, r.Store())
+		gated = gated || reason != ""
+		return reason, err
+	}
 	idxHandles := doomed[:len(p.Indexes)]
-	kept, err := rm.Remove(ctx, idxHandles)
+	kept, err := removeLogged(ctx, r.Store(), lg, rm, idxHandles, ledger.Records(r.Written(), host, now), host, now, gate)
 	if err != nil {
 		return nil, fmt.Errorf("delete index files: %w", err)
 	}
@@ -349,11 +382,18 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		}
 		packs = append(packs, h)
 	}
-	kept, err = rm.Remove(ctx, packs)
+	kept, err = removeLogged(ctx, r.Store(), lg, rm, packs, nil, host, time.Now(), gate)
+	res.Kept = append(res.Kept, kept...)
 	if err != nil {
 		return res, fmt.Errorf("delete packs: %w", err)
 	}
-	res.Kept = append(res.Kept, kept...)
+	if gated && len(packs) > 0 {
+		// The old index files are gone but the packs stay: list them
+		// again, or the new snapshot's blobs in them are in no index.
+		if err := p.reindex(ctx, r, packs); err != nil {
+			return res, err
+		}
+	}
 	stays = map[string]bool{}
 	for _, k := range kept {
 		stays[k.Object.Name] = true
@@ -367,6 +407,48 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 		return res, err
 	}
 	return res, nil
+}
+
+// noNewSnapshot is the gate before each round of deletions: a snapshot
+// stored since the plan was made (by a backup that ran meanwhile, which
+// may use blobs of the packs to delete) keeps every object of the round,
+// and it returns the reason. A backup that stores its snapshot after the
+// gate sees prune's stored request instead (repo.CheckPruned).
+func (p *Plan) noNewSnapshot(ctx context.Context, st store.Lister) (string, error) {
+	var fresh string
+	err := st.List(ctx, store.Snapshots, func(fi store.FileInfo) error {
+		if !p.snapshots[fi.Name] && fresh == "" {
+			fresh = fi.Name
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("list snapshots: %w", err)
+	}
+	if fresh != "" {
+		return fmt.Sprintf("snapshot %s was stored while prune ran and may use it: run prune again", fresh[:8]), nil
+	}
+	return "", nil
+}
+
+// reindex writes index files listing the planned packs of hs again.
+func (p *Plan) reindex(ctx context.Context, r *repo.Repository, hs []store.Handle) error {
+	keep := map[string]bool{}
+	for _, h := range hs {
+		keep[h.Name] = true
+	}
+	var packs []index.Pack
+	for _, pk := range slices.Concat(p.Repack, p.Delete) {
+		if keep[pk.ID.String()] {
+			packs = append(packs, pk)
+		}
+	}
+	for start := 0; start < len(packs); start += packsPerIndex {
+		if _, err := r.SaveIndex(ctx, packs[start:min(start+packsPerIndex, len(packs))]); err != nil {
+			return fmt.Errorf("index the packs kept for a new snapshot: %w", err)
+		}
+	}
+	return nil
 }
 
 // copyUsed saves the used blobs of the Repack packs again, into new packs,

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/archiver"
 	"github.com/kalaja/kalaja/internal/blob"
@@ -32,6 +35,7 @@ type fixture struct {
 	st       *local.Local
 	old, new *snapshot.Snapshot
 	shared   string
+	big      string // old's own file
 	newDir   string
 }
 
@@ -46,9 +50,9 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{st: st, shared: randomBytes(200 << 10)}
+	f := &fixture{st: st, shared: randomBytes(200 << 10), big: randomBytes(3 << 20)}
 	oldDir, newDir := t.TempDir(), t.TempDir()
-	write(t, oldDir, "big", randomBytes(3<<20))
+	write(t, oldDir, "big", f.big)
 	write(t, oldDir, "shared", f.shared)
 	write(t, newDir, "shared", f.shared)
 	write(t, newDir, "own", randomBytes(1<<20))
@@ -119,16 +123,53 @@ func (f *fixture) checkRepository(t *testing.T) {
 	}
 }
 
-// removed is a Ledger that keeps the removal records Execute appends.
-type removed struct{ hs []store.Handle }
+// removed is a Ledger that keeps the removal records Execute appends, and
+// stores the administrator's requests in st if set.
+type removed struct {
+	hs []store.Handle
+	st store.Saver
+	// before, if set, runs before the nth request (from 0) is saved.
+	before func(n int)
+	n      int
+}
 
 func (l *removed) Append(_ context.Context, recs []ledger.Record) error {
 	for _, rec := range recs {
 		if t, removal, ok := ledger.TypeOf(rec.Kind); ok && removal {
+			if rec.Auth.IsZero() {
+				return fmt.Errorf("removal record of %s bound to no request", rec.ID.Short())
+			}
 			l.hs = append(l.hs, store.Handle{Type: t, Name: rec.ID.String()})
 		}
 	}
 	return nil
+}
+
+func (l *removed) SaveRequest(ctx context.Context, signed []byte) (blob.ID, error) {
+	if l.before != nil {
+		l.before(l.n)
+	}
+	l.n++
+	id := blob.Hash(signed)
+	if l.st != nil {
+		return id, l.st.Save(ctx, store.Handle{Type: store.LedgerRemovals, Name: id.String()}, signed)
+	}
+	return id, nil
+}
+
+// direct is the Remover of f's store, signing with a new administrator's
+// key.
+func (f *fixture) direct(t *testing.T) Remover {
+	t.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, "kalaja-admin-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Direct(f.st, s, blob.Hash([]byte("repository")))
 }
 
 func TestPrune(t *testing.T) {
@@ -148,7 +189,7 @@ func TestPrune(t *testing.T) {
 		t.Errorf("plan %+v: want about 200 KiB copied, over 3 MiB unused", p.Stats)
 	}
 	var log removed
-	res, err := p.Execute(ctx, r, Direct(f.st), &log, "test")
+	res, err := p.Execute(ctx, r, f.direct(t), &log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,17 +226,17 @@ func TestPrune(t *testing.T) {
 // keepIndexes is a Remover under which index files are still retained.
 type keepIndexes struct{ Remover }
 
-func (k keepIndexes) Remove(ctx context.Context, hs []store.Handle) ([]Kept, error) {
+func (k keepIndexes) Remove(ctx context.Context, req Request) ([]Kept, error) {
 	var kept []Kept
 	var rest []store.Handle
-	for _, h := range hs {
+	for _, h := range req.Delete {
 		if h.Type == store.Index {
 			kept = append(kept, Kept{h, "retention"})
 		} else {
 			rest = append(rest, h)
 		}
 	}
-	more, err := k.Remover.Remove(ctx, rest)
+	more, err := k.Remover.Remove(ctx, Request{Signed: req.Signed, Delete: rest})
 	return append(kept, more...), err
 }
 
@@ -211,7 +252,7 @@ func TestPruneRetained(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log removed
-	res, err := p.Execute(ctx, r, keepIndexes{Direct(f.st)}, &log, "test")
+	res, err := p.Execute(ctx, r, keepIndexes{f.direct(t)}, &log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,5 +298,142 @@ func TestPruneRefusesDamage(t *testing.T) {
 	_, err := NewPlan(t.Context(), f.open(t), []*snapshot.Snapshot{&broken}, Options{Now: time.Now()})
 	if !errors.Is(err, blob.ErrNotFound) || !bytes.Contains([]byte(err.Error()), []byte("kalaja check")) {
 		t.Errorf("plan over a missing tree: %v", err)
+	}
+}
+
+// hooked is a store that runs hook once, just before the first object of
+// type at is saved.
+type hooked struct {
+	*local.Local
+	at   store.FileType
+	hook func()
+}
+
+func (h *hooked) Save(ctx context.Context, hd store.Handle, data []byte) error {
+	if hd.Type == h.at && h.hook != nil {
+		hook := h.hook
+		h.hook = nil
+		hook()
+	}
+	return h.Local.Save(ctx, hd, data)
+}
+
+// TestPruneDuringBackup is the fault of a backup that runs longer than
+// prune's grace period: it deduplicates the big file against the pack of
+// a forgotten snapshot, and prune, run meanwhile with a grace period the
+// backup has outlasted (0 here: no sleeping), deletes that pack before the
+// backup stores its snapshot. The backup must not acknowledge a snapshot
+// that lacks data: it either fails, or its snapshot checks whole. Prune
+// runs at two points: when the backup writes its index (before its last
+// look at prune's requests), and as it stores its snapshot.
+func TestPruneDuringBackup(t *testing.T) {
+	for _, at := range []store.FileType{store.Index, store.Snapshots} {
+		t.Run(string(at), func(t *testing.T) {
+			f := newFixture(t)
+			ctx := t.Context()
+			dir := t.TempDir()
+			write(t, dir, "big", f.big)
+			pruned := false
+			st := &hooked{Local: f.st, at: at, hook: func() {
+				log := removed{st: f.st}
+				_, res, err := Run(ctx, f.open(t), &log, RunOptions{Options: Options{MaxUnused: 0.2, Now: time.Now()}, Remover: f.direct(t), Host: "admin"})
+				if err != nil {
+					t.Errorf("prune during the backup: %v", err)
+					return
+				}
+				pruned = len(res.Removed) > 0
+				t.Logf("prune removed %v", res.Removed)
+			}}
+			r, err := repo.Open(ctx, st, []byte("pw"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sn, err := archiver.Backup(ctx, r, []string{dir}, archiver.Options{Hostname: "h"})
+			if !pruned {
+				t.Fatal("prune deleted nothing during the backup: the test does not test")
+			}
+			if err != nil {
+				t.Logf("the backup failed: %v", err)
+				if !errors.Is(err, repo.ErrPruned) {
+					t.Errorf("backup error %v does not wrap repo.ErrPruned", err)
+				}
+				return
+			}
+			t.Logf("backup added %d blobs", sn.Summary.BlobsAdded)
+			rep, err := checker.Check(ctx, f.open(t), checker.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("the backup acknowledged snapshot %s, but check finds: errors %q, damage %+v", sn.ID.Short(), rep.Errors, rep.Damaged)
+			}
+		})
+	}
+}
+
+// TestPruneAfterBackupStored is the other order of the same fault: prune
+// plans, and a backup that deduplicates against a pack the plan deletes
+// stores its snapshot (and, seeing no request naming that pack yet,
+// succeeds) before prune deletes the index files, or between that and
+// storing its request to delete packs. Prune must see the new snapshot
+// before deleting, keep the packs, and keep them indexed.
+func TestPruneAfterBackupStored(t *testing.T) {
+	for _, at := range []int{0, 1} {
+		t.Run(fmt.Sprintf("before request %d", at), func(t *testing.T) {
+			f := newFixture(t)
+			ctx := t.Context()
+			pr := f.open(t)
+			plan, err := NewPlan(ctx, pr, []*snapshot.Snapshot{f.new}, Options{MaxUnused: 0.2, Now: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plan.Repack)+len(plan.Delete) == 0 {
+				t.Fatal("the plan deletes no pack: the test does not test")
+			}
+			dir := t.TempDir()
+			write(t, dir, "big", f.big)
+			backedUp := false
+			// The backup reads the index before prune deletes anything.
+			r := f.open(t)
+			if err := r.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			log := removed{st: f.st, before: func(n int) {
+				if n != at {
+					return
+				}
+				if _, err := archiver.Backup(ctx, r, []string{dir}, archiver.Options{Hostname: "h"}); err != nil {
+					t.Errorf("backup before prune stored its request: %v", err)
+				}
+				backedUp = true
+			}}
+			res, err := plan.Execute(ctx, pr, f.direct(t), &log, "admin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !backedUp {
+				t.Fatal("the backup did not run: the test does not test")
+			}
+			for _, h := range res.Removed {
+				if h.Type == store.Packs {
+					t.Errorf("prune deleted pack %s after a backup stored a snapshot it did not plan for", h.Name[:8])
+				}
+			}
+			var reasons []string
+			for _, k := range res.Kept {
+				reasons = append(reasons, k.Reason)
+			}
+			t.Logf("kept: %q", reasons)
+			rep, err := checker.Check(ctx, f.open(t), checker.Options{ReadData: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("check after prune: errors %q, damage %+v", rep.Errors, rep.Damaged)
+			}
+		})
 	}
 }

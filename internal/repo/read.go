@@ -68,6 +68,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 // IndexFiles is LoadIndex, and returns the packs each index file it read
 // lists, by file name.
 func (r *Repository) IndexFiles(ctx context.Context) (map[string][]blob.ID, error) {
+	r.startUses(ctx)
 	return r.readIndex(ctx, func(string) bool { return true })
 }
 
@@ -374,8 +375,15 @@ func (r *Repository) LoadTree(ctx context.Context, id blob.ID) (*snapshot.Tree, 
 	return t, nil
 }
 
-// SaveSnapshot seals and stores sn, sets sn.ID and returns it.
+// SaveSnapshot seals and stores sn, sets sn.ID and returns it. After a
+// write session it first checks, and checks again once sn is stored, that
+// no prune running meanwhile removes a pack the session used
+// (CheckPruned): an error wrapping ErrPruned before storing means nothing
+// was stored; after, that the stored snapshot may lack data.
 func (r *Repository) SaveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	if err := r.CheckPruned(ctx); err != nil {
+		return blob.ID{}, fmt.Errorf("%w; no snapshot was stored: back up again", err)
+	}
 	b, err := sn.Encode()
 	if err != nil {
 		return blob.ID{}, err
@@ -389,6 +397,9 @@ func (r *Repository) SaveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (b
 		return sn.ID, fmt.Errorf("store snapshot: %w", err)
 	}
 	r.wrote(store.Snapshots, sn.ID, int64(len(sealed)))
+	if err := r.CheckPruned(ctx); err != nil {
+		return sn.ID, fmt.Errorf("%w; snapshot %s was stored and may lack data: back up again", err, sn.ID.Short())
+	}
 	return sn.ID, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/chunker"
@@ -81,6 +82,10 @@ type Repository struct {
 	prefetchedMu sync.Mutex
 	prefetched   map[blob.ID]bool // tree packs asked for (prefetchTrees)
 	w            *writer
+
+	// uses and admin watch for a prune running meanwhile (pruned.go).
+	uses  *uses
+	admin note.Verifier
 
 	writtenMu sync.Mutex
 	written   []store.Object // see Written

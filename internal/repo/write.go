@@ -55,6 +55,9 @@ type finished struct {
 func (r *Repository) StartWrites(ctx context.Context) {
 	w := &writer{ctx: ctx, packs: make(chan finished), pending: map[blob.Handle]struct{}{}}
 	r.w = w
+	if r.uses == nil {
+		r.startUses(ctx)
+	}
 	for range uploaders {
 		w.wg.Add(1)
 		go func() {
@@ -94,6 +97,7 @@ func (r *Repository) storePack(f finished) {
 		return
 	}
 	r.wrote(store.Packs, f.p.ID, f.size)
+	r.use(f.p.ID)
 	w.mu.Lock()
 	r.idx.Add(f.p)
 	for _, e := range f.p.Entries {
@@ -169,7 +173,8 @@ func (r *Repository) reserve(h blob.Handle) bool {
 	w := r.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if r.idx.Has(h) {
+	if loc, ok := r.idx.Lookup(h); ok {
+		r.use(loc.Pack)
 		return false
 	}
 	if _, ok := w.pending[h]; ok {

@@ -62,6 +62,7 @@ var limits = map[store.FileType]int64{
 	store.LedgerCheckpoints: 4 << 20,
 	store.LedgerWitness:     4 << 20,
 	store.LedgerKeys:        4 << 20,
+	store.LedgerRemovals:    2 << 20,
 }
 
 // readChunk is how much of an object a GET reads from the store at once.
@@ -77,6 +78,9 @@ type Options struct {
 	// UsageFile persists per-host counters (bytes stored, last snapshot);
 	// empty keeps them in memory only.
 	UsageFile string
+	// OwnersFile persists which host created each snapshot (owners.go),
+	// SERVER-DIR/owners; empty keeps it in memory only.
+	OwnersFile string
 	// Quota bounds the bytes each host may create; 0 means no limit.
 	Quota int64
 	// Logger receives one record per request; nil discards them.
@@ -137,6 +141,7 @@ type Server struct {
 	now         func() time.Time
 	skipContent bool
 	usage       *usage
+	owners      *owners
 	adm         *administration
 	condemned   *condemned
 	m           *metrics
@@ -160,6 +165,10 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	own, err := loadOwners(o.OwnersFile)
+	if err != nil {
+		return nil, err
+	}
 	adm, err := loadAdmin(o)
 	if err != nil {
 		return nil, err
@@ -169,7 +178,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{st: o.Store, tokens: o.Tokens, quota: o.Quota, log: o.Logger, now: o.Now,
-		skipContent: o.SkipContentChecks, dashboard: o.Dashboard, usage: u, adm: adm, condemned: cond, m: newMetrics(),
+		skipContent: o.SkipContentChecks, dashboard: o.Dashboard, usage: u, owners: own, adm: adm, condemned: cond, m: newMetrics(),
 		chunks: sync.Pool{New: func() any { return new([readChunk]byte) }},
 		fleet:  o.Fleet, tickEvery: o.TickEvery, surveyEvery: o.SurveyEvery, verifyEvery: o.VerifyEvery}
 	if s.tickEvery <= 0 {
@@ -436,11 +445,13 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 const StampHeader = "Kalaja-Stamp"
 
 // listEntry is one line of a listing; the last line is {"end":true}. Time
-// is the backend's stamp, omitted if it has none.
+// is the backend's stamp, omitted if it has none; Host, for a snapshot,
+// the host whose token stored it, omitted if unknown.
 type listEntry struct {
 	Name string    `json:"name,omitempty"`
 	Size int64     `json:"size,omitempty"`
 	Time time.Time `json:"time,omitzero"`
+	Host string    `json:"host,omitempty"`
 	End  bool      `json:"end,omitempty"`
 }
 
@@ -448,7 +459,11 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, t store.FileTy
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err := s.st.List(ctx, t, func(fi store.FileInfo) error {
-		return enc.Encode(listEntry{Name: fi.Name, Size: fi.Size, Time: fi.Stamp.UTC()})
+		e := listEntry{Name: fi.Name, Size: fi.Size, Time: fi.Stamp.UTC()}
+		if t == store.Snapshots {
+			e.Host = s.owners.of(fi.Name)
+		}
+		return enc.Encode(e)
 	})
 	if err != nil {
 		return err
@@ -504,6 +519,13 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	var snap time.Time
 	if h.Type == store.Snapshots {
 		snap = s.now()
+		if id, err := blob.ParseID(h.Name); err == nil {
+			if err := s.owners.add(id, host); err != nil {
+				// The snapshot is stored; forget will group it by the
+				// host it claims.
+				s.log.Error("record the owner", "err", err)
+			}
+		}
 	}
 	hu, err := s.usage.commit(host, size, snap)
 	s.m.host(host, hu)

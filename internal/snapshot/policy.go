@@ -51,10 +51,22 @@ func (p Policy) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// Stamped is a snapshot with the time the store recorded it.
+// Stamped is a snapshot with what the store recorded of it: the time, and
+// the host whose credential stored it (Owner; "" if the store does not
+// know).
 type Stamped struct {
 	*Snapshot
 	Stamp time.Time
+	Owner string
+}
+
+// Host is the host a snapshot is grouped under: the store's Owner if it
+// recorded one, else the hostname the snapshot claims.
+func (s Stamped) Host() string {
+	if s.Owner != "" {
+		return s.Owner
+	}
+	return s.Hostname
 }
 
 // Decision is what a policy says of one snapshot, and why.
@@ -150,17 +162,20 @@ func (p Policy) Apply(list []Stamped, now time.Time) []Decision {
 
 // ApplyGroups applies p to each group of snapshots of one host and one set
 // of paths, among the snapshots of hosts (all hosts if empty), groups in
-// the order of their host and paths.
+// the order of their host and paths. The host is Stamped.Host: the one
+// the store recorded as storing the snapshot where it records one, so a
+// host that claims another's name in its snapshots neither pushes the
+// other's snapshots out of their group nor has its own kept by it.
 func (p Policy) ApplyGroups(list []Stamped, hosts []string, now time.Time) []Decision {
 	groups := map[string][]Stamped{}
 	var keys []string
 	for _, s := range list {
-		if len(hosts) > 0 && !slices.Contains(hosts, s.Hostname) {
+		if len(hosts) > 0 && !slices.Contains(hosts, s.Host()) {
 			continue
 		}
 		paths := slices.Clone(s.Paths)
 		slices.Sort(paths)
-		key := s.Hostname + "\x00" + strings.Join(paths, "\x00")
+		key := s.Host() + "\x00" + strings.Join(paths, "\x00")
 		if groups[key] == nil {
 			keys = append(keys, key)
 		}

@@ -181,3 +181,54 @@ func TestNamed(t *testing.T) {
 		t.Fatalf("Named of an unknown ID = %v, want ErrNotFound", err)
 	}
 }
+
+// TestApplyGroupsByOwner: a host (token web-07) stores snapshots that claim
+// the hostname and paths of another (db-01), newer than the other's. The
+// store recorded who stored each: grouping by it, the claims neither push
+// db-01's newest snapshot out of its group, nor shelter web-07's under
+// db-01's policy. Without an owner (a local directory) the claimed name
+// groups.
+func TestApplyGroupsByOwner(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	snap := func(name, owner string, age time.Duration) Stamped {
+		s := stamped(name, now.Add(-age), now.Add(-age))
+		s.Hostname, s.Paths, s.Owner = "db-01", []string{"/srv"}, owner
+		return s
+	}
+	names := map[blob.ID]string{}
+	list := []Stamped{snap("v1", "db-01", 3*time.Hour), snap("v2", "db-01", 2*time.Hour),
+		snap("t1", "web-07", time.Hour), snap("t2", "web-07", time.Minute)}
+	for _, s := range list {
+		names[s.ID] = map[time.Duration]string{3 * time.Hour: "v1", 2 * time.Hour: "v2", time.Hour: "t1", time.Minute: "t2"}[now.Sub(s.Stamp)]
+	}
+	unowned := make([]Stamped, len(list))
+	for i, s := range list {
+		unowned[i] = s
+		unowned[i].Owner = ""
+	}
+	tests := []struct {
+		name  string
+		list  []Stamped
+		hosts []string
+		keep  []string
+	}{
+		{"owned", list, nil, []string{"t2", "v2"}},
+		{"owned, db-01 only", list, []string{"db-01"}, []string{"v2"}},
+		{"owned, web-07 only", list, []string{"web-07"}, []string{"t2"}},
+		{"no owner: the claim groups", unowned, []string{"db-01"}, []string{"t2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var keep []string
+			for _, d := range (Policy{Last: 1}).ApplyGroups(tt.list, tt.hosts, now) {
+				if d.Keep {
+					keep = append(keep, names[d.ID])
+				}
+			}
+			slices.Sort(keep)
+			if !slices.Equal(keep, tt.keep) {
+				t.Errorf("keep %q, want %q", keep, tt.keep)
+			}
+		})
+	}
+}

@@ -34,10 +34,10 @@ func (t FileType) CheckListable() error {
 
 // ContentAddressed reports whether objects of type t are named by the
 // SHA-256 of their bytes in lowercase hex, which the server checks as it
-// stores them: Packs, Index and Snapshots. (Key files are named by their
-// hash too, but are authenticated by their AEAD instead.)
+// stores them: Packs, Index, Snapshots and LedgerRemovals. (Key files are
+// named by their hash too, but are authenticated by their AEAD instead.)
 func (t FileType) ContentAddressed() bool {
-	return t == Packs || t == Index || t == Snapshots
+	return t == Packs || t == Index || t == Snapshots || t == LedgerRemovals
 }
 
 // Check returns nil if h names an object a repository may hold, by the one
@@ -54,6 +54,7 @@ func (t FileType) ContentAddressed() bool {
 //	                      with a leading zero (N may be 0)
 //	ledger/witness        20 decimal digits, '.', 8 lowercase hex digits
 //	ledger/keys           signer or verifier
+//	ledger/removals       64 lowercase hex digits
 //
 // Every name is ASCII, so none holds a path separator, a dot-dot, a
 // control character or a look-alike of another name. Otherwise Check
@@ -66,7 +67,7 @@ func (h Handle) Check() error {
 	switch h.Type {
 	case Config:
 		ok = h.Name == ""
-	case Keys, Packs, Index, Snapshots:
+	case Keys, Packs, Index, Snapshots, LedgerRemovals:
 		ok = isHex(h.Name, 64)
 	case LedgerEntries, LedgerCheckpoints:
 		ok = isDigits(h.Name, 20)

@@ -24,7 +24,7 @@ func TestCheck(t *testing.T) {
 
 func TestContentAddressed(t *testing.T) {
 	for _, ft := range append([]store.FileType{store.Config}, store.Listable...) {
-		want := ft == store.Packs || ft == store.Index || ft == store.Snapshots
+		want := ft == store.Packs || ft == store.Index || ft == store.Snapshots || ft == store.LedgerRemovals
 		if got := ft.ContentAddressed(); got != want {
 			t.Errorf("%s.ContentAddressed() = %v, want %v", ft, got, want)
 		}

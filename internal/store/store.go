@@ -38,18 +38,20 @@ const (
 	Snapshots FileType = "snapshots"
 
 	// The ledger (docs/design.md, "Ledger"): record batches, Merkle tiles,
-	// signed checkpoints, witness co-signatures, and the log's keys.
+	// signed checkpoints, witness co-signatures, the log's keys, and the
+	// administrator's signed requests that authorise removal records.
 	LedgerEntries     FileType = "ledger/entries"
 	LedgerTiles       FileType = "ledger/tiles"
 	LedgerCheckpoints FileType = "ledger/checkpoints"
 	LedgerWitness     FileType = "ledger/witness"
 	LedgerKeys        FileType = "ledger/keys"
+	LedgerRemovals    FileType = "ledger/removals"
 )
 
 // Listable are the kinds of named objects, each kept under its own
 // directory or key prefix. Config is the one unnamed object.
 var Listable = []FileType{Keys, Packs, Index, Snapshots,
-	LedgerEntries, LedgerTiles, LedgerCheckpoints, LedgerWitness, LedgerKeys}
+	LedgerEntries, LedgerTiles, LedgerCheckpoints, LedgerWitness, LedgerKeys, LedgerRemovals}
 
 // Handle names one object.
 type Handle struct {
@@ -83,6 +85,11 @@ type FileInfo struct {
 	// and forget's policy are computed from it. Zero if the store does not
 	// know.
 	Stamp time.Time
+	// Host is the identity the store authenticated when the object was
+	// stored, by the store's records, never a client's claim: the host of
+	// the server token that stored a snapshot. "" if the store does not
+	// know (a local directory, S3, objects other than snapshots).
+	Host string
 }
 
 // Saver adds objects.

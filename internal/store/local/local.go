@@ -160,12 +160,13 @@ func (s *staged) Commit(ctx context.Context, name string) error {
 		return err
 	}
 	l := s.l
-	if h.Type == store.Packs {
-		// Create made the fan-out directories; make one now, durably, if
-		// it is missing (a copy of the repository that dropped empty
-		// directories).
-		if err := os.Mkdir(l.dir(h.Type, h.Name), 0o700); err == nil {
-			if err := syncDir(filepath.Join(l.root, string(store.Packs))); err != nil {
+	if h.Type == store.Packs || h.Type == store.LedgerRemovals {
+		// Create made these directories; make one now, durably, if it is
+		// missing (a copy of the repository that dropped empty
+		// directories, or one created before ledger/removals existed).
+		dir := l.dir(h.Type, h.Name)
+		if err := os.Mkdir(dir, 0o700); err == nil {
+			if err := syncDir(filepath.Dir(dir)); err != nil {
 				return fmt.Errorf("save %v: %w", h, err)
 			}
 		} else if !errors.Is(err, fs.ErrExist) {
@@ -306,6 +307,9 @@ func (l *Local) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 	}
 	for _, d := range dirs {
 		ents, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) && t == store.LedgerRemovals {
+			continue // a repository created before ledger/removals existed
+		}
 		if err != nil {
 			return fmt.Errorf("list %s: %w", t, err)
 		}

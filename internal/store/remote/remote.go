@@ -590,6 +590,7 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 			Name string    `json:"name"`
 			Size int64     `json:"size"`
 			Time time.Time `json:"time"` // the server's stamp
+			Host string    `json:"host"` // the host whose token stored it
 			End  bool      `json:"end"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
@@ -606,7 +607,7 @@ func (s *Store) List(ctx context.Context, t store.FileType, fn func(store.FileIn
 			// file in the backend of a server that lists it.
 			continue
 		}
-		if err := fn(store.FileInfo{Name: e.Name, Size: e.Size, Stamp: e.Time}); err != nil {
+		if err := fn(store.FileInfo{Name: e.Name, Size: e.Size, Stamp: e.Time, Host: e.Host}); err != nil {
 			return err
 		}
 	}

@@ -16,7 +16,7 @@ var hashName = blob.Hash([]byte("storetest")).String()
 // edges of each form.
 func ValidHandles() []store.Handle {
 	hs := []store.Handle{{Type: store.Config}}
-	for _, t := range []store.FileType{store.Keys, store.Packs, store.Index, store.Snapshots} {
+	for _, t := range []store.FileType{store.Keys, store.Packs, store.Index, store.Snapshots, store.LedgerRemovals} {
 		hs = append(hs, store.Handle{Type: t, Name: hashName},
 			store.Handle{Type: t, Name: strings.Repeat("0", 64)},
 			store.Handle{Type: t, Name: strings.Repeat("f", 64)})
@@ -131,7 +131,7 @@ func InvalidHandles() []store.Handle {
 func sameForm(a, b store.FileType) bool {
 	form := func(t store.FileType) int {
 		switch t {
-		case store.Keys, store.Packs, store.Index, store.Snapshots:
+		case store.Keys, store.Packs, store.Index, store.Snapshots, store.LedgerRemovals:
 			return 1
 		case store.LedgerEntries, store.LedgerCheckpoints:
 			return 2
