@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -206,12 +204,7 @@ const attackQuota = 24 << 20
 func serverVictim(t *testing.T) *victim {
 	s := startServer(t, "--quota-per-host", strconv.Itoa(attackQuota))
 	token, tokenFile := s.addToken(t, "host-1")
-	pin, err := os.ReadFile(s.cert)
-	must(t, err)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pin)
-	v := &victim{env: s.client(t, tokenFile), srv: s, token: token,
-		hc: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}}
+	v := &victim{env: s.client(t, tokenFile), srv: s, token: token, hc: s.https(t)}
 	v.backup(t)
 	return v
 }

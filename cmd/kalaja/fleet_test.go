@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -92,11 +90,7 @@ func TestVaultSeesTheFleet(t *testing.T) {
 	e1.must("backup", "--host", "host-1", attacked)
 	e1.must("verify")
 
-	pin, err := os.ReadFile(s.cert)
-	must(t, err)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pin)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	hc := s.https(t)
 	get := func(path string, auth bool) string {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.url+path, nil)

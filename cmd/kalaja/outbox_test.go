@@ -224,4 +224,3 @@ func TestWatchOutbox(t *testing.T) {
 		t.Errorf("the ledger's alert records %v, want the kept alerts' hashes %v", logged, sums)
 	}
 }
-

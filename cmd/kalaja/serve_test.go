@@ -143,6 +143,19 @@ func (s *served) client(t *testing.T, tokenFile string) *testEnv {
 	return e
 }
 
+// https returns an HTTP client that trusts the server's certificate, as
+// a host that pinned it does, for raw requests to the server.
+func (s *served) https(t *testing.T) *http.Client {
+	t.Helper()
+	pin, err := os.ReadFile(s.cert)
+	must(t, err)
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pin) {
+		t.Fatalf("no certificate in %s", s.cert)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+}
+
 // TestServeRoundTrip backs up through kalaja serve and restores, checks and
 // verifies through it, then tries what a host's token cannot do.
 func TestServeRoundTrip(t *testing.T) {
@@ -192,9 +205,7 @@ func TestServeRoundTrip(t *testing.T) {
 	if err := rs.Save(ctx, store.Handle{Type: store.Config}, []byte("{}")); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("overwriting the config: %v, want store.ErrExists", err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pin)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	hc := s.https(t)
 	for _, target := range []string{"v1/snapshots/" + snaps[0], "v1/config", "v1/data/"} {
 		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, s.url+target, nil)
 		must(t, err)
@@ -252,11 +263,7 @@ func TestServeDashboard(t *testing.T) {
 	if r := e.must("serve", "token", "list", "--server-dir", s.dir); r.stdout != "host-1\nops (dashboard)\n" {
 		t.Fatalf("token list: %q", r.stdout)
 	}
-	pin, err := os.ReadFile(s.cert)
-	must(t, err)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pin)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	hc := s.https(t)
 	get := func(path, user, token string) (int, string) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.url+path, nil)

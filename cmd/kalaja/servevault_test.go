@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,11 +29,7 @@ func TestServeVault(t *testing.T) {
 	generate(t, src, testtree.Options{Seed: 5, Files: 10, MaxFileSize: 64 << 10})
 	e.backup(src)
 
-	pin, err := os.ReadFile(s.cert)
-	must(t, err)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pin)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	hc := s.https(t)
 	post := func(token, body string) (int, string) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+"v1/events", strings.NewReader(body))

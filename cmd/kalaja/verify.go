@@ -13,8 +13,8 @@ import (
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/prune"
-	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/snapshot"
+	"github.com/kalaja/kalaja/internal/store"
 )
 
 func newVerifyCommand(g *globalOptions) *cobra.Command {
