@@ -83,6 +83,14 @@ func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o Heal
 		}
 		return h, err
 	}
+	// The files behind the loop devices the alert names, read before the
+	// wait below: a device can be detached meanwhile.
+	backing := map[string]string{}
+	for _, p := range a.Paths() {
+		if b, ok := fswatch.BackingFile(p); ok {
+			backing[p] = b
+		}
+	}
 	if o.Watch != nil {
 		sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 		err := o.Watch.Sync(sctx)
@@ -94,7 +102,7 @@ func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o Heal
 		}
 	}
 	a.Files = append(slices.Clip(a.Files), OpenForWrite(a.PIDs, o.Roots)...)
-	paths := healPaths(a, o.Roots, o.Skip)
+	paths := healPaths(a, o.Roots, o.Skip, backing)
 	h.Healed.Paths = len(paths)
 	if len(paths) == 0 {
 		return done(nil) // the alert names only canaries: nothing of the user's was touched
@@ -144,13 +152,18 @@ func Heal(ctx context.Context, src HealSource, lg Prover, a detect.Alert, o Heal
 
 // healPaths returns the paths a names that lie under roots, but for those
 // in skip: its files and both sides of its renames, and for a raw write to
-// a loop device the file behind it.
-func healPaths(a detect.Alert, roots, skip []string) []string {
+// a loop device the file behind it (from backing, read earlier, else read
+// now).
+func healPaths(a detect.Alert, roots, skip []string, backing map[string]string) []string {
 	var out []string
 	for _, p := range a.Paths() {
-		if backing, ok := fswatch.BackingFile(p); ok {
+		b, ok := backing[p]
+		if !ok {
+			b, ok = fswatch.BackingFile(p)
+		}
+		if ok {
 			flush(p)
-			p = backing
+			p = b
 		}
 		if fswatch.InRoots(p, roots) && !slices.Contains(skip, p) && !slices.Contains(out, p) {
 			out = append(out, p)

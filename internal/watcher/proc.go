@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -284,6 +285,55 @@ func readStat(pid int, buf []byte) ([]byte, int, error) {
 		return nil, 0, &os.PathError{Op: "read", Path: name, Err: err}
 	}
 	return buf[:n], uid, nil
+}
+
+// awaitStop waits until every thread of each process in pids is stopped,
+// or the process is gone, for at most max, and returns the processes that
+// were not by then. A SIGSTOP is delivered asynchronously: a thread in a
+// system call (a write, a truncation) finishes it before it stops, and the
+// file event it makes may come after the signal was sent. A parent
+// waiting in vfork for a stopped child stays in uninterruptible sleep, not
+// stopped; max bounds the wait for such.
+func awaitStop(ctx context.Context, pids []int, max time.Duration) []int {
+	deadline := time.Now().Add(max)
+	var rest []int
+	for _, pid := range pids {
+		for !stoppedOrGone(pid) {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				rest = append(rest, pid)
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return rest
+}
+
+// stoppedOrGone reports whether every thread of process pid is stopped
+// (or traced), a zombie or gone.
+func stoppedOrGone(pid int) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return true
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + t.Name() + "/stat")
+		if err != nil {
+			continue // the thread ended
+		}
+		// tid (comm) state ...
+		end := bytes.LastIndexByte(b, ')')
+		if end < 0 || end+2 >= len(b) {
+			continue
+		}
+		switch b[end+2] {
+		case 'T', 't', 'Z', 'X', 'x':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // targets chooses what to stop for the processes whose events scored:

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,6 +84,10 @@ type Watcher struct {
 	groups   map[int]bool
 	after    map[int][]string
 	nstopped atomic.Int32
+	// unsettled holds the processes stopped but not yet seen stopped:
+	// SIGSTOP takes effect asynchronously, after a system call under way
+	// (a write, a truncation) has finished. Sync waits for them.
+	unsettled map[int]bool
 	// syncs are the marker files Sync waits for, by path; nsyncs is
 	// len(syncs), read without the lock on every event.
 	syncs   map[string]chan struct{}
@@ -92,6 +97,10 @@ type Watcher struct {
 
 // maxAfter bounds the paths remembered for one alerted group (Touched).
 const maxAfter = 4096
+
+// settleTimeout bounds Sync's wait for the processes it stopped to be
+// seen stopped.
+const settleTimeout = time.Second
 
 // New validates cfg, places the canary files (if asked) and opens the
 // event source, so that Backend and Canaries answer before Run. If Run is
@@ -111,7 +120,8 @@ func New(cfg Config) (*Watcher, error) {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{},
-		stopped: map[int]int{}, groups: map[int]bool{}, after: map[int][]string{}, syncs: map[string]chan struct{}{}}
+		stopped: map[int]int{}, groups: map[int]bool{}, after: map[int][]string{}, unsettled: map[int]bool{},
+		syncs: map[string]chan struct{}{}}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -384,6 +394,7 @@ func (w *Watcher) respond(a *detect.Alert) {
 		w.mu.Lock()
 		for _, p := range stopped {
 			w.stopped[p] = a.Group
+			w.unsettled[p] = true
 		}
 		if a.Group != 0 {
 			w.groups[a.Group] = true
@@ -440,11 +451,24 @@ func (w *Watcher) Touched(a detect.Alert) []string {
 }
 
 // Sync returns once the watcher has read every file event queued before
-// the call: it creates a marker file in the first protected folder and
+// the call, and every event of the processes it stopped: it waits until
+// each process stopped since the last Sync is seen stopped (every thread)
+// or gone (at most settleTimeout), then creates a marker file in the first protected folder and
 // waits until the event of its creation has come through the queue, which
 // the kernel keeps in order. It removes the marker. It must not be called
 // from Run's goroutine (OnAlert), which reads the events it waits for.
 func (w *Watcher) Sync(ctx context.Context) error {
+	w.mu.Lock()
+	pids := slices.Collect(maps.Keys(w.unsettled))
+	w.mu.Unlock()
+	if rest := awaitStop(ctx, pids, settleTimeout); len(rest) > 0 {
+		w.log.Warn("stopped processes not yet seen stopped; what they do next may be missed", "pids", rest)
+	}
+	w.mu.Lock()
+	for _, p := range pids {
+		delete(w.unsettled, p)
+	}
+	w.mu.Unlock()
 	name := filepath.Join(w.roots[0], fmt.Sprintf(".kalaja-sync-%d-%d", os.Getpid(), w.syncSeq.Add(1)))
 	ch := make(chan struct{})
 	w.mu.Lock()
