@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,8 @@ const maxDirCache = 1 << 16
 type fanotify struct {
 	f       *os.File
 	roots   []string
+	guard   []string // Options.Guard
+	exec    string   // Options.Exec
 	log     *slog.Logger
 	mounts  map[[8]byte]int   // fsid -> descriptor for open_by_handle_at
 	dirs    map[string]string // fsid+handle -> folder path
@@ -35,7 +38,7 @@ type fanotify struct {
 	loop    loop
 }
 
-func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
+func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error) {
 	l.kind = "fanotify"
 	log := l.log
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME|unix.FAN_UNLIMITED_QUEUE,
@@ -44,7 +47,7 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 		return nil, fmt.Errorf("%w: fanotify_init: %v (needs Linux 5.17+ and CAP_SYS_ADMIN)", ErrUnsupported, err)
 	}
 	s := &fanotify{
-		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, log: log,
+		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, guard: opts.Guard, exec: opts.Exec, log: log,
 		mounts: map[[8]byte]int{}, dirs: map[string]string{}, marked: map[string]bool{}, loops: newLoops(roots),
 		buf: make([]byte, 256<<10),
 	}
@@ -54,25 +57,44 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 			_ = s.Close() // err is the failure to report
 		}
 	}()
-	for _, r := range roots {
-		id, err := fsid(r)
+	for _, r := range append(slices.Clone(roots), opts.Guard...) {
+		id, err := s.markFS(fd, r, fanMask)
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := s.mounts[id]; !ok {
-			mfd, err := unix.Open(r, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return nil, fmt.Errorf("fswatch: open %s: %w", r, err)
-			}
-			s.mounts[id] = mfd
-			if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanMask, unix.AT_FDCWD, r); err != nil {
-				return nil, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, r, err)
-			}
-		}
 		s.walkDirs(r, id)
 	}
-	s.markDevices(fd, devices)
+	if s.exec != "" {
+		if _, err := s.markFS(fd, s.exec, unix.FAN_OPEN_EXEC); err != nil {
+			return nil, err
+		}
+	}
+	s.markDevices(fd, opts.Devices)
 	return s, nil
+}
+
+// markFS adds mask to the filesystem mark of p's file system (p a folder
+// or a file), and keeps a descriptor of its folder for open_by_handle_at.
+func (s *fanotify) markFS(fd int, p string, mask uint64) ([8]byte, error) {
+	id, err := fsid(p)
+	if err != nil {
+		return id, err
+	}
+	if _, ok := s.mounts[id]; !ok {
+		dir := p
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			dir = filepath.Dir(p)
+		}
+		mfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return id, fmt.Errorf("fswatch: open %s: %w", dir, err)
+		}
+		s.mounts[id] = mfd
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, p); err != nil {
+		return id, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, p, err)
+	}
+	return id, nil
 }
 
 func fsid(p string) ([8]byte, error) {
@@ -217,6 +239,12 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 	}
 	pid := int(ev.pid)
 	dir := ev.mask&unix.FAN_ONDIR != 0
+	if ev.mask&unix.FAN_OPEN_EXEC != 0 {
+		out = s.executed(ev, pid, out)
+		if ev.mask &^= unix.FAN_OPEN_EXEC; ev.mask&^unix.FAN_ONDIR == 0 {
+			return out
+		}
+	}
 	if ev.mask&unix.FAN_RENAME != 0 {
 		var from, to string
 		for _, r := range ev.recs {
@@ -230,7 +258,7 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 		if dir && from != "" {
 			s.forget(from)
 		}
-		if from != "" && to != "" && (InRoots(from, s.roots) || InRoots(to, s.roots)) {
+		if from != "" && to != "" && (watched(from, dir, s.roots, s.guard) || watched(to, dir, s.roots, s.guard)) {
 			out = append(out, Event{Op: Rename, Path: to, OldPath: from, Dir: dir, PID: pid})
 		}
 		return out
@@ -245,7 +273,7 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 			break
 		}
 	}
-	if p == "" || !InRoots(p, s.roots) {
+	if p == "" || !watched(p, dir, s.roots, s.guard) {
 		return out
 	}
 	// The kernel merges events on one name by one process, losing their
@@ -273,6 +301,20 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 		out = s.deleted(out, p, dir, pid)
 	}
 	return out
+}
+
+// executed appends the Exec event of a program executed: its path when
+// it is s.exec (resolved only then: every program executed on the file
+// system comes here), else "".
+func (s *fanotify) executed(ev fanEvent, pid int, out []Event) []Event {
+	p := ""
+	for _, r := range ev.recs {
+		if r.typ == infoDFIDName && r.name == filepath.Base(s.exec) {
+			p = s.path(r)
+			break
+		}
+	}
+	return append(out, Event{Op: Exec, Path: p, PID: pid})
 }
 
 // deleted appends a Delete, forgetting a removed folder's cached path.
