@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,19 +24,23 @@ const maxDirCache = 1 << 16
 
 // fanotify is the fanotify Source.
 type fanotify struct {
-	f       *os.File
-	roots   []string
-	guard   []string // Options.Guard
-	exec    string   // Options.Exec
-	log     *slog.Logger
-	mounts  map[[8]byte]int   // fsid -> descriptor for open_by_handle_at
-	dirs    map[string]string // fsid+handle -> folder path
-	devFS   [8]byte           // fsid of /dev
-	marked  map[string]bool   // block devices marked
-	allDevs bool              // mark block devices created later
-	loops   *loops            // which loop devices count
-	buf     []byte
-	loop    loop
+	f     *os.File
+	roots []string
+	guard []string // Options.Guard
+	exec  string   // Options.Exec
+	// execs are the inodes (device, inode) of s.exec marked for
+	// FAN_OPEN_EXEC; execChecked is when s.exec was last looked at.
+	execs       map[[2]uint64]bool
+	execChecked time.Time
+	log         *slog.Logger
+	mounts      map[[8]byte]int   // fsid -> descriptor for open_by_handle_at
+	dirs        map[string]string // fsid+handle -> folder path
+	devFS       [8]byte           // fsid of /dev
+	marked      map[string]bool   // block devices marked
+	allDevs     bool              // mark block devices created later
+	loops       *loops            // which loop devices count
+	buf         []byte
+	loop        loop
 }
 
 func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error) {
@@ -47,7 +52,7 @@ func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error)
 		return nil, fmt.Errorf("%w: fanotify_init: %v (needs Linux 5.17+ and CAP_SYS_ADMIN)", ErrUnsupported, err)
 	}
 	s := &fanotify{
-		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, guard: opts.Guard, exec: opts.Exec, log: log,
+		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, guard: opts.Guard, exec: opts.Exec, execs: map[[2]uint64]bool{}, log: log,
 		mounts: map[[8]byte]int{}, dirs: map[string]string{}, marked: map[string]bool{}, loops: newLoops(roots),
 		buf: make([]byte, 256<<10),
 	}
@@ -65,7 +70,10 @@ func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error)
 		s.walkDirs(r, id)
 	}
 	if s.exec != "" {
-		if _, err := s.markFS(fd, s.exec, unix.FAN_OPEN_EXEC); err != nil {
+		if _, err := s.markFS(fd, s.exec, 0); err != nil { // only the descriptor for open_by_handle_at
+			return nil, err
+		}
+		if err := s.markExec(); err != nil {
 			return nil, err
 		}
 	}
@@ -91,10 +99,33 @@ func (s *fanotify) markFS(fd int, p string, mask uint64) ([8]byte, error) {
 		}
 		s.mounts[id] = mfd
 	}
+	if mask == 0 {
+		return id, nil
+	}
 	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, p); err != nil {
 		return id, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, p, err)
 	}
 	return id, nil
+}
+
+// markExec marks the file now at s.exec for FAN_OPEN_EXEC, unless it is
+// marked already: at start, and again when an upgrade has put a new file
+// there (the old one stays marked while processes run it).
+func (s *fanotify) markExec() error {
+	s.execChecked = time.Now()
+	var st unix.Stat_t
+	if err := unix.Stat(s.exec, &st); err != nil {
+		return fmt.Errorf("fswatch: stat %s: %w", s.exec, err)
+	}
+	key := [2]uint64{st.Dev, st.Ino}
+	if s.execs[key] {
+		return nil
+	}
+	if err := unix.FanotifyMark(int(s.f.Fd()), unix.FAN_MARK_ADD, unix.FAN_OPEN_EXEC, unix.AT_FDCWD, s.exec); err != nil {
+		return fmt.Errorf("%w: fanotify exec mark on %s: %v", ErrUnsupported, s.exec, err)
+	}
+	s.execs[key] = true
+	return nil
 }
 
 func fsid(p string) ([8]byte, error) {
@@ -217,6 +248,17 @@ func (s *fanotify) Close() error {
 }
 
 func (s *fanotify) Run(ctx context.Context, handle Handler) error {
+	if s.exec != "" {
+		next := handle
+		handle = func(batch []Event) bool {
+			if time.Since(s.execChecked) >= Idle {
+				if err := s.markExec(); err != nil {
+					s.log.Warn("a new Kalaja executable is not watched: its processes may be taken for others", "err", err)
+				}
+			}
+			return next(batch)
+		}
+	}
 	return s.loop.run(ctx, s.f, s.buf, handle, func(b []byte, batch []Event) []Event {
 		evs, err := parseFanotify(b)
 		if err != nil {
@@ -303,14 +345,15 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 	return out
 }
 
-// executed appends the Exec event of a program executed: its path when
-// it is s.exec (resolved only then: every program executed on the file
-// system comes here), else "".
+// executed appends the Exec event of s.exec executed (the only file
+// marked for it).
 func (s *fanotify) executed(ev fanEvent, pid int, out []Event) []Event {
-	p := ""
+	p := s.exec
 	for _, r := range ev.recs {
-		if r.typ == infoDFIDName && r.name == filepath.Base(s.exec) {
-			p = s.path(r)
+		if r.typ == infoDFIDName {
+			if q := s.path(r); q != "" {
+				p = q
+			}
 			break
 		}
 	}

@@ -10,9 +10,9 @@
 //     seen, and /dev itself so devices created later are marked too. A
 //     write to a loop device counts only when the file behind it is in a
 //     protected folder.
-//     Guarded paths (Options.Guard) are marked the same way, and with
-//     Options.Exec the file system of an executable is marked for
-//     FAN_OPEN_EXEC, so every program started there is reported.
+//     Guarded paths (Options.Guard) are marked the same way, and
+//     Options.Exec (an executable) for FAN_OPEN_EXEC, so every process
+//     that starts it is reported.
 //   - Inotify (any user): a watch on every folder under the protected
 //     ones, added as folders appear; no PIDs. Block devices are watched
 //     for IN_MODIFY when the user may read them.
@@ -49,7 +49,7 @@ const (
 	Rename                 // a file or folder (Dir) moved from OldPath to Path
 	RawWrite               // a block device (Path) was written to
 	Overflow               // the kernel dropped events (queue full)
-	Exec                   // process PID executed a program: Options.Exec (Path), or another one (Path "")
+	Exec                   // process PID executed Options.Exec (Path), or the file an upgrade replaced it with
 )
 
 var opNames = [...]string{"", "create", "modify", "write", "delete", "rename", "raw-write", "overflow", "exec"}
@@ -123,10 +123,10 @@ type Options struct {
 	// fanotify reports them (inotify, without PIDs, ignores Guard).
 	Guard []string
 	// Exec, if set, is an executable (absolute, symbolic links resolved):
-	// fanotify reports every program executed on its file system as an
-	// Exec event, with Path set when the program is Exec, so that the
-	// caller knows, in the order of the file events, which processes run
-	// it. Inotify ignores it.
+	// fanotify reports each time it is executed as an Exec event, so that
+	// the caller knows, in the order of the file events, which processes
+	// run it. A file put at its path later (an upgrade) is marked too,
+	// within Idle. Inotify ignores it.
 	Exec string
 }
 

@@ -15,16 +15,17 @@ import (
 // does not run Kalaja's own executable is an alert (detect.BackupTamper).
 // Kalaja's own processes are those whose program is this process's
 // executable: the same inode, or whatever is now at the path it was
-// started from (an upgrade replaces the file). They are known from the
-// Exec events (fanotify reports every program executed, in order with the
-// file events, so a kalaja process that has exited by the time its event
-// is read is still known), else, for a process started before the
-// watcher, from /proc/PID/exe. Used only from Run's goroutine.
+// started from (an upgrade replaces the file). A process still alive is
+// judged by its /proc/PID/exe; one that has exited by the time its event
+// is read, by its Exec event (fanotify reports every start of Kalaja's
+// executable, in order with the file events) or, for one started before
+// the watcher, by the scan of /proc at start. Used only from Run's
+// goroutine.
 type guard struct {
 	paths    []string
 	exe      string       // this process's executable, symbolic links resolved
 	dev, ino uint64       // its inode when the watcher started
-	execs    map[int]bool // PID -> the last program it executed is Kalaja's
+	execs    map[int]bool // PIDs seen starting Kalaja's executable
 }
 
 // maxExecs bounds the processes remembered from Exec events; past it the
@@ -43,20 +44,25 @@ func newGuard(paths []string, exe string) (*guard, error) {
 	return g, nil
 }
 
-// executed records the program process ev.PID executed (an Exec event).
+// executed records that process ev.PID started Kalaja's executable (an
+// Exec event).
 func (g *guard) executed(ev fswatch.Event) {
 	if len(g.execs) >= maxExecs {
 		clear(g.execs)
 	}
-	g.execs[ev.PID] = ev.Path != "" && (ev.Path == g.exe || g.sameExe(ev.Path))
+	g.execs[ev.PID] = true
 }
 
-// own reports whether process pid runs Kalaja's executable.
+// own reports whether process pid runs Kalaja's executable: if it is
+// alive, as its /proc/PID/exe says (so a PID reused by another program is
+// not taken for Kalaja's); if it has exited, whether it was seen starting
+// it.
 func (g *guard) own(pid int) bool {
-	if v, ok := g.execs[pid]; ok {
-		return v
+	var st unix.Stat_t
+	if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st) == nil {
+		return g.isExe(&st)
 	}
-	return g.sameExe("/proc/" + strconv.Itoa(pid) + "/exe")
+	return g.execs[pid]
 }
 
 // scan records the processes already running Kalaja's executable. Called
@@ -79,15 +85,19 @@ func (g *guard) scan() {
 }
 
 // sameExe reports whether the file at p (followed) is Kalaja's
-// executable: the watcher's own, or the one now at its path.
+// executable.
 func (g *guard) sameExe(p string) bool {
-	var st, cur unix.Stat_t
-	if unix.Stat(p, &st) != nil {
-		return false
-	}
+	var st unix.Stat_t
+	return unix.Stat(p, &st) == nil && g.isExe(&st)
+}
+
+// isExe reports whether st is Kalaja's executable: the watcher's own, or
+// the one now at its path.
+func (g *guard) isExe(st *unix.Stat_t) bool {
 	if st.Dev == g.dev && st.Ino == g.ino {
 		return true
 	}
+	var cur unix.Stat_t
 	return unix.Stat(g.exe, &cur) == nil && cur.Dev == st.Dev && cur.Ino == st.Ino
 }
 
