@@ -15,12 +15,13 @@ import (
 // does not run Kalaja's own executable is an alert (detect.BackupTamper).
 // Kalaja's own processes are those whose program is this process's
 // executable: the same inode, or whatever is now at the path it was
-// started from (an upgrade replaces the file). A process still alive is
-// judged by its /proc/PID/exe; one that has exited by the time its event
-// is read, by its Exec event (fanotify reports every start of Kalaja's
-// executable, in order with the file events) or, for one started before
-// the watcher, by the scan of /proc at start. Used only from Run's
-// goroutine.
+// started from (an upgrade replaces the file). A process is Kalaja's for
+// an event if it was seen starting that executable before the event
+// (fanotify reports every start, in order with the file events) or was
+// running it when the watcher started (a scan of /proc), and, if it is
+// still alive, runs it now (a PID reused by another program is not
+// Kalaja's). So a program that writes and then executes Kalaja is not
+// Kalaja's for what it wrote. Used only from Run's goroutine.
 type guard struct {
 	paths    []string
 	exe      string       // this process's executable, symbolic links resolved
@@ -29,8 +30,8 @@ type guard struct {
 }
 
 // maxExecs bounds the processes remembered from Exec events; past it the
-// table starts again and /proc answers for the processes still alive.
-const maxExecs = 1 << 14
+// table starts again from a scan of /proc.
+const maxExecs = 1 << 16
 
 // newGuard guards paths against processes other than those running exe.
 // Call it once the event source is open (see scan).
@@ -49,20 +50,22 @@ func newGuard(paths []string, exe string) (*guard, error) {
 func (g *guard) executed(ev fswatch.Event) {
 	if len(g.execs) >= maxExecs {
 		clear(g.execs)
+		g.scan() // the ones still running
 	}
 	g.execs[ev.PID] = true
 }
 
-// own reports whether process pid runs Kalaja's executable: if it is
-// alive, as its /proc/PID/exe says (so a PID reused by another program is
-// not taken for Kalaja's); if it has exited, whether it was seen starting
-// it.
+// own reports whether process pid is Kalaja's for the event being
+// handled (see guard).
 func (g *guard) own(pid int) bool {
+	if !g.execs[pid] {
+		return false
+	}
 	var st unix.Stat_t
 	if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st) == nil {
 		return g.isExe(&st)
 	}
-	return g.execs[pid]
+	return true // exited
 }
 
 // scan records the processes already running Kalaja's executable. Called

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/fswatch"
 )
 
 // hostFiles lays out under dir a stand-in of what Kalaja keeps on a host
@@ -101,6 +102,7 @@ func TestWatchGuard(t *testing.T) {
 			{"replace the password file", `echo evil > "$H/pw.tmp"; mv "$H/pw.tmp" "$H/password"`, "password", false},
 			{"delete the alert log", `rm "$H/state/alerts.jsonl"`, "state/alerts.jsonl", false},
 			{"plant a snapshot", `echo forged > "$H/repo/snapshots/s9"`, "repo/snapshots/s9", true},
+			{"write, then become Kalaja", `echo x > "$H/repo/config"; exec "$KALAJA" idle`, "repo/config", true},
 		} {
 			t.Run(where+"/"+tc.name, func(t *testing.T) {
 				host := t.TempDir()
@@ -118,7 +120,7 @@ func TestWatchGuard(t *testing.T) {
 					}
 				}
 				cmd := exec.Command("sh", "-c", tc.script+"; sleep 60")
-				cmd.Env = append(os.Environ(), "H="+host)
+				cmd.Env = append(os.Environ(), "H="+host, "KALAJA="+os.Args[0], "KALAJA_WATCH_HELPER=idle")
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
@@ -211,5 +213,58 @@ func TestWatchGuardOwn(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
 	if a := h.waitAlert(); a.Signals[0].Signal != string(detect.BackupTamper) || a.Group != cmd.Process.Pid {
 		t.Errorf("alert %+v, want backup_tamper by the shell (group %d)", a, cmd.Process.Pid)
+	}
+}
+
+// TestGuardOwnRule: a process is Kalaja's for an event only once it was
+// seen starting Kalaja's executable, and, while alive, only if it runs it.
+func TestGuardOwnRule(t *testing.T) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(name string, args ...string) int {
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), "KALAJA_WATCH_HELPER=idle")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	kalaja := start(os.Args[0], "x") // the watcher's executable
+	other := start("sleep", "60")
+	g, err := newGuard([]string{t.TempDir()}, exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.own(kalaja) || g.own(other) || !g.own(os.Getpid()) {
+		t.Errorf("after the scan: own(kalaja) %v, own(sleep) %v, own(self) %v; want true, false, true", g.own(kalaja), g.own(other), g.own(os.Getpid()))
+	}
+	late := start(os.Args[0], "x")
+	if g.own(late) {
+		t.Error("a process running Kalaja's executable is Kalaja's before its start was seen (it may have written first)")
+	}
+	g.executed(fswatch.Event{Op: fswatch.Exec, PID: late})
+	if !g.own(late) {
+		t.Error("a process seen starting Kalaja's executable is not Kalaja's")
+	}
+	g.executed(fswatch.Event{Op: fswatch.Exec, PID: other}) // as if sleep had reused a Kalaja process's PID
+	if g.own(other) {
+		t.Error("a live process running another program is Kalaja's")
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if g.own(gone.Process.Pid) {
+		t.Error("a process that ended unseen is Kalaja's")
+	}
+	g.executed(fswatch.Event{Op: fswatch.Exec, PID: gone.Process.Pid})
+	if !g.own(gone.Process.Pid) {
+		t.Error("a Kalaja process that has ended is not Kalaja's for its earlier events")
 	}
 }

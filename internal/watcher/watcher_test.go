@@ -130,6 +130,9 @@ func helper(mode, dir string) error {
 		return nil
 	case "guard-own":
 		return ownWork(dir)
+	case "idle": // a process running the watcher's executable that does nothing for a while
+		time.Sleep(time.Minute)
+		return nil
 	case "encrypt-one":
 		return overwriteRandom(dir)
 	case "spawn": // one short process per file
