@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,19 +61,33 @@ func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error)
 			_ = s.Close() // err is the failure to report
 		}
 	}()
-	for _, r := range append(slices.Clone(roots), opts.Guard...) {
+	for _, r := range roots {
 		id, err := s.markFS(fd, r, fanMask)
 		if err != nil {
 			return nil, err
 		}
 		s.walkDirs(r, id)
 	}
-	if s.exec != "" {
-		if _, err := s.markFS(fd, s.exec, 0); err != nil { // only the descriptor for open_by_handle_at
-			return nil, err
+	// What cannot be guarded is logged, not fatal: the protected folders
+	// are watched all the same.
+	s.guard = nil
+	for _, g := range opts.Guard {
+		id, err := s.markFS(fd, g, fanMask)
+		if err != nil {
+			log.Warn("not guarded", "path", g, "err", err)
+			continue
 		}
-		if err := s.markExec(); err != nil {
-			return nil, err
+		s.guard = append(s.guard, g)
+		s.walkDirs(g, id)
+	}
+	if s.exec != "" {
+		_, err := s.markFS(fd, s.exec, 0) // only the descriptor for open_by_handle_at
+		if err == nil {
+			err = s.markExec()
+		}
+		if err != nil {
+			log.Warn("starts of Kalaja's executable are not seen", "err", err)
+			s.exec = ""
 		}
 	}
 	s.markDevices(fd, opts.Devices)
@@ -235,6 +248,9 @@ func (s *fanotify) mute(p string) (unmute func()) {
 		unix.Close(fd)
 	}
 }
+
+// Execs reports whether Exec events of Options.Exec are reported.
+func (s *fanotify) Execs() bool { return s.exec != "" }
 
 func (s *fanotify) Name() string { return "fanotify" }
 func (s *fanotify) PIDs() bool   { return true }

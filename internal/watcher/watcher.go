@@ -62,6 +62,12 @@ type Config struct {
 	Guard []string
 }
 
+// execReporter is a source that may report the starts of
+// fswatch.Options.Exec (fanotify).
+type execReporter interface {
+	Execs() bool
+}
+
 // maxPending bounds the written files waiting for their rename.
 const maxPending = 4096
 
@@ -155,10 +161,11 @@ func New(cfg Config) (*Watcher, error) {
 		Guard: guarded, Exec: exe}); err != nil {
 		return nil, errors.Join(fmt.Errorf("watcher: %w", err), removeCanaries(w.placed))
 	}
+	ex, _ := w.src.(execReporter)
 	switch {
 	case len(guarded) == 0:
-	case !w.src.PIDs():
-		w.log.Warn("Kalaja's own files are not guarded: that needs fanotify (root), to tell Kalaja's processes from others", "paths", guarded)
+	case !w.src.PIDs() || ex == nil || !ex.Execs():
+		w.log.Warn("Kalaja's own files are not guarded: that needs fanotify (root) reporting the starts of Kalaja's executable, to tell Kalaja's processes from others", "paths", guarded)
 	default:
 		if w.guard, err = newGuard(guarded, exe); err != nil {
 			return nil, errors.Join(fmt.Errorf("watcher: guard: %w", err), w.src.Close(), removeCanaries(w.placed))
