@@ -58,8 +58,11 @@ was stopped, and any false alarms.
 Attacks: encrypt-rename, encrypt-inplace, intermittent, encode-base64,
 slow-encrypt, multiprocess, wipe-random, wipe-zero, wipe-truncate,
 wipe-delete, wipe-raw (writes to a loop device whose backing file is in the
-sandbox). Benign: compress, git, go-build, sqlite, office-save, log-rotate,
-bulk-move (they run tar, zstd, gzip, git, go, sqlite3, mv and losetup, which
+sandbox), and on a stand-in of Kalaja's own files on a host (a local
+repository, the state directory, a password file), which the watcher guards:
+backup-delete (rm -rf of the repository), backup-overwrite (the shell
+overwrites the ledger pin, the alert log and the password file). Benign: compress, git, go-build, sqlite, office-save, log-rotate,
+bulk-move (they run tar, zstd, gzip, git, go, sqlite3, mv, rm and losetup, which
 must be installed).
 
 The drill touches nothing outside the sandbox. It refuses system and home
@@ -222,7 +225,7 @@ func newDrillWatchCommand() *cobra.Command {
 				}
 			}
 			w, err := watcher.New(watcher.Config{
-				Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries,
+				Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries, Guard: drillGuard(paths),
 				Realtime: os.Geteuid() == 0,
 				OnAlert: func(a detect.Alert) {
 					da := drillAlert(a)
@@ -245,6 +248,16 @@ func newDrillWatchCommand() *cobra.Command {
 	return cmd
 }
 
+// drillGuard is what a drill's watcher over the sandbox paths guards as
+// Kalaja's own: their host stand-ins (drill.Guarded).
+func drillGuard(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, drill.Guarded(p)...)
+	}
+	return out
+}
+
 // watchHere makes the drill's watchers in this process, stopping the
 // processes they alert on.
 func watchHere(backend string, canaries bool, logger *slog.Logger) drill.WatchFunc {
@@ -258,7 +271,7 @@ func watchHealing(backend string, canaries bool, logger *slog.Logger, stopped fu
 		var w *watcher.Watcher
 		var err error
 		w, err = watcher.New(watcher.Config{
-			Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries,
+			Paths: paths, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries, Guard: drillGuard(paths),
 			Realtime: os.Geteuid() == 0,
 			Logger:   logger, OnAlert: func(a detect.Alert) {
 				onAlert(drillAlert(a))

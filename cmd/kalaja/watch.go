@@ -25,6 +25,7 @@ import (
 	"github.com/kalaja/kalaja/internal/recovery"
 	"github.com/kalaja/kalaja/internal/repo"
 	"github.com/kalaja/kalaja/internal/store/remote"
+	"github.com/kalaja/kalaja/internal/store/s3"
 	"github.com/kalaja/kalaja/internal/watcher"
 )
 
@@ -46,6 +47,8 @@ type watchOptions struct {
 	heal           bool
 	rawDevices     []string
 	heartbeat      time.Duration
+	guard          []string
+	noGuard        bool
 }
 
 func newWatchCommand(g *globalOptions) *cobra.Command {
@@ -91,6 +94,16 @@ sent in order, kept while the server is unreachable and sent when it is
 back, also after a restart of the watcher; the repository's password is not
 needed for this. Nothing is sent for a local or S3 repository.
 
+Kalaja's own files on this host are guarded whether or not they are in the
+folders: the repository when it is a local folder, the state directory (ledger
+pins, the alert log), the password file, the server token and certificate
+files, and any --guard path. A write, rename or deletion there by a program
+other than kalaja itself (ransomware deletes backups before it encrypts) is
+an alert with the signal backup_tamper, raised at the first such change, and
+the program is stopped. Reads are not watched. Change those files (a new
+token, a new password file) with the watcher stopped, or expect an alert.
+Guarding needs fanotify (root).
+
 Kernel needs: as root (CAP_SYS_ADMIN) on Linux 5.17 or later, fanotify names
 the process behind each event, so processes can be stopped and raw disk writes
 seen. Otherwise (or with --backend inotify) the watcher runs with reduced
@@ -122,6 +135,8 @@ then the flags.`,
 	f.BoolVar(&o.heal, "heal", false, "once an alert's processes are stopped, bring the files they touched back from the newest clean snapshot in the repository (--repo), in place")
 	f.StringSliceVar(&o.rawDevices, "raw-devices", nil, "block devices to watch for raw writes (default: all in /dev)")
 	f.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "with a 'kalaja serve' repository, tell the server every this often (1s to 24h) that the watcher runs; it marks the host silent after three missed (0: no heartbeats; alerts are still sent)")
+	f.StringArrayVar(&o.guard, "guard", nil, "also guard this file or folder as Kalaja's own: any change by another program alerts (repeatable)")
+	f.BoolVar(&o.noGuard, "no-guard", false, "do not guard Kalaja's own files (repository, state directory, password, token and certificate files)")
 	return cmd
 }
 
@@ -255,8 +270,12 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 	defer func() { _ = sinks.Close() }() // Send synced every alert to the log already
 
 	alerts := make(chan detect.Alert, 64)
+	var guard []string
+	if !o.noGuard {
+		guard = append(g.hostFiles(alertLog), o.guard...)
+	}
 	cfg := watcher.Config{
-		Paths: abs, Detect: dcfg, Backend: o.backend, Stop: !o.noStop, Canaries: !o.noCanaries, Logger: log,
+		Paths: abs, Detect: dcfg, Backend: o.backend, Stop: !o.noStop, Canaries: !o.noCanaries, Logger: log, Guard: guard,
 		Realtime: !o.normalPriority && os.Geteuid() == 0,
 		OnAlert: func(a detect.Alert) {
 			select {
@@ -344,6 +363,36 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, paths []str
 		return nil // interrupted: the normal way to end watching
 	}
 	return err
+}
+
+// hostFiles lists what Kalaja keeps on this host, for the watcher to
+// guard (watcher.Config.Guard): the repository if it is a local folder,
+// the state directory, the alert log, and the password, token, server
+// certificate, administrator key, witness and server folders named by the
+// flags and environment. Paths not set are left out; the watcher leaves
+// out those that do not exist.
+func (g *globalOptions) hostFiles(alertLog string) []string {
+	var out []string
+	if p := env(g.repo, "KALAJA_REPOSITORY"); p != "" && !s3.IsLocation(p) && !remote.IsLocation(p) {
+		out = append(out, p)
+	}
+	if root, err := g.stateRoot(); err == nil {
+		out = append(out, root)
+	}
+	for _, p := range []string{
+		alertLog,
+		env(g.passwordFile, "KALAJA_PASSWORD_FILE"),
+		os.Getenv("KALAJA_SERVER_TOKEN_FILE"),
+		env(g.serverCert, "KALAJA_SERVER_CERT"),
+		os.Getenv("KALAJA_ADMIN_KEY_FILE"),
+		os.Getenv("KALAJA_WITNESS_DIR"),
+		os.Getenv("KALAJA_SERVER_DIR"),
+	} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // heal brings back the files alert a names (recovery.Heal), with this

@@ -203,3 +203,40 @@ func TestWatchReducedPowers(t *testing.T) {
 		t.Errorf("inotify alert names pid %d, stopped %v", a.PID, a.Stopped)
 	}
 }
+
+// TestWatchGuardsOwnFiles: kalaja watch guards the local repository and
+// the state directory by default. kalaja's own backup writing both raises
+// nothing; rm deleting the repository's snapshots is an alert with
+// backup_tamper, and rm's shell is stopped.
+func TestWatchGuardsOwnFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for fanotify")
+	}
+	e := newEnv(t)
+	e.must("init")
+	dir := t.TempDir()
+	writeVictims(t, dir, 20)
+	w := startWatch(t, e, "--raw-devices", "", dir)
+	waitLine(t, w.stderr, "msg=ready")
+	e.must("backup", dir)
+	e.must("backup", dir)
+	e.must("snapshots")
+
+	attack := exec.Command("sh", "-c", `rm "$KALAJA_REPOSITORY"/snapshots/*; sleep 60`)
+	attack.Env = append(os.Environ(), e.vars...)
+	attack.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := attack.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-attack.Process.Pid, syscall.SIGKILL)
+		attack.Wait()
+	})
+	var a detect.Alert
+	if err := json.Unmarshal([]byte(waitLine(t, w.stdout, `"signals"`)), &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Group != attack.Process.Pid || len(a.Signals) == 0 || a.Signals[0].Signal != string(detect.BackupTamper) || !a.Stopped {
+		t.Errorf("first alert %+v: want backup_tamper by the shell's group %d, stopped (kalaja's own backups raise nothing)", a, attack.Process.Pid)
+	}
+}

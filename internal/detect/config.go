@@ -29,11 +29,12 @@ const (
 	SimilarityLost Signal = "similarity_lost"  // booster: no sampled block of the old content survived
 	NewHighEntropy Signal = "new_high_entropy" // booster: a new file with high-entropy unrecognisable content
 	RansomNote     Signal = "ransom_note"      // booster: the same new small text file in many folders
+	BackupTamper   Signal = "backup_tamper"    // a file Kalaja keeps on the host (repository, state, keys) was written, renamed or deleted by another program
 )
 
 // Signals lists every signal in documentation order.
 var Signals = []Signal{Canary, RawDisk, Entropy, Partial, TypeLost, Encoded, Zeroed,
-	Truncated, Deleted, RenamedExt, SimilarityLost, NewHighEntropy, RansomNote}
+	Truncated, Deleted, RenamedExt, SimilarityLost, NewHighEntropy, RansomNote, BackupTamper}
 
 // booster reports whether s only counts for an actor that already has damage.
 func booster(s Signal) bool {
@@ -42,7 +43,7 @@ func booster(s Signal) bool {
 
 // immediate reports whether s is exempt from the per-file cap (one hit is
 // meant to alert on its own).
-func immediate(s Signal) bool { return s == Canary || s == RawDisk }
+func immediate(s Signal) bool { return s == Canary || s == RawDisk || s == BackupTamper }
 
 // Config is the detector's scoring. The zero value is not useful; start from
 // DefaultConfig.
@@ -96,6 +97,7 @@ func DefaultConfig() Config {
 			SimilarityLost: 1,
 			NewHighEntropy: 1,
 			RansomNote:     4,
+			BackupTamper:   10,
 		},
 	}
 }

@@ -73,6 +73,10 @@ type Event struct {
 	New     *Sample // Write: content after
 	Canary  bool    // the event touched a canary file
 	Dir     bool    // Create: Path is a folder
+	// Guarded: the event wrote, renamed or deleted a file Kalaja keeps on
+	// the host (its repository, state, keys). It alerts on its own,
+	// whatever the weights and threshold (see Observe).
+	Guarded bool
 }
 
 // Hit is one signal in an alert: its total score and the files it fired
@@ -191,7 +195,7 @@ func New(cfg Config) (*Detector, error) {
 }
 
 // Observe scores one event and returns an alert if the event's actor
-// crossed a threshold (nil otherwise). Events must come in time order.
+// crossed a threshold, or the event is Guarded (nil otherwise). Events must come in time order.
 // After an alert the implicated actors start again from zero, so an actor
 // that goes on (not stopped) alerts again once it has done as much more,
 // and Config.Cooldown has passed.
@@ -201,7 +205,7 @@ func (d *Detector) Observe(e Event) *Alert {
 	if !e.Dir {
 		g.touch(e.Path)
 	}
-	if e.Op == Create && !e.Dir && g.recreate(e.Path) {
+	if e.Op == Create && !e.Dir && !e.Guarded && g.recreate(e.Path) {
 		return nil // a replacement scores nothing, and is not fresh
 	}
 	if e.Op == Write && e.Old == nil {
@@ -231,7 +235,7 @@ func (d *Detector) Observe(e Event) *Alert {
 	if !g.alerted.IsZero() && e.Time.Sub(g.alerted) < d.cfg.Cooldown {
 		return nil
 	}
-	if g.score >= d.cfg.Threshold {
+	if g.score >= d.cfg.Threshold || e.Guarded {
 		a := d.alert(e, []*group{g}, g.score, d.cfg.Threshold, "process tree")
 		if e.Actor.PID == 0 {
 			a.Scope = "unknown process"
@@ -273,6 +277,10 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 	}
 	if e.Canary {
 		add(e.Path, Canary)
+	}
+	if e.Guarded {
+		add(e.Path, BackupTamper)
+		return out // what it did to the file does not matter
 	}
 	switch e.Op {
 	case RawWrite:

@@ -106,6 +106,7 @@ type step struct {
 	old, new []byte // content before and after (nil: unknown / none)
 	to       string // Rename target
 	canary   bool
+	guarded  bool
 	dir      bool // Create of a folder
 }
 
@@ -117,7 +118,7 @@ func run(t *testing.T, steps []step) []*Alert {
 	}
 	var alerts []*Alert
 	for i, s := range steps {
-		e := Event{Time: t0.Add(time.Duration(i) * time.Second), Op: s.op, Path: "/data/" + s.file, Canary: s.canary, Dir: s.dir,
+		e := Event{Time: t0.Add(time.Duration(i) * time.Second), Op: s.op, Path: "/data/" + s.file, Canary: s.canary, Guarded: s.guarded, Dir: s.dir,
 			Actor: Actor{PID: s.pid, Group: s.pid, UID: 1000, Command: fmt.Sprint("proc", s.pid)}}
 		if s.old != nil {
 			e.Old = sample(s.old)
@@ -176,6 +177,10 @@ func TestScenarios(t *testing.T) {
 		}), 1, []Signal{Deleted, TypeLost, NewHighEntropy}},
 		{"canary", []step{{op: Write, pid: 7, file: "!c.docx", canary: true, old: doc, new: random(100)}}, 1, []Signal{Canary}},
 		{"raw disk", []step{{op: RawWrite, pid: 9, file: "../dev/loop0"}}, 1, []Signal{RawDisk}},
+		{"backup pack deleted", []step{{op: Delete, pid: 9, file: "repo/data/ab/abcd", guarded: true}}, 1, []Signal{BackupTamper}},
+		{"ledger pin overwritten", []step{{op: Write, pid: 9, file: "state/ledger.json", guarded: true, old: text(300), new: text(300)}}, 1, []Signal{BackupTamper}},
+		{"repository moved away", []step{{op: Rename, pid: 9, file: "repo", to: "repo.old", guarded: true}}, 1, []Signal{BackupTamper}},
+		{"file planted in the repository", []step{{op: Create, pid: 9, file: "repo/snapshots/x", guarded: true}}, 1, []Signal{BackupTamper}},
 		{"ransom note needs damage", repeat(5, func(i int) []step {
 			return []step{{op: Write, pid: 7, file: fmt.Sprintf("d%d/README.txt", i), new: text(700)}}
 		}), 0, nil},

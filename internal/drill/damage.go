@@ -9,13 +9,19 @@ import (
 // digest is the SHA-256 of a file's content.
 type digest [sha256.Size]byte
 
-// hashTree returns the digest of every regular file in DataDir. A file
-// that cannot be read (refused, or gone meanwhile) gets the zero digest.
+// hashTree returns the digest of every regular file in DataDir and
+// HostDir (if laid out). A file that cannot be read (refused, or gone
+// meanwhile) gets the zero digest.
 func hashTree(sb *Sandbox) (map[string]digest, error) {
 	files, err := sb.Files(DataDir)
 	if err != nil {
 		return nil, err
 	}
+	host, err := sb.Files(HostDir)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, host...)
 	m := make(map[string]digest, len(files))
 	for _, f := range files {
 		m[f] = hashFile(sb, f)

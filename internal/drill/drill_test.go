@@ -378,3 +378,37 @@ func TestAlertAttribution(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupAttacksWithoutWatcher: backup-delete deletes the stand-in's
+// repository, backup-overwrite overwrites its state folder and password
+// file; neither touches the tree.
+func TestBackupAttacksWithoutWatcher(t *testing.T) {
+	sb := newSandbox(t)
+	cfg := testConfig(t, sb, 0)
+	cfg.Scenarios = []string{BackupDelete, BackupOverwrite}
+	st := &stage{cfg: &cfg, sb: sb}
+	if err := prepareHost(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d results", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		want := 5 // the state folder's four files and the password file
+		if r.Scenario == BackupDelete {
+			want = st.hostFiles - 5 // the rest
+		}
+		if r.Error != "" || r.Detected || !r.Finished || r.FilesDamaged != want {
+			t.Errorf("%s without a watcher: %d files damaged, want %d: %+v", r.Scenario, r.FilesDamaged, want, r)
+		}
+	}
+	for _, p := range Guarded(sb.Root()) {
+		if rel, err := sb.Rel(p); err != nil || !strings.HasPrefix(rel, HostDir+"/") {
+			t.Errorf("guarded path %s is not in the host stand-in (%v)", p, err)
+		}
+	}
+}

@@ -70,7 +70,8 @@ type Config struct {
 	// watcher, if any): to back the sandbox up, say. An error ends the
 	// scenario with that error.
 	Prepared func(ctx context.Context, sc Scenario) error
-	// Recover, if set, is called after each attack has been stopped (or
+	// Recover, if set, is called after each attack on the tree (not the
+	// backup-* attacks on the host stand-in) has been stopped (or
 	// has ended) and its damage counted, while the watcher still runs,
 	// with when the attack started and its first alert (nil if none): it
 	// brings the sandbox back (kalaja recover, or waits for the watcher's
@@ -253,6 +254,7 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 	if sc.Name == WipeRaw {
 		out.FilesTotal++
 	}
+	out.FilesTotal += st.hostFiles
 	unix.Sync()
 	synced := time.Now()
 
@@ -302,7 +304,7 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 		out.FilesDamaged = damaged(sb, before, after, canaries)
 		// Recovered while the watcher still runs: its healing waits for
 		// it to read what the stopped processes did.
-		if cfg.Recover != nil {
+		if cfg.Recover != nil && sc.Family != FamilyBackup {
 			rec, err := cfg.Recover(ctx, sc, out.started, out.Alert)
 			if rec == nil {
 				rec = &Recovery{}

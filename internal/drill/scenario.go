@@ -34,6 +34,8 @@ type stage struct {
 	progs  Programs
 	child  Child
 	device string // wipe-raw's loop device, once attached
+	// hostFiles counts the files of the host stand-in, once laid out.
+	hostFiles int
 }
 
 // attack returns the start function of a named attack.
@@ -117,6 +119,10 @@ func Scenarios() []Scenario {
 		a(WipeDelete, "wiper", "every file deleted"),
 		{Name: WipeRaw, Kind: KindAttack, Family: "wiper", About: "raw writes over a loop block device whose backing file is in the sandbox",
 			prepare: prepareRaw, start: attack(WipeRaw)},
+		{Name: BackupDelete, Kind: KindAttack, Family: FamilyBackup, About: "rm -rf of the local repository, guarded by the watcher as Kalaja's own",
+			prepare: prepareHost, start: startBackupDelete},
+		{Name: BackupOverwrite, Kind: KindAttack, Family: FamilyBackup, About: "the shell overwrites the ledger pin, its cache, the alert log and the password file",
+			prepare: prepareHost, start: startBackupOverwrite},
 		{Name: Compress, Kind: KindBenign, Family: "archive", About: "tar | zstd, then tar -z, of the tree and a log dataset",
 			prepare: prepareCompress, start: startCompress},
 		{Name: GitClone, Kind: KindBenign, Family: "development", About: "checkout of an older commit and back in a clone older than the watcher, then a fresh clone of a local bare repository, the same there, gc",

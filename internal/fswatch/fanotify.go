@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,20 +23,26 @@ const maxDirCache = 1 << 16
 
 // fanotify is the fanotify Source.
 type fanotify struct {
-	f       *os.File
-	roots   []string
-	log     *slog.Logger
-	mounts  map[[8]byte]int   // fsid -> descriptor for open_by_handle_at
-	dirs    map[string]string // fsid+handle -> folder path
-	devFS   [8]byte           // fsid of /dev
-	marked  map[string]bool   // block devices marked
-	allDevs bool              // mark block devices created later
-	loops   *loops            // which loop devices count
-	buf     []byte
-	loop    loop
+	f     *os.File
+	roots []string
+	guard []string // Options.Guard
+	exec  string   // Options.Exec
+	// execs are the inodes (device, inode) of s.exec marked for
+	// FAN_OPEN_EXEC; execChecked is when s.exec was last looked at.
+	execs       map[[2]uint64]bool
+	execChecked time.Time
+	log         *slog.Logger
+	mounts      map[[8]byte]int   // fsid -> descriptor for open_by_handle_at
+	dirs        map[string]string // fsid+handle -> folder path
+	devFS       [8]byte           // fsid of /dev
+	marked      map[string]bool   // block devices marked
+	allDevs     bool              // mark block devices created later
+	loops       *loops            // which loop devices count
+	buf         []byte
+	loop        loop
 }
 
-func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
+func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error) {
 	l.kind = "fanotify"
 	log := l.log
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME|unix.FAN_UNLIMITED_QUEUE,
@@ -44,7 +51,7 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 		return nil, fmt.Errorf("%w: fanotify_init: %v (needs Linux 5.17+ and CAP_SYS_ADMIN)", ErrUnsupported, err)
 	}
 	s := &fanotify{
-		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, log: log,
+		loop: l, f: os.NewFile(uintptr(fd), "fanotify"), roots: roots, guard: opts.Guard, exec: opts.Exec, execs: map[[2]uint64]bool{}, log: log,
 		mounts: map[[8]byte]int{}, dirs: map[string]string{}, marked: map[string]bool{}, loops: newLoops(roots),
 		buf: make([]byte, 256<<10),
 	}
@@ -55,24 +62,83 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 		}
 	}()
 	for _, r := range roots {
-		id, err := fsid(r)
+		id, err := s.markFS(fd, r, fanMask)
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := s.mounts[id]; !ok {
-			mfd, err := unix.Open(r, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return nil, fmt.Errorf("fswatch: open %s: %w", r, err)
-			}
-			s.mounts[id] = mfd
-			if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanMask, unix.AT_FDCWD, r); err != nil {
-				return nil, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, r, err)
-			}
-		}
 		s.walkDirs(r, id)
 	}
-	s.markDevices(fd, devices)
+	// What cannot be guarded is logged, not fatal: the protected folders
+	// are watched all the same.
+	s.guard = nil
+	for _, g := range opts.Guard {
+		id, err := s.markFS(fd, g, fanMask)
+		if err != nil {
+			log.Warn("not guarded", "path", g, "err", err)
+			continue
+		}
+		s.guard = append(s.guard, g)
+		s.walkDirs(g, id)
+	}
+	if s.exec != "" {
+		_, err := s.markFS(fd, s.exec, 0) // only the descriptor for open_by_handle_at
+		if err == nil {
+			err = s.markExec()
+		}
+		if err != nil {
+			log.Warn("starts of Kalaja's executable are not seen", "err", err)
+			s.exec = ""
+		}
+	}
+	s.markDevices(fd, opts.Devices)
 	return s, nil
+}
+
+// markFS adds mask to the filesystem mark of p's file system (p a folder
+// or a file), and keeps a descriptor of its folder for open_by_handle_at.
+func (s *fanotify) markFS(fd int, p string, mask uint64) ([8]byte, error) {
+	id, err := fsid(p)
+	if err != nil {
+		return id, err
+	}
+	if _, ok := s.mounts[id]; !ok {
+		dir := p
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			dir = filepath.Dir(p)
+		}
+		mfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return id, fmt.Errorf("fswatch: open %s: %w", dir, err)
+		}
+		s.mounts[id] = mfd
+	}
+	if mask == 0 {
+		return id, nil
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, p); err != nil {
+		return id, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, p, err)
+	}
+	return id, nil
+}
+
+// markExec marks the file now at s.exec for FAN_OPEN_EXEC, unless it is
+// marked already: at start, and again when an upgrade has put a new file
+// there (the old one stays marked while processes run it).
+func (s *fanotify) markExec() error {
+	s.execChecked = time.Now()
+	var st unix.Stat_t
+	if err := unix.Stat(s.exec, &st); err != nil {
+		return fmt.Errorf("fswatch: stat %s: %w", s.exec, err)
+	}
+	key := [2]uint64{st.Dev, st.Ino}
+	if s.execs[key] {
+		return nil
+	}
+	if err := unix.FanotifyMark(int(s.f.Fd()), unix.FAN_MARK_ADD, unix.FAN_OPEN_EXEC, unix.AT_FDCWD, s.exec); err != nil {
+		return fmt.Errorf("%w: fanotify exec mark on %s: %v", ErrUnsupported, s.exec, err)
+	}
+	s.execs[key] = true
+	return nil
 }
 
 func fsid(p string) ([8]byte, error) {
@@ -183,6 +249,9 @@ func (s *fanotify) mute(p string) (unmute func()) {
 	}
 }
 
+// Execs reports whether Exec events of Options.Exec are reported.
+func (s *fanotify) Execs() bool { return s.exec != "" }
+
 func (s *fanotify) Name() string { return "fanotify" }
 func (s *fanotify) PIDs() bool   { return true }
 
@@ -195,6 +264,17 @@ func (s *fanotify) Close() error {
 }
 
 func (s *fanotify) Run(ctx context.Context, handle Handler) error {
+	if s.exec != "" {
+		next := handle
+		handle = func(batch []Event) bool {
+			if time.Since(s.execChecked) >= Idle {
+				if err := s.markExec(); err != nil {
+					s.log.Warn("a new Kalaja executable is not watched: its processes may be taken for others", "err", err)
+				}
+			}
+			return next(batch)
+		}
+	}
 	return s.loop.run(ctx, s.f, s.buf, handle, func(b []byte, batch []Event) []Event {
 		evs, err := parseFanotify(b)
 		if err != nil {
@@ -217,6 +297,12 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 	}
 	pid := int(ev.pid)
 	dir := ev.mask&unix.FAN_ONDIR != 0
+	if ev.mask&unix.FAN_OPEN_EXEC != 0 {
+		out = s.executed(ev, pid, out)
+		if ev.mask &^= unix.FAN_OPEN_EXEC; ev.mask&^unix.FAN_ONDIR == 0 {
+			return out
+		}
+	}
 	if ev.mask&unix.FAN_RENAME != 0 {
 		var from, to string
 		for _, r := range ev.recs {
@@ -230,7 +316,7 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 		if dir && from != "" {
 			s.forget(from)
 		}
-		if from != "" && to != "" && (InRoots(from, s.roots) || InRoots(to, s.roots)) {
+		if from != "" && to != "" && (watched(from, dir, s.roots, s.guard) || watched(to, dir, s.roots, s.guard)) {
 			out = append(out, Event{Op: Rename, Path: to, OldPath: from, Dir: dir, PID: pid})
 		}
 		return out
@@ -245,7 +331,7 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 			break
 		}
 	}
-	if p == "" || !InRoots(p, s.roots) {
+	if p == "" || !watched(p, dir, s.roots, s.guard) {
 		return out
 	}
 	// The kernel merges events on one name by one process, losing their
@@ -273,6 +359,21 @@ func (s *fanotify) convert(ev fanEvent, out []Event) []Event {
 		out = s.deleted(out, p, dir, pid)
 	}
 	return out
+}
+
+// executed appends the Exec event of s.exec executed (the only file
+// marked for it).
+func (s *fanotify) executed(ev fanEvent, pid int, out []Event) []Event {
+	p := s.exec
+	for _, r := range ev.recs {
+		if r.typ == infoDFIDName {
+			if q := s.path(r); q != "" {
+				p = q
+			}
+			break
+		}
+	}
+	return append(out, Event{Op: Exec, Path: p, PID: pid})
 }
 
 // deleted appends a Delete, forgetting a removed folder's cached path.

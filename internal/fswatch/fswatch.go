@@ -10,6 +10,9 @@
 //     seen, and /dev itself so devices created later are marked too. A
 //     write to a loop device counts only when the file behind it is in a
 //     protected folder.
+//     Guarded paths (Options.Guard) are marked the same way, and
+//     Options.Exec (an executable) for FAN_OPEN_EXEC, so every process
+//     that starts it is reported.
 //   - Inotify (any user): a watch on every folder under the protected
 //     ones, added as folders appear; no PIDs. Block devices are watched
 //     for IN_MODIFY when the user may read them.
@@ -46,9 +49,10 @@ const (
 	Rename                 // a file or folder (Dir) moved from OldPath to Path
 	RawWrite               // a block device (Path) was written to
 	Overflow               // the kernel dropped events (queue full)
+	Exec                   // process PID executed Options.Exec (Path), or the file an upgrade replaced it with
 )
 
-var opNames = [...]string{"", "create", "modify", "write", "delete", "rename", "raw-write", "overflow"}
+var opNames = [...]string{"", "create", "modify", "write", "delete", "rename", "raw-write", "overflow", "exec"}
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -113,6 +117,17 @@ type Options struct {
 	// does (docs/design.md, "Priority"). It needs CAP_SYS_NICE (root); without
 	// it the loop always runs at normal priority and says so in the log.
 	Realtime bool
+	// Guard are more paths (folders or files, absolute, symbolic links
+	// resolved) whose events are reported as those under the roots, and
+	// so are the renames and deletions of the folders above them. Only
+	// fanotify reports them (inotify, without PIDs, ignores Guard).
+	Guard []string
+	// Exec, if set, is an executable (absolute, symbolic links resolved):
+	// fanotify reports each time it is executed as an Exec event, so that
+	// the caller knows, in the order of the file events, which processes
+	// run it. A file put at its path later (an upgrade) is marked too,
+	// within Idle. Inotify ignores it.
+	Exec string
 }
 
 // Open starts watching roots (folders) with backend "fanotify",
@@ -130,11 +145,11 @@ func Open(backend string, roots []string, opts Options) (Source, error) {
 	l := loop{kind: backend, realtime: opts.Realtime, log: log}
 	switch backend {
 	case "fanotify":
-		return openFanotify(clean, opts.Devices, l)
+		return openFanotify(clean, opts, l)
 	case "inotify":
 		return openInotify(clean, opts.Devices, l)
 	case "auto", "":
-		s, err := openFanotify(clean, opts.Devices, l)
+		s, err := openFanotify(clean, opts, l)
 		if err == nil {
 			return s, nil
 		}
@@ -174,6 +189,23 @@ func InRoots(p string, roots []string) bool {
 	for _, r := range roots {
 		if Under(p, r) {
 			return true
+		}
+	}
+	return false
+}
+
+// watched reports whether an event on p (a folder if dir) is to be
+// reported: p lies in one of roots or guard, or p is a folder above a
+// guarded path (its rename or deletion moves or removes what is guarded).
+func watched(p string, dir bool, roots, guard []string) bool {
+	if InRoots(p, roots) || InRoots(p, guard) {
+		return true
+	}
+	if dir {
+		for _, g := range guard {
+			if Under(g, p) {
+				return true
+			}
 		}
 	}
 	return false

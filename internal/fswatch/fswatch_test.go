@@ -184,3 +184,72 @@ func TestPacer(t *testing.T) {
 	}
 	grows(t, &p, t0.Add(linger+time.Millisecond))
 }
+
+// TestFanotifyGuardExec checks that fanotify reports events in a guarded
+// folder outside the roots, the rename of a folder above it, and the
+// programs executed, naming Options.Exec.
+func TestFanotifyGuardExec(t *testing.T) {
+	root, top := t.TempDir(), t.TempDir()
+	guard := filepath.Join(top, "repo")
+	if err := os.Mkdir(guard, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	exe, err := filepath.EvalSymlinks(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := Open("fanotify", []string{root}, Options{Devices: []string{}, Guard: []string{guard}, Exec: exe})
+	if err != nil {
+		t.Skipf("fanotify not available: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan Event, 100000)
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(b []Event) bool {
+			for _, e := range b {
+				events <- e
+			}
+			return false
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		src.Close()
+	}()
+	cmd := exec.Command(exe, "-c", `echo x > "$G/pack"; mv "$G" "$G.old"; touch "$R/end"`)
+	cmd.Env = append(os.Environ(), "G="+guard, "R="+root)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var execPID, writePID int
+	moved := false
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case e := <-events:
+			switch {
+			case e.Op == Exec && e.Path == exe && e.PID == cmd.Process.Pid:
+				execPID = e.PID
+			case e.Op == Write && e.Path == filepath.Join(guard, "pack"):
+				writePID = e.PID
+			case e.Op == Rename && e.OldPath == guard && e.Dir:
+				moved = true
+			case e.Path == filepath.Join(root, "end"):
+				if execPID == 0 || writePID != cmd.Process.Pid || !moved {
+					t.Fatalf("exec by %d, write in the guarded folder by %d (want %d), folder moved %v", execPID, writePID, cmd.Process.Pid, moved)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no event for end within a minute")
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kalaja/kalaja/internal/detect"
+	"github.com/kalaja/kalaja/internal/fswatch"
 )
 
 // Canary files: two per folder, named to sort first and last (a walk in
@@ -58,12 +59,14 @@ func canaryContent(name string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// placeCanaries writes the canary files under roots and returns their paths.
-// On error the canaries already written are removed.
-func placeCanaries(roots []string) ([]string, error) {
+// placeCanaries writes the canary files under roots, not in the guarded
+// paths (Kalaja's own files: a decoy in a repository is in the way),
+// and returns their paths. On error the canaries already written are
+// removed.
+func placeCanaries(roots, guarded []string) ([]string, error) {
 	var dirs []string
 	for _, r := range roots {
-		dirs = append(dirs, canaryDirs(r, maxCanaryDirs-len(dirs))...)
+		dirs = append(dirs, canaryDirs(r, maxCanaryDirs-len(dirs), guarded)...)
 	}
 	var placed []string
 	for _, d := range dirs {
@@ -83,13 +86,16 @@ func placeCanaries(roots []string) ([]string, error) {
 }
 
 // canaryDirs lists up to limit non-empty, non-hidden folders at root and
-// below it down to canaryDepth, shallowest first.
-func canaryDirs(root string, limit int) []string {
+// below it down to canaryDepth, shallowest first, none in skip.
+func canaryDirs(root string, limit int, skip []string) []string {
 	var out []string
 	level := []string{root}
 	for depth := 0; depth <= canaryDepth && len(level) > 0; depth++ {
 		var next []string
 		for _, d := range level {
+			if fswatch.InRoots(d, skip) {
+				continue
+			}
 			entries, err := os.ReadDir(d)
 			if err != nil {
 				continue

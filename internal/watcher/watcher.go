@@ -9,7 +9,9 @@
 //
 // Events caused by the watcher's own process are never scored (they still
 // update the content cache); its own process and its ancestors are never
-// stopped. docs/design.md, "Watcher (detector version 1)", documents the
+// stopped. It also guards the files Kalaja keeps on the host
+// (Config.Guard): a write, rename or deletion there by a process not
+// running Kalaja's executable alerts at once. docs/design.md, "Watcher (detector version 1)", documents the
 // signals, the process trees, the response and the limits.
 package watcher
 
@@ -50,6 +52,21 @@ type Config struct {
 	// Realtime handles events at real-time priority (fswatch.Options):
 	// fewer files lost on a busy machine; needs root.
 	Realtime bool
+	// Guard are the files and folders Kalaja keeps on the host (a local
+	// repository, the state directory, password, token and key files),
+	// inside the protected paths or not. Any write, rename or deletion
+	// there by a process not running Kalaja's own executable alerts at
+	// once (detect.BackupTamper) and is stopped; reads are not seen.
+	// Kalaja's own changes there are neither alerts nor scored. Paths
+	// that do not exist are left out (and logged). It needs PIDs
+	// (fanotify): with inotify nothing is guarded, and the log says so.
+	Guard []string
+}
+
+// execReporter is a source that may report the starts of
+// fswatch.Options.Exec (fanotify).
+type execReporter interface {
+	Execs() bool
 }
 
 // maxPending bounds the written files waiting for their rename.
@@ -67,6 +84,7 @@ type Watcher struct {
 	samples  *sampler
 	canaries map[string]bool
 	placed   []string
+	guard    *guard          // nil: nothing guarded
 	pending  map[string]bool // written files gone before they were sampled (renamed away)
 	hurry    bool            // the batch being handled asks for the next at once (see handle)
 	raised   uint64          // the detector's Raised after the last batch
@@ -138,18 +156,30 @@ func New(cfg Config) (*Watcher, error) {
 		}
 		w.roots = append(w.roots, a)
 	}
+	guarded, exe := w.guarded()
 	if cfg.Canaries {
 		// Placed before the source opens, so that even without PIDs
 		// (inotify) their creation is not taken for an attack.
-		if w.placed, err = placeCanaries(w.roots); err != nil {
+		if w.placed, err = placeCanaries(w.roots, guarded); err != nil {
 			return nil, fmt.Errorf("watcher: %w", err)
 		}
 		for _, c := range w.placed {
 			w.canaries[c] = true
 		}
 	}
-	if w.src, err = fswatch.Open(cfg.Backend, w.roots, fswatch.Options{Devices: cfg.RawDevices, Log: w.log, Realtime: cfg.Realtime}); err != nil {
+	if w.src, err = fswatch.Open(cfg.Backend, w.roots, fswatch.Options{Devices: cfg.RawDevices, Log: w.log, Realtime: cfg.Realtime,
+		Guard: guarded, Exec: exe}); err != nil {
 		return nil, errors.Join(fmt.Errorf("watcher: %w", err), removeCanaries(w.placed))
+	}
+	ex, _ := w.src.(execReporter)
+	switch {
+	case len(guarded) == 0:
+	case !w.src.PIDs() || ex == nil || !ex.Execs():
+		w.log.Warn("Kalaja's own files are not guarded: that needs fanotify (root) reporting the starts of Kalaja's executable, to tell Kalaja's processes from others", "paths", guarded)
+	default:
+		if w.guard, err = newGuard(guarded, exe); err != nil {
+			return nil, errors.Join(fmt.Errorf("watcher: guard: %w", err), w.src.Close(), removeCanaries(w.placed))
+		}
 	}
 	w.procs = newProcs()
 	if w.src.PIDs() {
@@ -158,6 +188,49 @@ func New(cfg Config) (*Watcher, error) {
 		}
 	}
 	return w, nil
+}
+
+// guarded resolves Config.Guard (absolute, symbolic links resolved,
+// missing paths left out and logged) and this process's executable.
+// Nothing is guarded when the executable cannot be found.
+func (w *Watcher) guarded() (paths []string, exe string) {
+	if len(w.cfg.Guard) == 0 {
+		return nil, ""
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		w.log.Warn("Kalaja's own files are not guarded: its own executable is unknown", "err", err)
+		return nil, ""
+	}
+	for _, p := range w.cfg.Guard {
+		a, err := filepath.Abs(p)
+		if err == nil {
+			a, err = filepath.EvalSymlinks(a)
+		}
+		if err != nil {
+			w.log.Warn("not guarded", "path", p, "err", err)
+			continue
+		}
+		if !slices.Contains(paths, a) {
+			paths = append(paths, a)
+		}
+	}
+	if len(paths) == 0 {
+		return nil, ""
+	}
+	return paths, exe
+}
+
+// Guarded lists the paths guarded (Config.Guard, resolved), or none
+// when guarding is off (see Config.Guard).
+func (w *Watcher) Guarded() []string {
+	if w.guard == nil {
+		return nil
+	}
+	return slices.Clone(w.guard.paths)
 }
 
 // Backend reports which backend is in use and whether it can stop
@@ -198,7 +271,7 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	name, canStop := w.Backend()
 	n := w.samples.scan(ctx, w.roots)
 	w.log.Info("watching", "paths", w.roots, "backend", name, "pids", w.src.PIDs(), "stop", canStop,
-		"canaries", len(w.placed), "files sampled", n)
+		"canaries", len(w.placed), "files sampled", n, "guarded", w.Guarded())
 
 	if ready != nil {
 		ready()
@@ -234,6 +307,18 @@ func (w *Watcher) one(ev fswatch.Event) {
 	}
 	if !self && ev.PID != 0 && w.nstopped.Load() > 0 {
 		w.noteStopped(ev)
+	}
+	if w.guard != nil {
+		if ev.Op == fswatch.Exec {
+			w.guard.executed(ev)
+			return
+		}
+		if w.guard.covers(ev) {
+			if !self && !w.guard.own(ev.PID) {
+				w.observe(ev.PID, tamperEvent(ev))
+			}
+			return // Kalaja's own work is not scored
+		}
 	}
 	var de *detect.Event
 	switch ev.Op {

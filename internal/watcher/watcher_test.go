@@ -128,6 +128,11 @@ func helper(mode, dir string) error {
 			}
 		}
 		return nil
+	case "guard-own":
+		return ownWork(dir)
+	case "idle": // a process running the watcher's executable that does nothing for a while
+		time.Sleep(time.Minute)
+		return nil
 	case "encrypt-one":
 		return overwriteRandom(dir)
 	case "spawn": // one short process per file
@@ -217,13 +222,24 @@ func startWatcher(t *testing.T, backend string, canaries bool, prepare func(dir 
 // startWatcherDevices is startWatcher watching raw writes to devices only
 // (other tests on the machine may write to other loop devices).
 func startWatcherDevices(t *testing.T, backend string, canaries bool, devices []string, prepare func(dir string)) *harness {
+	return startWatcherGuard(t, backend, canaries, devices, nil, prepare)
+}
+
+// startWatcherGuard is startWatcherDevices guarding paths in guard
+// (Config.Guard) made by guard(dir), called after prepare.
+func startWatcherGuard(t *testing.T, backend string, canaries bool, devices []string, guard func(dir string) []string, prepare func(dir string)) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), got: make(chan struct{}, 100)}
 	if prepare != nil {
 		prepare(h.dir)
 	}
+	var guarded []string
+	if guard != nil {
+		guarded = guard(h.dir)
+	}
 	w, err := New(Config{
-		Paths: []string{h.dir}, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries, RawDevices: devices,
+		Paths: []string{h.dir}, Detect: detect.DefaultConfig(), Backend: backend, Stop: true, Canaries: canaries, RawDevices: devices, Guard: guarded,
+		Realtime: guard != nil && os.Geteuid() == 0, // as kalaja watch runs as root
 		OnAlert: func(a detect.Alert) {
 			t.Logf("alert: %s (pid %d, group %d, pids %v) score %g: %+v", a.Command, a.PID, a.Group, a.PIDs, a.Score, a.Signals)
 			if h.kill.Load() {
