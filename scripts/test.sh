@@ -96,7 +96,7 @@ echo "== go test"
 # tests (the archiver's health scenarios run the drill's attacks too) would
 # compete for.
 drills='^TestDrill(Recover)?$'
-go test -count=1 -skip "$drills" ./...
+go test -count=1 -timeout 60m -skip "$drills" ./...
 echo "== go test: S3 on erasure-coded MinIO"
 # The S3 tests again, against MinIO in erasure-coded mode (one server over
 # four drives, EC:2, on the port two above the first), where
@@ -123,7 +123,7 @@ else
 fi
 
 echo "== go test: the drills"
-go test -count=1 -run "$drills" ./cmd/kalaja/
+go test -count=1 -timeout 30m -run "$drills" ./cmd/kalaja/
 
 if [ "$fuzztime" != "0" ]; then
 	echo "== fuzz ($fuzztime each)"
