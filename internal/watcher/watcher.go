@@ -47,7 +47,8 @@ type Config struct {
 	// raw writes are not taken for its attack.
 	RawDevices []string
 	// Realtime handles events at real-time priority (fswatch.Options):
-	// fewer files lost on a busy machine; needs root.
+	// fewer files lost on a busy machine; needs root. With Stop it also
+	// holds suspects on the event thread's CPU (see holder).
 	Realtime bool
 }
 
@@ -63,6 +64,7 @@ type Watcher struct {
 	src      fswatch.Source
 	det      *detect.Detector
 	procs    *procs
+	hold     *holder // nil unless Realtime and Stop
 	samples  *sampler
 	canaries map[string]bool
 	placed   []string
@@ -142,6 +144,9 @@ func New(cfg Config) (*Watcher, error) {
 		return nil, errors.Join(fmt.Errorf("watcher: %w", err), removeCanaries(w.placed))
 	}
 	w.procs = newProcs()
+	if cfg.Realtime && cfg.Stop && w.src.PIDs() {
+		w.hold = newHolder()
+	}
 	if w.src.PIDs() {
 		if err := w.procs.listen(); err != nil {
 			w.log.Warn("process tree tracking from /proc only: short-lived processes may not be tied to their parent", "err", err)
@@ -178,6 +183,9 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	defer func() {
 		_ = w.src.Close() // an event descriptor, read only: nothing to lose
 		w.procs.close()
+		if w.hold != nil {
+			w.hold.expire(true)
+		}
 		w.mu.Lock()
 		if err := removeCanaries(w.placed); err != nil {
 			w.log.Warn("canary files not removed", "err", err)
@@ -207,6 +215,9 @@ func (w *Watcher) handle(batch []fswatch.Event) bool {
 	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
 		w.procs.tick()
 		w.ticked = now
+		if w.hold != nil {
+			w.hold.expire(false)
+		}
 	}
 	w.hurry = false
 	for _, ev := range batch {
@@ -359,8 +370,12 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 		root, uid, comm := w.procs.actor(pid)
 		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm}
 	}
+	before := w.det.Raised()
 	a := w.det.Observe(*de)
 	if a == nil {
+		if w.hold != nil && pid != 0 && w.det.Raised() != before {
+			w.hold.hold(pid)
+		}
 		return
 	}
 	w.respond(a)
