@@ -28,6 +28,12 @@ type Result struct {
 	// are not counted; wipe-raw's disk image counts as one file).
 	FilesDamaged int `json:"files_damaged"`
 	FilesTotal   int `json:"files_total"`
+	// Running counts the attack's processes still running (not stopped)
+	// once the watcher had alerted and, for an attack whose workers are
+	// not all in its session (split attacks), had time to stop them
+	// (the settle time): the attack's own first process, which started
+	// them and wrote nothing, is not counted.
+	Running int `json:"still_running,omitempty"`
 	// Alerts is the number of alerts during the scenario; FalseAlarms is
 	// the same for a benign workload and 0 for an attack.
 	Alerts      int `json:"alerts"`
@@ -76,6 +82,8 @@ type Report struct {
 	Backend string   `json:"backend,omitempty"`
 	CanStop bool     `json:"can_stop"`
 	Files   int      `json:"files_per_scenario"`
+	// Load: the scenarios ran beside busy work (Config.Load).
+	Load    bool     `json:"load,omitempty"`
 	Results []Result `json:"results"`
 	Summary Summary  `json:"summary"`
 }

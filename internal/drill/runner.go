@@ -279,7 +279,7 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 		_ = w.stop() // err is the failure to report
 		return fail(err)
 	}
-	if err := run(ctx, cmd, w, cfg, &out); err != nil {
+	if err := run(ctx, cmd, w, cfg, sc.spread, &out); err != nil {
 		_ = w.stop() // err is the failure to report
 		return fail(err)
 	}
@@ -327,10 +327,12 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 }
 
 // run starts cmd in a session of its own and waits until it ends, an
-// alert comes, or the timeout; then kills what is left of its process
-// group and waits for late alerts. It fills in the timing and alert
+// alert comes, or the timeout; for a spread attack, after an alert, also
+// until its other workers are stopped (at most cfg.Settle). Then it kills
+// what is left of its process group and of the attack's processes
+// elsewhere, and waits for late alerts. It fills in the timing and alert
 // fields of out.
-func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outcome) error {
+func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, spread bool, out *outcome) error {
 	var output tail
 	cmd.Stdout, cmd.Stderr = &output, &output
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
@@ -373,9 +375,15 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 		cpu1, peak := pw.usage()
 		out.cpu, out.peakRSS = cpu1-cpu0, peak
 	}
+	if first != nil && out.Kind == KindAttack {
+		out.Running = stillRunning(ctx, cfg, cmd.Process.Pid, spread)
+	}
 	if !finished {
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // fails only if the group is gone, which exited reports
 		exitErr = <-exited
+	}
+	if err := killAttacks(cfg.Sandbox.Root()); err != nil {
+		return err
 	}
 	if first == nil && alerts != nil {
 		select {
@@ -419,6 +427,24 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 	return ctx.Err()
 }
 
+// stillRunning counts the attack's processes (but its first, launcher)
+// not stopped; for a spread attack it waits up to cfg.Settle for them to
+// be stopped.
+func stillRunning(ctx context.Context, cfg *Config, launcher int, spread bool) int {
+	deadline := time.Now().Add(cfg.Settle)
+	for {
+		n := 0
+		for pid, stopped := range attackProcs(cfg.Sandbox.Root()) {
+			if !stopped && pid != launcher {
+				n++
+			}
+		}
+		if n == 0 || !spread || time.Now().After(deadline) || sleep(ctx, 10*time.Millisecond) != nil {
+			return n
+		}
+	}
+}
+
 // watching is a watcher running in its own goroutine, owned by the
 // scenario that started it and ended by stop.
 type watching struct {
@@ -428,6 +454,7 @@ type watching struct {
 	done    chan error
 	mu      sync.Mutex
 	sid     int     // the scenario's session, once started
+	root    string  // the sandbox: attack processes on it are the scenario's, in any session
 	early   []Alert // alerts that came before the session was known
 	foreign atomic.Int64
 }
@@ -478,8 +505,9 @@ func (w *watching) receive(a Alert) {
 	w.queue(a)
 }
 
-// ours reports whether any of a's processes is in the scenario's session,
-// and known whether any of them still exists.
+// ours reports whether any of a's processes is in the scenario's session
+// or is an attack on the sandbox (a split attack's worker, in a session of
+// its own), and known whether any of them still exists.
 func (w *watching) ours(a Alert) (ours, known bool) {
 	for _, pid := range append(a.PIDs, a.PID) {
 		if pid <= 0 {
@@ -487,6 +515,9 @@ func (w *watching) ours(a Alert) (ours, known bool) {
 		}
 		if s, err := unix.Getsid(pid); err == nil {
 			known = true
+			if !ours && s != w.sid {
+				ours, _ = attackProc(pid, w.root)
+			}
 			ours = ours || s == w.sid
 		}
 	}
@@ -503,7 +534,7 @@ func (w *watching) queue(a Alert) {
 // startWatching makes a watcher over paths and runs it until its marks
 // are in place.
 func startWatching(ctx context.Context, watch WatchFunc, paths []string) (*watching, error) {
-	wt := &watching{alerts: make(chan Alert, 256)}
+	wt := &watching{alerts: make(chan Alert, 256), root: paths[0]}
 	w, err := watch(paths, wt.receive)
 	if err != nil {
 		return nil, fmt.Errorf("start watcher: %w", err)

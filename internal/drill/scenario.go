@@ -25,6 +25,10 @@ type Scenario struct {
 
 	prepare func(ctx context.Context, st *stage) error
 	start   func(ctx context.Context, st *stage) (*exec.Cmd, error)
+	// spread: the attack's workers are not all in its session (split
+	// attacks), so after the first alert the runner waits for the rest
+	// of them to be stopped.
+	spread bool
 }
 
 // stage is what a scenario's preparation and start see.
@@ -111,6 +115,8 @@ func Scenarios() []Scenario {
 		a(EncodeBase64, "ransomware", "ciphertext written back as base64 text: low entropy"),
 		a(SlowEncrypt, "ransomware", "one file per interval (default 3 s), renamed"),
 		a(MultiProcess, "ransomware", "encryption split over many short processes of two files each"),
+		spread(a(SplitSetsid, "ransomware", "encryption split over eight workers at once, each in a session of its own (setsid)")),
+		spread(a(SplitDetached, "ransomware", "encryption split over eight double-forked workers reparented to init, as cron, at or systemd-run start them")),
 		a(WipeRandom, "wiper", "every file overwritten with random bytes"),
 		a(WipeZero, "wiper", "every file overwritten with zeros"),
 		a(WipeTruncate, "wiper", "every file truncated to zero length"),
@@ -132,6 +138,11 @@ func Scenarios() []Scenario {
 		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv, then sorted out of it one mv per file",
 			prepare: noPrepare, start: startMoves},
 	}
+}
+
+func spread(s Scenario) Scenario {
+	s.spread = true
+	return s
 }
 
 // selectScenarios returns the scenarios named in names (all if empty), in
