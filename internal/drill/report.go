@@ -78,10 +78,10 @@ type Summary struct {
 
 // Report is the outcome of a drill.
 type Report struct {
-	Sandbox string   `json:"sandbox"`
-	Backend string   `json:"backend,omitempty"`
-	CanStop bool     `json:"can_stop"`
-	Files   int      `json:"files_per_scenario"`
+	Sandbox string `json:"sandbox"`
+	Backend string `json:"backend,omitempty"`
+	CanStop bool   `json:"can_stop"`
+	Files   int    `json:"files_per_scenario"`
 	// Load: the scenarios ran beside busy work (Config.Load).
 	Load    bool     `json:"load,omitempty"`
 	Results []Result `json:"results"`
