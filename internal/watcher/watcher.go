@@ -258,6 +258,9 @@ func (w *Watcher) one(ev fswatch.Event) {
 		w.samples.put(ev.Path, smp)
 		de = &detect.Event{Op: detect.Write, Path: ev.Path, Old: old, New: smp}
 	case fswatch.Modify:
+		if !self && ev.PID != 0 && w.det.LockedDown(w.cfg.Now()) {
+			w.observe(ev.PID, &detect.Event{Op: detect.Writing, Path: ev.Path})
+		}
 		old := w.samples.cache[ev.Path]
 		if old == nil || old.Size == 0 {
 			return
@@ -386,6 +389,11 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 func (w *Watcher) respond(a *detect.Alert) {
 	if w.cfg.Stop && w.src.PIDs() && len(a.PIDs) > 0 {
 		stopped, err := w.procs.stop(w.procs.targets(a.PIDs))
+		if more := w.procs.siblings(stopped); len(more) > 0 {
+			// Stopped after the offenders, who are the hurry.
+			s2, err2 := w.procs.stop(more)
+			stopped, err = append(stopped, s2...), errors.Join(err, err2)
+		}
 		a.Stopped = len(stopped) > 0
 		if err != nil {
 			a.StopError = err.Error()
