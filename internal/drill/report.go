@@ -29,10 +29,9 @@ type Result struct {
 	FilesDamaged int `json:"files_damaged"`
 	FilesTotal   int `json:"files_total"`
 	// Running counts the attack's processes still running (not stopped)
-	// once the watcher had alerted and, for an attack whose workers are
-	// not all in its session (split attacks), had time to stop them
-	// (the settle time): the attack's own first process, which started
-	// them and wrote nothing, is not counted.
+	// once the watcher had alerted and had the settle time to stop them
+	// (a split attack's workers are stopped by alerts of their own): the
+	// attack's first process, which started the others, is not counted.
 	Running int `json:"still_running,omitempty"`
 	// Alerts is the number of alerts during the scenario; FalseAlarms is
 	// the same for a benign workload and 0 for an attack.

@@ -279,7 +279,7 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 		_ = w.stop() // err is the failure to report
 		return fail(err)
 	}
-	if err := run(ctx, cmd, w, cfg, sc.spread, &out); err != nil {
+	if err := run(ctx, cmd, w, cfg, &out); err != nil {
 		_ = w.stop() // err is the failure to report
 		return fail(err)
 	}
@@ -327,12 +327,12 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 }
 
 // run starts cmd in a session of its own and waits until it ends, an
-// alert comes, or the timeout; for a spread attack, after an alert, also
-// until its other workers are stopped (at most cfg.Settle). Then it kills
+// alert comes, or the timeout; after an alert about an attack, also
+// until its processes are stopped (at most cfg.Settle). Then it kills
 // what is left of its process group and of the attack's processes
 // elsewhere, and waits for late alerts. It fills in the timing and alert
 // fields of out.
-func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, spread bool, out *outcome) error {
+func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outcome) error {
 	var output tail
 	cmd.Stdout, cmd.Stderr = &output, &output
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
@@ -376,7 +376,7 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, spread bo
 		out.cpu, out.peakRSS = cpu1-cpu0, peak
 	}
 	if first != nil && out.Kind == KindAttack {
-		out.Running = stillRunning(ctx, cfg, cmd.Process.Pid, spread)
+		out.Running = stillRunning(ctx, cfg, cmd.Process.Pid)
 	}
 	if !finished {
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // fails only if the group is gone, which exited reports
@@ -428,9 +428,10 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, spread bo
 }
 
 // stillRunning counts the attack's processes (but its first, launcher)
-// not stopped; for a spread attack it waits up to cfg.Settle for them to
-// be stopped.
-func stillRunning(ctx context.Context, cfg *Config, launcher int, spread bool) int {
+// not stopped, waiting up to cfg.Settle for them to be: a signal takes
+// effect when its process next runs, and a split attack's workers are
+// stopped by alerts of their own.
+func stillRunning(ctx context.Context, cfg *Config, launcher int) int {
 	deadline := time.Now().Add(cfg.Settle)
 	for {
 		n := 0
@@ -439,7 +440,7 @@ func stillRunning(ctx context.Context, cfg *Config, launcher int, spread bool) i
 				n++
 			}
 		}
-		if n == 0 || !spread || time.Now().After(deadline) || sleep(ctx, 10*time.Millisecond) != nil {
+		if n == 0 || time.Now().After(deadline) || sleep(ctx, 10*time.Millisecond) != nil {
 			return n
 		}
 	}

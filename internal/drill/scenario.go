@@ -25,10 +25,6 @@ type Scenario struct {
 
 	prepare func(ctx context.Context, st *stage) error
 	start   func(ctx context.Context, st *stage) (*exec.Cmd, error)
-	// spread: the attack's workers are not all in its session (split
-	// attacks), so after the first alert the runner waits for the rest
-	// of them to be stopped.
-	spread bool
 }
 
 // stage is what a scenario's preparation and start see.
@@ -140,9 +136,11 @@ func Scenarios() []Scenario {
 	}
 }
 
-func spread(s Scenario) Scenario {
-	s.spread = true
-	return s
+// spread makes a a split attack, which runs from a copy of the drill's
+// executable (prepareSplit).
+func spread(a Scenario) Scenario {
+	a.prepare = prepareSplit
+	return a
 }
 
 // selectScenarios returns the scenarios named in names (all if empty), in

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,6 +64,34 @@ func (a *attacker) split(ctx context.Context, detach bool) error {
 		})
 	}
 	return g.Wait()
+}
+
+// workerExe is where the split attacks' launcher and workers run from: a
+// copy of the drill's executable, as ransomware runs from a binary of its
+// own (the watcher stops the other processes that run the executable of
+// a process it stops, but never those running its own).
+const workerExe = WorkDir + "/split-worker"
+
+// prepareSplit copies the drill's executable to workerExe.
+func prepareSplit(_ context.Context, st *stage) error {
+	src, err := os.Open(st.child.Args[0])
+	if err != nil {
+		return fmt.Errorf("copy the worker executable: %w", err)
+	}
+	defer func() { _ = src.Close() }() // read only
+	dst, err := st.sb.OpenFile(workerExe, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		_ = dst.Close() // the copy's error is the one to report
+		return fmt.Errorf("copy the worker executable: %w", err)
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("copy the worker executable: %w", err)
+	}
+	st.child = Child{Args: append([]string{st.sb.Path(workerExe)}, st.child.Args[1:]...), Env: st.child.Env}
+	return nil
 }
 
 // detach starts the attack args describe (without --detach) in a
