@@ -61,6 +61,10 @@ type Config struct {
 	Timeout time.Duration
 	// Scenarios are the names to run; empty runs all.
 	Scenarios []string
+	// Load runs busy work beside the scenarios (see load): two CPU-bound
+	// processes and a parallel compile loop, started before the first
+	// scenario and stopped after the last.
+	Load bool
 	// Logger gets progress; nil discards.
 	Logger *slog.Logger
 	// OnResult, if set, is called as each scenario ends.
@@ -137,16 +141,23 @@ func (c *Config) defaults() {
 // Run runs the configured scenarios one after another, each on a freshly
 // generated tree, and reports what the watcher made of them. An error is
 // returned only when the drill itself cannot go on (the sandbox cannot be
-// reset, ctx ended); a scenario that fails to set up is reported with its
-// error and the others still run.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+// reset, ctx ended) or its load failed (Config.Load); a scenario that
+// fails to set up is reported with its error and the others still run.
+func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	cfg.defaults()
 	list, err := selectScenarios(cfg.Scenarios)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Sandbox: cfg.Sandbox.Root(), Files: cfg.Tree.Files}
+	rep := &Report{Sandbox: cfg.Sandbox.Root(), Files: cfg.Tree.Files, Load: cfg.Load}
 	r := &runner{cfg: &cfg}
+	if cfg.Load {
+		l, err := startLoad(ctx, Programs{Env: cfg.Env})
+		if err != nil {
+			return nil, err
+		}
+		defer func() { err = errors.Join(err, l.stop()) }()
+	}
 	for _, sc := range list {
 		res, err := r.scenario(ctx, sc, cfg.Watch)
 		if err != nil {
