@@ -522,8 +522,8 @@ func (w *watching) receive(a Alert) {
 // its own), and known whether any of them still exists.
 func (w *watching) ours(a Alert) (ours, known bool) {
 	for _, pid := range append(a.PIDs, a.PID) {
-		if pid <= 0 {
-			continue
+		if pid <= 0 || !alive(pid) {
+			continue // a zombie: killed after the stop, its alert read late
 		}
 		if s, err := unix.Getsid(pid); err == nil {
 			known = true
