@@ -360,7 +360,20 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		}
 		last = time.Now()
 		batch = thr.filter(decode(buf[:n], batch[:0]), last)
-		if hurry = len(batch) > 0 && handle(batch); hurry {
+		if len(batch) == 0 {
+			// Nothing in the protected folders: other programs' work on
+			// the same file system. The next read comes after gap, at
+			// real-time priority, so an attack that starts amid it is read
+			// within gap and before the busy machine's other work. While
+			// the handler asks to hurry it reads on at once.
+			prio.raise(0)
+			pace.reset()
+			if !hurry {
+				pause(gap)
+			}
+			continue
+		}
+		if hurry = handle(batch); hurry {
 			prio.raise(linger)
 			pace.rose(last)
 			continue
