@@ -168,10 +168,10 @@ func attackProc(pid int, root string) (ok, stopped bool) {
 }
 
 // isAttack reports whether a command line is a drill attack child
-// ("... drill attack [flags] NAME ROOT").
+// ("EXE [drill] attack [flags] NAME ROOT": Child.Args, then "attack").
 func isAttack(args []string) bool {
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "drill" && args[i+1] == "attack" {
+	for i := 1; i < len(args); i++ {
+		if args[i] == "attack" && (i == 1 || args[i-1] == "drill") {
 			return true
 		}
 	}
