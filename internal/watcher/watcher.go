@@ -204,7 +204,7 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	return w.src.Run(ctx, w.handle)
 }
 
-// handle processes one batch of events, in order, and drains the proc
+// handle processes one batch of events, in order, then drains the proc
 // connector when it has not for a while (an empty batch: no event came),
 // so that its socket does not overflow. Everything that takes the process table's lock runs here,
 // on the source's thread, so that a real-time handler never waits for a
@@ -212,6 +212,15 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // once when the batch raised an actor's score, or a file was found cut to
 // nothing by a process that still has it open.
 func (w *Watcher) handle(batch []fswatch.Event) bool {
+	w.hurry = false
+	for _, ev := range batch {
+		w.one(ev)
+	}
+	rising := w.det.Raised() != w.raised
+	w.raised = w.det.Raised()
+	// After the batch: an attack's first batch should not wait for the
+	// messages that piled up meanwhile (a process table misses only
+	// processes it never saw, and those it reads from /proc at once).
 	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
 		w.procs.tick()
 		w.ticked = now
@@ -219,12 +228,6 @@ func (w *Watcher) handle(batch []fswatch.Event) bool {
 			w.hold.expire(false)
 		}
 	}
-	w.hurry = false
-	for _, ev := range batch {
-		w.one(ev)
-	}
-	rising := w.det.Raised() != w.raised
-	w.raised = w.det.Raised()
 	return w.hurry || rising
 }
 
