@@ -329,7 +329,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 	var pace pacer
 	var last time.Time  // when the last event was read
 	var idled time.Time // when the handler last got an empty batch
-	hurry := false     // the handler asked for the next batch at once
+	hurry := false      // the handler asked for the next batch at once
 	for {
 		if ctx.Err() != nil {
 			return nil // also when events never stop coming (a busy file system)
