@@ -64,6 +64,11 @@ type Actor struct {
 	Group   int
 	UID     int
 	Command string
+	// Own: the process is in the caller's own process group (the job
+	// that runs the watcher: a drill's clean-up, a test runner). It is
+	// scored as any other, but neither implicated by its user's alerts
+	// nor locked down (see Observe).
+	Own bool
 }
 
 // Event is one file event with its features.
@@ -172,6 +177,7 @@ type recent struct {
 type group struct {
 	key      int
 	uid      int
+	own      bool // Actor.Own
 	hits     []contrib
 	seen     map[[2]string]bool // (key, signal) already counted in the window
 	pids     map[int]string     // PID -> command
@@ -295,7 +301,7 @@ func (d *Detector) LockedDown(t time.Time) bool {
 // while its user is under lockdown: within Cooldown of the user's last
 // alert, and the group itself was not alerted within Cooldown.
 func (d *Detector) lockdown(g *group, e Event) bool {
-	if e.Actor.PID == 0 || g.uid < 0 {
+	if e.Actor.PID == 0 || g.uid < 0 || g.own {
 		return false
 	}
 	t, ok := d.users[g.uid]
@@ -319,7 +325,7 @@ func (d *Detector) userGroups(uid int, t time.Time, scored ...*group) []*group {
 	out := slices.Clone(scored)
 	for _, o := range d.groups {
 		recent := !o.alerted.IsZero() && t.Sub(o.alerted) < d.cfg.Cooldown // alerted already
-		if o.uid == uid && o.key != 0 && t.Sub(o.last) < d.cfg.Cooldown && !recent && !slices.Contains(out, o) {
+		if o.uid == uid && o.key != 0 && !o.own && t.Sub(o.last) < d.cfg.Cooldown && !recent && !slices.Contains(out, o) {
 			out = append(out, o)
 		}
 	}
@@ -558,7 +564,7 @@ func (d *Detector) group(a Actor, t time.Time) *group {
 	}
 	g := d.groups[key]
 	if g == nil {
-		g = &group{key: key, uid: a.UID, seen: map[[2]string]bool{}, pids: map[int]string{}}
+		g = &group{key: key, uid: a.UID, own: a.Own, seen: map[[2]string]bool{}, pids: map[int]string{}}
 		if a.PID == 0 {
 			g.uid = -1
 		}

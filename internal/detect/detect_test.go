@@ -382,6 +382,7 @@ func TestLockdown(t *testing.T) {
 	type ev struct {
 		at       time.Duration
 		pid, uid int
+		own      bool
 		op       Op
 		file     string
 		old, new []byte
@@ -411,6 +412,12 @@ func TestLockdown(t *testing.T) {
 		{"a worker acting long before is not implicated",
 			append([]ev{{at: -time.Minute, pid: 8, uid: 1000, op: Create, file: "note.txt"}}, attack...),
 			[][]int{{7}}, []string{"process tree"}},
+		{"the watcher's own job is not locked down",
+			append(attack, ev{at: 2 * time.Second, pid: 9, uid: 1000, own: true, op: Write, file: "disk.img", new: text(300)}),
+			[][]int{{7}}, []string{"process tree"}},
+		{"nor implicated",
+			append([]ev{{at: -time.Second, pid: 8, uid: 1000, own: true, op: Create, file: "note.txt"}}, attack...),
+			[][]int{{7}}, []string{"process tree"}},
 		{"the lockdown ends after the cooldown",
 			append(attack, ev{at: time.Minute, pid: 9, uid: 1000, op: Create, file: "note.txt"}),
 			[][]int{{7}}, []string{"process tree"}},
@@ -425,7 +432,7 @@ func TestLockdown(t *testing.T) {
 			var scopes []string
 			for _, e := range tt.events {
 				de := Event{Time: t0.Add(time.Hour + e.at), Op: e.op, Path: "/data/" + e.file,
-					Actor: Actor{PID: e.pid, Group: e.pid, UID: e.uid}}
+					Actor: Actor{PID: e.pid, Group: e.pid, UID: e.uid, Own: e.own}}
 				if e.old != nil {
 					de.Old = sample(e.old)
 				}

@@ -205,19 +205,20 @@ func (p *procs) get(pid int) *proc {
 // then it is the process tree under the highest ancestor below this
 // process, its ancestors, or PID 1 or 2. Either way a program and the
 // workers it forks are one actor, and two programs started side by side
-// are two. Unknown parents end the walk.
-func (p *procs) actor(pid int) (group, uid int, comm string) {
+// are two. Unknown parents end the walk. own reports a process of this
+// process's group or an ancestor's (see detect.Actor.Own).
+func (p *procs) actor(pid int) (group, uid int, comm string, own bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.get(pid)
 	if pr == nil {
-		return pid, -1, ""
+		return pid, -1, "", false
 	}
 	if pr.pgid > 2 && !p.ownGroups[pr.pgid] {
-		return pr.pgid, pr.uid, pr.comm
+		return pr.pgid, pr.uid, pr.comm, false
 	}
 	c := p.chain(pid)
-	return c[len(c)-1], pr.uid, pr.comm
+	return c[len(c)-1], pr.uid, pr.comm, p.ownGroups[pr.pgid]
 }
 
 // chain returns pid and its ancestors, up to (not including) a boundary:
