@@ -163,7 +163,12 @@ file, or a backup after an attack was judged clean.`,
 				}
 				return rep.WriteTable(cmd.OutOrStdout())
 			}
+			// The watcher runs in this process: collections as rare as in
+			// kalaja watch (a stop of the world waits for the event
+			// thread's pause, and the event thread for the stop).
+			restore := setGCPercent(watchGCPercent)
 			rep, err := drill.Run(ctx, cfg)
+			restore()
 			if err != nil {
 				return drillError(err)
 			}
