@@ -44,6 +44,7 @@ func newDrillCommand(g *globalOptions) *cobra.Command {
 		verbose  bool
 		recov    bool
 		heal     bool
+		load     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "drill --sandbox DIR",
@@ -56,14 +57,17 @@ the watcher alerted, how fast, how many files were damaged before the process
 was stopped, and any false alarms.
 
 Attacks: encrypt-rename, encrypt-inplace, intermittent, encode-base64,
-slow-encrypt, multiprocess, wipe-random, wipe-zero, wipe-truncate,
-wipe-delete, wipe-raw (writes to a loop device whose backing file is in the
-sandbox), and on a stand-in of Kalaja's own files on a host (a local
-repository, the state directory, a password file), which the watcher guards:
-backup-delete (rm -rf of the repository), backup-overwrite (the shell
-overwrites the ledger pin, the alert log and the password file). Benign: compress, git, go-build, sqlite, office-save, log-rotate,
-bulk-move (they run tar, zstd, gzip, git, go, sqlite3, mv, rm and losetup, which
-must be installed).
+slow-encrypt, multiprocess, split-setsid, split-detached (eight workers, each
+in a session of its own, the second reparented to init), wipe-random,
+wipe-zero, wipe-truncate, wipe-delete, wipe-rm (rm -rf), wipe-find (find
+-delete), wipe-unlink (a C unlink loop, built with gcc), wipe-raw (writes to
+a loop device whose backing file is in the sandbox), and on a stand-in of
+Kalaja's own files on a host (a local repository, the state directory, a
+password file), which the watcher guards: backup-delete (rm -rf of the
+repository), backup-overwrite (the shell overwrites the ledger pin, the
+alert log and the password file). Benign: compress, git, go-build, sqlite,
+office-save, log-rotate, bulk-move. They run tar, zstd, gzip, git, go, gcc,
+sqlite3, mv, rm, find and losetup, which must be installed.
 
 The drill touches nothing outside the sandbox. It refuses system and home
 folders, their ancestors and symbolic links to them, and a non-empty folder
@@ -79,6 +83,9 @@ heals instead, as 'kalaja watch --heal' does. For each attack the drill
 reports the files damaged, recovered byte for byte and lost (none may be:
 the tree was backed up just before the attack), and the recovery's seconds;
 with --heal, from the attack's start to the healed tree.
+
+--load runs every scenario beside two CPU-bound processes and a go build -a
+loop (needs go): the watcher's bounds must hold on a busy machine too.
 
 --measure-overhead instead times each benign workload --reps times with and
 without the watcher and reports the slowdown and the watcher's CPU and
@@ -113,7 +120,7 @@ file, or a backup after an attack was judged clean.`,
 				Sandbox: sb, Child: child, Env: os.Environ(),
 				Watch: watchHere(backend, canaries, logger),
 				Tree:  drill.Tree{Files: files, Seed: seed}, BulkBytes: bulkMiB << 20,
-				SlowInterval: slow, Settle: settle, Timeout: timeout, Scenarios: names, Logger: logger,
+				SlowInterval: slow, Settle: settle, Timeout: timeout, Scenarios: names, Logger: logger, Load: load,
 			}
 			if g.progressEnabled() {
 				cfg.OnResult = func(r drill.Result) { fmt.Fprintf(os.Stderr, "%s\n", progressNote(r)) }
@@ -159,7 +166,12 @@ file, or a backup after an attack was judged clean.`,
 				}
 				return rep.WriteTable(cmd.OutOrStdout())
 			}
+			// The watcher runs in this process: collections as rare as in
+			// kalaja watch (a stop of the world waits for the event
+			// thread's pause, and the event thread for the stop).
+			restore := setGCPercent(watchGCPercent)
 			rep, err := drill.Run(ctx, cfg)
+			restore()
 			if err != nil {
 				return drillError(err)
 			}
@@ -197,6 +209,7 @@ file, or a backup after an attack was judged clean.`,
 	f.BoolVarP(&verbose, "verbose", "v", false, "log each scenario and the watcher's messages")
 	f.BoolVar(&recov, "recover", false, "after each attack, check the backup's health and recover the sandbox in place")
 	f.BoolVar(&heal, "heal", false, "with --recover: let the watcher heal instead of recover")
+	f.BoolVar(&load, "load", false, "run the scenarios beside two CPU-bound processes and a parallel compile loop (go build -a)")
 	cmd.AddCommand(newDrillChildCommand("attack"), newDrillChildCommand("benign"), newDrillWatchCommand())
 	return cmd
 }

@@ -126,7 +126,7 @@ then the flags.`,
 	f.StringArrayVar(&o.weights, "weight", nil, "set a signal's weight, as signal=number (repeatable)")
 	f.StringVar(&o.backend, "backend", "auto", "event source: auto, fanotify or inotify")
 	f.BoolVar(&o.noStop, "no-stop", false, "alert only; do not stop the offending processes")
-	f.BoolVar(&o.normalPriority, "normal-priority", false, "never handle events at real-time priority (as root the watcher uses it for the first event after a quiet spell and after a score rose: it stops an attack sooner on a busy machine)")
+	f.BoolVar(&o.normalPriority, "normal-priority", false, "never handle events at real-time priority, nor hold a suspect on the watcher's CPU (as root the watcher uses real-time priority for the first event after a quiet spell and after a score rose, and holds a process whose score rose: it stops an attack sooner on a busy machine)")
 	f.BoolVar(&o.noCanaries, "no-canaries", false, "do not place canary files in the folders")
 	f.StringVar(&o.alertLog, "alert-log", "", "append each alert as a JSON line to this file (default $KALAJA_ALERT_LOG, else alerts.jsonl in the state directory; 'kalaja snapshots' and 'kalaja recover' read it)")
 	f.StringVar(&o.webhook, "webhook", "", "POST each alert as JSON to this URL")

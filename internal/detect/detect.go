@@ -49,6 +49,10 @@ const (
 	// it is written the deletion no longer counts, and the content is
 	// compared with the deleted file's.
 	Create
+	// Writing: the file is being written and is still open. It scores
+	// nothing; a caller need report it only while LockedDown, for whom
+	// it is an event of the actor (see Observe).
+	Writing
 )
 
 // Actor is who caused an event. Group names the actor the caller
@@ -60,6 +64,11 @@ type Actor struct {
 	Group   int
 	UID     int
 	Command string
+	// Own: the process is in the caller's own process group (the job
+	// that runs the watcher: a drill's clean-up, a test runner). It is
+	// scored as any other, but neither implicated by its user's alerts
+	// nor locked down (see Observe).
+	Own bool
 }
 
 // Event is one file event with its features.
@@ -139,12 +148,14 @@ const (
 	maxRecent  = 256  // recent new and deleted files per group (pairing)
 	maxFresh   = 1 << 17
 	maxNotes   = 1024
+	maxUsers   = 1024 // users with a recent user alert
 )
 
 // Detector scores events. It is not safe for concurrent use.
 type Detector struct {
 	cfg    Config
 	groups map[int]*group
+	users  map[int]time.Time    // UID -> its last user alert (see Observe)
 	fresh  map[string]time.Time // path -> creation seen
 	swept  time.Time
 	raised uint64 // events that raised an actor's score
@@ -170,6 +181,7 @@ type recent struct {
 type group struct {
 	key      int
 	uid      int
+	own      bool // Actor.Own
 	hits     []contrib
 	seen     map[[2]string]bool // (key, signal) already counted in the window
 	pids     map[int]string     // PID -> command
@@ -191,7 +203,7 @@ func New(cfg Config) (*Detector, error) {
 		return nil, err
 	}
 	cfg.Weights = maps.Clone(cfg.Weights)
-	return &Detector{cfg: cfg, groups: map[int]*group{}, fresh: map[string]time.Time{}}, nil
+	return &Detector{cfg: cfg, groups: map[int]*group{}, users: map[int]time.Time{}, fresh: map[string]time.Time{}}, nil
 }
 
 // Observe scores one event and returns an alert if the event's actor
@@ -199,14 +211,31 @@ func New(cfg Config) (*Detector, error) {
 // After an alert the implicated actors start again from zero, so an actor
 // that goes on (not stopped) alerts again once it has done as much more,
 // and Config.Cooldown has passed.
+//
+// An alert of a process tree or a user (the groups of one user together
+// crossing UserThreshold) implicates every group of that user with an
+// event within Cooldown before it, and puts the user under lockdown
+// until Cooldown has passed since its last alert: any other group of
+// that user with an event in that time alerts at once (scope "user",
+// Threshold 0), whatever the event. So the workers of a split attack are
+// stopped with the first, or at their first event (before their first
+// damaged file, as a ransom note or an open for writing comes first).
 func (d *Detector) Observe(e Event) *Alert {
 	d.sweep(e.Time)
 	g := d.group(e.Actor, e.Time)
+	// quiet is what an event that crosses no threshold returns: nothing,
+	// unless the user is under lockdown (see above).
+	quiet := func() *Alert {
+		if d.lockdown(g, e) {
+			return d.alert(e, d.userGroups(g.uid, e.Time, g), g.score, 0, "user")
+		}
+		return nil
+	}
 	if !e.Dir {
 		g.touch(e.Path)
 	}
 	if e.Op == Create && !e.Dir && !e.Guarded && g.recreate(e.Path) {
-		return nil // a replacement scores nothing, and is not fresh
+		return quiet() // a replacement scores nothing, and is not fresh
 	}
 	if e.Op == Write && e.Old == nil {
 		if old, ok := g.replaced[e.Path]; ok {
@@ -222,7 +251,7 @@ func (d *Detector) Observe(e Event) *Alert {
 	hits := d.signals(g, e)
 	d.remember(e)
 	if len(hits) == 0 {
-		return nil
+		return quiet()
 	}
 	before := g.score
 	for _, h := range hits {
@@ -235,15 +264,16 @@ func (d *Detector) Observe(e Event) *Alert {
 	if !g.alerted.IsZero() && e.Time.Sub(g.alerted) < d.cfg.Cooldown {
 		return nil
 	}
-	if g.score >= d.cfg.Threshold || e.Guarded {
-		a := d.alert(e, []*group{g}, g.score, d.cfg.Threshold, "process tree")
-		if e.Actor.PID == 0 {
-			a.Scope = "unknown process"
-		}
-		return a
-	}
 	if e.Actor.PID == 0 {
+		if g.score >= d.cfg.Threshold || e.Guarded {
+			a := d.alert(e, []*group{g}, g.score, d.cfg.Threshold, "process tree")
+			a.Scope = "unknown process"
+			return a
+		}
 		return nil
+	}
+	if g.score >= d.cfg.Threshold || e.Guarded {
+		return d.alert(e, d.userGroups(g.uid, e.Time, g), g.score, d.cfg.Threshold, "process tree")
 	}
 	var user []*group
 	total := 0.0
@@ -254,9 +284,56 @@ func (d *Detector) Observe(e Event) *Alert {
 		}
 	}
 	if len(user) > 1 && total >= d.cfg.UserThreshold {
-		return d.alert(e, user, total, d.cfg.UserThreshold, "user")
+		return d.alert(e, d.userGroups(g.uid, e.Time, user...), total, d.cfg.UserThreshold, "user")
 	}
-	return nil
+	return quiet()
+}
+
+// LockedDown reports whether some user is under lockdown at t (see
+// Observe): then every event of that user's processes counts, Writing
+// included.
+func (d *Detector) LockedDown(t time.Time) bool {
+	for _, at := range d.users {
+		if t.Sub(at) < d.cfg.Cooldown {
+			return true
+		}
+	}
+	return false
+}
+
+// lockdown reports whether e's group, of a known user and process, acts
+// while its user is under lockdown: within Cooldown of the user's last
+// alert, and the group itself was not alerted within Cooldown.
+func (d *Detector) lockdown(g *group, e Event) bool {
+	if e.Actor.PID == 0 || g.uid < 0 || g.own {
+		return false
+	}
+	t, ok := d.users[g.uid]
+	return ok && e.Time.Sub(t) < d.cfg.Cooldown && (g.alerted.IsZero() || e.Time.Sub(g.alerted) >= d.cfg.Cooldown)
+}
+
+// userGroups returns scored, the groups an alert is about, and with them
+// every other group of uid (if known) that acted in the protected folders
+// within Cooldown before t and was not alerted within it: the other
+// workers of a split attack, also those that had not scored yet (one
+// writing its first file), so that they are stopped with the rest. It
+// marks uid as alerted at t (see Observe).
+func (d *Detector) userGroups(uid int, t time.Time, scored ...*group) []*group {
+	if uid < 0 {
+		return scored
+	}
+	if _, ok := d.users[uid]; !ok && len(d.users) >= maxUsers {
+		clear(d.users)
+	}
+	d.users[uid] = t
+	out := slices.Clone(scored)
+	for _, o := range d.groups {
+		recent := !o.alerted.IsZero() && t.Sub(o.alerted) < d.cfg.Cooldown // alerted already
+		if o.uid == uid && o.key != 0 && !o.own && t.Sub(o.last) < d.cfg.Cooldown && !recent && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Raised returns how many events so far raised an actor's score. The
@@ -495,7 +572,7 @@ func (d *Detector) group(a Actor, t time.Time) *group {
 	}
 	g := d.groups[key]
 	if g == nil {
-		g = &group{key: key, uid: a.UID, seen: map[[2]string]bool{}, pids: map[int]string{}}
+		g = &group{key: key, uid: a.UID, own: a.Own, seen: map[[2]string]bool{}, pids: map[int]string{}}
 		if a.PID == 0 {
 			g.uid = -1
 		}

@@ -377,3 +377,81 @@ func TestRaised(t *testing.T) {
 		}
 	}
 }
+
+// TestLockdown: an alert implicates the other groups of its user that
+// acted within Cooldown before it, and for Cooldown after it any other
+// group of that user alerts at its first event; other users are not
+// concerned.
+func TestLockdown(t *testing.T) {
+	doc := text(6000)
+	type ev struct {
+		at       time.Duration
+		pid, uid int
+		own      bool
+		op       Op
+		file     string
+		old, new []byte
+	}
+	encrypt := func(at time.Duration, pid int, file string) ev {
+		return ev{at: at, pid: pid, uid: 1000, op: Write, file: file, old: doc, new: random(6000)}
+	}
+	attack := []ev{encrypt(0, 7, "a.txt"), encrypt(time.Second, 7, "b.txt")}
+	tests := []struct {
+		name     string
+		events   []ev
+		wantPIDs [][]int // the PIDs of each alert
+		scopes   []string
+	}{
+		{"a worker that acted before the alert is implicated",
+			append([]ev{{at: -time.Second, pid: 8, uid: 1000, op: Create, file: "note.txt"}}, attack...),
+			[][]int{{7, 8}}, []string{"process tree"}},
+		{"a worker of the same user after the alert, at its first event",
+			append(attack, ev{at: 2 * time.Second, pid: 9, uid: 1000, op: Create, file: "note.txt"}),
+			[][]int{{7}, {9}}, []string{"process tree", "user"}},
+		{"a worker writing its first file",
+			append(attack, ev{at: 2 * time.Second, pid: 9, uid: 1000, op: Writing, file: "c.txt"}),
+			[][]int{{7}, {9}}, []string{"process tree", "user"}},
+		{"another user is not locked down",
+			append(attack, ev{at: 2 * time.Second, pid: 9, uid: 1001, op: Create, file: "note.txt"}),
+			[][]int{{7}}, []string{"process tree"}},
+		{"a worker acting long before is not implicated",
+			append([]ev{{at: -time.Minute, pid: 8, uid: 1000, op: Create, file: "note.txt"}}, attack...),
+			[][]int{{7}}, []string{"process tree"}},
+		{"the watcher's own job is not locked down",
+			append(attack, ev{at: 2 * time.Second, pid: 9, uid: 1000, own: true, op: Write, file: "disk.img", new: text(300)}),
+			[][]int{{7}}, []string{"process tree"}},
+		{"nor implicated",
+			append([]ev{{at: -time.Second, pid: 8, uid: 1000, own: true, op: Create, file: "note.txt"}}, attack...),
+			[][]int{{7}}, []string{"process tree"}},
+		{"the lockdown ends after the cooldown",
+			append(attack, ev{at: time.Minute, pid: 9, uid: 1000, op: Create, file: "note.txt"}),
+			[][]int{{7}}, []string{"process tree"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := New(DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pids [][]int
+			var scopes []string
+			for _, e := range tt.events {
+				de := Event{Time: t0.Add(time.Hour + e.at), Op: e.op, Path: "/data/" + e.file,
+					Actor: Actor{PID: e.pid, Group: e.pid, UID: e.uid, Own: e.own}}
+				if e.old != nil {
+					de.Old = sample(e.old)
+				}
+				if e.new != nil {
+					de.New = sample(e.new)
+				}
+				if a := d.Observe(de); a != nil {
+					pids = append(pids, a.PIDs)
+					scopes = append(scopes, a.Scope)
+				}
+			}
+			if fmt.Sprint(pids) != fmt.Sprint(tt.wantPIDs) || !slices.Equal(scopes, tt.scopes) {
+				t.Errorf("alerts on %v (%v), want %v (%v)", pids, scopes, tt.wantPIDs, tt.scopes)
+			}
+		})
+	}
+}

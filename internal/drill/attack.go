@@ -27,6 +27,8 @@ const (
 	EncodeBase64   = "encode-base64"
 	SlowEncrypt    = "slow-encrypt"
 	MultiProcess   = "multiprocess"
+	SplitSetsid    = "split-setsid"
+	SplitDetached  = "split-detached"
 	WipeRandom     = "wipe-random"
 	WipeZero       = "wipe-zero"
 	WipeTruncate   = "wipe-truncate"
@@ -124,6 +126,8 @@ func Attack(ctx context.Context, sb *Sandbox, name string, o AttackOptions) erro
 		do, note = (*attacker).base64, true
 	case MultiProcess:
 		return a.multiProcess(ctx)
+	case SplitSetsid, SplitDetached:
+		return a.split(ctx, name == SplitDetached)
 	case WipeRandom:
 		do = (*attacker).overwriteRandom
 	case WipeZero:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -32,13 +33,15 @@ var ErrUsage = errors.New("usage")
 
 // RunChild is the body of a drill child process. args are
 //
-//	attack [--interval D] [--device DEV] [--only PATH]... [--ext EXT] NAME ROOT
+//	attack [--interval D] [--device DEV] [--only PATH]... [--ext EXT] [--detach] NAME ROOT
 //	benign NAME ROOT
 //
 // ROOT must be a sandbox (see Open, which applies p); attacks are named
 // by the Encrypt*, Intermittent, EncodeBase64, SlowEncrypt, MultiProcess
 // and Wipe* constants, the one benign child workload is "office-save".
-// Refusals wrap ErrUnsafe, bad arguments ErrUsage.
+// With --detach the attack is started in a session of its own, its PID
+// printed, and RunChild returns without waiting (a split-detached
+// worker). Refusals wrap ErrUnsafe, bad arguments ErrUsage.
 func RunChild(ctx context.Context, args []string, c Child, p Policy, logger *slog.Logger) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: attack or benign", ErrUsage)
@@ -50,6 +53,7 @@ func RunChild(ctx context.Context, args []string, c Child, p Policy, logger *slo
 	fs.StringVar(&o.Device, "device", "", "loop device")
 	fs.StringVar(&o.Ext, "ext", "", "extension of renamed files")
 	fs.Func("only", "a file to attack", func(s string) error { o.Only = append(o.Only, s); return nil })
+	detached := fs.Bool("detach", false, "start the attack in a session of its own and return")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
@@ -65,6 +69,9 @@ func RunChild(ctx context.Context, args []string, c Child, p Policy, logger *slo
 	o.Child, o.Logger = c, logger
 	switch args[0] {
 	case "attack":
+		if *detached {
+			return detach(c, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--detach" }))
+		}
 		return Attack(ctx, sb, name, o)
 	case "benign":
 		if name != OfficeSave {

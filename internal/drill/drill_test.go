@@ -233,9 +233,9 @@ func testConfig(t *testing.T, sb *Sandbox, after time.Duration) Config {
 func TestRunWithoutWatcher(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := testConfig(t, sb, 0)
-	cfg.Scenarios = []string{EncryptInPlace, MultiProcess, WipeRaw}
+	cfg.Scenarios = []string{EncryptInPlace, MultiProcess, SplitSetsid, SplitDetached, WipeRm, WipeFind, WipeUnlink, WipeRaw}
 	if os.Geteuid() != 0 {
-		cfg.Scenarios = cfg.Scenarios[:2] // losetup needs root
+		cfg.Scenarios = cfg.Scenarios[:len(cfg.Scenarios)-1] // losetup needs root
 	}
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -254,6 +254,9 @@ func TestRunWithoutWatcher(t *testing.T) {
 	}
 	if rep.OK() || rep.Summary.Detected != 0 || rep.Summary.Attacks != len(cfg.Scenarios) {
 		t.Errorf("summary %+v", rep.Summary)
+	}
+	if left := attackProcs(sb.Root()); len(left) > 0 {
+		t.Errorf("attack processes outlived their scenarios: %v", left)
 	}
 }
 

@@ -17,7 +17,7 @@ var ErrMissingProgram = errors.New("program not installed")
 var packages = map[string]string{
 	"sqlite3": "sqlite3", "git": "git", "zstd": "zstd", "gzip": "gzip", "tar": "tar",
 	"losetup": "mount (util-linux)", "go": "golang-go, or a Go toolchain on PATH", "sh": "dash",
-	"mv": "coreutils", "rm": "coreutils", "seq": "coreutils", "sed": "sed", "find": "findutils",
+	"mv": "coreutils", "seq": "coreutils", "sed": "sed", "find": "findutils", "rm": "coreutils", "gcc": "gcc",
 }
 
 // Programs runs the real programs the drill needs with a given

@@ -28,6 +28,11 @@ type Result struct {
 	// are not counted; wipe-raw's disk image counts as one file).
 	FilesDamaged int `json:"files_damaged"`
 	FilesTotal   int `json:"files_total"`
+	// Running counts the attack's processes still running (not stopped)
+	// once the watcher had alerted and had the settle time to stop them
+	// (a split attack's workers are stopped by alerts of their own): the
+	// attack's first process, which started the others, is not counted.
+	Running int `json:"still_running,omitempty"`
 	// Alerts is the number of alerts during the scenario; FalseAlarms is
 	// the same for a benign workload and 0 for an attack.
 	Alerts      int `json:"alerts"`
@@ -72,10 +77,12 @@ type Summary struct {
 
 // Report is the outcome of a drill.
 type Report struct {
-	Sandbox string   `json:"sandbox"`
-	Backend string   `json:"backend,omitempty"`
-	CanStop bool     `json:"can_stop"`
-	Files   int      `json:"files_per_scenario"`
+	Sandbox string `json:"sandbox"`
+	Backend string `json:"backend,omitempty"`
+	CanStop bool   `json:"can_stop"`
+	Files   int    `json:"files_per_scenario"`
+	// Load: the scenarios ran beside busy work (Config.Load).
+	Load    bool     `json:"load,omitempty"`
 	Results []Result `json:"results"`
 	Summary Summary  `json:"summary"`
 }

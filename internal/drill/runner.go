@@ -61,6 +61,10 @@ type Config struct {
 	Timeout time.Duration
 	// Scenarios are the names to run; empty runs all.
 	Scenarios []string
+	// Load runs busy work beside the scenarios (see load): two CPU-bound
+	// processes and a parallel compile loop, started before the first
+	// scenario and stopped after the last.
+	Load bool
 	// Logger gets progress; nil discards.
 	Logger *slog.Logger
 	// OnResult, if set, is called as each scenario ends.
@@ -138,16 +142,23 @@ func (c *Config) defaults() {
 // Run runs the configured scenarios one after another, each on a freshly
 // generated tree, and reports what the watcher made of them. An error is
 // returned only when the drill itself cannot go on (the sandbox cannot be
-// reset, ctx ended); a scenario that fails to set up is reported with its
-// error and the others still run.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+// reset, ctx ended) or its load failed (Config.Load); a scenario that
+// fails to set up is reported with its error and the others still run.
+func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	cfg.defaults()
 	list, err := selectScenarios(cfg.Scenarios)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Sandbox: cfg.Sandbox.Root(), Files: cfg.Tree.Files}
+	rep := &Report{Sandbox: cfg.Sandbox.Root(), Files: cfg.Tree.Files, Load: cfg.Load}
 	r := &runner{cfg: &cfg}
+	if cfg.Load {
+		l, err := startLoad(ctx, Programs{Env: cfg.Env})
+		if err != nil {
+			return nil, err
+		}
+		defer func() { err = errors.Join(err, l.stop()) }()
+	}
 	for _, sc := range list {
 		res, err := r.scenario(ctx, sc, cfg.Watch)
 		if err != nil {
@@ -329,8 +340,10 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 }
 
 // run starts cmd in a session of its own and waits until it ends, an
-// alert comes, or the timeout; then kills what is left of its process
-// group and waits for late alerts. It fills in the timing and alert
+// alert comes, or the timeout; after an alert about an attack, also
+// until its processes are stopped (at most cfg.Settle). Then it kills
+// what is left of its process group and of the attack's processes
+// elsewhere, and waits for late alerts. It fills in the timing and alert
 // fields of out.
 func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outcome) error {
 	var output tail
@@ -375,9 +388,15 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 		cpu1, peak := pw.usage()
 		out.cpu, out.peakRSS = cpu1-cpu0, peak
 	}
+	if first != nil && out.Kind == KindAttack {
+		out.Running = stillRunning(ctx, cfg, cmd.Process.Pid)
+	}
 	if !finished {
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // fails only if the group is gone, which exited reports
 		exitErr = <-exited
+	}
+	if err := killAttacks(cfg.Sandbox.Root()); err != nil {
+		return err
 	}
 	if first == nil && alerts != nil {
 		select {
@@ -421,6 +440,25 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 	return ctx.Err()
 }
 
+// stillRunning counts the attack's processes (but its first, launcher)
+// not stopped, waiting up to cfg.Settle for them to be: a signal takes
+// effect when its process next runs, and a split attack's workers are
+// stopped by alerts of their own.
+func stillRunning(ctx context.Context, cfg *Config, launcher int) int {
+	deadline := time.Now().Add(cfg.Settle)
+	for {
+		n := 0
+		for pid, stopped := range attackProcs(cfg.Sandbox.Root()) {
+			if !stopped && pid != launcher {
+				n++
+			}
+		}
+		if n == 0 || time.Now().After(deadline) || sleep(ctx, 10*time.Millisecond) != nil {
+			return n
+		}
+	}
+}
+
 // watching is a watcher running in its own goroutine, owned by the
 // scenario that started it and ended by stop.
 type watching struct {
@@ -430,6 +468,7 @@ type watching struct {
 	done    chan error
 	mu      sync.Mutex
 	sid     int     // the scenario's session, once started
+	root    string  // the sandbox: attack processes on it are the scenario's, in any session
 	early   []Alert // alerts that came before the session was known
 	foreign atomic.Int64
 }
@@ -480,15 +519,19 @@ func (w *watching) receive(a Alert) {
 	w.queue(a)
 }
 
-// ours reports whether any of a's processes is in the scenario's session,
-// and known whether any of them still exists.
+// ours reports whether any of a's processes is in the scenario's session
+// or is an attack on the sandbox (a split attack's worker, in a session of
+// its own), and known whether any of them still exists.
 func (w *watching) ours(a Alert) (ours, known bool) {
 	for _, pid := range append(a.PIDs, a.PID) {
-		if pid <= 0 {
-			continue
+		if pid <= 0 || !alive(pid) {
+			continue // a zombie: killed after the stop, its alert read late
 		}
 		if s, err := unix.Getsid(pid); err == nil {
 			known = true
+			if !ours && s != w.sid {
+				ours, _ = attackProc(pid, w.root)
+			}
 			ours = ours || s == w.sid
 		}
 	}
@@ -505,7 +548,7 @@ func (w *watching) queue(a Alert) {
 // startWatching makes a watcher over paths and runs it until its marks
 // are in place.
 func startWatching(ctx context.Context, watch WatchFunc, paths []string) (*watching, error) {
-	wt := &watching{alerts: make(chan Alert, 256)}
+	wt := &watching{alerts: make(chan Alert, 256), root: paths[0]}
 	w, err := watch(paths, wt.receive)
 	if err != nil {
 		return nil, fmt.Errorf("start watcher: %w", err)

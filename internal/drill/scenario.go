@@ -113,10 +113,15 @@ func Scenarios() []Scenario {
 		a(EncodeBase64, "ransomware", "ciphertext written back as base64 text: low entropy"),
 		a(SlowEncrypt, "ransomware", "one file per interval (default 3 s), renamed"),
 		a(MultiProcess, "ransomware", "encryption split over many short processes of two files each"),
+		spread(a(SplitSetsid, "ransomware", "encryption split over eight workers at once, each in a session of its own (setsid)")),
+		spread(a(SplitDetached, "ransomware", "encryption split over eight double-forked workers reparented to init, as cron, at or systemd-run start them")),
 		a(WipeRandom, "wiper", "every file overwritten with random bytes"),
 		a(WipeZero, "wiper", "every file overwritten with zeros"),
 		a(WipeTruncate, "wiper", "every file truncated to zero length"),
 		a(WipeDelete, "wiper", "every file deleted"),
+		{Name: WipeRm, Kind: KindAttack, Family: "wiper", About: "rm -rf of every folder of the tree", prepare: noPrepare, start: startRm},
+		{Name: WipeFind, Kind: KindAttack, Family: "wiper", About: "find -type f -delete over the tree", prepare: noPrepare, start: startFind},
+		{Name: WipeUnlink, Kind: KindAttack, Family: "wiper", About: "a C program's unlinkat loop over the tree, built with gcc", prepare: prepareUnlink, start: startUnlink},
 		{Name: WipeRaw, Kind: KindAttack, Family: "wiper", About: "raw writes over a loop block device whose backing file is in the sandbox",
 			prepare: prepareRaw, start: attack(WipeRaw)},
 		{Name: BackupDelete, Kind: KindAttack, Family: FamilyBackup, About: "rm -rf of the local repository, guarded by the watcher as Kalaja's own",
@@ -138,6 +143,13 @@ func Scenarios() []Scenario {
 		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv, then sorted out of it one mv per file",
 			prepare: noPrepare, start: startMoves},
 	}
+}
+
+// spread makes a a split attack, which runs from a copy of the drill's
+// executable (prepareSplit).
+func spread(a Scenario) Scenario {
+	a.prepare = prepareSplit
+	return a
 }
 
 // selectScenarios returns the scenarios named in names (all if empty), in

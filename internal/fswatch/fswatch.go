@@ -81,8 +81,10 @@ type Handler func(batch []Event) (hurry bool)
 type Source interface {
 	// Run reads events until ctx is done or the source fails, calling
 	// handle (from Run's goroutine) with each batch, and with an empty
-	// batch at least every Idle while no event comes, so that the caller
-	// can do its periodic work on the same thread (at the same priority).
+	// batch at least every Idle while no event in the protected folders
+	// comes (events elsewhere on their file systems may), so that the
+	// caller can do its periodic work on the same thread (at the same
+	// priority).
 	// It returns nil when ctx ended it. Run may be called once.
 	Run(ctx context.Context, handle Handler) error
 	// Close releases the kernel objects; call it after Run returned.
@@ -357,8 +359,9 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 	thr := newThrottle(l.mute)
 	defer thr.release()
 	var pace pacer
-	var last time.Time // when the last event was read
-	hurry := false     // the handler asked for the next batch at once
+	var last time.Time  // when the last event was read
+	var idled time.Time // when the handler last got an empty batch
+	hurry := false      // the handler asked for the next batch at once
 	for {
 		if ctx.Err() != nil {
 			return nil // also when events never stop coming (a busy file system)
@@ -383,6 +386,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			}
 			if ready == 0 && ctx.Err() == nil {
 				handle(nil)
+				idled = time.Now()
 			}
 			continue
 		case err == unix.EINTR:
@@ -392,7 +396,25 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		}
 		last = time.Now()
 		batch = thr.filter(decode(buf[:n], batch[:0]), last)
-		if hurry = len(batch) > 0 && handle(batch); hurry {
+		if len(batch) == 0 {
+			// Nothing in the protected folders: other programs' work on
+			// the same file system. The next read comes after gap, at
+			// real-time priority, so an attack that starts amid it is read
+			// within gap and before the busy machine's other work. While
+			// the handler asks to hurry it reads on at once.
+			// The handler still gets its empty batch every Idle.
+			prio.raise(0)
+			pace.reset()
+			if last.Sub(idled) >= Idle {
+				handle(nil)
+				idled = last
+			}
+			if !hurry {
+				pause(gap)
+			}
+			continue
+		}
+		if hurry = handle(batch); hurry {
 			prio.raise(linger)
 			pace.rose(last)
 			continue

@@ -33,6 +33,7 @@ type proc struct {
 // stops process trees. Safe for concurrent use.
 type procs struct {
 	self      int
+	exe       exeID        // this process's executable (never a sibling, see siblings)
 	protected map[int]bool // this process and its ancestors: never stopped, never part of a tree
 	ownGroups map[int]bool // their process groups
 	mu        sync.Mutex
@@ -50,6 +51,7 @@ const (
 
 func newProcs() *procs {
 	p := &procs{self: os.Getpid(), protected: map[int]bool{}, ownGroups: map[int]bool{}, nl: -1, table: map[int]*proc{}}
+	p.exe, _, _ = exeOf(p.self)
 	for pid := p.self; pid > 0 && !p.protected[pid]; {
 		p.protected[pid] = true
 		info, err := readProc(pid)
@@ -204,19 +206,20 @@ func (p *procs) get(pid int) *proc {
 // then it is the process tree under the highest ancestor below this
 // process, its ancestors, or PID 1 or 2. Either way a program and the
 // workers it forks are one actor, and two programs started side by side
-// are two. Unknown parents end the walk.
-func (p *procs) actor(pid int) (group, uid int, comm string) {
+// are two. Unknown parents end the walk. own reports a process of this
+// process's group or an ancestor's (see detect.Actor.Own).
+func (p *procs) actor(pid int) (group, uid int, comm string, own bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.get(pid)
 	if pr == nil {
-		return pid, -1, ""
+		return pid, -1, "", false
 	}
 	if pr.pgid > 2 && !p.ownGroups[pr.pgid] {
-		return pr.pgid, pr.uid, pr.comm
+		return pr.pgid, pr.uid, pr.comm, false
 	}
 	c := p.chain(pid)
-	return c[len(c)-1], pr.uid, pr.comm
+	return c[len(c)-1], pr.uid, pr.comm, p.ownGroups[pr.pgid]
 }
 
 // chain returns pid and its ancestors, up to (not including) a boundary:
@@ -409,7 +412,7 @@ func (p *procs) stop(pids []int) ([]int, error) {
 		send(pid)
 	}
 	for range 3 {
-		children := childrenMap()
+		children := childrenReader()
 		before := len(stopped)
 		queue := slices.Clone(pids)
 		seen := map[int]bool{}
@@ -420,7 +423,7 @@ func (p *procs) stop(pids []int) ([]int, error) {
 				continue
 			}
 			seen[pid] = true
-			for _, c := range children[pid] {
+			for _, c := range children(pid) {
 				send(c)
 				queue = append(queue, c)
 			}
@@ -435,6 +438,43 @@ func (p *procs) stop(pids []int) ([]int, error) {
 	}
 	slices.Sort(out)
 	return out, errors.Join(errs...)
+}
+
+// childrenReader returns how to list a process's children: from
+// /proc/PID/task/TID/children, a few reads per process, where the kernel
+// has it (CONFIG_PROC_CHILDREN); else from a map of every live process's
+// parent, read from all of /proc at the first call. The stop runs in the event
+// thread while an attack may go on in other processes, so its cost is
+// theirs to use.
+func childrenReader() func(pid int) []int {
+	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/children"); err == nil {
+		return childrenOf
+	}
+	var m map[int][]int
+	return func(pid int) []int {
+		if m == nil {
+			m = childrenMap()
+		}
+		return m[pid]
+	}
+}
+
+// childrenOf lists pid's children from /proc/PID/task/*/children.
+func childrenOf(pid int) []int {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	var out []int
+	for _, tid := range tasks(pid) {
+		b, err := os.ReadFile(dir + strconv.Itoa(tid) + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // childrenMap reads every live process's parent from /proc.

@@ -50,7 +50,8 @@ type Config struct {
 	// raw writes are not taken for its attack.
 	RawDevices []string
 	// Realtime handles events at real-time priority (fswatch.Options):
-	// fewer files lost on a busy machine; needs root.
+	// fewer files lost on a busy machine; needs root. With Stop it also
+	// holds suspects on the event thread's CPU (see holder).
 	Realtime bool
 	// Guard are the files and folders Kalaja keeps on the host (a local
 	// repository, the state directory, password, token and key files),
@@ -81,6 +82,7 @@ type Watcher struct {
 	src      fswatch.Source
 	det      *detect.Detector
 	procs    *procs
+	hold     *holder // nil unless Realtime and Stop
 	samples  *sampler
 	canaries map[string]bool
 	placed   []string
@@ -182,6 +184,9 @@ func New(cfg Config) (*Watcher, error) {
 		}
 	}
 	w.procs = newProcs()
+	if cfg.Realtime && cfg.Stop && w.src.PIDs() {
+		w.hold = newHolder()
+	}
 	if w.src.PIDs() {
 		if err := w.procs.listen(); err != nil {
 			w.log.Warn("process tree tracking from /proc only: short-lived processes may not be tied to their parent", "err", err)
@@ -261,6 +266,9 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	defer func() {
 		_ = w.src.Close() // an event descriptor, read only: nothing to lose
 		w.procs.close()
+		if w.hold != nil {
+			w.hold.expire(true)
+		}
 		w.mu.Lock()
 		if err := removeCanaries(w.placed); err != nil {
 			w.log.Warn("canary files not removed", "err", err)
@@ -279,7 +287,7 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	return w.src.Run(ctx, w.handle)
 }
 
-// handle processes one batch of events, in order, and drains the proc
+// handle processes one batch of events, in order, then drains the proc
 // connector when it has not for a while (an empty batch: no event came),
 // so that its socket does not overflow. Everything that takes the process table's lock runs here,
 // on the source's thread, so that a real-time handler never waits for a
@@ -287,16 +295,22 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // once when the batch raised an actor's score, or a file was found cut to
 // nothing by a process that still has it open.
 func (w *Watcher) handle(batch []fswatch.Event) bool {
-	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
-		w.procs.tick()
-		w.ticked = now
-	}
 	w.hurry = false
 	for _, ev := range batch {
 		w.one(ev)
 	}
 	rising := w.det.Raised() != w.raised
 	w.raised = w.det.Raised()
+	// After the batch: an attack's first batch should not wait for the
+	// messages that piled up meanwhile (a process table misses only
+	// processes it never saw, and those it reads from /proc at once).
+	if now := time.Now(); len(batch) == 0 || now.Sub(w.ticked) >= fswatch.Idle {
+		w.procs.tick()
+		w.ticked = now
+		if w.hold != nil {
+			w.hold.expire(false)
+		}
+	}
 	return w.hurry || rising
 }
 
@@ -342,6 +356,9 @@ func (w *Watcher) one(ev fswatch.Event) {
 		w.samples.put(ev.Path, smp)
 		de = &detect.Event{Op: detect.Write, Path: ev.Path, Old: old, New: smp}
 	case fswatch.Modify:
+		if !self && ev.PID != 0 && w.det.LockedDown(w.cfg.Now()) {
+			w.observe(ev.PID, &detect.Event{Op: detect.Writing, Path: ev.Path})
+		}
 		old := w.samples.cache[ev.Path]
 		if old == nil || old.Size == 0 {
 			return
@@ -451,11 +468,15 @@ func (w *Watcher) moveCanary(from, to string) {
 func (w *Watcher) observe(pid int, de *detect.Event) {
 	de.Time = w.cfg.Now()
 	if pid != 0 {
-		root, uid, comm := w.procs.actor(pid)
-		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm}
+		root, uid, comm, own := w.procs.actor(pid)
+		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm, Own: own}
 	}
+	before := w.det.Raised()
 	a := w.det.Observe(*de)
 	if a == nil {
+		if w.hold != nil && pid != 0 && w.det.Raised() != before {
+			w.hold.hold(pid)
+		}
 		return
 	}
 	w.respond(a)
@@ -466,6 +487,11 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 func (w *Watcher) respond(a *detect.Alert) {
 	if w.cfg.Stop && w.src.PIDs() && len(a.PIDs) > 0 {
 		stopped, err := w.procs.stop(w.procs.targets(a.PIDs))
+		if more := w.procs.siblings(stopped); len(more) > 0 {
+			// Stopped after the offenders, who are the hurry.
+			s2, err2 := w.procs.stop(more)
+			stopped, err = append(stopped, s2...), errors.Join(err, err2)
+		}
 		a.Stopped = len(stopped) > 0
 		if err != nil {
 			a.StopError = err.Error()
@@ -502,7 +528,7 @@ func (w *Watcher) respond(a *detect.Alert) {
 // noteStopped remembers the paths of ev if its process is one this watcher
 // stopped, or of a group an alert stopped.
 func (w *Watcher) noteStopped(ev fswatch.Event) {
-	group, _, _ := w.procs.actor(ev.PID)
+	group, _, _, _ := w.procs.actor(ev.PID)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if g, ok := w.stopped[ev.PID]; ok {

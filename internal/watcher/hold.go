@@ -1,0 +1,201 @@
+package watcher
+
+import (
+	"os"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// holder keeps suspects on the watcher's CPU (docs/design.md, "Holding a
+// suspect"). A process whose event raised its actor's score has its
+// threads' CPU affinity set to the CPU the watcher's event thread runs
+// on, and that thread is pinned there too. The event thread waits for
+// events at real-time priority, so from then on every event the suspect
+// causes preempts it, on the one CPU they share, until the event is read
+// and scored: the suspect cannot run ahead of the watcher on another core,
+// whatever the load, and an alert stops it within the files its threshold
+// needs. A suspect whose score stops rising for holdFor gets its own
+// affinity back; so does one that exits. Not a signal: the parent of the
+// process (an interactive shell) sees nothing, as it would with SIGSTOP.
+//
+// hold is called only from the event thread (the source's Run
+// goroutine, locked to its OS thread), which is the thread it pins;
+// expire from any thread, but not concurrently with hold.
+type holder struct {
+	cpu      int               // the CPU suspects are held on, -1 while none is
+	self     int               // the event thread's TID, once pinned
+	own      unix.CPUSet       // the event thread's affinity before it was pinned
+	held     map[int]*heldProc // PID -> its saved state
+	now      func() time.Time  // clock
+	set      func(tid int, s *unix.CPUSet) error
+	tasks    func(pid int) []int // the threads of pid
+	children func(pid int) []int // the child processes of pid
+}
+
+type heldProc struct {
+	masks map[int]unix.CPUSet // TID -> affinity before the hold
+	until time.Time
+}
+
+// holdFor is how long a suspect stays held after its score last rose.
+const holdFor = time.Second
+
+// maxHeld bounds the processes held at once.
+const maxHeld = 256
+
+func newHolder() *holder {
+	return &holder{cpu: -1, held: map[int]*heldProc{}, now: time.Now, set: unix.SchedSetaffinity, tasks: tasks,
+		children: childrenOf}
+}
+
+// hold pins pid's threads to the event thread's CPU (pinning the event
+// thread there first), or extends the hold of a process already held.
+// Failures are ignored: holding only narrows a race the stop decides.
+func (h *holder) hold(pid int) {
+	if pid <= 2 {
+		return
+	}
+	until := h.now().Add(holdFor)
+	hp := h.held[pid]
+	if hp == nil {
+		if len(h.held) >= maxHeld {
+			return
+		}
+		if h.cpu < 0 && !h.pinSelf() {
+			return
+		}
+		hp = &heldProc{masks: map[int]unix.CPUSet{}}
+		h.held[pid] = hp
+	}
+	hp.until = until
+	var one unix.CPUSet
+	one.Set(h.cpu)
+	for _, tid := range h.tasks(pid) {
+		if _, ok := hp.masks[tid]; ok {
+			continue
+		}
+		var old unix.CPUSet
+		if unix.SchedGetaffinity(tid, &old) != nil || h.set(tid, &one) != nil {
+			continue
+		}
+		hp.masks[tid] = old
+	}
+}
+
+// pinSelf pins the calling (event) thread to the CPU it runs on.
+func (h *holder) pinSelf() bool {
+	cpu, err := getcpu()
+	if err != nil || unix.SchedGetaffinity(0, &h.own) != nil {
+		return false
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	if h.set(0, &one) != nil {
+		return false
+	}
+	h.cpu, h.self = cpu, unix.Gettid()
+	return true
+}
+
+// expire releases the processes whose hold has passed (all with force),
+// and unpins the event thread once none is held.
+func (h *holder) expire(force bool) {
+	now := h.now()
+	for pid, hp := range h.held {
+		if !force && now.Before(hp.until) {
+			continue
+		}
+		for tid, m := range hp.masks {
+			_ = h.set(tid, &m) // fails when the thread is gone
+		}
+		h.releaseInherited(pid, hp, maxReleased)
+		delete(h.held, pid)
+	}
+	if len(h.held) == 0 && h.cpu >= 0 {
+		// The runtime may have started threads of the watcher from the
+		// pinned one; they inherited the pin too.
+		var pinned unix.CPUSet
+		pinned.Set(h.cpu)
+		for _, tid := range h.tasks(os.Getpid()) {
+			var cur unix.CPUSet
+			if tid == h.self || unix.SchedGetaffinity(tid, &cur) == nil && cur == pinned {
+				_ = h.set(tid, &h.own) // fails when the thread is gone
+			}
+		}
+		h.cpu = -1
+	}
+}
+
+// maxReleased bounds the threads and descendants expire looks at for one
+// held process.
+const maxReleased = 4096
+
+// releaseInherited gives the affinity pid had before its hold back to what
+// inherited the pin while it was held: its threads started since, and its
+// descendants (a process forked by a held one, and their threads), those
+// whose affinity is still exactly the held CPU. Without it a benign
+// program held for a second (a build deleting its temporary files) would
+// leave the compilers it started meanwhile on one CPU for good. At most
+// budget threads are looked at.
+func (h *holder) releaseInherited(pid int, hp *heldProc, budget int) {
+	orig, ok := hp.masks[pid]
+	if !ok {
+		for _, m := range hp.masks {
+			orig, ok = m, true
+			break
+		}
+	}
+	if !ok || h.cpu < 0 {
+		return
+	}
+	var pinned unix.CPUSet
+	pinned.Set(h.cpu)
+	queue := []int{pid}
+	for len(queue) > 0 && budget > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, tid := range h.tasks(p) {
+			if budget--; budget < 0 {
+				return
+			}
+			if _, saved := hp.masks[tid]; saved && p == pid {
+				continue // restored above
+			}
+			var cur unix.CPUSet
+			if unix.SchedGetaffinity(tid, &cur) == nil && cur == pinned {
+				_ = h.set(tid, &orig) // fails when the thread is gone
+			}
+		}
+		queue = append(queue, h.children(p)...)
+	}
+}
+
+// tasks lists the threads of pid.
+func tasks(pid int) []int {
+	d, err := os.Open("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = d.Close() }() // a folder, read only
+	names, _ := d.Readdirnames(-1)
+	out := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil {
+			out = append(out, tid)
+		}
+	}
+	return out
+}
+
+// getcpu returns the CPU the calling thread runs on.
+func getcpu() (int, error) {
+	var cpu uint32
+	_, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(cpu), nil
+}

@@ -1,0 +1,124 @@
+package watcher
+
+import (
+	"bufio"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestHolder: a held process's threads go to the event thread's CPU,
+// and get their own affinity back when the hold passes; the event thread
+// is unpinned once nothing is held.
+func TestHolder(t *testing.T) {
+	now := time.Unix(1000, 0)
+	sets := map[int]unix.CPUSet{}
+	h := newHolder()
+	h.now = func() time.Time { return now }
+	h.set = func(tid int, s *unix.CPUSet) error { sets[tid] = *s; return nil }
+	// Affinities are set through the fake but read for real: the suspect
+	// is this process, so that reading its affinity succeeds.
+	self := unix.Getpid()
+	h.tasks = func(int) []int { return []int{self} }
+
+	tests := []struct {
+		name     string
+		advance  time.Duration
+		hold     []int
+		force    bool
+		wantHeld int
+		pinned   bool
+	}{
+		{"first suspect pins", 0, []int{self}, false, 1, true},
+		{"PID 1 is never held", 0, []int{1}, false, 1, true},
+		{"still held before the hold passes", holdFor / 2, nil, false, 1, true},
+		{"held again extends", 0, []int{self}, false, 1, true},
+		{"released after the hold", holdFor + time.Millisecond, nil, false, 0, false},
+		{"forced release", 0, []int{self}, true, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = now.Add(tt.advance)
+			for _, p := range tt.hold {
+				h.hold(p)
+			}
+			if tt.advance > 0 || tt.force {
+				h.expire(tt.force)
+			}
+			if len(h.held) != tt.wantHeld {
+				t.Errorf("%d held, want %d", len(h.held), tt.wantHeld)
+			}
+			if pinned := h.cpu >= 0; pinned != tt.pinned {
+				t.Errorf("event thread pinned %v, want %v", pinned, tt.pinned)
+			}
+			if tt.pinned {
+				if s := sets[self]; s.Count() != 1 || !s.IsSet(h.cpu) {
+					t.Errorf("suspect's affinity %v, want only CPU %d", s, h.cpu)
+				}
+			}
+		})
+	}
+}
+
+// TestHoldReleasesInherited: a process forked by a held one inherits the
+// pin; when the hold passes it gets the held process's own affinity back,
+// so that a benign program held for a moment does not leave what it
+// started on one CPU.
+func TestHoldReleasesInherited(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil || all.Count() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	runtime.LockOSThread() // hold pins the calling thread, as the event thread
+	defer runtime.UnlockOSThread()
+	cmd := exec.Command("sh", "-c", "read x; sleep 60 & echo $!; wait")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	h := newHolder()
+	h.hold(cmd.Process.Pid)
+	if h.cpu < 0 {
+		t.Skip("the thread could not be pinned")
+	}
+	fmt.Fprintln(in, "go")
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("child pid %q: %v", line, err)
+	}
+	defer func() { _ = syscall.Kill(child, syscall.SIGKILL) }()
+	var cur unix.CPUSet
+	if err := unix.SchedGetaffinity(child, &cur); err != nil || cur.Count() != 1 {
+		t.Fatalf("the child started while held has affinity %v (%v), want the one held CPU", cur, err)
+	}
+	h.expire(true)
+	if err := unix.SchedGetaffinity(child, &cur); err != nil || cur != all {
+		t.Errorf("after the hold the child's affinity is %v (%v), want the held process's own %v", cur, err, all)
+	}
+	if err := unix.SchedGetaffinity(cmd.Process.Pid, &cur); err != nil || cur != all {
+		t.Errorf("after the hold the held process's affinity is %v (%v), want %v", cur, err, all)
+	}
+}
