@@ -131,6 +131,22 @@ func Scenarios() []Scenario {
 			prepare: prepareLogs, start: startLogs},
 		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv, then sorted out of it one mv per file",
 			prepare: noPrepare, start: startMoves},
+		{Name: Expire, Kind: KindBenign, Family: "system", About: "find -mtime +7 -delete of old session files, find -mtime +0 -delete of fifty day-old mail in a Maildir Trash",
+			prepare: prepareExpire, start: startExpire},
+		{Name: LogrotateW, Kind: KindBenign, Family: "system", About: "three forced rotations by logrotate: oldest generation dropped, others shifted, log gzipped",
+			prepare: prepareLogrotate, start: startLogrotate},
+		{Name: Convert, Kind: KindBenign, Family: "office", About: "gzip -r and gunzip -r over a folder with canaries, iconv of every note, sed -i of every Go file",
+			prepare: noPrepare, start: startConvert},
+		{Name: Unpack, Kind: KindBenign, Family: "system", About: "tar -x of Go module source trees with their test data and Debian's CA certificates into the tree",
+			prepare: prepareUnpack, start: startUnpack},
+		{Name: Mirror, Kind: KindBenign, Family: "backup", About: "rsync -a --delete of the tree to a mirror made before files were moved, edited and deleted",
+			prepare: prepareMirror, start: startMirror},
+		{Name: Upgrade, Kind: KindBenign, Family: "system", About: "a package upgrade as dpkg does it: NAME.dpkg-new renamed over each file, obsolete files removed",
+			prepare: prepareUpgrade, start: startUpgrade},
+		{Name: MailStore, Kind: KindBenign, Family: "mail", About: "Maildir delivery, flag changes and expunge, mbox compaction through a temporary file",
+			prepare: prepareMail, start: startMail},
+		{Name: Quarantine, Kind: KindBenign, Family: "antivirus", About: "clamscan --move of test samples to a quarantine folder",
+			prepare: prepareQuarantine, start: startQuarantine},
 	}
 }
 
