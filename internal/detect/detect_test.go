@@ -44,6 +44,10 @@ func TestAnalyzeTypes(t *testing.T) {
 		{"empty", nil, EmptyType, false},
 		{"text", text(9000), TextType, false},
 		{"utf8 text", []byte(strings.Repeat("Kuvendi miratoi buxhetin për ujësjellësin. ", 100)), TextType, false},
+		// Three-byte runes: the block's end falls inside one two times in three.
+		{"cjk text, rune cut before the tail", []byte(strings.Repeat("孫子兵法", 1100)[:4096-4]), TextType, false},
+		{"cjk text, rune straddling the tail", []byte(strings.Repeat("孫子兵法", 1100)[:4096-5]), TextType, false},
+		{"cjk text", []byte(strings.Repeat("孫子兵法", 1100)), TextType, false},
 		{"random", random(9000), Unknown, true},
 		{"small random", random(200), Unknown, true},
 		{"zip", zipLike, "zip", true},

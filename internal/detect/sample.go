@@ -312,14 +312,19 @@ func validUTF8(b []byte) bool {
 	if len(b) <= 3 {
 		return utf8.Valid(b)
 	}
+	// The check of the head stops at a rune's start: a rune of two to
+	// four bytes may straddle the last three bytes.
 	cut := len(b) - 3
+	for cut > 0 && !utf8.RuneStart(b[cut]) {
+		cut--
+	}
 	if !utf8.Valid(b[:cut]) {
 		return false
 	}
 	for i := cut; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && utf8.FullRune(b[i:]) {
-			return false
+		if r == utf8.RuneError && n <= 1 {
+			return !utf8.FullRune(b[i:]) // only the start of a rune, cut
 		}
 		i += n
 	}
