@@ -325,8 +325,13 @@ func contentSignals(p string, old, cur *Sample, add func(string, Signal, ...stri
 			fired = true
 		}
 	} else {
+		// A new file whose name promises a format but whose content is
+		// unrecognised and low in entropy (text in a legacy encoding, an
+		// archive with a prefix) was never of that format: only
+		// ciphertext-like content loses the type a new name promises.
 		lost := prior != Unknown && prior != EmptyType && prior != ZeroType && prior != EncodedType &&
-			(cur.Type == Unknown || cur.Type == EncodedType)
+			(cur.Type == Unknown || cur.Type == EncodedType) &&
+			(old != nil || cur.Type == EncodedType || cur.High())
 		if lost {
 			add(p, TypeLost)
 			fired = true

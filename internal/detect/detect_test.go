@@ -231,6 +231,15 @@ func TestScenarios(t *testing.T) {
 		{"lock files moved into place", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("r%d/gc.pid.lock", i), to: fmt.Sprintf("r%d/gc.pid", i)}, {op: Rename, pid: 7, file: fmt.Sprintf("r%d/HEAD.lk", i), to: fmt.Sprintf("r%d/HEAD", i)}}
 		}), 0, nil},
+		// Unpacked test data: text in legacy encodings under .txt names.
+		{"new files in legacy encodings", repeat(10, func(i int) []step {
+			latin1 := []byte(strings.Repeat("Le conseil a approuv\xe9 le budget de l'ann\xe9e. \x81\x8d", 100))
+			return []step{{op: Create, pid: 7, file: fmt.Sprint(i, ".txt")}, {op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), new: latin1}}
+		}), 0, nil},
+		// Its attack twin: new files promising text hold ciphertext.
+		{"new files of ciphertext under text names", append(repeat(3, func(i int) []step {
+			return []step{{op: Create, pid: 7, file: fmt.Sprint(i, ".txt")}, {op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), new: random(6000)}}
+		}), step{op: Delete, pid: 7, file: "a.txt", old: doc}), 1, []Signal{TypeLost, Entropy}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},
