@@ -240,6 +240,16 @@ func TestScenarios(t *testing.T) {
 		{"new files of ciphertext under text names", append(repeat(3, func(i int) []step {
 			return []step{{op: Create, pid: 7, file: fmt.Sprint(i, ".txt")}, {op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), new: random(6000)}}
 		}), step{op: Delete, pid: 7, file: "a.txt", old: doc}), 1, []Signal{TypeLost, Entropy}},
+		// A mail server delivers messages from new/ to cur/ and changes
+		// their flags: renames within the Maildir info suffix.
+		{"maildir flags", repeat(20, func(i int) []step {
+			m := fmt.Sprintf("1733400%03d.M%dP99.mail,S=2345,W=2400", i, i)
+			return []step{{op: Rename, pid: 7, file: "new/" + m, to: "cur/" + m + ":2,S"}, {op: Rename, pid: 7, file: "cur/" + m + ":2,S", to: "cur/" + m + ":2,RS"}}
+		}), 0, nil},
+		// Its attack twin: a flag-like suffix on files that were no mail.
+		{"maildir-like suffix on documents", repeat(6, func(i int) []step {
+			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("r%d.docx", i), to: fmt.Sprintf("r%d.docx:2,S", i)}}
+		}), 1, []Signal{RenamedExt}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},
