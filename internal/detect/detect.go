@@ -161,6 +161,8 @@ type recent struct {
 	path   string
 	opaque bool    // a new file with high-entropy unrecognised content
 	old    *Sample // a deleted file's last sample, if known
+	typ    Type    // a written file's type
+	inner  Type    // a written gzip file's Sample.Inner
 }
 
 type group struct {
@@ -174,6 +176,7 @@ type group struct {
 	touched  []string
 	created  []recent
 	deleted  []recent
+	wrote    []recent                     // files written, with their types (see kept)
 	notes    map[string]map[string]string // name+hash -> dir -> path
 	replaced map[string]*Sample           // path recreated after its deletion -> the deleted content
 	score    float64
@@ -271,7 +274,8 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		}
 		out = append(out, contrib{t: e.Time, key: key, sig: s, score: d.cfg.Weights[s], files: files, pid: e.Actor.PID})
 	}
-	if e.Canary {
+	kept := e.Op == Delete && g.kept(e.Path, e.Old)
+	if e.Canary && !kept {
 		add(e.Path, Canary)
 	}
 	switch e.Op {
@@ -290,17 +294,20 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		if e.Old == nil {
 			d.newFile(g, e, add)
 		}
+		g.wrote = appendRecent(g.wrote, recent{t: e.Time, path: e.Path, typ: e.New.Type, inner: e.New.Inner})
 		contentSignals(e.Path, e.Old, e.New, add)
 	case Delete:
 		if d.isFresh(e.Path, e.Time) {
 			break
 		}
-		add(e.Path, Deleted)
 		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path, old: e.Old})
 		for _, c := range g.created {
 			if c.opaque && replaces(c.path, e.Path) {
 				add(e.Path, TypeLost, e.Path, c.path)
 			}
+		}
+		if !kept && valuable(e.Path, e.Old) {
+			add(e.Path, Deleted)
 		}
 	case Rename:
 		if suspiciousRename(e.OldPath, e.Path) {
@@ -406,7 +413,9 @@ func overlap(old, cur *Sample) bool {
 // ransom note.
 func (d *Detector) newFile(g *group, e Event, add func(string, Signal, ...string)) {
 	cur := e.New
-	opaque := cur.Type == Unknown && cur.High()
+	// gzip whose start does not decompress to anything recognised is as
+	// opaque as unknown bytes: compressed ciphertext, or a header on noise.
+	opaque := (cur.Type == Unknown || cur.Type == "gzip" && cur.Inner == Unknown) && cur.High()
 	if opaque || cur.Type == EncodedType {
 		add(e.Path, NewHighEntropy)
 		g.created = appendRecent(g.created, recent{t: e.Time, path: e.Path, opaque: true})
@@ -445,6 +454,47 @@ func hashKey(s *Sample) string {
 		b[i] = byte(h >> (8 * i))
 	}
 	return string(b[:])
+}
+
+// kept reports whether the content of p, which the group deleted (old is
+// its last sample, if known), lives on in a file the group wrote: p
+// compressed into p.gz, whose decompressed head is of p's type (or of a
+// recognised type, p's being unknown), or, p being such a .gz, p
+// decompressed into its name without .gz. Compression keeps every byte;
+// gzip magic followed by noise, or compressed ciphertext, has no
+// recognised inner type and keeps nothing. Formats the detector cannot
+// look into (xz, zstd, bzip2) are not trusted.
+func (g *group) kept(p string, old *Sample) bool {
+	for _, w := range g.wrote {
+		switch {
+		case w.path == p+".gz" && w.typ == "gzip":
+			if w.inner != Unknown && (old == nil || w.inner == old.Type) {
+				return true
+			}
+		case old != nil && old.Type == "gzip" && old.Inner != Unknown && w.path+".gz" == p:
+			if w.typ == old.Inner {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// valuable reports whether deleting p, last sampled as old (nil if
+// unknown), loses a user's data. Not a log, a rotated or compressed
+// generation of one, or a temporary file (expendable); not text, or a file
+// never sampled, under a name with no known extension: Maildir messages,
+// session, cache and spool files, which servers expire every day. Any
+// other file is: a known document, media, code or archive extension, or a
+// sampled file of any format but text.
+func valuable(p string, old *Sample) bool {
+	if expendable(p) {
+		return false
+	}
+	if known[ext(p)] {
+		return true
+	}
+	return old != nil && old.Type != TextType
 }
 
 // replaces reports whether newPath looks like a transformed copy of old:
@@ -582,7 +632,7 @@ func (g *group) expire(now time.Time, cfg Config) {
 	keep := func(list []recent) []recent {
 		return slices.DeleteFunc(list, func(r recent) bool { return now.Sub(r.t) > cfg.Window })
 	}
-	g.created, g.deleted = keep(g.created), keep(g.deleted)
+	g.created, g.deleted, g.wrote = keep(g.created), keep(g.deleted), keep(g.wrote)
 	if now.Sub(g.last) > cfg.Window {
 		g.notes = nil
 		g.touched = nil
@@ -687,7 +737,7 @@ func (d *Detector) alert(e Event, groups []*group, score, threshold float64, sco
 			}
 		}
 		g.hits, g.scoreHit, g.score, g.alerted = nil, nil, 0, e.Time
-		g.created, g.deleted, g.notes, g.touched = nil, nil, nil, nil
+		g.created, g.deleted, g.wrote, g.notes, g.touched = nil, nil, nil, nil, nil
 		clear(g.seen)
 	}
 	delete(pids, 0)

@@ -1,6 +1,9 @@
 package detect
 
 import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +18,25 @@ var t0 = time.Date(2022, 7, 15, 10, 0, 0, 0, time.UTC)
 
 func text(n int) []byte {
 	return []byte(strings.Repeat("The council approved the budget for the water works. ", n/53+1)[:n])
+}
+
+// gzipped returns b compressed with gzip.
+func gzipped(b []byte) []byte {
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(b)
+	zw.Close()
+	return out.Bytes()
+}
+
+// zipped returns the start of a zip file of compressed text.
+func zipped() []byte {
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	w, _ := zw.Create("word/document.xml")
+	w.Write(text(20000))
+	zw.Close()
+	return out.Bytes()
 }
 
 func random(n int) []byte {
@@ -250,6 +272,70 @@ func TestScenarios(t *testing.T) {
 		{"maildir-like suffix on documents", repeat(6, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("r%d.docx", i), to: fmt.Sprintf("r%d.docx:2,S", i)}}
 		}), 1, []Signal{RenamedExt}},
+		// A clean-up job: find -mtime +N -delete of session files and of
+		// day-old Maildir messages (text under names with no known
+		// extension), and logrotate dropping its oldest generations.
+		{"expiring sessions, mail and logs", repeat(60, func(i int) []step {
+			return []step{
+				{op: Delete, pid: 7, file: fmt.Sprintf("cache/sess_%016x", i), old: text(300)},
+				{op: Delete, pid: 7, file: fmt.Sprintf("Trash/cur/1733400%03d.M%dP9.mail,S=6000:2,S", i, i), old: doc},
+				{op: Delete, pid: 7, file: fmt.Sprintf("logs/app%d.log.5.gz", i), old: gzipped(doc)},
+				{op: Delete, pid: 7, file: fmt.Sprintf("logs/app%d.log-20241201", i), old: doc},
+				{op: Delete, pid: 7, file: fmt.Sprintf("tmp/x%d.tmp", i), old: doc},
+			}
+		}), 0, nil},
+		// The attack twins: the same deletions of documents, of binary
+		// files with no known extension, and of backups.
+		{"deleting documents", repeat(4, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("Docs/report-%d.docx", i), old: zipped()}}
+		}), 1, []Signal{Deleted}},
+		{"deleting binary files of no known extension", repeat(4, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("vault/db%d.kdbx", i), old: random(6000)}}
+		}), 1, []Signal{Deleted}},
+		{"deleting backups", repeat(4, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("backup/db-2024120%d.sql.gz", i), old: gzipped(doc)}}
+		}), 1, []Signal{Deleted}},
+		{"encrypted copies of mail, originals deleted", repeat(4, func(i int) []step {
+			m := fmt.Sprintf("cur/1733400%03d.M%dP9.mail,S=6000:2,S", i, i)
+			return []step{{op: Create, pid: 7, file: m + ".locked"}, {op: Write, pid: 7, file: m + ".locked", new: random(6000)}, {op: Delete, pid: 7, file: m, old: doc}}
+		}), 1, []Signal{TypeLost}},
+		// gzip -r over a folder, canaries included, then gunzip -r: each
+		// file compressed into NAME.gz, then deleted, and back.
+		{"gzip and gunzip of a folder", func() []step {
+			var out []step
+			files := map[string][]byte{"!kalaja-canary.docx": zipped(), "a.txt": doc, "b.jpg": append([]byte("\xff\xd8\xff\xe0"), random(5000)...)}
+			for i := range 10 {
+				files[fmt.Sprintf("n%d.txt", i)] = doc
+			}
+			for f, b := range files {
+				out = append(out, step{op: Create, pid: 7, file: f + ".gz"}, step{op: Write, pid: 7, file: f + ".gz", new: gzipped(b)},
+					step{op: Delete, pid: 7, file: f, old: b, canary: strings.HasPrefix(f, "!")})
+			}
+			for f, b := range files {
+				out = append(out, step{op: Create, pid: 8, file: f}, step{op: Write, pid: 8, file: f, new: b},
+					step{op: Delete, pid: 8, file: f + ".gz", old: gzipped(b)})
+			}
+			return out
+		}(), 0, nil},
+		// The attack twins: gzip magic followed by noise, and real gzip of
+		// ciphertext, under NAME.gz, the original deleted.
+		{"gzip magic and noise, originals deleted", repeat(3, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			fake := append([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, random(6000)...)
+			return []step{{op: Create, pid: 7, file: f + ".gz"}, {op: Write, pid: 7, file: f + ".gz", new: fake}, {op: Delete, pid: 7, file: f, old: doc}}
+		}), 1, []Signal{Deleted}},
+		{"gzip of ciphertext, originals deleted", repeat(4, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Create, pid: 7, file: f + ".gz"}, {op: Write, pid: 7, file: f + ".gz", new: gzipped(random(6000))}, {op: Delete, pid: 7, file: f, old: doc}}
+		}), 1, []Signal{Deleted}},
+		{"a canary gzipped as noise", []step{
+			{op: Write, pid: 7, file: "!c.docx.gz", new: append([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, random(3000)...)},
+			{op: Delete, pid: 7, file: "!c.docx", canary: true, old: zipped()},
+		}, 1, []Signal{Canary}},
+		{"a text file gzipped as a zip", []step{
+			{op: Write, pid: 7, file: "!c.pdf.gz", new: gzipped(zipped())},
+			{op: Delete, pid: 7, file: "!c.pdf", canary: true, old: []byte("%PDF-1.4\n" + string(text(3000)))},
+		}, 1, []Signal{Canary}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},

@@ -113,3 +113,30 @@ func maildir(name string) string {
 	}
 	return name
 }
+
+// scratch are extensions of files a program makes to throw away: logs,
+// temporary and partial files, locks.
+var scratch = map[string]bool{"log": true, "tmp": true, "temp": true, "swp": true, "swo": true, "part": true,
+	"partial": true, "crdownload": true, "pid": true, "lock": true, "cache": true}
+
+// compressedExt are the extensions compressors append.
+var compressedExt = map[string]bool{"gz": true, "xz": true, "zst": true, "bz2": true, "lz4": true, "z": true}
+
+// expendable reports whether p names a file servers delete as a matter of
+// course: a log or a temporary file (scratch), a backup marker (a
+// trailing ~), or a rotated generation of a log, compressed or not
+// ("app.log.3", "app.log.3.gz", "app.log-20241201.gz", "app.log.gz").
+// Backups ("x.bak", "db-20241201.sql.gz") are not expendable: ransomware
+// deletes them first.
+func expendable(p string) bool {
+	base := path.Base(p)
+	if strings.HasSuffix(base, "~") {
+		return true
+	}
+	e := ext(base)
+	if compressedExt[e] {
+		base = base[:len(base)-len(e)-1]
+		e = ext(base)
+	}
+	return scratch[e] || e != "" && strings.Trim(e, "0123456789") == "" || strings.HasPrefix(e, "log-") || strings.HasPrefix(e, "log_")
+}
