@@ -284,7 +284,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 	if self {
 		return
 	}
-	de.Canary = w.canaries[ev.Path] && canaryHit(de.Old, de.New)
+	de.Canary = w.canaries[ev.Path] && canaryHit(ev.Path, de.Old, de.New)
 	w.observe(ev.PID, de)
 }
 
@@ -313,7 +313,7 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	if written || src == nil || replaced != nil {
 		if smp, ok := w.samples.read(ev.Path); ok {
 			if written {
-				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(src, smp)})
+				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(ev.OldPath, src, smp)})
 			}
 			src = smp
 		}
@@ -332,7 +332,7 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	}
 	w.judge(ev, self, &detect.Event{Op: detect.Rename, Path: ev.Path, OldPath: ev.OldPath, Canary: canary})
 	if replaced != nil && src != nil {
-		w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.Path, Old: replaced, New: src, Canary: w.canaries[ev.Path] && canaryHit(replaced, src)})
+		w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.Path, Old: replaced, New: src, Canary: w.canaries[ev.Path] && canaryHit(ev.Path, replaced, src)})
 	}
 }
 
