@@ -72,7 +72,11 @@ type Event struct {
 	Old     *Sample // content before the event, nil if unknown
 	New     *Sample // Write: content after
 	Canary  bool    // the event touched a canary file
-	Dir     bool    // Create: Path is a folder
+	// Copies are other files that held the same content as Old when a
+	// Delete was read (equal samples): the content lives on in any of
+	// them not created within FreshAge.
+	Copies []string
+	Dir    bool // Create: Path is a folder
 }
 
 // Hit is one signal in an alert: its total score and the files it fired
@@ -274,7 +278,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		}
 		out = append(out, contrib{t: e.Time, key: key, sig: s, score: d.cfg.Weights[s], files: files, pid: e.Actor.PID})
 	}
-	kept := e.Op == Delete && g.kept(e.Path, e.Old)
+	kept := e.Op == Delete && (g.kept(e.Path, e.Old) || d.copied(e))
 	if e.Canary && !kept {
 		add(e.Path, Canary)
 	}
@@ -475,6 +479,20 @@ func (g *group) kept(p string, old *Sample) bool {
 			if w.typ == old.Inner {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// copied reports whether a deleted file's content lives on in a copy
+// that is not fresh: rsync --delete of a file moved in the source, a
+// duplicate removed. A copy made within FreshAge does not count: an
+// attacker could copy a file, delete it, and delete the fresh copy as
+// churn.
+func (d *Detector) copied(e Event) bool {
+	for _, c := range e.Copies {
+		if c != e.Path && !d.isFresh(c, e.Time) {
+			return true
 		}
 	}
 	return false

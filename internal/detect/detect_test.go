@@ -132,7 +132,8 @@ type step struct {
 	old, new []byte // content before and after (nil: unknown / none)
 	to       string // Rename target
 	canary   bool
-	dir      bool // Create of a folder
+	dir      bool     // Create of a folder
+	copies   []string // Delete: files holding the same content
 }
 
 func run(t *testing.T, steps []step) []*Alert {
@@ -153,6 +154,9 @@ func run(t *testing.T, steps []step) []*Alert {
 		}
 		if s.op == Rename {
 			e.OldPath, e.Path = e.Path, "/data/"+s.to
+		}
+		for _, c := range s.copies {
+			e.Copies = append(e.Copies, "/data/"+c)
 		}
 		if a := d.Observe(e); a != nil {
 			alerts = append(alerts, a)
@@ -336,6 +340,17 @@ func TestScenarios(t *testing.T) {
 			{op: Write, pid: 7, file: "!c.pdf.gz", new: gzipped(zipped())},
 			{op: Delete, pid: 7, file: "!c.pdf", canary: true, old: []byte("%PDF-1.4\n" + string(text(3000)))},
 		}, 1, []Signal{Canary}},
+		// rsync --delete of files the source moved: each has an older
+		// copy, the source's file.
+		{"deleting files that have older copies", repeat(20, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("mirror/r%d.docx", i), old: doc, copies: []string{fmt.Sprintf("src/Archive/r%d.docx", i)}}}
+		}), 0, nil},
+		// The attack twin: copy each file, delete it, delete the copy.
+		{"deleting files after copying them", repeat(4, func(i int) []step {
+			f, c := fmt.Sprintf("r%d.docx", i), fmt.Sprintf("r%d.docx.x", i)
+			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc},
+				{op: Delete, pid: 7, file: f, old: doc, copies: []string{c}}, {op: Delete, pid: 7, file: c, old: doc}}
+		}), 1, []Signal{Deleted}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},

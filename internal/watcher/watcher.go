@@ -272,7 +272,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 		old := w.samples.cache[ev.Path]
 		delete(w.samples.cache, ev.Path)
 		delete(w.pending, ev.Path)
-		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old}
+		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: w.samples.copies(ev.Path, old)}
 	case fswatch.Rename:
 		w.rename(ev, self)
 		return
