@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,20 +60,84 @@ func openFanotify(roots, devices []string, l loop) (_ *fanotify, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := s.mounts[id]; !ok {
-			mfd, err := unix.Open(r, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return nil, fmt.Errorf("fswatch: open %s: %w", r, err)
-			}
-			s.mounts[id] = mfd
-			if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanMask, unix.AT_FDCWD, r); err != nil {
-				return nil, fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, r, err)
-			}
+		if err := s.markFS(fd, r, id); err != nil {
+			return nil, err
 		}
 		s.walkDirs(r, id)
 	}
+	// The file systems mounted below a protected folder are protected
+	// too: a program moving files onto one writes there what it deletes
+	// here. One that cannot be marked (no file handles) is logged.
+	for _, m := range submounts(roots) {
+		id, err := fsid(m)
+		if err == nil {
+			err = s.markFS(fd, m, id)
+		}
+		if err != nil {
+			log.Warn("a file system mounted in a protected folder is not watched", "mount", m, "err", err)
+			continue
+		}
+		s.walkDirs(m, id)
+	}
 	s.markDevices(fd, devices)
 	return s, nil
+}
+
+// markFS marks the file system id, on which p lies, unless it is marked.
+func (s *fanotify) markFS(fd int, p string, id [8]byte) error {
+	if _, ok := s.mounts[id]; ok {
+		return nil
+	}
+	mfd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fswatch: open %s: %w", p, err)
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, fanMask, unix.AT_FDCWD, p); err != nil {
+		_ = unix.Close(mfd) // opened read-only: nothing to lose
+		return fmt.Errorf("%w: fanotify filesystem mark on %s: %v", ErrUnsupported, p, err)
+	}
+	s.mounts[id] = mfd
+	return nil
+}
+
+// submounts returns the mount points strictly below roots, from
+// /proc/self/mountinfo (none if it cannot be read).
+func submounts(roots []string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		for _, r := range roots {
+			if mp != r && Under(mp, r) && !slices.Contains(out, mp) {
+				out = append(out, mp)
+			}
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of a path
+// in /proc/self/mountinfo.
+func unescapeMount(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func fsid(p string) ([8]byte, error) {
