@@ -146,6 +146,7 @@ type Detector struct {
 	cfg    Config
 	groups map[int]*group
 	fresh  map[string]time.Time // path -> creation seen
+	heirs  map[string]time.Time // fresh copy -> when it became the only copy of a deleted file's content
 	swept  time.Time
 	raised uint64 // events that raised an actor's score
 }
@@ -194,7 +195,7 @@ func New(cfg Config) (*Detector, error) {
 		return nil, err
 	}
 	cfg.Weights = maps.Clone(cfg.Weights)
-	return &Detector{cfg: cfg, groups: map[int]*group{}, fresh: map[string]time.Time{}}, nil
+	return &Detector{cfg: cfg, groups: map[int]*group{}, fresh: map[string]time.Time{}, heirs: map[string]time.Time{}}, nil
 }
 
 // Observe scores one event and returns an alert if the event's actor
@@ -290,7 +291,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 			break
 		}
 		if e.New.Type == EmptyType {
-			if e.Old != nil && e.Old.Size > 0 && !d.isFresh(e.Path, e.Time) {
+			if e.Old != nil && e.Old.Size > 0 && d.counts(e.Path, e.Time) {
 				add(e.Path, Truncated)
 			}
 			break
@@ -301,7 +302,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		g.wrote = appendRecent(g.wrote, recent{t: e.Time, path: e.Path, typ: e.New.Type, inner: e.New.Inner})
 		contentSignals(e.Path, e.Old, e.New, add)
 	case Delete:
-		if d.isFresh(e.Path, e.Time) {
+		if !d.counts(e.Path, e.Time) {
 			break
 		}
 		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path, old: e.Old})
@@ -310,7 +311,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 				add(e.Path, TypeLost, e.Path, c.path)
 			}
 		}
-		if !kept && valuable(e.Path, e.Old) {
+		if !kept && (valuable(e.Path, e.Old) || d.heir(e.Path, e.Time)) {
 			add(e.Path, Deleted)
 		}
 	case Rename:
@@ -484,18 +485,43 @@ func (g *group) kept(p string, old *Sample) bool {
 	return false
 }
 
-// copied reports whether a deleted file's content lives on in a copy
-// that is not fresh: rsync --delete of a file moved in the source, a
-// duplicate removed. A copy made within FreshAge does not count: an
-// attacker could copy a file, delete it, and delete the fresh copy as
-// churn.
+// copied reports whether a deleted file's content lives on in a copy:
+// rsync --delete of a file moved in the source, a duplicate removed, mv
+// onto another file system (copy, then delete). A copy made within
+// FreshAge inherits the deleted file's standing: deleting or truncating
+// it counts though it is fresh (an heir), so copy, delete, delete the
+// copy costs an attacker as much as deleting.
 func (d *Detector) copied(e Event) bool {
+	var fresh []string
 	for _, c := range e.Copies {
-		if c != e.Path && !d.isFresh(c, e.Time) {
+		if c == e.Path {
+			continue
+		}
+		if !d.isFresh(c, e.Time) {
 			return true
 		}
+		fresh = append(fresh, c)
 	}
-	return false
+	for _, c := range fresh {
+		if len(d.heirs) >= maxFresh {
+			clear(d.heirs)
+		}
+		d.heirs[c] = e.Time
+	}
+	return len(fresh) > 0
+}
+
+// counts reports whether deleting or truncating p at t is damage rather
+// than churn: p is not fresh, or it is the heir of a deleted file.
+func (d *Detector) counts(p string, t time.Time) bool {
+	return d.heir(p, t) || !d.isFresh(p, t)
+}
+
+// heir reports whether p, at t, is the only copy of a file deleted within
+// the window (see copied): it has that file's standing, whatever its name.
+func (d *Detector) heir(p string, t time.Time) bool {
+	h, ok := d.heirs[p]
+	return ok && t.Sub(h) <= d.cfg.Window
 }
 
 // valuable reports whether deleting p, last sampled as old (nil if
@@ -547,8 +573,13 @@ func (d *Detector) remember(e Event) {
 			delete(d.fresh, e.OldPath)
 			d.fresh[e.Path] = w
 		}
+		if h, ok := d.heirs[e.OldPath]; ok {
+			delete(d.heirs, e.OldPath)
+			d.heirs[e.Path] = h
+		}
 	case Delete:
 		delete(d.fresh, e.Path)
+		delete(d.heirs, e.Path)
 	}
 }
 
@@ -589,6 +620,11 @@ func (d *Detector) sweep(now time.Time) {
 	for p, w := range d.fresh {
 		if now.Sub(w) >= d.cfg.FreshAge {
 			delete(d.fresh, p)
+		}
+	}
+	for p, h := range d.heirs {
+		if now.Sub(h) > d.cfg.Window {
+			delete(d.heirs, p)
 		}
 	}
 }

@@ -351,6 +351,19 @@ func TestScenarios(t *testing.T) {
 			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc},
 				{op: Delete, pid: 7, file: f, old: doc, copies: []string{c}}, {op: Delete, pid: 7, file: c, old: doc}}
 		}), 1, []Signal{Deleted}},
+		// mv onto another file system: each file copied, then deleted.
+		{"moving files to another file system", append(repeat(20, func(i int) []step {
+			c := fmt.Sprintf("usb/Pictures/IMG_%d.jpg", i)
+			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc}}
+		}), repeat(20, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("Pictures/IMG_%d.jpg", i), old: doc, copies: []string{fmt.Sprintf("usb/Pictures/IMG_%d.jpg", i)}}}
+		})...), 0, nil},
+		{"moved copies truncated", append(repeat(4, func(i int) []step {
+			f, c := fmt.Sprintf("r%d.docx", i), fmt.Sprintf("usb/r%d.docx", i)
+			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc}, {op: Delete, pid: 7, file: f, old: doc, copies: []string{c}}}
+		}), repeat(4, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprintf("usb/r%d.docx", i), old: doc, new: []byte{}}}
+		})...), 1, []Signal{Truncated}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},
