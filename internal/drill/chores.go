@@ -24,7 +24,11 @@ const (
 	Upgrade    = "upgrade"
 	MailStore  = "mail"
 	Quarantine = "quarantine"
+	MoveFS     = "move-fs"
 )
+
+// usbDir is where move-fs mounts the other file system (a tmpfs).
+const usbDir = WorkDir + "/usb"
 
 // mailDirs are the Maildir folders of the tree's mail store.
 const (
@@ -338,4 +342,24 @@ func startQuarantine(ctx context.Context, st *stage) (*exec.Cmd, error) {
 clamscan -r --quiet --no-summary -d work/drill.hdb --move=work/quarantine files || rc=$?
 [ "$rc" -le 1 ]
 [ "$(ls work/quarantine | wc -l)" = `+fmt.Sprint(len(quarantined))+` ]`, "clamscan")
+}
+
+// prepareMoveFS mounts a tmpfs inside the sandbox, standing for a disk the
+// files are moved to (root only). The stage unmounts it after the
+// scenario.
+func prepareMoveFS(ctx context.Context, st *stage) error {
+	if err := st.sb.MkdirAll(usbDir); err != nil {
+		return err
+	}
+	if err := st.progs.Run(ctx, st.sb.Root(), "", "mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "kalaja-drill-usb", st.sb.Path(usbDir)); err != nil {
+		return fmt.Errorf("mount a tmpfs (needs root): %w", err)
+	}
+	st.mounted = st.sb.Path(usbDir)
+	return nil
+}
+
+// startMoveFS moves the pictures folder onto the other file system with
+// mv, which copies every file there and then deletes it here.
+func startMoveFS(ctx context.Context, st *stage) (*exec.Cmd, error) {
+	return st.shell(ctx, `mv files/Pictures `+usbDir+`/`)
 }

@@ -33,7 +33,8 @@ type stage struct {
 	sb     *Sandbox
 	progs  Programs
 	child  Child
-	device string // wipe-raw's loop device, once attached
+	device  string // wipe-raw's loop device, once attached
+	mounted string // move-fs's file system, once mounted
 }
 
 // attack returns the start function of a named attack.
@@ -96,6 +97,18 @@ func (st *stage) detach(ctx context.Context) error {
 	return err
 }
 
+// unmount detaches move-fs's file system, if one is mounted, lazily: the
+// watcher may still hold it open, and the sandbox must be free of mounts
+// before it is reset.
+func (st *stage) unmount(ctx context.Context) error {
+	if st.mounted == "" {
+		return nil
+	}
+	err := st.progs.Run(context.WithoutCancel(ctx), st.sb.Root(), "", "umount", "--lazy", st.mounted)
+	st.mounted = ""
+	return err
+}
+
 func noPrepare(context.Context, *stage) error { return nil }
 
 // Scenarios lists every scenario, attacks first, in the order Run runs
@@ -147,6 +160,8 @@ func Scenarios() []Scenario {
 			prepare: prepareMail, start: startMail},
 		{Name: Quarantine, Kind: KindBenign, Family: "antivirus", About: "clamscan --move of test samples to a quarantine folder",
 			prepare: prepareQuarantine, start: startQuarantine},
+		{Name: MoveFS, Kind: KindBenign, Family: "system", About: "mv of a folder onto another file system (a tmpfs mounted in the sandbox): copy, then delete",
+			prepare: prepareMoveFS, start: startMoveFS},
 	}
 }
 
