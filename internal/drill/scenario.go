@@ -29,10 +29,10 @@ type Scenario struct {
 
 // stage is what a scenario's preparation and start see.
 type stage struct {
-	cfg    *Config
-	sb     *Sandbox
-	progs  Programs
-	child  Child
+	cfg     *Config
+	sb      *Sandbox
+	progs   Programs
+	child   Child
 	device  string // wipe-raw's loop device, once attached
 	mounted string // move-fs's file system, once mounted
 }
