@@ -272,7 +272,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 		old := w.samples.cache[ev.Path]
 		delete(w.samples.cache, ev.Path)
 		delete(w.pending, ev.Path)
-		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: w.samples.copies(ev.Path, old)}
+		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: w.copies(ev.Path, old)}
 	case fswatch.Rename:
 		w.rename(ev, self)
 		return
@@ -286,6 +286,14 @@ func (w *Watcher) one(ev fswatch.Event) {
 	}
 	de.Canary = w.canaries[ev.Path] && canaryHit(ev.Path, de.Old, de.New)
 	w.observe(ev.PID, de)
+}
+
+// copies returns the files other than canaries that hold the content of
+// p, deleted, whose last sample was old. The canaries all hold the same
+// bytes: one is no copy of another, or deleting every canary would look
+// like removing duplicates.
+func (w *Watcher) copies(p string, old *detect.Sample) []string {
+	return slices.DeleteFunc(w.samples.copies(p, old), func(c string) bool { return w.canaries[c] })
 }
 
 // rename handles a move: the cache and canary bookkeeping, the rename
