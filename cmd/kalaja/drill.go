@@ -59,8 +59,13 @@ Attacks: encrypt-rename, encrypt-inplace, intermittent, encode-base64,
 slow-encrypt, multiprocess, wipe-random, wipe-zero, wipe-truncate,
 wipe-delete, wipe-raw (writes to a loop device whose backing file is in the
 sandbox). Benign: compress, git, go-build, sqlite, office-save, log-rotate,
-bulk-move (they run tar, zstd, gzip, git, go, sqlite3, mv and losetup, which
-must be installed).
+bulk-move, and a server's everyday administration: expire (find -mtime
+-delete of old files and day-old mail), logrotate, convert (gzip -r and
+gunzip -r, iconv, sed -i in place), unpack (Go module trees with their test
+data), rsync-mirror (rsync --delete), upgrade (dpkg-style), mail (Maildir
+and mbox), quarantine (clamscan --move), move-fs (mv onto a tmpfs). They run
+tar, zstd, gzip, git, go, sqlite3, mv, logrotate, rsync, clamscan, iconv,
+mount and losetup, which must be installed (scripts/drilltools.sh).
 
 The drill touches nothing outside the sandbox. It refuses system and home
 folders, their ancestors and symbolic links to them, and a non-empty folder
