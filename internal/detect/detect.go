@@ -279,7 +279,10 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		}
 		out = append(out, contrib{t: e.Time, key: key, sig: s, score: d.cfg.Weights[s], files: files, pid: e.Actor.PID})
 	}
-	kept := e.Op == Delete && (g.kept(e.Path, e.Old) || d.copied(e))
+	kept := false // a deleted file's content lives on
+	if e.Op == Delete && (e.Canary || d.counts(e.Path, e.Time)) {
+		kept = g.kept(e.Path, e.Old) || d.copied(e)
+	}
 	if e.Canary && !kept {
 		add(e.Path, Canary)
 	}
@@ -463,8 +466,8 @@ func hashKey(s *Sample) string {
 
 // kept reports whether the content of p, which the group deleted (old is
 // its last sample, if known), lives on in a file the group wrote: p
-// compressed into p.gz, whose decompressed head is of p's type (or of a
-// recognised type, p's being unknown), or, p being such a .gz, p
+// compressed into p.gz, whose decompressed head is of p's type (of any
+// recognised type when p was never sampled), or, p being such a .gz, p
 // decompressed into its name without .gz. Compression keeps every byte;
 // gzip magic followed by noise, or compressed ciphertext, has no
 // recognised inner type and keeps nothing. Formats the detector cannot
