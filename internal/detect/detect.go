@@ -145,7 +145,7 @@ const (
 type Detector struct {
 	cfg    Config
 	groups map[int]*group
-	fresh  map[string]time.Time // path -> creation seen
+	fresh  map[string]birth     // path -> creation seen, kept for the window
 	heirs  map[string]time.Time // fresh copy -> when it became the only copy of a deleted file's content
 	swept  time.Time
 	raised uint64 // events that raised an actor's score
@@ -159,6 +159,12 @@ type contrib struct {
 	files []string
 	move  Move // a rename's paths, or zero
 	pid   int
+}
+
+// birth is when a file was created, and by which actor (its group key).
+type birth struct {
+	t     time.Time
+	group int
 }
 
 type recent struct {
@@ -195,7 +201,7 @@ func New(cfg Config) (*Detector, error) {
 		return nil, err
 	}
 	cfg.Weights = maps.Clone(cfg.Weights)
-	return &Detector{cfg: cfg, groups: map[int]*group{}, fresh: map[string]time.Time{}, heirs: map[string]time.Time{}}, nil
+	return &Detector{cfg: cfg, groups: map[int]*group{}, fresh: map[string]birth{}, heirs: map[string]time.Time{}}, nil
 }
 
 // Observe scores one event and returns an alert if the event's actor
@@ -280,7 +286,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		out = append(out, contrib{t: e.Time, key: key, sig: s, score: d.cfg.Weights[s], files: files, pid: e.Actor.PID})
 	}
 	kept := false // a deleted file's content lives on
-	if e.Op == Delete && (e.Canary || d.counts(e.Path, e.Time)) {
+	if e.Op == Delete && (e.Canary || d.counts(e.Path, e.Time, g)) {
 		kept = g.kept(e.Path, e.Old) || d.copied(e)
 	}
 	if e.Canary && !kept {
@@ -294,7 +300,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 			break
 		}
 		if e.New.Type == EmptyType {
-			if e.Old != nil && e.Old.Size > 0 && d.counts(e.Path, e.Time) {
+			if e.Old != nil && e.Old.Size > 0 && d.counts(e.Path, e.Time, g) {
 				add(e.Path, Truncated)
 			}
 			break
@@ -305,7 +311,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		g.wrote = appendRecent(g.wrote, recent{t: e.Time, path: e.Path, typ: e.New.Type, inner: e.New.Inner})
 		contentSignals(e.Path, e.Old, e.New, add)
 	case Delete:
-		if !d.counts(e.Path, e.Time) {
+		if !d.counts(e.Path, e.Time, g) {
 			break
 		}
 		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path, old: e.Old})
@@ -514,10 +520,17 @@ func (d *Detector) copied(e Event) bool {
 	return len(fresh) > 0
 }
 
-// counts reports whether deleting or truncating p at t is damage rather
-// than churn: p is not fresh, or it is the heir of a deleted file.
-func (d *Detector) counts(p string, t time.Time) bool {
-	return d.heir(p, t) || !d.isFresh(p, t)
+// counts reports whether g deleting or truncating p at t is damage rather
+// than churn: p is the heir of a deleted file, or it is neither fresh nor
+// g's own (created by g within the window: a build's temporary files,
+// deleted at the end of a build that took longer than FreshAge, are its
+// own output, no user's data).
+func (d *Detector) counts(p string, t time.Time, g *group) bool {
+	if d.heir(p, t) {
+		return true
+	}
+	b, ok := d.fresh[p]
+	return !ok || t.Sub(b.t) >= d.cfg.FreshAge && (b.group != g.key || t.Sub(b.t) > d.cfg.Window)
 }
 
 // heir reports whether p, at t, is the only copy of a file deleted within
@@ -559,8 +572,8 @@ func appendRecent(list []recent, r recent) []recent {
 
 // isFresh reports whether p was created less than FreshAge before t.
 func (d *Detector) isFresh(p string, t time.Time) bool {
-	w, ok := d.fresh[p]
-	return ok && t.Sub(w) < d.cfg.FreshAge
+	b, ok := d.fresh[p]
+	return ok && t.Sub(b.t) < d.cfg.FreshAge
 }
 
 // remember updates which files were created recently.
@@ -570,7 +583,7 @@ func (d *Detector) remember(e Event) {
 		if len(d.fresh) >= maxFresh {
 			clear(d.fresh)
 		}
-		d.fresh[e.Path] = e.Time
+		d.fresh[e.Path] = birth{t: e.Time, group: d.key(e.Actor)}
 	case Rename:
 		if w, ok := d.fresh[e.OldPath]; ok {
 			delete(d.fresh, e.OldPath)
@@ -586,12 +599,17 @@ func (d *Detector) remember(e Event) {
 	}
 }
 
+// key returns the key of a's group.
+func (d *Detector) key(a Actor) int {
+	if a.Group == 0 {
+		return a.PID
+	}
+	return a.Group
+}
+
 // group returns the state of a's process tree, creating it.
 func (d *Detector) group(a Actor, t time.Time) *group {
-	key := a.Group
-	if key == 0 {
-		key = a.PID
-	}
+	key := d.key(a)
 	g := d.groups[key]
 	if g == nil {
 		g = &group{key: key, uid: a.UID, seen: map[[2]string]bool{}, pids: map[int]string{}}
@@ -620,8 +638,8 @@ func (d *Detector) sweep(now time.Time) {
 			delete(d.groups, k)
 		}
 	}
-	for p, w := range d.fresh {
-		if now.Sub(w) >= d.cfg.FreshAge {
+	for p, b := range d.fresh {
+		if now.Sub(b.t) > max(d.cfg.FreshAge, d.cfg.Window) {
 			delete(d.fresh, p)
 		}
 	}

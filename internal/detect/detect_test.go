@@ -364,6 +364,27 @@ func TestScenarios(t *testing.T) {
 		}), repeat(4, func(i int) []step {
 			return []step{{op: Write, pid: 7, file: fmt.Sprintf("usb/r%d.docx", i), old: doc, new: []byte{}}}
 		})...), 1, []Signal{Truncated}},
+		// A build slower than fresh_age deletes its own temporary files
+		// (go build on a busy machine).
+		{"a slow build deletes its own output", slices.Concat(
+			repeat(10, func(i int) []step {
+				f := fmt.Sprintf("tmp/go-build1/b%03d/_pkg_.a", i)
+				return []step{{op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: random(6000)}}
+			}),
+			repeat(40, func(i int) []step { return []step{{op: Create, pid: 9, file: fmt.Sprint("other/", i), dir: true}} }),
+			repeat(10, func(i int) []step {
+				return []step{{op: Delete, pid: 7, file: fmt.Sprintf("tmp/go-build1/b%03d/_pkg_.a", i), old: random(6000)}}
+			})), 0, nil},
+		// Its twin: another actor deletes what the build made a while ago.
+		{"another actor deletes a build's output", slices.Concat(
+			repeat(10, func(i int) []step {
+				f := fmt.Sprintf("out/b%03d.a", i)
+				return []step{{op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: random(6000)}}
+			}),
+			repeat(40, func(i int) []step { return []step{{op: Create, pid: 9, file: fmt.Sprint("other/", i), dir: true}} }),
+			repeat(10, func(i int) []step {
+				return []step{{op: Delete, pid: 8, file: fmt.Sprintf("out/b%03d.a", i), old: random(6000)}}
+			})), 1, []Signal{Deleted}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},
