@@ -152,7 +152,7 @@ func Scenarios() []Scenario {
 			prepare: noPrepare, start: startConvert},
 		{Name: Unpack, Kind: KindBenign, Family: "system", About: "tar -x of Go module source trees with their test data and Debian's CA certificates into the tree",
 			prepare: prepareUnpack, start: startUnpack},
-		{Name: Mirror, Kind: KindBenign, Family: "backup", About: "rsync -a --delete of the tree to a mirror made before files were moved, edited and deleted",
+		{Name: Mirror, Kind: KindBenign, Family: "backup", About: "rsync -a --checksum --delete of the tree to three mirrors made before files were moved, edited and deleted",
 			prepare: prepareMirror, start: startMirror},
 		{Name: Upgrade, Kind: KindBenign, Family: "system", About: "a package upgrade as dpkg does it: NAME.dpkg-new renamed over each file, obsolete files removed",
 			prepare: prepareUpgrade, start: startUpgrade},
@@ -160,7 +160,7 @@ func Scenarios() []Scenario {
 			prepare: prepareMail, start: startMail},
 		{Name: Quarantine, Kind: KindBenign, Family: "antivirus", About: "clamscan --move of test samples to a quarantine folder",
 			prepare: prepareQuarantine, start: startQuarantine},
-		{Name: MoveFS, Kind: KindBenign, Family: "system", About: "mv of a folder onto another file system (a tmpfs mounted in the sandbox): copy, then delete",
+		{Name: MoveFS, Kind: KindBenign, Family: "system", About: "mv of two folders onto another file system (a tmpfs mounted in the sandbox) and back, four times: copy, then delete",
 			prepare: prepareMoveFS, start: startMoveFS},
 	}
 }
