@@ -3,7 +3,6 @@ package watcher
 import (
 	"context"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -162,9 +161,12 @@ func keyOf(smp *detect.Sample) (k contentKey, ok bool) {
 	return k, true
 }
 
-// copies returns the other files, still there, whose cached samples equal
-// smp (the last sample of path): copies of its content, as far as the
-// sample tells (all of a file up to 16 KiB, four blocks of a larger one).
+// copies returns the other files whose cached samples equal smp (the last
+// sample of path): copies of its content, as far as the sample tells (all
+// of a file up to 16 KiB, four blocks of a larger one). The cache, not
+// the disk, says which files there are: it follows the events read so
+// far, so a copy a program deleted after the deletion being judged, but
+// before the watcher read it, still counts, as it should.
 func (s *sampler) copies(path string, smp *detect.Sample) []string {
 	k, ok := keyOf(smp)
 	if !ok {
@@ -175,10 +177,7 @@ func (s *sampler) copies(path string, smp *detect.Sample) []string {
 		if p == path {
 			continue
 		}
-		if c, ok := keyOf(s.cache[p]); !ok || c != k {
-			continue
-		}
-		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == k.size {
+		if c, ok := keyOf(s.cache[p]); ok && c == k {
 			out = append(out, p)
 		}
 	}

@@ -47,4 +47,17 @@ func TestSamplerCopies(t *testing.T) {
 	if got := s.copies(a, s.cache[a]); len(got) != 0 {
 		t.Errorf("copies of a after d changed: %v, want none", got)
 	}
+	// c deleted on disk but its deletion not read yet: still a copy of a
+	// file of the same content; once read (gone from the cache), not.
+	e := write("e.txt", "another report")
+	smp, _ = s.read(e)
+	s.put(e, smp)
+	os.Remove(c)
+	if got := s.copies(e, s.cache[e]); !slices.Equal(got, []string{c}) {
+		t.Errorf("copies of e before c's deletion is read: %v, want c", got)
+	}
+	delete(s.cache, c)
+	if got := s.copies(e, s.cache[e]); len(got) != 0 {
+		t.Errorf("copies of e after c's deletion: %v, want none", got)
+	}
 }
