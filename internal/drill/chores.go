@@ -353,25 +353,39 @@ clamscan -r --quiet --no-summary -d work/drill.hdb --move=work/quarantine files 
 }
 
 // prepareMoveFS mounts a tmpfs inside the sandbox, standing for a disk the
-// files are moved to (root only). The stage unmounts it after the
-// scenario.
+// files are moved to (root only; the stage unmounts it after the
+// scenario), and makes an archive of three older versions of the tree
+// (each file with a line of its own appended, so no two are copies).
 func prepareMoveFS(ctx context.Context, st *stage) error {
+	files, err := st.sb.Files(DataDir)
+	if err != nil {
+		return err
+	}
+	for v := 1; v <= 3; v++ {
+		for _, f := range files {
+			b, err := st.sb.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			dst := path.Join(WorkDir, "archive", fmt.Sprint("v", v), strings.TrimPrefix(f, DataDir+"/"))
+			if err := writeAged(st.sb, dst, append(b, fmt.Sprintf("\narchived version %d\n", v)...), time.Duration(v)*30*24*time.Hour); err != nil {
+				return err
+			}
+		}
+	}
 	if err := st.sb.MkdirAll(usbDir); err != nil {
 		return err
 	}
-	if err := st.progs.Run(ctx, st.sb.Root(), "", "mount", "-t", "tmpfs", "-o", "size=512m,mode=0755", "kalaja-drill-usb", st.sb.Path(usbDir)); err != nil {
+	if err := st.progs.Run(ctx, st.sb.Root(), "", "mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "kalaja-drill-usb", st.sb.Path(usbDir)); err != nil {
 		return fmt.Errorf("mount a tmpfs (needs root): %w", err)
 	}
 	st.mounted = st.sb.Path(usbDir)
 	return nil
 }
 
-// startMoveFS moves the pictures and documents folders onto the other
-// file system and back with mv, which copies every file there and then
-// deletes it here, four times.
+// startMoveFS moves the pictures and documents folders of the tree and the
+// archive onto the other file system with mv, which copies every file
+// there and then deletes it here.
 func startMoveFS(ctx context.Context, st *stage) (*exec.Cmd, error) {
-	return st.shell(ctx, `for round in 1 2 3 4; do
-	mv files/Pictures files/Documents `+usbDir+`/
-	mv `+usbDir+`/Pictures `+usbDir+`/Documents files/
-done`)
+	return st.shell(ctx, `mv files/Pictures files/Documents work/archive `+usbDir+`/`)
 }

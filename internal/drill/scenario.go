@@ -160,7 +160,7 @@ func Scenarios() []Scenario {
 			prepare: prepareMail, start: startMail},
 		{Name: Quarantine, Kind: KindBenign, Family: "antivirus", About: "clamscan --move of test samples to a quarantine folder",
 			prepare: prepareQuarantine, start: startQuarantine},
-		{Name: MoveFS, Kind: KindBenign, Family: "system", About: "mv of two folders onto another file system (a tmpfs mounted in the sandbox) and back, four times: copy, then delete",
+		{Name: MoveFS, Kind: KindBenign, Family: "system", About: "mv of two folders of the tree and an archive of three older versions of it onto another file system (a tmpfs mounted in the sandbox): copy, then delete",
 			prepare: prepareMoveFS, start: startMoveFS},
 	}
 }
