@@ -141,13 +141,21 @@ func startLogrotate(ctx context.Context, st *stage) (*exec.Cmd, error) {
 done`, "logrotate")
 }
 
-// startConvert converts documents in place over whole folders of the tree,
-// canaries included: every file of Shared compressed with gzip -r and
-// decompressed again, the notes re-encoded with iconv through a temporary
-// file, and every Go source file edited with sed -i.
+// prepareConvert makes a compressed archive of the tree's projects, as an
+// earlier gzip -r left it, for convert to decompress.
+func prepareConvert(ctx context.Context, st *stage) error {
+	return st.progs.RunEnv(ctx, st.sb.Root(), workEnv(st.sb), "", "sh", "-ec", `cp -a files/Projects work/gzarchive
+gzip -r work/gzarchive`)
+}
+
+// startConvert converts documents in place over whole folders, canaries
+// included: every file of the tree's Shared folder compressed with gzip
+// -r, the compressed archive of projects decompressed with gunzip -r, the
+// notes re-encoded with iconv through a temporary file, and every Go
+// source file edited with sed -i.
 func startConvert(ctx context.Context, st *stage) (*exec.Cmd, error) {
 	return st.shell(ctx, `gzip -r files/Shared
-gunzip -r files/Shared
+gunzip -r work/gzarchive
 find files -name '*.txt' | while read -r f; do
 	iconv -f UTF-8 -t ISO-8859-1//TRANSLIT "$f" >"$f.conv"
 	mv "$f.conv" "$f"
