@@ -24,9 +24,8 @@ SANDBOX=$WORK/sandbox
 MAX_SLOWDOWN=5 # percent
 
 [[ $(id -u) == 0 ]] || fail "run as root: the watcher needs fanotify to stop processes, and wipe-raw needs losetup"
-for p in tar zstd gzip git go sqlite3 losetup; do
-	command -v "$p" >/dev/null || fail "$p is not installed (Debian: apt-get install tar zstd gzip git sqlite3 mount)"
-done
+"$ROOT/scripts/drilltools.sh" || fail "the drill's programs are missing (scripts/drilltools.sh)"
+command -v go >/dev/null || fail "go is not installed"
 
 mkdir -p "$WORK/bin"
 (cd "$ROOT" && go build -o "$KALAJA" ./cmd/kalaja) || fail "cannot build kalaja"

@@ -66,8 +66,14 @@ Kalaja's own files on a host (a local repository, the state directory, a
 password file), which the watcher guards: backup-delete (rm -rf of the
 repository), backup-overwrite (the shell overwrites the ledger pin, the
 alert log and the password file). Benign: compress, git, go-build, sqlite,
-office-save, log-rotate, bulk-move. They run tar, zstd, gzip, git, go, gcc,
-sqlite3, mv, rm, find and losetup, which must be installed.
+office-save, log-rotate, bulk-move, and a server's everyday administration:
+expire (find -mtime -delete of old files and day-old mail), logrotate,
+convert (gzip -r and gunzip -r, iconv, sed -i in place), unpack (Go module
+trees with their test data), rsync-mirror (rsync --delete), upgrade
+(dpkg-style), mail (Maildir and mbox), quarantine (clamscan --move), move-fs
+(mv onto a tmpfs). They run tar, zstd, gzip, git, go, gcc, sqlite3, mv, rm,
+find, logrotate, rsync, clamscan, iconv, mount and losetup, which must be
+installed (scripts/drilltools.sh).
 
 The drill touches nothing outside the sandbox. It refuses system and home
 folders, their ancestors and symbolic links to them, and a non-empty folder

@@ -7,12 +7,15 @@ import (
 )
 
 // BenchmarkAnalyze measures the features of one file's sample: four full
-// blocks of text (a source file) or of random bytes (an encrypted one).
+// blocks of text (a source file), of random bytes (an encrypted one) or
+// of a gzip file.
 func BenchmarkAnalyze(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		data []byte
-	}{{"text", text(4 * BlockSize)}, {"random", random(4 * BlockSize)}} {
+	}{{"text", text(4 * BlockSize)}, {"random", random(4 * BlockSize)},
+		// gzip: the first block is also decompressed (Sample.Inner).
+		{"gzip", append(gzipped(text(64*BlockSize)), random(4*BlockSize)...)[:4*BlockSize]}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(tc.data)))
 			for b.Loop() {

@@ -81,7 +81,11 @@ type Event struct {
 	Old     *Sample // content before the event, nil if unknown
 	New     *Sample // Write: content after
 	Canary  bool    // the event touched a canary file
-	Dir     bool    // Create: Path is a folder
+	// Copies are other files that held the same content as Old when a
+	// Delete was read (equal samples): the content lives on in any of
+	// them not created within FreshAge.
+	Copies []string
+	Dir    bool // Create: Path is a folder
 	// Guarded: the event wrote, renamed or deleted a file Kalaja keeps on
 	// the host (its repository, state, keys). It alerts on its own,
 	// whatever the weights and threshold (see Observe).
@@ -156,7 +160,8 @@ type Detector struct {
 	cfg    Config
 	groups map[int]*group
 	users  map[int]time.Time    // UID -> its last user alert (see Observe)
-	fresh  map[string]time.Time // path -> creation seen
+	fresh  map[string]birth     // path -> creation seen, kept for the window
+	heirs  map[string]time.Time // fresh copy -> when it became the only copy of a deleted file's content
 	swept  time.Time
 	raised uint64 // events that raised an actor's score
 }
@@ -171,11 +176,19 @@ type contrib struct {
 	pid   int
 }
 
+// birth is when a file was created, and by which actor (its group key).
+type birth struct {
+	t     time.Time
+	group int
+}
+
 type recent struct {
 	t      time.Time
 	path   string
 	opaque bool    // a new file with high-entropy unrecognised content
 	old    *Sample // a deleted file's last sample, if known
+	typ    Type    // a written file's type
+	inner  Type    // a written gzip file's Sample.Inner
 }
 
 type group struct {
@@ -190,6 +203,7 @@ type group struct {
 	touched  []string
 	created  []recent
 	deleted  []recent
+	wrote    []recent                     // files written, with their types (see kept)
 	notes    map[string]map[string]string // name+hash -> dir -> path
 	replaced map[string]*Sample           // path recreated after its deletion -> the deleted content
 	score    float64
@@ -203,7 +217,7 @@ func New(cfg Config) (*Detector, error) {
 		return nil, err
 	}
 	cfg.Weights = maps.Clone(cfg.Weights)
-	return &Detector{cfg: cfg, groups: map[int]*group{}, users: map[int]time.Time{}, fresh: map[string]time.Time{}}, nil
+	return &Detector{cfg: cfg, groups: map[int]*group{}, users: map[int]time.Time{}, fresh: map[string]birth{}, heirs: map[string]time.Time{}}, nil
 }
 
 // Observe scores one event and returns an alert if the event's actor
@@ -352,7 +366,11 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		}
 		out = append(out, contrib{t: e.Time, key: key, sig: s, score: d.cfg.Weights[s], files: files, pid: e.Actor.PID})
 	}
-	if e.Canary {
+	kept := false // a deleted file's content lives on
+	if e.Op == Delete && (e.Canary || d.counts(e.Path, e.Time, g)) {
+		kept = g.kept(e.Path, e.Old) || d.copied(e)
+	}
+	if e.Canary && !kept {
 		add(e.Path, Canary)
 	}
 	if e.Guarded {
@@ -367,7 +385,7 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 			break
 		}
 		if e.New.Type == EmptyType {
-			if e.Old != nil && e.Old.Size > 0 && !d.isFresh(e.Path, e.Time) {
+			if e.Old != nil && e.Old.Size > 0 && d.counts(e.Path, e.Time, g) {
 				add(e.Path, Truncated)
 			}
 			break
@@ -375,17 +393,20 @@ func (d *Detector) signals(g *group, e Event) []contrib {
 		if e.Old == nil {
 			d.newFile(g, e, add)
 		}
+		g.wrote = appendRecent(g.wrote, recent{t: e.Time, path: e.Path, typ: e.New.Type, inner: e.New.Inner})
 		contentSignals(e.Path, e.Old, e.New, add)
 	case Delete:
-		if d.isFresh(e.Path, e.Time) {
+		if !d.counts(e.Path, e.Time, g) {
 			break
 		}
-		add(e.Path, Deleted)
 		g.deleted = appendRecent(g.deleted, recent{t: e.Time, path: e.Path, old: e.Old})
 		for _, c := range g.created {
 			if c.opaque && replaces(c.path, e.Path) {
 				add(e.Path, TypeLost, e.Path, c.path)
 			}
+		}
+		if !kept && (valuable(e.Path, e.Old) || d.heir(e.Path, e.Time)) {
+			add(e.Path, Deleted)
 		}
 	case Rename:
 		if suspiciousRename(e.OldPath, e.Path) {
@@ -410,8 +431,13 @@ func contentSignals(p string, old, cur *Sample, add func(string, Signal, ...stri
 			fired = true
 		}
 	} else {
+		// A new file whose name promises a format but whose content is
+		// unrecognised and low in entropy (text in a legacy encoding, an
+		// archive with a prefix) was never of that format: only
+		// ciphertext-like content loses the type a new name promises.
 		lost := prior != Unknown && prior != EmptyType && prior != ZeroType && prior != EncodedType &&
-			(cur.Type == Unknown || cur.Type == EncodedType)
+			(cur.Type == Unknown || cur.Type == EncodedType) &&
+			(old != nil || cur.Type == EncodedType || cur.High())
 		if lost {
 			add(p, TypeLost)
 			fired = true
@@ -486,7 +512,9 @@ func overlap(old, cur *Sample) bool {
 // ransom note.
 func (d *Detector) newFile(g *group, e Event, add func(string, Signal, ...string)) {
 	cur := e.New
-	opaque := cur.Type == Unknown && cur.High()
+	// gzip whose start does not decompress to anything recognised is as
+	// opaque as unknown bytes: compressed ciphertext, or a header on noise.
+	opaque := (cur.Type == Unknown || cur.Type == "gzip" && cur.Inner == Unknown) && cur.High()
 	if opaque || cur.Type == EncodedType {
 		add(e.Path, NewHighEntropy)
 		g.created = appendRecent(g.created, recent{t: e.Time, path: e.Path, opaque: true})
@@ -527,6 +555,93 @@ func hashKey(s *Sample) string {
 	return string(b[:])
 }
 
+// kept reports whether the content of p, which the group deleted (old is
+// its last sample, if known), lives on in a file the group wrote: p
+// compressed into p.gz, whose decompressed head is of p's type (of any
+// recognised type when p was never sampled), or, p being such a .gz, p
+// decompressed into its name without .gz. Compression keeps every byte;
+// gzip magic followed by noise, or compressed ciphertext, has no
+// recognised inner type and keeps nothing. Formats the detector cannot
+// look into (xz, zstd, bzip2) are not trusted.
+func (g *group) kept(p string, old *Sample) bool {
+	for _, w := range g.wrote {
+		switch {
+		case w.path == p+".gz" && w.typ == "gzip":
+			if w.inner != Unknown && (old == nil || w.inner == old.Type) {
+				return true
+			}
+		case old != nil && old.Type == "gzip" && old.Inner != Unknown && w.path+".gz" == p:
+			if w.typ == old.Inner {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// copied reports whether a deleted file's content lives on in a copy:
+// rsync --delete of a file moved in the source, a duplicate removed, mv
+// onto another file system (copy, then delete). A copy made within
+// FreshAge inherits the deleted file's standing: deleting or truncating
+// it counts though it is fresh (an heir), so copy, delete, delete the
+// copy costs an attacker as much as deleting.
+func (d *Detector) copied(e Event) bool {
+	var fresh []string
+	for _, c := range e.Copies {
+		if c == e.Path {
+			continue
+		}
+		if !d.isFresh(c, e.Time) {
+			return true
+		}
+		fresh = append(fresh, c)
+	}
+	for _, c := range fresh {
+		if len(d.heirs) >= maxFresh {
+			clear(d.heirs)
+		}
+		d.heirs[c] = e.Time
+	}
+	return len(fresh) > 0
+}
+
+// counts reports whether g deleting or truncating p at t is damage rather
+// than churn: p is the heir of a deleted file, or it is neither fresh nor
+// g's own (created by g within the window: a build's temporary files,
+// deleted at the end of a build that took longer than FreshAge, are its
+// own output, no user's data).
+func (d *Detector) counts(p string, t time.Time, g *group) bool {
+	if d.heir(p, t) {
+		return true
+	}
+	b, ok := d.fresh[p]
+	return !ok || t.Sub(b.t) >= d.cfg.FreshAge && (b.group != g.key || t.Sub(b.t) > d.cfg.Window)
+}
+
+// heir reports whether p, at t, is the only copy of a file deleted within
+// the window (see copied): it has that file's standing, whatever its name.
+func (d *Detector) heir(p string, t time.Time) bool {
+	h, ok := d.heirs[p]
+	return ok && t.Sub(h) <= d.cfg.Window
+}
+
+// valuable reports whether deleting p, last sampled as old (nil if
+// unknown), loses a user's data. Not a log, a rotated or compressed
+// generation of one, or a temporary file (expendable); not text, or a file
+// never sampled, under a name with no known extension: Maildir messages,
+// session, cache and spool files, which servers expire every day. Any
+// other file is: a known document, media, code or archive extension, or a
+// sampled file of any format but text.
+func valuable(p string, old *Sample) bool {
+	if expendable(p) {
+		return false
+	}
+	if known[ext(p)] {
+		return true
+	}
+	return old != nil && old.Type != TextType
+}
+
 // replaces reports whether newPath looks like a transformed copy of old:
 // the same folder, and old's name plus an extension.
 func replaces(newPath, old string) bool {
@@ -542,8 +657,8 @@ func appendRecent(list []recent, r recent) []recent {
 
 // isFresh reports whether p was created less than FreshAge before t.
 func (d *Detector) isFresh(p string, t time.Time) bool {
-	w, ok := d.fresh[p]
-	return ok && t.Sub(w) < d.cfg.FreshAge
+	b, ok := d.fresh[p]
+	return ok && t.Sub(b.t) < d.cfg.FreshAge
 }
 
 // remember updates which files were created recently.
@@ -553,23 +668,33 @@ func (d *Detector) remember(e Event) {
 		if len(d.fresh) >= maxFresh {
 			clear(d.fresh)
 		}
-		d.fresh[e.Path] = e.Time
+		d.fresh[e.Path] = birth{t: e.Time, group: d.key(e.Actor)}
 	case Rename:
 		if w, ok := d.fresh[e.OldPath]; ok {
 			delete(d.fresh, e.OldPath)
 			d.fresh[e.Path] = w
 		}
+		if h, ok := d.heirs[e.OldPath]; ok {
+			delete(d.heirs, e.OldPath)
+			d.heirs[e.Path] = h
+		}
 	case Delete:
 		delete(d.fresh, e.Path)
+		delete(d.heirs, e.Path)
 	}
+}
+
+// key returns the key of a's group.
+func (d *Detector) key(a Actor) int {
+	if a.Group == 0 {
+		return a.PID
+	}
+	return a.Group
 }
 
 // group returns the state of a's process tree, creating it.
 func (d *Detector) group(a Actor, t time.Time) *group {
-	key := a.Group
-	if key == 0 {
-		key = a.PID
-	}
+	key := d.key(a)
 	g := d.groups[key]
 	if g == nil {
 		g = &group{key: key, uid: a.UID, own: a.Own, seen: map[[2]string]bool{}, pids: map[int]string{}}
@@ -598,9 +723,14 @@ func (d *Detector) sweep(now time.Time) {
 			delete(d.groups, k)
 		}
 	}
-	for p, w := range d.fresh {
-		if now.Sub(w) >= d.cfg.FreshAge {
+	for p, b := range d.fresh {
+		if now.Sub(b.t) > max(d.cfg.FreshAge, d.cfg.Window) {
 			delete(d.fresh, p)
+		}
+	}
+	for p, h := range d.heirs {
+		if now.Sub(h) > d.cfg.Window {
+			delete(d.heirs, p)
 		}
 	}
 }
@@ -662,7 +792,7 @@ func (g *group) expire(now time.Time, cfg Config) {
 	keep := func(list []recent) []recent {
 		return slices.DeleteFunc(list, func(r recent) bool { return now.Sub(r.t) > cfg.Window })
 	}
-	g.created, g.deleted = keep(g.created), keep(g.deleted)
+	g.created, g.deleted, g.wrote = keep(g.created), keep(g.deleted), keep(g.wrote)
 	if now.Sub(g.last) > cfg.Window {
 		g.notes = nil
 		g.touched = nil
@@ -767,7 +897,7 @@ func (d *Detector) alert(e Event, groups []*group, score, threshold float64, sco
 			}
 		}
 		g.hits, g.scoreHit, g.score, g.alerted = nil, nil, 0, e.Time
-		g.created, g.deleted, g.notes, g.touched = nil, nil, nil, nil
+		g.created, g.deleted, g.wrote, g.notes, g.touched = nil, nil, nil, nil, nil
 		clear(g.seen)
 	}
 	delete(pids, 0)

@@ -1,6 +1,9 @@
 package detect
 
 import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +18,25 @@ var t0 = time.Date(2022, 7, 15, 10, 0, 0, 0, time.UTC)
 
 func text(n int) []byte {
 	return []byte(strings.Repeat("The council approved the budget for the water works. ", n/53+1)[:n])
+}
+
+// gzipped returns b compressed with gzip.
+func gzipped(b []byte) []byte {
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(b)
+	zw.Close()
+	return out.Bytes()
+}
+
+// zipped returns the start of a zip file of compressed text.
+func zipped() []byte {
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	w, _ := zw.Create("word/document.xml")
+	w.Write(text(20000))
+	zw.Close()
+	return out.Bytes()
 }
 
 func random(n int) []byte {
@@ -44,6 +66,10 @@ func TestAnalyzeTypes(t *testing.T) {
 		{"empty", nil, EmptyType, false},
 		{"text", text(9000), TextType, false},
 		{"utf8 text", []byte(strings.Repeat("Kuvendi miratoi buxhetin për ujësjellësin. ", 100)), TextType, false},
+		// Three-byte runes: the block's end falls inside one two times in three.
+		{"cjk text, rune cut before the tail", []byte(strings.Repeat("孫子兵法", 1100)[:4096-4]), TextType, false},
+		{"cjk text, rune straddling the tail", []byte(strings.Repeat("孫子兵法", 1100)[:4096-5]), TextType, false},
+		{"cjk text", []byte(strings.Repeat("孫子兵法", 1100)), TextType, false},
 		{"random", random(9000), Unknown, true},
 		{"small random", random(200), Unknown, true},
 		{"zip", zipLike, "zip", true},
@@ -107,7 +133,8 @@ type step struct {
 	to       string // Rename target
 	canary   bool
 	guarded  bool
-	dir      bool // Create of a folder
+	dir      bool     // Create of a folder
+	copies   []string // Delete: files holding the same content
 }
 
 func run(t *testing.T, steps []step) []*Alert {
@@ -128,6 +155,9 @@ func run(t *testing.T, steps []step) []*Alert {
 		}
 		if s.op == Rename {
 			e.OldPath, e.Path = e.Path, "/data/"+s.to
+		}
+		for _, c := range s.copies {
+			e.Copies = append(e.Copies, "/data/"+c)
 		}
 		if a := d.Observe(e); a != nil {
 			alerts = append(alerts, a)
@@ -232,6 +262,134 @@ func TestScenarios(t *testing.T) {
 		{"lock files moved into place", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("r%d/gc.pid.lock", i), to: fmt.Sprintf("r%d/gc.pid", i)}, {op: Rename, pid: 7, file: fmt.Sprintf("r%d/HEAD.lk", i), to: fmt.Sprintf("r%d/HEAD", i)}}
 		}), 0, nil},
+		// Unpacked test data: text in legacy encodings under .txt names.
+		{"new files in legacy encodings", repeat(10, func(i int) []step {
+			latin1 := []byte(strings.Repeat("Le conseil a approuv\xe9 le budget de l'ann\xe9e. \x81\x8d", 100))
+			return []step{{op: Create, pid: 7, file: fmt.Sprint(i, ".txt")}, {op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), new: latin1}}
+		}), 0, nil},
+		// Its attack twin: new files promising text hold ciphertext.
+		{"new files of ciphertext under text names", append(repeat(3, func(i int) []step {
+			return []step{{op: Create, pid: 7, file: fmt.Sprint(i, ".txt")}, {op: Write, pid: 7, file: fmt.Sprint(i, ".txt"), new: random(6000)}}
+		}), step{op: Delete, pid: 7, file: "a.txt", old: doc}), 1, []Signal{TypeLost, Entropy}},
+		// A mail server delivers messages from new/ to cur/ and changes
+		// their flags: renames within the Maildir info suffix.
+		{"maildir flags", repeat(20, func(i int) []step {
+			m := fmt.Sprintf("1733400%03d.M%dP99.mail,S=2345,W=2400", i, i)
+			return []step{{op: Rename, pid: 7, file: "new/" + m, to: "cur/" + m + ":2,S"}, {op: Rename, pid: 7, file: "cur/" + m + ":2,S", to: "cur/" + m + ":2,RS"}}
+		}), 0, nil},
+		// Its attack twin: a flag-like suffix on files that were no mail.
+		{"maildir-like suffix on documents", repeat(6, func(i int) []step {
+			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("r%d.docx", i), to: fmt.Sprintf("r%d.docx:2,S", i)}}
+		}), 1, []Signal{RenamedExt}},
+		// A clean-up job: find -mtime +N -delete of session files and of
+		// day-old Maildir messages (text under names with no known
+		// extension), and logrotate dropping its oldest generations.
+		{"expiring sessions, mail and logs", repeat(60, func(i int) []step {
+			return []step{
+				{op: Delete, pid: 7, file: fmt.Sprintf("cache/sess_%016x", i), old: text(300)},
+				{op: Delete, pid: 7, file: fmt.Sprintf("Trash/cur/1733400%03d.M%dP9.mail,S=6000:2,S", i, i), old: doc},
+				{op: Delete, pid: 7, file: fmt.Sprintf("logs/app%d.log.5.gz", i), old: gzipped(doc)},
+				{op: Delete, pid: 7, file: fmt.Sprintf("logs/app%d.log-20241201", i), old: doc},
+				{op: Delete, pid: 7, file: fmt.Sprintf("tmp/x%d.tmp", i), old: doc},
+			}
+		}), 0, nil},
+		// The attack twins: the same deletions of documents, of binary
+		// files with no known extension, and of backups.
+		{"deleting documents", repeat(4, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("Docs/report-%d.docx", i), old: zipped()}}
+		}), 1, []Signal{Deleted}},
+		{"deleting binary files of no known extension", repeat(4, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("vault/db%d.kdbx", i), old: random(6000)}}
+		}), 1, []Signal{Deleted}},
+		{"deleting backups", repeat(4, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("backup/db-2024120%d.sql.gz", i), old: gzipped(doc)}}
+		}), 1, []Signal{Deleted}},
+		{"encrypted copies of mail, originals deleted", repeat(4, func(i int) []step {
+			m := fmt.Sprintf("cur/1733400%03d.M%dP9.mail,S=6000:2,S", i, i)
+			return []step{{op: Create, pid: 7, file: m + ".locked"}, {op: Write, pid: 7, file: m + ".locked", new: random(6000)}, {op: Delete, pid: 7, file: m, old: doc}}
+		}), 1, []Signal{TypeLost}},
+		// gzip -r over a folder, canaries included, then gunzip -r: each
+		// file compressed into NAME.gz, then deleted, and back.
+		{"gzip and gunzip of a folder", func() []step {
+			var out []step
+			files := map[string][]byte{"!kalaja-canary.docx": zipped(), "a.txt": doc, "b.jpg": append([]byte("\xff\xd8\xff\xe0"), random(5000)...)}
+			for i := range 10 {
+				files[fmt.Sprintf("n%d.txt", i)] = doc
+			}
+			for f, b := range files {
+				out = append(out, step{op: Create, pid: 7, file: f + ".gz"}, step{op: Write, pid: 7, file: f + ".gz", new: gzipped(b)},
+					step{op: Delete, pid: 7, file: f, old: b, canary: strings.HasPrefix(f, "!")})
+			}
+			for f, b := range files {
+				out = append(out, step{op: Create, pid: 8, file: f}, step{op: Write, pid: 8, file: f, new: b},
+					step{op: Delete, pid: 8, file: f + ".gz", old: gzipped(b)})
+			}
+			return out
+		}(), 0, nil},
+		// The attack twins: gzip magic followed by noise, and real gzip of
+		// ciphertext, under NAME.gz, the original deleted.
+		{"gzip magic and noise, originals deleted", repeat(3, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			fake := append([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, random(6000)...)
+			return []step{{op: Create, pid: 7, file: f + ".gz"}, {op: Write, pid: 7, file: f + ".gz", new: fake}, {op: Delete, pid: 7, file: f, old: doc}}
+		}), 1, []Signal{Deleted}},
+		{"gzip of ciphertext, originals deleted", repeat(4, func(i int) []step {
+			f := fmt.Sprint(i, ".txt")
+			return []step{{op: Create, pid: 7, file: f + ".gz"}, {op: Write, pid: 7, file: f + ".gz", new: gzipped(random(6000))}, {op: Delete, pid: 7, file: f, old: doc}}
+		}), 1, []Signal{Deleted}},
+		{"a canary gzipped as noise", []step{
+			{op: Write, pid: 7, file: "!c.docx.gz", new: append([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, random(3000)...)},
+			{op: Delete, pid: 7, file: "!c.docx", canary: true, old: zipped()},
+		}, 1, []Signal{Canary}},
+		{"a text file gzipped as a zip", []step{
+			{op: Write, pid: 7, file: "!c.pdf.gz", new: gzipped(zipped())},
+			{op: Delete, pid: 7, file: "!c.pdf", canary: true, old: []byte("%PDF-1.4\n" + string(text(3000)))},
+		}, 1, []Signal{Canary}},
+		// rsync --delete of files the source moved: each has an older
+		// copy, the source's file.
+		{"deleting files that have older copies", repeat(20, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("mirror/r%d.docx", i), old: doc, copies: []string{fmt.Sprintf("src/Archive/r%d.docx", i)}}}
+		}), 0, nil},
+		// The attack twin: copy each file, delete it, delete the copy.
+		{"deleting files after copying them", repeat(4, func(i int) []step {
+			f, c := fmt.Sprintf("r%d.docx", i), fmt.Sprintf("r%d.docx.x", i)
+			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc},
+				{op: Delete, pid: 7, file: f, old: doc, copies: []string{c}}, {op: Delete, pid: 7, file: c, old: doc}}
+		}), 1, []Signal{Deleted}},
+		// mv onto another file system: each file copied, then deleted.
+		{"moving files to another file system", append(repeat(20, func(i int) []step {
+			c := fmt.Sprintf("usb/Pictures/IMG_%d.jpg", i)
+			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc}}
+		}), repeat(20, func(i int) []step {
+			return []step{{op: Delete, pid: 7, file: fmt.Sprintf("Pictures/IMG_%d.jpg", i), old: doc, copies: []string{fmt.Sprintf("usb/Pictures/IMG_%d.jpg", i)}}}
+		})...), 0, nil},
+		{"moved copies truncated", append(repeat(4, func(i int) []step {
+			f, c := fmt.Sprintf("r%d.docx", i), fmt.Sprintf("usb/r%d.docx", i)
+			return []step{{op: Create, pid: 7, file: c}, {op: Write, pid: 7, file: c, new: doc}, {op: Delete, pid: 7, file: f, old: doc, copies: []string{c}}}
+		}), repeat(4, func(i int) []step {
+			return []step{{op: Write, pid: 7, file: fmt.Sprintf("usb/r%d.docx", i), old: doc, new: []byte{}}}
+		})...), 1, []Signal{Truncated}},
+		// A build slower than fresh_age deletes its own temporary files
+		// (go build on a busy machine).
+		{"a slow build deletes its own output", slices.Concat(
+			repeat(10, func(i int) []step {
+				f := fmt.Sprintf("tmp/go-build1/b%03d/_pkg_.a", i)
+				return []step{{op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: random(6000)}}
+			}),
+			repeat(40, func(i int) []step { return []step{{op: Create, pid: 9, file: fmt.Sprint("other/", i), dir: true}} }),
+			repeat(10, func(i int) []step {
+				return []step{{op: Delete, pid: 7, file: fmt.Sprintf("tmp/go-build1/b%03d/_pkg_.a", i), old: random(6000)}}
+			})), 0, nil},
+		// Its twin: another actor deletes what the build made a while ago.
+		{"another actor deletes a build's output", slices.Concat(
+			repeat(10, func(i int) []step {
+				f := fmt.Sprintf("out/b%03d.a", i)
+				return []step{{op: Create, pid: 7, file: f}, {op: Write, pid: 7, file: f, new: random(6000)}}
+			}),
+			repeat(40, func(i int) []step { return []step{{op: Create, pid: 9, file: fmt.Sprint("other/", i), dir: true}} }),
+			repeat(10, func(i int) []step {
+				return []step{{op: Delete, pid: 8, file: fmt.Sprintf("out/b%03d.a", i), old: random(6000)}}
+			})), 1, []Signal{Deleted}},
 		{"log rotation renames", repeat(20, func(i int) []step {
 			return []step{{op: Rename, pid: 7, file: fmt.Sprintf("app.log.%d", i), to: fmt.Sprintf("app.log.%d", i+1)}}
 		}), 0, nil},

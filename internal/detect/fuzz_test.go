@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzAnalyze: any bytes give a sample, and the detector accepts it.
@@ -11,6 +12,9 @@ func FuzzAnalyze(f *testing.F) {
 	f.Add([]byte("PK\x03\x04 hello"), []byte("SQLite format 3\x00"), int64(9000))
 	f.Add([]byte("-----BEGIN"), []byte{0xff, 0xfe, 0}, int64(3))
 	f.Add([]byte("aGVsbG8gd29ybGQ="), []byte{}, int64(-1))
+	f.Add(gzipped(text(5000)), []byte{}, int64(3000))
+	f.Add(gzipped(random(300))[:200], []byte{}, int64(9000))
+	f.Add([]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage"), []byte{}, int64(18))
 	d, _ := New(DefaultConfig())
 	f.Fuzz(func(t *testing.T, a, b []byte, size int64) {
 		s := Analyze(size, [][]byte{a, b})
@@ -37,6 +41,25 @@ func FuzzTextClasses(f *testing.F) {
 		}
 		if got, want := isEncoded(b, &h, ent), isEncodedBytewise(b, ent); got != want {
 			t.Fatalf("isEncoded = %v, byte by byte %v", got, want)
+		}
+	})
+}
+
+// FuzzValidUTF8: a block is UTF-8 when it is, or when only the start of
+// a rune cut by the block's end is missing its last bytes.
+func FuzzValidUTF8(f *testing.F) {
+	f.Add([]byte("孫子兵法孫子兵法"[:13]))
+	f.Add([]byte("për ujësjellësin ë"[:19]))
+	f.Add([]byte{'a', 'b', 'c', 0xe5, 0xad})
+	f.Add([]byte{'a', 'b', 'c', 'd', 0xad})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := utf8.Valid(b)
+		for cut := 1; !want && cut <= 3 && len(b) > 3; cut++ {
+			tail := b[len(b)-cut:]
+			want = !utf8.FullRune(tail) && utf8.Valid(b[:len(b)-cut])
+		}
+		if got := validUTF8(b); got != want {
+			t.Fatalf("validUTF8(%q) = %v, want %v", b, got, want)
 		}
 	})
 }

@@ -81,6 +81,9 @@ func expectedType(p string) Type { return expected[ext(p)] }
 // ("x.pid.lock" to "x.pid", "f.tmp" to "f") moves a finished file into
 // place, the opposite of what ransomware does.
 func suspiciousRename(old, new string) bool {
+	if ob := path.Base(old); isMaildir(ob) && maildir(ob) == maildir(path.Base(new)) && strings.Contains(path.Base(new), mailInfo) {
+		return false
+	}
 	oe, ne := ext(old), ext(new)
 	if ne == oe || ne == "" || known[ne] || strings.HasSuffix(new, "~") || strings.TrimSuffix(old, path.Ext(old)) == new {
 		return false
@@ -89,4 +92,51 @@ func suspiciousRename(old, new string) bool {
 		return false
 	}
 	return true
+}
+
+// mailInfo starts the part of a Maildir message's name that holds its
+// flags ("1733400000.M1P2.host,S=1234:2,RS"): a mail server renames a
+// message when it moves it from new/ to cur/ and whenever its flags change.
+const mailInfo = ":2,"
+
+// isMaildir reports whether name is a Maildir message's: it starts with
+// its delivery time in Unix seconds (at least nine digits) and a dot.
+func isMaildir(name string) bool {
+	i := strings.IndexByte(name, '.')
+	return i >= 9 && strings.Trim(name[:i], "0123456789") == ""
+}
+
+// maildir returns a Maildir message's name without its flags.
+func maildir(name string) string {
+	if i := strings.LastIndex(name, mailInfo); i >= 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// scratch are extensions of files a program makes to throw away: logs,
+// temporary and partial files, locks.
+var scratch = map[string]bool{"log": true, "tmp": true, "temp": true, "swp": true, "swo": true, "part": true,
+	"partial": true, "crdownload": true, "pid": true, "lock": true, "cache": true}
+
+// compressedExt are the extensions compressors append.
+var compressedExt = map[string]bool{"gz": true, "xz": true, "zst": true, "bz2": true, "lz4": true, "z": true}
+
+// expendable reports whether p names a file servers delete as a matter of
+// course: a log or a temporary file (scratch), a backup marker (a
+// trailing ~), or a rotated generation of a log, compressed or not
+// ("app.log.3", "app.log.3.gz", "app.log-20241201.gz", "app.log.gz").
+// Backups ("x.bak", "db-20241201.sql.gz") are not expendable: ransomware
+// deletes them first.
+func expendable(p string) bool {
+	base := path.Base(p)
+	if strings.HasSuffix(base, "~") {
+		return true
+	}
+	e := ext(base)
+	if compressedExt[e] {
+		base = base[:len(base)-len(e)-1]
+		e = ext(base)
+	}
+	return scratch[e] || e != "" && strings.Trim(e, "0123456789") == "" || strings.HasPrefix(e, "log-") || strings.HasPrefix(e, "log_")
 }

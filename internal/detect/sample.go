@@ -2,8 +2,10 @@ package detect
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"hash/maphash"
+	"io"
 	"math"
 	"sync"
 	"unicode/utf8"
@@ -43,6 +45,11 @@ type Sample struct {
 	Size   int64
 	Type   Type
 	Blocks []Block
+	// Inner is, for a gzip file, the type of the head of its decompressed
+	// content (judged as Type is), Unknown when the first block does not
+	// decompress or what it holds is unrecognised: gzip magic followed by
+	// noise, or compressed ciphertext.
+	Inner Type
 }
 
 // Offsets returns where to sample a file of size bytes: every block of a
@@ -107,7 +114,39 @@ func Analyze(size int64, blocks [][]byte) Sample {
 	default:
 		s.Type = typeOf(first, &firstCounts, float64(s.Blocks[0].Entropy))
 	}
+	if s.Type == "gzip" {
+		s.Inner = gunzipType(first)
+	}
 	return s
+}
+
+// gunzipType returns the type of what the start of a gzip file, first,
+// decompresses to: Unknown when it does not decompress (a gzip header
+// followed by anything else) or holds unrecognised bytes. It decompresses
+// at most one block.
+func gunzipType(first []byte) Type {
+	zr, err := gzip.NewReader(bytes.NewReader(first))
+	if err != nil {
+		return Unknown
+	}
+	head := make([]byte, BlockSize)
+	n, err := io.ReadFull(zr, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return Unknown // corrupt, or first cut before the end of a member
+	}
+	if n == 0 {
+		if err == io.EOF && zr.Close() == nil {
+			return EmptyType
+		}
+		return Unknown
+	}
+	head = head[:n]
+	h := countBytes(head)
+	e := h.entropy(n)
+	if int(h[0]) == n {
+		return ZeroType
+	}
+	return typeOf(head, &h, float64(float32(e)))
 }
 
 // Judge returns what Analyze(size, [][]byte{first}) reports of a file's
@@ -312,14 +351,19 @@ func validUTF8(b []byte) bool {
 	if len(b) <= 3 {
 		return utf8.Valid(b)
 	}
+	// The check of the head stops at a rune's start: a rune of two to
+	// four bytes may straddle the last three bytes.
 	cut := len(b) - 3
+	for cut > 0 && !utf8.RuneStart(b[cut]) {
+		cut--
+	}
 	if !utf8.Valid(b[:cut]) {
 		return false
 	}
 	for i := cut; i < len(b); {
 		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && utf8.FullRune(b[i:]) {
-			return false
+		if r == utf8.RuneError && n <= 1 {
+			return !utf8.FullRune(b[i:]) // only the start of a rune, cut
 		}
 		i += n
 	}

@@ -55,8 +55,15 @@ func prepareWork(sb *Sandbox) error {
 	return nil
 }
 
-// shell returns sh running script in the sandbox root.
-func (st *stage) shell(ctx context.Context, script string) (*exec.Cmd, error) {
+// shell returns sh running script in the sandbox root. needs are the
+// programs the script runs that may be missing: ErrMissingProgram is
+// wrapped when one is not on PATH.
+func (st *stage) shell(ctx context.Context, script string, needs ...string) (*exec.Cmd, error) {
+	for _, n := range needs {
+		if _, err := exec.LookPath(n); err != nil {
+			return nil, fmt.Errorf("%w: %s (Debian package %s)", ErrMissingProgram, n, packages[n])
+		}
+	}
 	return st.progs.Command(ctx, st.sb.Root(), workEnv(st.sb), "sh", "-ec", script)
 }
 

@@ -18,6 +18,7 @@ var packages = map[string]string{
 	"sqlite3": "sqlite3", "git": "git", "zstd": "zstd", "gzip": "gzip", "tar": "tar",
 	"losetup": "mount (util-linux)", "go": "golang-go, or a Go toolchain on PATH", "sh": "dash",
 	"mv": "coreutils", "seq": "coreutils", "sed": "sed", "find": "findutils", "rm": "coreutils", "gcc": "gcc",
+	"logrotate": "logrotate", "rsync": "rsync", "clamscan": "clamav", "iconv": "libc-bin", "awk": "mawk", "cp": "coreutils", "mount": "mount (util-linux)", "umount": "mount (util-linux)",
 }
 
 // Programs runs the real programs the drill needs with a given

@@ -231,6 +231,9 @@ func (r *runner) scenario(ctx context.Context, sc Scenario, watch WatchFunc) (ou
 		if err := st.detach(ctx); err != nil && out.Error == "" {
 			out.Error = err.Error()
 		}
+		if err := st.unmount(ctx); err != nil && out.Error == "" {
+			out.Error = err.Error()
+		}
 	}()
 	fail := func(err error) (outcome, error) {
 		out.Error = err.Error()

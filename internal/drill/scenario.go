@@ -29,11 +29,12 @@ type Scenario struct {
 
 // stage is what a scenario's preparation and start see.
 type stage struct {
-	cfg    *Config
-	sb     *Sandbox
-	progs  Programs
-	child  Child
-	device string // wipe-raw's loop device, once attached
+	cfg     *Config
+	sb      *Sandbox
+	progs   Programs
+	child   Child
+	device  string // wipe-raw's loop device, once attached
+	mounted string // move-fs's file system, once mounted
 	// hostFiles counts the files of the host stand-in, once laid out.
 	hostFiles int
 }
@@ -98,6 +99,18 @@ func (st *stage) detach(ctx context.Context) error {
 	return err
 }
 
+// unmount detaches move-fs's file system, if one is mounted, lazily: the
+// watcher may still hold it open, and the sandbox must be free of mounts
+// before it is reset.
+func (st *stage) unmount(ctx context.Context) error {
+	if st.mounted == "" {
+		return nil
+	}
+	err := st.progs.Run(context.WithoutCancel(ctx), st.sb.Root(), "", "umount", "--lazy", st.mounted)
+	st.mounted = ""
+	return err
+}
+
 func noPrepare(context.Context, *stage) error { return nil }
 
 // Scenarios lists every scenario, attacks first, in the order Run runs
@@ -142,6 +155,24 @@ func Scenarios() []Scenario {
 			prepare: prepareLogs, start: startLogs},
 		{Name: BulkMove, Kind: KindBenign, Family: "system", About: "files and folders moved into an archive folder with mv, then sorted out of it one mv per file",
 			prepare: noPrepare, start: startMoves},
+		{Name: Expire, Kind: KindBenign, Family: "system", About: "find -mtime +7 -delete of old session files, find -mtime +0 -delete of fifty day-old mail in a Maildir Trash",
+			prepare: prepareExpire, start: startExpire},
+		{Name: LogrotateW, Kind: KindBenign, Family: "system", About: "three forced rotations by logrotate: oldest generation dropped, others shifted, log gzipped",
+			prepare: prepareLogrotate, start: startLogrotate},
+		{Name: Convert, Kind: KindBenign, Family: "office", About: "gzip -r over a folder with canaries, gunzip -r of a compressed archive, iconv of every note, sed -i of every Go file",
+			prepare: prepareConvert, start: startConvert},
+		{Name: Unpack, Kind: KindBenign, Family: "system", About: "tar -x of Go module source trees with their test data and Debian's CA certificates into the tree",
+			prepare: prepareUnpack, start: startUnpack},
+		{Name: Mirror, Kind: KindBenign, Family: "backup", About: "rsync -a --checksum --delete of the tree to three mirrors made before files were moved, edited and deleted",
+			prepare: prepareMirror, start: startMirror},
+		{Name: Upgrade, Kind: KindBenign, Family: "system", About: "a package upgrade as dpkg does it: NAME.dpkg-new renamed over each file, obsolete files removed",
+			prepare: prepareUpgrade, start: startUpgrade},
+		{Name: MailStore, Kind: KindBenign, Family: "mail", About: "Maildir delivery, flag changes and expunge, mbox compaction through a temporary file",
+			prepare: prepareMail, start: startMail},
+		{Name: Quarantine, Kind: KindBenign, Family: "antivirus", About: "clamscan --move of test samples to a quarantine folder",
+			prepare: prepareQuarantine, start: startQuarantine},
+		{Name: MoveFS, Kind: KindBenign, Family: "system", About: "mv of two folders of the tree and an archive of three older versions of it onto another file system (a tmpfs mounted in the sandbox): copy, then delete",
+			prepare: prepareMoveFS, start: startMoveFS},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,17 @@ func openFanotify(roots []string, opts Options, l loop) (_ *fanotify, err error)
 			return nil, err
 		}
 		s.walkDirs(r, id)
+	}
+	// The file systems mounted below a protected folder are protected
+	// too: a program moving files onto one writes there what it deletes
+	// here. One that cannot be marked (no file handles) is logged.
+	for _, m := range submounts(roots) {
+		id, err := s.markFS(fd, m, fanMask)
+		if err != nil {
+			log.Warn("a file system mounted in a protected folder is not watched", "mount", m, "err", err)
+			continue
+		}
+		s.walkDirs(m, id)
 	}
 	// What cannot be guarded is logged, not fatal: the protected folders
 	// are watched all the same.
@@ -139,6 +151,46 @@ func (s *fanotify) markExec() error {
 	}
 	s.execs[key] = true
 	return nil
+}
+
+// submounts returns the mount points strictly below roots, from
+// /proc/self/mountinfo (none if it cannot be read).
+func submounts(roots []string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		for _, r := range roots {
+			if mp != r && Under(mp, r) && !slices.Contains(out, mp) {
+				out = append(out, mp)
+			}
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of a path
+// in /proc/self/mountinfo.
+func unescapeMount(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func fsid(p string) ([8]byte, error) {

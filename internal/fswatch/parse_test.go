@@ -93,3 +93,16 @@ func FuzzParseInotify(f *testing.F) {
 		}
 	})
 }
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		"/srv/data":                "/srv/data",
+		`/srv/my\040files`:         "/srv/my files",
+		`/srv/tab\011and\134slash`: "/srv/tab\tand\\slash",
+		`/srv/short\04`:            `/srv/short\04`,
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -132,10 +132,19 @@ func removeCanaries(paths []string) error {
 	return errors.Join(errs...)
 }
 
-// canaryHit reports whether an event on a canary whose content went from
-// old to cur (nil: deleted, or not written) damaged it: deleted, or its
-// content is no longer of its format. A program that saves a valid
-// document over it (a batch converter, an office suite) does not count.
-func canaryHit(old, cur *detect.Sample) bool {
-	return cur == nil || old == nil || cur.Type != old.Type
+// canaryHit reports whether an event on the canary at p whose content went
+// from old to cur (nil: deleted, or not written) damaged it: deleted, or
+// its content is no longer of its format. A program that saves a valid
+// document over it (a batch converter, an office suite) does not count,
+// nor does one that writes it back, deleted, in the format its name
+// promises (gunzip -r of a folder whose canaries gzip -r compressed:
+// whether their deletion counted is the detector's to say).
+func canaryHit(p string, old, cur *detect.Sample) bool {
+	if cur == nil {
+		return true
+	}
+	if old == nil {
+		return cur.Type != detect.Expected(detect.Ext(p))
+	}
+	return cur.Type != old.Type
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,13 +26,17 @@ const (
 // sampler reads bounded samples of files and remembers the last sample of
 // each file, so the next write can be compared with it.
 type sampler struct {
-	cache  map[string]*detect.Sample
-	buf    []byte   // detect.MaxBlocks blocks, one after the other
-	blocks [][]byte // slices of buf, reused
+	cache map[string]*detect.Sample
+	// byContent finds the files whose cached samples are equal (copies).
+	// Its entries may be stale (a file since rewritten, moved or
+	// deleted): copies checks each against the cache and the disk.
+	byContent map[contentKey][]string
+	buf       []byte   // detect.MaxBlocks blocks, one after the other
+	blocks    [][]byte // slices of buf, reused
 }
 
 func newSampler() *sampler {
-	return &sampler{cache: map[string]*detect.Sample{}, buf: make([]byte, detect.MaxBlocks*detect.BlockSize)}
+	return &sampler{cache: map[string]*detect.Sample{}, byContent: map[contentKey][]string{}, buf: make([]byte, detect.MaxBlocks*detect.BlockSize)}
 }
 
 // read samples the regular file at path; ok is false when it is gone or
@@ -120,6 +125,63 @@ func (s *sampler) put(path string, smp *detect.Sample) {
 		}
 	}
 	s.cache[path] = smp
+	if k, ok := keyOf(smp); ok {
+		if len(s.byContent) >= maxSamples {
+			clear(s.byContent)
+		}
+		list := s.byContent[k]
+		if !slices.Contains(list, path) {
+			if len(list) >= maxCopies {
+				list = list[1:]
+			}
+			s.byContent[k] = append(list, path)
+		}
+	}
+}
+
+// maxCopies bounds the paths remembered per content.
+const maxCopies = 4
+
+// contentKey is what two equal samples share: size and block hashes.
+type contentKey struct {
+	size int64
+	n    int
+	h    [detect.MaxBlocks]uint64
+}
+
+// keyOf returns smp's key; ok is false for a sample with no content.
+func keyOf(smp *detect.Sample) (k contentKey, ok bool) {
+	if smp == nil || smp.Size == 0 || len(smp.Blocks) == 0 {
+		return k, false
+	}
+	k.size, k.n = smp.Size, len(smp.Blocks)
+	for i, b := range smp.Blocks {
+		k.h[i] = b.Hash
+	}
+	return k, true
+}
+
+// copies returns the other files whose cached samples equal smp (the last
+// sample of path): copies of its content, as far as the sample tells (all
+// of a file up to 16 KiB, four blocks of a larger one). The cache, not
+// the disk, says which files there are: it follows the events read so
+// far, so a copy a program deleted after the deletion being judged, but
+// before the watcher read it, still counts, as it should.
+func (s *sampler) copies(path string, smp *detect.Sample) []string {
+	k, ok := keyOf(smp)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, p := range s.byContent[k] {
+		if p == path {
+			continue
+		}
+		if c, ok := keyOf(s.cache[p]); ok && c == k {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // move renames cached samples at or below from (a file or a folder).
@@ -127,14 +189,14 @@ func (s *sampler) move(from, to string, dir bool) {
 	if !dir {
 		if smp, ok := s.cache[from]; ok {
 			delete(s.cache, from)
-			s.cache[to] = smp
+			s.put(to, smp)
 		}
 		return
 	}
 	for p, smp := range s.cache {
 		if fswatch.Under(p, from) {
 			delete(s.cache, p)
-			s.cache[to+p[len(from):]] = smp
+			s.put(to+p[len(from):], smp)
 		}
 	}
 }

@@ -384,7 +384,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 		old := w.samples.cache[ev.Path]
 		delete(w.samples.cache, ev.Path)
 		delete(w.pending, ev.Path)
-		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old}
+		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: w.copies(ev.Path, old)}
 	case fswatch.Rename:
 		w.rename(ev, self)
 		return
@@ -396,8 +396,16 @@ func (w *Watcher) one(ev fswatch.Event) {
 	if self {
 		return
 	}
-	de.Canary = w.canaries[ev.Path] && canaryHit(de.Old, de.New)
+	de.Canary = w.canaries[ev.Path] && canaryHit(ev.Path, de.Old, de.New)
 	w.observe(ev.PID, de)
+}
+
+// copies returns the files other than canaries that hold the content of
+// p, deleted, whose last sample was old. The canaries all hold the same
+// bytes: one is no copy of another, or deleting every canary would look
+// like removing duplicates.
+func (w *Watcher) copies(p string, old *detect.Sample) []string {
+	return slices.DeleteFunc(w.samples.copies(p, old), func(c string) bool { return w.canaries[c] })
 }
 
 // rename handles a move: the cache and canary bookkeeping, the rename
@@ -425,7 +433,7 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	if written || src == nil || replaced != nil {
 		if smp, ok := w.samples.read(ev.Path); ok {
 			if written {
-				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(src, smp)})
+				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(ev.OldPath, src, smp)})
 			}
 			src = smp
 		}
@@ -444,7 +452,7 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	}
 	w.judge(ev, self, &detect.Event{Op: detect.Rename, Path: ev.Path, OldPath: ev.OldPath, Canary: canary})
 	if replaced != nil && src != nil {
-		w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.Path, Old: replaced, New: src, Canary: w.canaries[ev.Path] && canaryHit(replaced, src)})
+		w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.Path, Old: replaced, New: src, Canary: w.canaries[ev.Path] && canaryHit(ev.Path, replaced, src)})
 	}
 }
 

@@ -143,6 +143,8 @@ func helper(mode, dir string) error {
 		})
 	case "delete":
 		return eachFile(dir, func(p string) error { time.Sleep(2 * time.Millisecond); return os.Remove(p) })
+	case "delete-one":
+		return os.Remove(dir)
 	case "truncate":
 		return eachFile(dir, func(p string) error { time.Sleep(2 * time.Millisecond); return os.Truncate(p, 0) })
 	case "raw":
@@ -454,6 +456,26 @@ func TestWatchAttacks(t *testing.T) {
 				t.Errorf("%d files damaged before the stop", n)
 			}
 		})
+	}
+}
+
+// TestWatchCanaryDeleted: deleting one canary alerts at once, though every
+// other canary holds the same bytes (a copy of its content is no excuse).
+func TestWatchCanaryDeleted(t *testing.T) {
+	h := startWatcher(t, "fanotify", true, func(dir string) { victims(t, dir, 20) })
+	var canary string
+	for _, c := range h.w.Canaries() {
+		if strings.HasSuffix(c, ".docx") && filepath.Dir(c) != h.dir {
+			canary = c
+		}
+	}
+	if canary == "" {
+		t.Fatalf("no canary in a subfolder: %v", h.w.Canaries())
+	}
+	h.start("delete-one", canary)
+	a := h.waitAlert()
+	if !slices.ContainsFunc(a.Signals, func(hit detect.Hit) bool { return hit.Signal == string(detect.Canary) }) {
+		t.Errorf("signals %+v, want canary", a.Signals)
 	}
 }
 
