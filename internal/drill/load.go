@@ -53,15 +53,13 @@ func startLoad(ctx context.Context, progs Programs) (*load, error) {
 			err = cmd.Start()
 		}
 		if err != nil {
-			l.stop()
-			return nil, fmt.Errorf("load: %w", err)
+			return nil, errors.Join(fmt.Errorf("load: %w", err), l.stop())
 		}
 		l.wg.Go(func() { _ = cmd.Wait() }) // killed by stop
 	}
 	env := []string{"GOCACHE=" + dir + "/cache", "GOTMPDIR=", "GOFLAGS=", "GOTOOLCHAIN=local", "GOPROXY=off", "GOENV=off"}
 	if _, err := command("go", env, "version"); err != nil {
-		l.stop()
-		return nil, fmt.Errorf("load: %w", err)
+		return nil, errors.Join(fmt.Errorf("load: %w", err), l.stop())
 	}
 	l.wg.Go(func() {
 		for ctx.Err() == nil {
