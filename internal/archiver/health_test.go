@@ -71,6 +71,13 @@ func TestHealthScenarios(t *testing.T) {
 			if sc.Family == drill.FamilyBackup {
 				t.Skip("attacks Kalaja's own files on the host, not the tree a backup judges")
 			}
+			if sc.Name == drill.MoveFS {
+				// The files it moves end on a file system the drill
+				// unmounts before the backup: for the host's backup they
+				// left the tree, most of this small sandbox, which health
+				// reports as it should (deleted_files).
+				t.Skip("moves most of the sandbox's files off the host's tree")
+			}
 			ctx := t.Context()
 			r := newRepo(t)
 			paths := []string{sb.Root()}

@@ -633,13 +633,24 @@ func (d *Detector) heir(p string, t time.Time) bool {
 // other file is: a known document, media, code or archive extension, or a
 // sampled file of any format but text.
 func valuable(p string, old *Sample) bool {
+	if old == nil {
+		return Valuable(p, Unknown, false)
+	}
+	return Valuable(p, old.Type, true)
+}
+
+// Valuable reports whether deleting the file p, whose content was last
+// seen to be of type t (seen false: never looked at), loses a user's data,
+// by the rule valuable states: the watcher's deletion signal and a
+// snapshot's health (internal/health) count the same deletions.
+func Valuable(p string, t Type, seen bool) bool {
 	if expendable(p) {
 		return false
 	}
 	if known[ext(p)] {
 		return true
 	}
-	return old != nil && old.Type != TextType
+	return seen && t != TextType
 }
 
 // replaces reports whether newPath looks like a transformed copy of old:

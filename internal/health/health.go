@@ -152,7 +152,7 @@ func (a *Accumulator) Add(ctx context.Context, d Dir) {
 			i++
 			j++
 		}
-		if p != nil && p.Kind == snapshot.File && !vcs {
+		if p != nil && p.Kind == snapshot.File && !vcs && valuable(fileOf(d.Path, p)) {
 			t.parentFiles++
 		}
 		switch {
@@ -211,15 +211,28 @@ func (a *Accumulator) deletedTree(ctx context.Context, dir string, id blob.ID, l
 		n := &tree.Nodes[i]
 		switch {
 		case n.Kind == snapshot.File:
-			if !vcs {
+			f := fileOf(dir, n)
+			if !vcs && valuable(f) {
 				t.parentFiles++
 			}
-			list = append(list, fileOf(dir, n))
+			list = append(list, f)
 		case n.Kind == snapshot.Dir && n.Subtree != nil:
 			list = a.deletedTree(ctx, path.Join(dir, string(n.Name)), *n.Subtree, list, t)
 		}
 	}
 	return list
+}
+
+// valuable reports whether losing f loses a user's data, by the watcher's
+// rule (detect.Valuable): not a log, a rotated generation or a temporary
+// file, nor text under a name of no known extension (mail, session and
+// spool files that servers expire every day).
+func valuable(f *file) bool {
+	t := detect.Type(f.format)
+	if f.format == FormatUnknown {
+		t = detect.Unknown
+	}
+	return detect.Valuable(path.Join(f.dir, f.name), t, f.format != "")
 }
 
 // inVCS reports whether the folder dir is inside the store of a version
@@ -308,7 +321,7 @@ func (a *Accumulator) Finish(baseline []*snapshot.Health) *snapshot.Health {
 	for _, f := range a.deleted {
 		if !f.matched {
 			t.count(deletedFile, f.name, f.size)
-			if !inVCS(f.dir) {
+			if !inVCS(f.dir) && valuable(f) {
 				t.deletions++
 			}
 		}

@@ -31,7 +31,7 @@ const truncatedSize = 64 << 10
 type tally struct {
 	files, bytes                                         snapshot.Counts
 	kinds                                                [numKinds]snapshot.KindStats
-	parentFiles, deletions                               int64 // outside version-control stores
+	parentFiles, deletions                               int64 // outside version-control stores, of files whose loss loses data (valuable)
 	lost, high, zeroed, truncated, damaged, damagedBytes int64
 }
 
