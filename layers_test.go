@@ -50,6 +50,7 @@ var layers = map[string][]string{
 	"internal/watcher":         {"internal/detect", "internal/fswatch"},
 	"internal/testtree":        nil,
 	"internal/store/storetest": {"internal/blob", "internal/store"},
+	"internal/store/s3/s3test": nil,
 	"internal/store/faulty":    {"internal/blob", "internal/store"},
 	"internal/store/remote":    {"internal/admin", "internal/blob", "internal/store"},
 	"internal/server": {"internal/admin", "internal/atomicfile", "internal/blob", "internal/event", "internal/fleet", "internal/ledger",

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +15,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/kalaja/kalaja/internal/store/s3/s3test"
 	"github.com/kalaja/kalaja/internal/testtree"
 )
 
@@ -28,24 +27,8 @@ import (
 // Without a server the test is skipped, or fails when CI is set.
 func s3Server(t *testing.T) (base string, admin *minio.Client) {
 	t.Helper()
-	raw := os.Getenv("KALAJA_TEST_S3_ENDPOINT")
-	if raw == "" {
-		msg := "no S3 test server: run eval \"$(scripts/minio.sh start)\" first (scripts/test.sh does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; in CI the S3 tests must run")
-		}
-		t.Skip(msg)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		t.Fatalf("KALAJA_TEST_S3_ENDPOINT=%q: want http://HOST:PORT", raw)
-	}
-	creds := credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")
-	admin, err = minio.New(u.Host, &minio.Options{Creds: creds, Secure: u.Scheme == "https"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "s3:" + raw, admin
+	srv := s3test.Open(t)
+	return "s3:" + srv.Endpoint, srv.Client
 }
 
 // s3Bucket makes a bucket, with Object Lock when locked, and returns its

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -12,10 +11,10 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/s3"
+	"github.com/kalaja/kalaja/internal/store/s3/s3test"
 )
 
 // s3Store returns a store in a new locked bucket of the S3 test server
@@ -24,23 +23,8 @@ import (
 // CI is set.
 func s3Store(t *testing.T, retention time.Duration, now func() time.Time) *s3.Store {
 	t.Helper()
-	raw := os.Getenv("KALAJA_TEST_S3_ENDPOINT")
-	if raw == "" {
-		msg := "no S3 test server: run eval \"$(scripts/minio.sh start)\" first (scripts/test.sh does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; in CI the S3 tests must run")
-		}
-		t.Skip(msg)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		t.Fatalf("KALAJA_TEST_S3_ENDPOINT=%q: want http://HOST:PORT", raw)
-	}
-	creds := credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")
-	c, err := minio.New(u.Host, &minio.Options{Creds: creds, Secure: u.Scheme == "https"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := s3test.Open(t)
+	c, u, creds := srv.Client, srv.URL, srv.Creds
 	b := make([]byte, 6)
 	rand.Read(b)
 	bucket := "kalaja-server-" + hex.EncodeToString(b)

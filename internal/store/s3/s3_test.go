@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"net/url"
+	"github.com/kalaja/kalaja/internal/store/s3/s3test"
 	"os"
 	"strings"
 	"testing"
@@ -33,27 +33,11 @@ type testServer struct {
 // the test is skipped, or fails when CI is set: CI must run these tests.
 func server(t *testing.T) *testServer {
 	t.Helper()
-	raw := os.Getenv("KALAJA_TEST_S3_ENDPOINT")
-	if raw == "" {
-		msg := "no S3 test server: run eval \"$(scripts/minio.sh start)\" first (scripts/test.sh does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; in CI the S3 tests must run")
-		}
-		t.Skip(msg)
+	srv := s3test.Open(t)
+	if _, err := srv.Client.ListBuckets(t.Context()); err != nil {
+		t.Fatalf("S3 test server %s: %v", srv.Endpoint, err)
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		t.Fatalf("KALAJA_TEST_S3_ENDPOINT=%q: want http://HOST:PORT", raw)
-	}
-	creds := credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")
-	admin, err := minio.New(u.Host, &minio.Options{Creds: creds, Secure: u.Scheme == "https"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.ListBuckets(t.Context()); err != nil {
-		t.Fatalf("S3 test server %s: %v", raw, err)
-	}
-	return &testServer{endpoint: u.Host, insecure: u.Scheme != "https", creds: creds, admin: admin}
+	return &testServer{endpoint: srv.URL.Host, insecure: srv.URL.Scheme != "https", creds: srv.Creds, admin: srv.Client}
 }
 
 // bucketKind is how a test bucket is made.
