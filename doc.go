@@ -40,6 +40,7 @@
 //	cmd/kalaja           the command line: one file per subcommand
 //
 // Test support: internal/testtree (generates and compares file trees),
-// internal/store/storetest (the conformance suite every store passes) and
-// internal/store/faulty (a store that injects faults).
+// internal/store/storetest (the conformance suite every store passes),
+// internal/store/faulty (a store that injects faults) and
+// internal/store/s3/s3test (the S3 test server scripts/minio.sh starts).
 package kalaja
