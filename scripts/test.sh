@@ -46,6 +46,16 @@ errcheck=$(tool github.com/kisielk/errcheck v1.30.0)
 # checks that follow catch, and clean-up, whose failure fails nothing.
 "$errcheck" -ignoretests -exclude scripts/errcheck.excludes ./...
 
+# missing WHAT TESTS: something TESTS need is missing. Outside CI they
+# skip (or fail) on their own and this script goes on; in CI it fails here.
+missing() {
+	if [ -n "${CI:-}" ]; then
+		echo "CI: $1, and $2 must run" >&2
+		exit 1
+	fi
+	echo "warning: $1; $2 will skip or fail" >&2
+}
+
 echo "== S3 test server"
 # The S3 tests need a MinIO (scripts/minio.sh). Outside CI they skip when it
 # cannot start; in CI they fail, and so does this script. A server that was
@@ -58,49 +68,29 @@ if s3env=$(./scripts/minio.sh env 2>/dev/null); then
 elif s3env=$(./scripts/minio.sh start); then
 	eval "$s3env"
 	stops="./scripts/minio.sh stop;"
-elif [ -n "${CI:-}" ]; then
-	echo "CI: MinIO did not start, and the S3 tests must run" >&2
-	exit 1
 else
-	echo "warning: MinIO did not start; the S3 tests will be skipped" >&2
+	missing "MinIO did not start" "the S3 tests"
 fi
 
 echo "== chromium"
 # The dashboard's browser test needs Debian's chromium (scripts/chromium.sh
-# installs it). Outside CI it skips when chromium cannot be installed; in CI
-# it fails, and so does this script.
-if ! ./scripts/chromium.sh; then
-	if [ -n "${CI:-}" ]; then
-		echo "CI: chromium could not be installed, and the browser test must run" >&2
-		exit 1
-	fi
-	echo "warning: no chromium; the dashboard's browser test will be skipped" >&2
-fi
+# installs it).
+./scripts/chromium.sh || missing "chromium could not be installed" "the dashboard's browser test"
 
 echo "== promtool"
 # The test of deploy/prometheus needs promtool (scripts/promtool.sh installs
-# Debian's prometheus package). Outside CI it skips when promtool cannot be
-# had; in CI it fails, and so does this script.
+# Debian's prometheus package).
 if promtool=$(./scripts/promtool.sh path); then
 	PATH="$(dirname "$promtool"):$PATH"
-elif [ -n "${CI:-}" ]; then
-	echo "CI: promtool could not be installed, and the rules tests must run" >&2
-	exit 1
 else
-	echo "warning: no promtool; the Prometheus rules tests will be skipped" >&2
+	missing "promtool could not be installed" "the Prometheus rules tests"
 fi
 
 echo "== drill tools"
 # The drill's benign workloads run logrotate, rsync, clamscan and others
-# (scripts/drilltools.sh installs what is missing). Outside CI a missing
-# one fails only the drill tests that need it; in CI this script fails.
-if ! ./scripts/drilltools.sh; then
-	if [ -n "${CI:-}" ]; then
-		echo "CI: the drill's programs could not be installed, and the drill must run" >&2
-		exit 1
-	fi
-	echo "warning: some of the drill's programs are missing; the drill tests will fail" >&2
-fi
+# (scripts/drilltools.sh installs what is missing); without one, the drill
+# tests that need it fail.
+./scripts/drilltools.sh || missing "some of the drill's programs could not be installed" "the drill"
 
 echo "== go test"
 # The drills of cmd/kalaja run alone afterwards: they race real attacks
@@ -127,11 +117,8 @@ if ecenv=$(ec env 2>/dev/null) || { ecenv=$(ec start) && stops="$stops ec stop;"
 		ec stop
 		stops=${stops/ ec stop;/}
 	fi
-elif [ -n "${CI:-}" ]; then
-	echo "CI: the erasure-coded MinIO did not start, and the S3 tests must run on it" >&2
-	exit 1
 else
-	echo "warning: the erasure-coded MinIO did not start; its S3 pass is skipped" >&2
+	missing "the erasure-coded MinIO did not start" "the S3 tests on it"
 fi
 
 echo "== go test: the drills"
