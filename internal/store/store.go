@@ -171,37 +171,40 @@ type Renewer interface {
 
 // RenewAll extends, if st is a Renewer, the retention of the config and
 // of every listed object for which skip (nil: none) returns false, and
-// returns how many it extended. An object gone by the time it is renewed
-// (a missing config, a concurrent deletion) is passed over; any other
-// error stops it, having extended the count it returns.
+// returns how many it extended. It renews while it lists, so its memory
+// does not grow with the number of objects. An object gone by the time it
+// is renewed (a missing config, a concurrent deletion) is passed over; any
+// other error stops it, having extended the count it returns.
 func RenewAll(ctx context.Context, st Lister, skip func(Handle) bool) (int, error) {
 	rn, ok := st.(Renewer)
 	if !ok {
 		return 0, nil
 	}
-	hs := []Handle{{Type: Config}}
-	for _, t := range Listable {
-		if err := st.List(ctx, t, func(fi FileInfo) error {
-			hs = append(hs, Handle{Type: t, Name: fi.Name})
-			return nil
-		}); err != nil {
-			return 0, fmt.Errorf("list %s: %w", t, err)
-		}
-	}
 	n := 0
-	for _, h := range hs {
+	renew := func(h Handle) error {
 		if skip != nil && skip(h) {
-			continue
+			return nil
 		}
 		ok, err := rn.Renew(ctx, h)
 		if errors.Is(err, blob.ErrNotFound) {
-			continue // no config yet, or deleted since the listing
+			return nil // no config yet, or deleted since the listing
 		}
 		if err != nil {
-			return n, fmt.Errorf("extend retention: %w", err)
+			return fmt.Errorf("extend retention: %w", err)
 		}
 		if ok {
 			n++
+		}
+		return nil
+	}
+	if err := renew(Handle{Type: Config}); err != nil {
+		return n, err
+	}
+	for _, t := range Listable {
+		if err := st.List(ctx, t, func(fi FileInfo) error {
+			return renew(Handle{Type: t, Name: fi.Name})
+		}); err != nil {
+			return n, fmt.Errorf("renew %s: %w", t, err)
 		}
 	}
 	return n, nil
