@@ -234,8 +234,9 @@ func (bt *batch) add(p Pack) {
 }
 
 // write sorts the batch and writes it as a run in dir; it returns the file
-// name.
-func (bt *batch) write(dir string) (string, error) {
+// name. A handle that the main records of older hold goes to the extra
+// section, so that a handle is in the main records of one run only.
+func (bt *batch) write(dir string, older []*run) (string, error) {
 	order := make([]uint32, len(bt.packs))
 	for i := range order {
 		order[i] = uint32(i)
@@ -265,12 +266,27 @@ func (bt *batch) write(dir string) (string, error) {
 	slices.SortStableFunc(bt.recs, func(a, b record) int { return compareHandles(a.h, b.h) })
 	for _, rec := range bt.recs {
 		rec.pack = remap[rec.pack]
-		if err := b.add(rec); err != nil {
+		add := b.add
+		if inRuns(older, rec.h) {
+			add = b.addExtra
+		}
+		if err := add(rec); err != nil {
 			b.abort()
 			return "", err
 		}
 	}
 	return b.finish()
+}
+
+// inRuns reports whether the main records of runs hold h; a damaged record
+// counts as not held.
+func inRuns(runs []*run, h blob.Handle) bool {
+	for _, r := range runs {
+		if _, _, ok, err := r.find(h); ok && err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // mergeRuns writes one run in dir holding every record of in, which lists

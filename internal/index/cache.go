@@ -91,7 +91,10 @@ func (c *cacheUpdate) update(ctx context.Context, present []string, read ReadFun
 	for _, name := range present {
 		isPresent[name] = true
 	}
-	// Keep the runs that open cleanly and whose index files are all present.
+	// Keep the runs that open cleanly and whose index files are all present,
+	// up to the first that does not: the runs after it may hold in their
+	// extra sections further locations of handles whose main record it
+	// held, so they are read again with it.
 	perRun := make([][]string, len(m.runs))
 	for name, i := range m.files {
 		perRun[i] = append(perRun[i], name)
@@ -99,7 +102,7 @@ func (c *cacheUpdate) update(ctx context.Context, present []string, read ReadFun
 	covered := map[string]bool{}
 	changed := false
 	for i, mr := range m.runs {
-		keep := true
+		keep := !changed
 		for _, name := range perRun[i] {
 			keep = keep && isPresent[name]
 		}
@@ -221,7 +224,7 @@ func (c *cacheUpdate) build(ctx context.Context, names []string, read ReadFunc) 
 		if len(bt.recs) == 0 && len(bt.packs) == 0 {
 			return nil
 		}
-		name, err := bt.write(c.dir)
+		name, err := bt.write(c.dir, c.runs)
 		if err != nil {
 			return err
 		}
@@ -258,8 +261,7 @@ func (c *cacheUpdate) build(ctx context.Context, names []string, read ReadFunc) 
 	}
 	if len(runs) == 0 {
 		// Index files that list nothing still need a run to be covered.
-		bt.packs = []packInfo{}
-		name, err := bt.write(c.dir)
+		name, err := bt.write(c.dir, nil)
 		if err != nil {
 			return nil, "", nil, nil, err
 		}

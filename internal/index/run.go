@@ -161,10 +161,11 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 	if !filterHas(r.filter, h) {
 		return record{}, 0, false, nil
 	}
-	lo, hi, ok := r.bucket(h)
+	first, last, ok := r.bucket(h)
 	if !ok {
 		return record{}, 0, false, nil
 	}
+	lo, hi := first, last
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
 		switch bytes.Compare(r.records[mid*recordSize:mid*recordSize+blob.IDSize], h.ID[:]) {
@@ -181,6 +182,15 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 			lo = mid + 1
 		default:
 			hi = mid
+		}
+	}
+	// A record of h whose ID was damaged would sit beside where h belongs:
+	// check those, so that damage is an error and not a silent miss.
+	for _, i := range []int{lo - 1, lo} {
+		if i >= first && i < last {
+			if _, err := r.record(i); err != nil {
+				return record{}, 0, false, err
+			}
 		}
 	}
 	return record{}, 0, false, nil
@@ -266,6 +276,13 @@ func (r *run) findPack(id blob.ID) (int, bool, error) {
 			lo = mid + 1
 		default:
 			hi = mid
+		}
+	}
+	for _, i := range []int{lo - 1, lo} {
+		if i >= 0 && i < r.npacks {
+			if _, err := r.pack(i); err != nil {
+				return 0, false, err
+			}
 		}
 	}
 	return 0, false, nil
