@@ -209,4 +209,3 @@ func TestIndexCacheUnusable(t *testing.T) {
 	}
 	sameIndex(t, c, openCached(t, st, ""), hs)
 }
-
