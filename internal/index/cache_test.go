@@ -1,14 +1,18 @@
 package index
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/kalaja/kalaja/internal/blob"
@@ -628,4 +632,79 @@ func FuzzRunManifest(f *testing.F) {
 			t.Fatalf("re-encoded manifest: %v", err)
 		}
 	})
+}
+
+// crashFiles is the repository the crash test's processes index.
+func crashFiles(n int) (*files, []Pack, []blob.Handle) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	packs, pool := randomPacks(rng, n, 20, nil)
+	return &files{byName: makeFiles(packs, 2, "a")}, packs, pool
+}
+
+// TestCacheKilled kills (SIGKILL) a process in the middle of building the
+// cache, cold and then warm, after it wrote some runs and before its
+// manifest: the next open answers right, reads only what the surviving
+// manifest does not cover, and removes what the killed process left.
+func TestCacheKilled(t *testing.T) {
+	if dir := os.Getenv("KALAJA_INDEX_CRASH_DIR"); dir != "" {
+		n, _ := strconv.Atoi(os.Getenv("KALAJA_INDEX_CRASH_PACKS"))
+		f, _, _ := crashFiles(n)
+		batchRecords = 50
+		written := 0
+		testHookRunWritten = func() {
+			if written++; written == 3 {
+				fmt.Println("written")
+				select {} // until killed
+			}
+		}
+		_, _, err := OpenCache(context.Background(), dir, f.names(), f.read)
+		t.Fatalf("not killed: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	kill := func(npacks int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCacheKilled$")
+		cmd.Env = append(os.Environ(), "KALAJA_INDEX_CRASH_DIR="+dir, fmt.Sprint("KALAJA_INDEX_CRASH_PACKS=", npacks))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if line != "written\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("child said %q, %v", line, err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+	}
+	check := func(npacks, wantReads int) {
+		t.Helper()
+		f, packs, pool := crashFiles(npacks)
+		entries, _ := os.ReadDir(dir)
+		if len(entries) < 3 {
+			t.Fatalf("the killed process left %d files", len(entries))
+		}
+		x, _ := open(t, dir, f)
+		if len(f.reads) != wantReads {
+			t.Fatalf("read %d files, want %d", len(f.reads), wantReads)
+		}
+		sameAnswers(t, x, reference(f), pool, packs, rand.New(rand.NewPCG(1, 1)))
+		entries, _ = os.ReadDir(dir)
+		if len(entries) != len(x.runs)+2 {
+			t.Fatalf("%d files in the cache for %d runs", len(entries), len(x.runs))
+		}
+	}
+	withBatch(t, 50)
+	kill(20)
+	check(20, 10) // cold: every file
+	kill(40)
+	check(40, 10) // warm: the 10 new files only
 }
