@@ -263,7 +263,17 @@ func (bt *batch) write(dir string, older []*run) (string, error) {
 		}
 		i = j
 	}
-	slices.SortStableFunc(bt.recs, func(a, b record) int { return compareHandles(a.h, b.h) })
+	// By handle, then in the order read (packs are numbered as read), so
+	// that the first location read stays in the main records.
+	slices.SortFunc(bt.recs, func(a, b record) int {
+		if c := compareHandles(a.h, b.h); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.pack, b.pack); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.e.offset, b.e.offset)
+	})
 	for _, rec := range bt.recs {
 		rec.pack = remap[rec.pack]
 		add := b.add

@@ -356,7 +356,8 @@ func openRun(path string) (*run, error) {
 		return nil, fmt.Errorf("run %s: %w", filepath.Base(path), err)
 	}
 	r.mapped = true
-	r.dropPages() // parseRun read the fan-out and filter through
+	r.dropPages()                         // parseRun read the fan-out and filter through
+	_ = unix.Madvise(b, unix.MADV_RANDOM) // lookups: no read-ahead
 	return r, nil
 }
 

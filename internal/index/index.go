@@ -66,11 +66,12 @@ type Index struct {
 	// concurrent backups), so ByPack can list every pack in full.
 	dups map[blob.Handle][]entry
 
-	runs   []*run   // oldest first; immutable
-	base   []uint64 // Ordinal of each run's first record
-	runLen uint64   // main records in all runs
-	dir    string   // of the cache, "" without one
-	probes atomic.Uint64
+	runs     []*run   // oldest first; immutable
+	base     []uint64 // Ordinal of each run's first record
+	runLen   uint64   // main records in all runs
+	runBytes int      // size of all runs
+	dir      string   // of the cache, "" without one
+	probes   atomic.Uint64
 
 	errMu sync.Mutex
 	err   error // the first corruption found in a run
@@ -88,6 +89,7 @@ func newWithRuns(runs []*run, dir string) *Index {
 	for _, r := range runs {
 		x.base = append(x.base, x.runLen)
 		x.runLen += uint64(r.main)
+		x.runBytes += len(r.b)
 	}
 	return x
 }
@@ -121,10 +123,16 @@ func (x *Index) corrupt(err error) {
 	}
 }
 
-// releaseEvery is how many run lookups pass between two returns of the
-// runs' pages to the kernel (run.dropPages), which bounds the resident
-// pages a long stream of lookups (check, prune) accumulates.
-const releaseEvery = 1 << 14
+// When the runs are larger than residentBound, their pages are given back
+// to the kernel (run.dropPages) every releaseEvery lookups that find a
+// blob, each of which touches about eight pages: this bounds the resident
+// pages a long stream of lookups (check, prune) accumulates to about
+// releaseEvery × 8 × 4 KiB, at the cost of page faults that re-map them
+// from the page cache. Smaller runs are left resident.
+const (
+	releaseEvery  = 1 << 13
+	residentBound = 256 << 20
+)
 
 // findRun looks h up in the runs, oldest first: the run's number, the
 // record and its position.
@@ -136,7 +144,7 @@ func (x *Index) findRun(h blob.Handle) (int, record, int, bool) {
 			continue
 		}
 		if ok {
-			if x.probes.Add(1)%releaseEvery == 0 {
+			if x.runBytes > residentBound && x.probes.Add(1)%releaseEvery == 0 {
 				for _, r := range x.runs {
 					r.dropPages()
 				}
