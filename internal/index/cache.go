@@ -234,20 +234,27 @@ func (c *cacheUpdate) build(ctx context.Context, names []string, read ReadFunc) 
 			return err
 		}
 		runs = append(runs, r)
-		bt = batch{}
+		bt.packs, bt.recs = bt.packs[:0], bt.recs[:0]
 		if testHookRunWritten != nil {
 			testHookRunWritten()
 		}
 		return nil
 	}
+	bt.recs = make([]record, 0, batchRecords)
 	readErr := read(ctx, names, func(name string, packs []Pack) error {
+		n := 0
+		for _, p := range packs {
+			n += len(p.Entries)
+		}
+		if len(bt.recs) > 0 && len(bt.recs)+n > batchRecords {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		for _, p := range packs {
 			bt.add(p)
 		}
 		files = append(files, name)
-		if len(bt.recs) >= batchRecords {
-			return flush()
-		}
 		return nil
 	})
 	if err := ctx.Err(); err != nil {
