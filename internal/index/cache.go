@@ -128,7 +128,7 @@ func (c *cacheUpdate) update(ctx context.Context, present []string, read ReadFun
 	}
 	var missing []string
 	for _, name := range present {
-		if !covered[name] && len(name) <= 0xffff {
+		if !covered[name] {
 			missing = append(missing, name)
 		}
 	}
@@ -152,8 +152,9 @@ func (c *cacheUpdate) update(ctx context.Context, present []string, read ReadFun
 		if err := c.mergeFrom(from); err != nil {
 			return nil, nil, nil, err
 		}
+		changed = true
 	}
-	if changed || len(c.runs) != len(m.runs) {
+	if changed {
 		if err := c.saveManifest(); err != nil {
 			return nil, nil, nil, err
 		}

@@ -41,8 +41,17 @@ func (m *manifest) encode() []byte {
 		b = append(b, r.name...)
 		b = binary.LittleEndian.AppendUint32(b, r.headerCRC)
 	}
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.files)))
+	n := 0
+	for name := range m.files {
+		if len(name) <= 0xffff {
+			n++
+		}
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(n))
 	for name, run := range m.files {
+		if len(name) > 0xffff {
+			continue // not recorded: read again at every open
+		}
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(name)))
 		b = append(b, name...)
 		b = binary.LittleEndian.AppendUint32(b, uint32(run))
