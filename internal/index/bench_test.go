@@ -81,6 +81,7 @@ var benchCache struct {
 	n     int
 	names []string
 	read  ReadFunc
+	keep  bool
 }
 
 func warmCache(b *testing.B) {
@@ -89,9 +90,14 @@ func warmCache(b *testing.B) {
 		return
 	}
 	n := benchEntries()
-	dir, err := os.MkdirTemp("", "i-runs-bench-")
-	if err != nil {
-		b.Fatal(err)
+	// $KALAJA_BENCH_CACHE keeps the cache between runs (it must have been
+	// made for the same size).
+	dir, keep := os.LookupEnv("KALAJA_BENCH_CACHE")
+	if !keep {
+		var err error
+		if dir, err = os.MkdirTemp("", "i-runs-bench-"); err != nil {
+			b.Fatal(err)
+		}
 	}
 	names, read := benchFiles(n)
 	x, _, err := OpenCache(context.Background(), dir, names, read)
@@ -99,12 +105,12 @@ func warmCache(b *testing.B) {
 		b.Fatal(err)
 	}
 	x.Close()
-	benchCache.dir, benchCache.n, benchCache.names, benchCache.read = dir, n, names, read
+	benchCache.dir, benchCache.n, benchCache.names, benchCache.read, benchCache.keep = dir, n, names, read, keep
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if benchCache.dir != "" {
+	if benchCache.dir != "" && !benchCache.keep {
 		os.RemoveAll(benchCache.dir)
 	}
 	os.Exit(code)
@@ -130,7 +136,7 @@ func BenchmarkLookup(b *testing.B) {
 	for i := range misses {
 		misses[i] = benchHandle(npacks+i, 0)
 	}
-	run := func(name string, x *Index, hs []blob.Handle, want bool) {
+	run := func(b *testing.B, name string, x *Index, hs []blob.Handle, want bool) {
 		b.Run(name, func(b *testing.B) {
 			i := 0
 			for b.Loop() {
@@ -141,8 +147,8 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		})
 	}
-	run("runs/hit", x, hits, true)
-	run("runs/miss", x, misses, false)
+	run(b, "runs/hit", x, hits, true)
+	run(b, "runs/miss", x, misses, false)
 	b.Run("runs/ordinal", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
@@ -152,17 +158,19 @@ func BenchmarkLookup(b *testing.B) {
 			i++
 		}
 	})
-	m := New()
-	if err := benchCache.read(context.Background(), benchCache.names, func(_ string, ps []Pack) error {
-		for _, p := range ps {
-			m.Add(p)
+	b.Run("memory", func(b *testing.B) {
+		m := New()
+		if err := benchCache.read(context.Background(), benchCache.names, func(_ string, ps []Pack) error {
+			for _, p := range ps {
+				m.Add(p)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
 		}
-		return nil
-	}); err != nil {
-		b.Fatal(err)
-	}
-	run("memory/hit", m, hits, true)
-	run("memory/miss", m, misses, false)
+		run(b, "hit", m, hits, true)
+		run(b, "miss", m, misses, false)
+	})
 }
 
 // BenchmarkOpenWarm opens the warm cache, as every backup does: list,

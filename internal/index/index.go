@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -123,16 +125,35 @@ func (x *Index) corrupt(err error) {
 	}
 }
 
-// When the runs are larger than residentBound, their pages are given back
-// to the kernel (run.dropPages) every releaseEvery lookups that find a
-// blob, each of which touches about eight pages: this bounds the resident
-// pages a long stream of lookups (check, prune) accumulates to about
-// releaseEvery × 8 × 4 KiB, at the cost of page faults that re-map them
-// from the page cache. Smaller runs are left resident.
+// Every checkEvery lookups that find a blob in the runs, the index reads
+// how much of the process's memory is mapped from files (/proc/self/statm);
+// above residentBound it gives the runs' pages back to the kernel
+// (run.dropPages). So a long stream of lookups (check, prune) keeps a
+// bounded resident set, and pays page faults only when its pages would
+// exceed the bound; smaller working sets stay resident.
 const (
-	releaseEvery  = 1 << 13
+	checkEvery    = 1 << 12
 	residentBound = 256 << 20
 )
+
+// releasePages drops the runs' pages if too many are resident.
+func (x *Index) releasePages() {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return
+	}
+	shared, err := strconv.ParseUint(f[2], 10, 64)
+	if err != nil || shared*uint64(os.Getpagesize()) < residentBound {
+		return
+	}
+	for _, r := range x.runs {
+		r.dropPages()
+	}
+}
 
 // findRun looks h up in the runs, oldest first: the run's number, the
 // record and its position.
@@ -144,10 +165,8 @@ func (x *Index) findRun(h blob.Handle) (int, record, int, bool) {
 			continue
 		}
 		if ok {
-			if x.runBytes > residentBound && x.probes.Add(1)%releaseEvery == 0 {
-				for _, r := range x.runs {
-					r.dropPages()
-				}
+			if x.runBytes > residentBound && x.probes.Add(1)%checkEvery == 0 {
+				x.releasePages()
 			}
 			return i, rec, pos, true
 		}
