@@ -240,6 +240,34 @@ func TestCacheLookups(t *testing.T) {
 	}
 }
 
+// TestCacheCrowdedBuckets puts every blob in a few fan-out buckets, so
+// that lookups search buckets of thousands of records (run.narrow).
+func TestCacheCrowdedBuckets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	packs, pool := randomPacks(rng, 40, 200, nil)
+	crowd := func(id *blob.ID) { id[0], id[1] = id[31]&1, 0xff*(id[30]&1) }
+	for i := range pool {
+		crowd(&pool[i].ID)
+	}
+	for _, p := range packs {
+		for i := range p.Entries {
+			crowd(&p.Entries[i].ID)
+		}
+	}
+	f := &files{byName: makeFiles(packs, 3, "a")}
+	x, _ := open(t, t.TempDir(), f)
+	sameAnswers(t, x, reference(f), pool, packs, rng)
+	for _, h := range pool[:500] {
+		for _, d := range []byte{1, 0xff} {
+			m := h
+			m.ID[31] += d
+			if _, ok := x.Lookup(m); ok != slices.Contains(pool, m) {
+				t.Fatalf("Lookup(%v) = %v", m, ok)
+			}
+		}
+	}
+}
+
 func TestCacheIncremental(t *testing.T) {
 	withBatch(t, 200)
 	rng := rand.New(rand.NewPCG(7, 7))

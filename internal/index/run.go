@@ -165,10 +165,10 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 	if !ok {
 		return record{}, 0, false, nil
 	}
-	lo, hi := first, last
+	lo, hi := r.narrow(h, first, last)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		switch bytes.Compare(r.records[mid*recordSize:mid*recordSize+blob.IDSize], h.ID[:]) {
+		switch r.compareID(mid, h) {
 		case 0:
 			rec, err := r.record(mid)
 			if err != nil {
@@ -194,6 +194,32 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 		}
 	}
 	return record{}, 0, false, nil
+}
+
+// compareID compares the blob ID of main record i with h's.
+func (r *run) compareID(i int, h blob.Handle) int {
+	return bytes.Compare(r.records[i*recordSize:i*recordSize+blob.IDSize], h.ID[:])
+}
+
+// narrow returns a part [lo, hi) of the bucket [first, last) where h would
+// be. Blob IDs are uniform, so the third and fourth bytes of h's ID tell
+// about where in its bucket it sits; a window around that guess, widened
+// in doubling steps until it brackets h, is most often within one page,
+// where a binary search of the bucket would touch several.
+func (r *run) narrow(h blob.Handle, first, last int) (int, int) {
+	n := last - first
+	if n <= 16 {
+		return first, last
+	}
+	g := first + int(uint64(n)*(uint64(h.ID[2])<<8|uint64(h.ID[3]))>>16)
+	lo, hi := g, g
+	for step := 4; lo > first && r.compareID(lo, h) > 0; step *= 2 {
+		lo = max(first, lo-step)
+	}
+	for step := 4; hi < last-1 && r.compareID(hi, h) < 0; step *= 2 {
+		hi = min(last-1, hi+step)
+	}
+	return lo, hi + 1
 }
 
 // record is one decoded record.
