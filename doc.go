@@ -10,7 +10,7 @@
 //	internal/chunker     content-defined chunking, FastCDC with a keyed table (pure)
 //	internal/crypto      key hierarchy, Argon2id key files, sealed objects, pack keys
 //	internal/pack        pack codec: encrypted blobs, header, trailer (pure)
-//	internal/index       blob -> pack location in memory; index file codec
+//	internal/index       blob -> pack location: sorted runs in a local cache, mmapped; index file codec
 //	internal/snapshot    snapshot, tree and node records and their codecs (pure)
 //	internal/store       role interfaces for object storage (no Delete in Store), the rule of object names
 //	internal/admin       administrator requests signed with the offline key: delete, retention (pure)

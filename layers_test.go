@@ -20,7 +20,7 @@ var layers = map[string][]string{
 	"internal/chunker":     nil,
 	"internal/crypto":      {"internal/blob"},
 	"internal/pack":        {"internal/blob", "internal/crypto"},
-	"internal/index":       {"internal/blob", "internal/crypto", "internal/pack"},
+	"internal/index":       {"internal/atomicfile", "internal/blob", "internal/crypto", "internal/pack"},
 	"internal/snapshot":    {"internal/blob"},
 	"internal/store":       {"internal/blob"},
 	"internal/store/local": {"internal/blob", "internal/store"},

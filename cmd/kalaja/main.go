@@ -137,6 +137,8 @@ could not be read; 10 no repository at the given location; 12 wrong password;
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	pf.StringVar(&g.serverCert, "cert", "", "pin this certificate (PEM) of an https:// repository's server (default $KALAJA_SERVER_CERT)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "where this client keeps the ledger checkpoints it has seen (default $KALAJA_STATE_DIR, else $XDG_STATE_HOME/kalaja or ~/.local/state/kalaja)")
+	pf.StringVar(&g.cacheDir, "cache-dir", "", "where this client caches the repository's index (default $KALAJA_CACHE_DIR, else $XDG_CACHE_HOME/kalaja or ~/.cache/kalaja)")
+	pf.BoolVar(&g.noCache, "no-cache", false, "hold the index in memory, reading every index file, instead of caching it on disk")
 	root.AddCommand(
 		newInitCommand(g), newBackupCommand(g), newSnapshotsCommand(g), newLsCommand(g),
 		newDiffCommand(g), newRestoreCommand(g), newCheckCommand(g), newKeyCommand(g),

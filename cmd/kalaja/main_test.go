@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	kalajaBin = filepath.Join(dir, "kalaja")
+	// Tests that make their own environment share this index cache (one
+	// directory per repository ID) rather than the user's.
+	os.Setenv("KALAJA_CACHE_DIR", filepath.Join(dir, "cache"))
 	out, err := exec.Command("go", "build", "-o", kalajaBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build kalaja: %v\n%s", err, out)
@@ -49,7 +52,7 @@ func newEnv(t testing.TB) *testEnv {
 // state directory of its own.
 func envAt(t testing.TB, repo string) *testEnv {
 	return &testEnv{t: t, repo: repo, vars: []string{"KALAJA_REPOSITORY=" + repo, "KALAJA_PASSWORD=test password",
-		"KALAJA_STATE_DIR=" + filepath.Join(t.TempDir(), "state")}}
+		"KALAJA_STATE_DIR=" + filepath.Join(t.TempDir(), "state"), "KALAJA_CACHE_DIR=" + filepath.Join(t.TempDir(), "cache")}}
 }
 
 // result is what one run of kalaja did.

@@ -33,6 +33,8 @@ type globalOptions struct {
 	quiet        bool
 	stateDir     string
 	serverCert   string
+	cacheDir     string
+	noCache      bool
 }
 
 // env returns the flag's value, or the environment variable when unset.
@@ -182,6 +184,13 @@ func (g *globalOptions) openFor(ctx context.Context, command string, withIndex b
 	// Argon2id's 64 MiB are garbage now: hand them back before the real
 	// work starts, so they neither count in the peak nor set the GC's goal.
 	debug.FreeOSMemory()
+	if !g.noCache {
+		if root, err := g.cacheRoot(); err != nil {
+			g.warn("%v; the index is held in memory", err)
+		} else {
+			r.SetCacheDir(root)
+		}
+	}
 	if withIndex {
 		if err := r.LoadIndex(ctx); err != nil {
 			g.warn("%v (run 'kalaja check')", err)

@@ -27,6 +27,22 @@ func (g *globalOptions) stateRoot() (string, error) {
 	return filepath.Join(home, ".local", "state", "kalaja"), nil
 }
 
+// cacheRoot is the directory where this client caches what it can read
+// again from the repository: per repository, its index (repo.SetCacheDir).
+func (g *globalOptions) cacheRoot() (string, error) {
+	if d := env(g.cacheDir, "KALAJA_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
+		return filepath.Join(x, "kalaja"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", usageError{fmt.Errorf("no cache directory: set --cache-dir or KALAJA_CACHE_DIR, or use --no-cache (%v)", err)}
+	}
+	return filepath.Join(home, ".cache", "kalaja"), nil
+}
+
 // openLedger opens r's ledger (creating its key on first use) as this
 // client sees it (ledger.OpenClient).
 func (g *globalOptions) openLedger(ctx context.Context, r *repo.Repository) (*ledger.Client, error) {

@@ -57,26 +57,58 @@ type IndexError struct {
 func (e *IndexError) Error() string { return fmt.Sprintf("index %s: %v", shortName(e.Name), e.Err) }
 func (e *IndexError) Unwrap() error { return e.Err }
 
-// LoadIndex reads every index file into the in-memory index. Files that
-// cannot be read, decrypted or decoded are skipped and returned as
+// LoadIndex loads the blob index. With a cache directory (SetCacheDir) it
+// brings the cache up to date, reading only the index files stored since
+// the cache last saw the store (every one, if the cache is new or damaged),
+// and keeps the index in memory-mapped files (index.OpenCache); a cache
+// that cannot be used is reported in the error, and the index is then held
+// in memory as without a cache: every index file read into the heap. Files
+// that cannot be read, decrypted or decoded are skipped and returned as
 // *IndexError values joined in the error; the index holds everything else.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	_, err := r.IndexFiles(ctx)
+	r.startUses(ctx)
+	if r.cacheDir == "" {
+		_, err := r.readIndex(ctx, func(string) bool { return true })
+		return err
+	}
+	var names []string
+	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	x, covered, err := index.OpenCache(ctx, r.IndexCacheDir(), names, r.readIndexFiles)
+	if x == nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		_, rerr := r.readIndex(ctx, func(string) bool { return true })
+		return errors.Join(fmt.Errorf("%w: the index is held in memory instead", err), rerr)
+	}
+	r.idx = x
+	r.indexedMu.Lock()
+	for _, name := range covered {
+		r.indexed[name] = true
+	}
+	r.indexedMu.Unlock()
 	return err
 }
 
-// IndexFiles is LoadIndex, and returns the packs each index file it read
-// lists, by file name.
+// IndexFiles reads every index file into the index, as LoadIndex does
+// without a cache, and returns the packs each file it read lists, by file
+// name.
 func (r *Repository) IndexFiles(ctx context.Context) (map[string][]blob.ID, error) {
 	r.startUses(ctx)
 	return r.readIndex(ctx, func(string) bool { return true })
 }
 
-// RefreshIndex reads into the in-memory index the index files stored
-// since this Repository last read the index (LoadIndex, IndexFiles or
-// RefreshIndex): what other processes, such as backups, added meanwhile.
-// Files that cannot be used are returned as with LoadIndex, and are tried
-// again by the next call.
+// RefreshIndex reads into the index the index files stored since this
+// Repository last read the index (LoadIndex, IndexFiles or RefreshIndex):
+// what other processes, such as backups, added meanwhile. They go to the
+// index's part in memory, not to the cache (the next LoadIndex adds them
+// there). Files that cannot be used are returned as with LoadIndex, and are
+// tried again by the next call.
 func (r *Repository) RefreshIndex(ctx context.Context) error {
 	r.indexedMu.Lock()
 	read := maps.Clone(r.indexed)
@@ -86,7 +118,7 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 }
 
 // readIndex reads the index files whose names want accepts into the
-// in-memory index, and returns the packs each lists.
+// index (Add), and returns the packs each lists.
 func (r *Repository) readIndex(ctx context.Context, want func(name string) bool) (map[string][]blob.ID, error) {
 	files := map[string][]blob.ID{}
 	var names []string
@@ -98,40 +130,53 @@ func (r *Repository) readIndex(ctx context.Context, want func(name string) bool)
 	}); err != nil {
 		return nil, fmt.Errorf("list index: %w", err)
 	}
+	err := r.readIndexFiles(ctx, names, func(name string, packs []index.Pack) error {
+		ids := make([]blob.ID, len(packs))
+		for i, p := range packs {
+			r.idx.Add(p)
+			ids[i] = p.ID
+		}
+		files[name] = ids
+		r.indexedMu.Lock()
+		r.indexed[name] = true
+		r.indexedMu.Unlock()
+		return nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, err
+	}
+	return files, err
+}
+
+// readIndexFiles reads the index files names, a few at a time, and calls fn
+// with the packs of each, one call at a time (an index.ReadFunc). Files
+// that cannot be read, decrypted or decoded are skipped and returned as
+// *IndexError values joined in the error; an error from fn or ctx stops
+// the reading and is returned alone.
+func (r *Repository) readIndexFiles(ctx context.Context, names []string, fn func(name string, packs []index.Pack) error) error {
 	var mu sync.Mutex
 	var errs []error
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
 	for _, name := range names {
 		g.Go(func() error {
-			packs, err := r.loadIndexFile(ctx, name)
+			packs, err := r.loadIndexFile(gctx, name)
+			mu.Lock()
+			defer mu.Unlock()
 			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+				if gctx.Err() != nil {
+					return gctx.Err()
 				}
-				mu.Lock()
 				errs = append(errs, &IndexError{name, err})
-				mu.Unlock()
 				return nil
 			}
-			ids := make([]blob.ID, len(packs))
-			for i, p := range packs {
-				r.idx.Add(p)
-				ids[i] = p.ID
-			}
-			mu.Lock()
-			files[name] = ids
-			mu.Unlock()
-			r.indexedMu.Lock()
-			r.indexed[name] = true
-			r.indexedMu.Unlock()
-			return nil
+			return fn(name, packs)
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return err
 	}
-	return files, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 func (r *Repository) loadIndexFile(ctx context.Context, name string) ([]index.Pack, error) {

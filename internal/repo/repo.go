@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -92,6 +93,8 @@ type Repository struct {
 
 	indexedMu sync.Mutex
 	indexed   map[string]bool // the index files read into idx (RefreshIndex)
+
+	cacheDir string // root of the local caches, "" for none (SetCacheDir)
 }
 
 // LoadConfig reads and checks the repository configuration.
@@ -268,6 +271,22 @@ func (r *Repository) SetIndex(x *index.Index) {
 	r.indexedMu.Lock()
 	clear(r.indexed)
 	r.indexedMu.Unlock()
+}
+
+// SetCacheDir has LoadIndex keep the index in a cache under root, in
+// IndexCacheDir; "" (the default) holds it in memory. It must be called
+// before LoadIndex.
+func (r *Repository) SetCacheDir(root string) { r.cacheDir = root }
+
+// IndexCacheDir returns the directory of the repository's index cache,
+// <root>/<repository ID>/index, or "" without a cache. Blob IDs are keyed
+// hashes and pack IDs hashes of ciphertext, so the cache reveals no
+// content; it is made private to the user all the same (0700, 0600).
+func (r *Repository) IndexCacheDir() string {
+	if r.cacheDir == "" {
+		return ""
+	}
+	return filepath.Join(r.cacheDir, r.cfg.ID.String(), "index")
 }
 
 // KeyName returns the name of the key file that opened the repository.
