@@ -1,7 +1,7 @@
 // Package index maps blobs to their place in packs, in memory, and encodes
 // index files.
 //
-// Memory: every blob costs one map entry of a 33-byte key and a 16-byte
+// Memory: every blob costs one map entry of a 33-byte key and a 20-byte
 // value (about 80 bytes with map overhead), so 10 million chunks (5 TiB at
 // the default 512 KiB average chunk) need under 1 GiB. docs/design.md ("Index
 // at scale", planned) describes how this moves to sorted, memory-mapped files
@@ -35,6 +35,7 @@ type Location struct {
 
 type entry struct {
 	pack, offset, length, rawLength uint32
+	ordinal                         uint32 // see Ordinal
 }
 
 type packInfo struct {
@@ -74,10 +75,12 @@ func (x *Index) Add(p Pack) {
 	x.byPack[p.ID] = n
 	for _, e := range p.Entries {
 		h := e.Handle()
-		ent := entry{n, e.Offset, e.Length, e.RawLength}
-		if _, ok := x.blobs[h]; ok {
+		ent := entry{n, e.Offset, e.Length, e.RawLength, 0}
+		if first, ok := x.blobs[h]; ok {
+			ent.ordinal = first.ordinal
 			x.dups[h] = append(x.dups[h], ent)
 		} else {
+			ent.ordinal = uint32(len(x.blobs))
 			x.blobs[h] = ent
 		}
 	}
@@ -101,6 +104,17 @@ func (x *Index) Has(h blob.Handle) bool {
 	defer x.mu.RUnlock()
 	_, ok := x.blobs[h]
 	return ok
+}
+
+// Ordinal returns a dense number for h: every distinct indexed handle has
+// its own number in [0, Len()), so that callers can keep sets of blobs as
+// bitmaps of Len() bits. Numbers stay the same while no Add happens; false
+// if h is not indexed.
+func (x *Index) Ordinal(h blob.Handle) (uint64, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e, ok := x.blobs[h]
+	return uint64(e.ordinal), ok
 }
 
 // HasPack reports whether pack id is indexed.
