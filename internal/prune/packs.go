@@ -62,8 +62,8 @@ type packInfo struct {
 	// digest sums a hash of each indexed entry, to check the pack's
 	// header against when its blobs are copied (entryDigest).
 	digest    uint64
-	listed    bool   // by an index file read
 	file      uint32 // the first index file read that lists it (Plan.files)
+	listed    bool   // by an index file read
 	young     bool   // stored within Options.Grace
 	protected bool   // listed by an index file stored within Options.Grace
 	state     decision
