@@ -15,13 +15,12 @@ import (
 // model is a repository's index as a plan sees it: index files listing
 // packs, some blobs in several packs, some packs and files recent.
 type model struct {
-	files      [][]index.Pack
-	youngFile  []bool
-	youngPack  map[blob.ID]bool
-	used       map[blob.Handle]bool
-	byPack     map[blob.ID]index.Pack
-	maxUnused  float64
-	packsOrder []blob.ID
+	files     [][]index.Pack
+	youngFile []bool
+	youngPack map[blob.ID]bool
+	used      map[blob.Handle]bool
+	byPack    map[blob.ID]index.Pack
+	maxUnused float64
 }
 
 func newModel(rng *rand.Rand) *model {
