@@ -29,14 +29,14 @@ func (b bitmap) count() int {
 	return n
 }
 
-// firstAndNot returns the smallest member of b that is not in c.
-func (b bitmap) firstAndNot(c bitmap) (uint64, bool) {
+// within reports whether every member of b is in c.
+func (b bitmap) within(c bitmap) bool {
 	for i, w := range b {
-		if w &^= c[i]; w != 0 {
-			return uint64(i)*64 + uint64(bits.TrailingZeros64(w)), true
+		if w&^c[i] != 0 {
+			return false
 		}
 	}
-	return 0, false
+	return true
 }
 
 // decision is what a plan does with a pack.

@@ -255,7 +255,7 @@ func (p *Plan) tallied(t *tally, location string) (bitmap, error) {
 	if t.missing != nil {
 		return nil, fmt.Errorf("pack %s is indexed but missing from %s (run 'kalaja check')", t.missing.Short(), location)
 	}
-	if _, ok := p.used.firstAndNot(t.seen); ok {
+	if !p.used.within(t.seen) {
 		return nil, fmt.Errorf("a blob a snapshot uses is indexed, but no index file read lists it in a stored pack (run 'kalaja check')")
 	}
 	for i := range t.dup {
