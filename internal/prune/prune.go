@@ -133,7 +133,9 @@ type Result struct {
 }
 
 // Execute carries out p: it copies the used blobs of Repack packs into new
-// packs, writes index files listing every pack that stays, and then
+// packs, writes index files listing every pack that stays of those the
+// replaced index files (Indexes) list, reading them again one at a time
+// (an error if one is gone), and then
 // deletes in two rounds, the old index files and then the packs that no
 // remaining index file lists. Each round has rm sign the administrator's
 // requests, stores them and appends to lg (as host) a removal record of
