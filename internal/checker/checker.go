@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -40,6 +41,11 @@ type Source interface {
 	LoadIndex(ctx context.Context) error
 	// Index returns the blob index LoadIndex filled.
 	Index() *index.Index
+	// EachIndexFile calls fn with each index file's name and packs, one
+	// file at a time, in any order. Files that cannot be used are
+	// *repo.IndexError values joined in the error; an error from fn, or
+	// any other error, ends the reading and is returned.
+	EachIndexFile(ctx context.Context, fn func(name string, packs []index.Pack) error) error
 	// ListPacks calls fn for every stored pack, indexed or not.
 	ListPacks(ctx context.Context, fn func(store.FileInfo) error) error
 	// ReadPackHeader reads and decrypts the header of pack id, stored
@@ -107,8 +113,20 @@ type checker struct {
 	rep  *Report
 	mu   sync.Mutex
 	bad  map[blob.Handle]string // blob -> why it cannot be read
-	memo map[blob.ID][]Damage   // tree -> damage below it (paths relative)
+	// clean are the trees with no damage below them, by ordinal
+	// (index.Index.Ordinal); memo holds the damage below the others
+	// (paths relative).
+	clean bitmap
+	memo  map[blob.ID][]Damage
 }
+
+// bitmap is a set of numbers below its length in bits.
+type bitmap []uint64
+
+func newBitmap(n int) bitmap { return make(bitmap, (n+63)/64) }
+
+func (b bitmap) set(i uint64)      { b[i/64] |= 1 << (i % 64) }
+func (b bitmap) has(i uint64) bool { return b[i/64]&(1<<(i%64)) != 0 }
 
 func (c *checker) errorf(format string, args ...any) {
 	c.mu.Lock()
@@ -146,18 +164,19 @@ func (c *checker) markBad(h blob.Handle, why string) {
 // Check checks src (whose index must not be loaded yet) and returns a
 // report. The error is for failures of the check itself, such as a store
 // that cannot be listed; what is wrong with the repository is in the report.
+//
+// Memory, beyond the index src keeps: the index files are compared with
+// the packs one at a time (Source.EachIndexFile), holding 40 bytes per
+// stored pack, and the trees walked are a bit per indexed blob; only
+// damage (bad blobs, damaged trees) is kept by ID.
 func Check(ctx context.Context, src Source, opts Options) (*Report, error) {
 	c := &checker{src: src, opts: opts, rep: &Report{}, bad: map[blob.Handle]string{}, memo: map[blob.ID][]Damage{}}
-	if err := src.LoadIndex(ctx); err != nil {
-		var ie *repo.IndexError
-		for _, e := range unjoin(err) {
-			if !errors.As(e, &ie) {
-				return nil, err
-			}
-			c.errorIs(e)
-		}
+	reported := map[string]bool{} // index files found unusable
+	if err := c.indexErrors(src.LoadIndex(ctx), reported); err != nil {
+		return nil, err
 	}
-	if err := c.checkPacks(ctx); err != nil {
+	c.clean = newBitmap(src.Index().Len())
+	if err := c.checkPacks(ctx, reported); err != nil {
 		return nil, err
 	}
 	snaps, err := src.Snapshots(ctx)
@@ -185,6 +204,25 @@ func Check(ctx context.Context, src Source, opts Options) (*Report, error) {
 	return c.rep, nil
 }
 
+// indexErrors reports each *repo.IndexError joined in err whose file
+// reported does not hold yet, and adds it. Any other error is returned.
+func (c *checker) indexErrors(err error, reported map[string]bool) error {
+	if err == nil {
+		return nil
+	}
+	var ie *repo.IndexError
+	for _, e := range unjoin(err) {
+		if !errors.As(e, &ie) {
+			return err
+		}
+		if !reported[ie.Name] {
+			reported[ie.Name] = true
+			c.errorIs(e)
+		}
+	}
+	return nil
+}
+
 func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		return j.Unwrap()
@@ -192,30 +230,67 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// checkPacks compares the packs in the store with the index and checks
-// each one's header (or, with ReadData, all of it).
-func (c *checker) checkPacks(ctx context.Context) error {
+// storedPack is a pack in the store.
+type storedPack struct {
+	id   blob.ID
+	size int64
+}
+
+// checkPacks compares the packs in the store with the index files, read
+// one at a time, and checks each indexed pack's header (or, with
+// ReadData, all of it) once, whichever index files list it. Index files
+// unusable now that reported does not name are reported too.
+func (c *checker) checkPacks(ctx context.Context, reported map[string]bool) error {
 	r := c.src
-	stored := map[blob.ID]int64{}
+	var stored []storedPack
 	if err := r.ListPacks(ctx, func(fi store.FileInfo) error {
 		id, err := blob.ParseID(fi.Name)
 		if err != nil {
 			c.errorf("pack file %q: name is not an ID", fi.Name)
 			return nil
 		}
-		stored[id] = fi.Size
+		stored = append(stored, storedPack{id, fi.Size})
 		return nil
 	}); err != nil {
 		return fmt.Errorf("list packs: %w", err)
 	}
-	expected := r.Index().ByPack()
+	slices.SortFunc(stored, func(a, b storedPack) int { return bytes.Compare(a.id[:], b.id[:]) })
+	stored = slices.CompactFunc(stored, func(a, b storedPack) bool { return a.id == b.id })
 	c.rep.Packs = len(stored)
+	indexed := newBitmap(len(stored))
+	missing := map[blob.ID]bool{} // indexed, not stored
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
-	for id := range stored {
-		if _, ok := expected[id]; ok {
+	err := r.EachIndexFile(gctx, func(_ string, packs []index.Pack) error {
+		for _, p := range packs {
+			i, ok := slices.BinarySearchFunc(stored, p.ID, func(s storedPack, id blob.ID) int { return bytes.Compare(s.id[:], id[:]) })
+			var size int64 = -1
+			switch {
+			case ok && indexed.has(uint64(i)), !ok && missing[p.ID]:
+				continue
+			case ok:
+				indexed.set(uint64(i))
+				size = stored[i].size
+			default:
+				missing[p.ID] = true
+			}
+			g.Go(func() error { return c.checkPack(gctx, p, size) })
+		}
+		return nil
+	})
+	if err != nil {
+		if err = c.indexErrors(err, reported); err != nil {
+			if werr := g.Wait(); werr != nil {
+				return werr
+			}
+			return err
+		}
+	}
+	for i, sp := range stored {
+		if indexed.has(uint64(i)) {
 			continue
 		}
+		id := sp.id
 		if !c.opts.ReadData {
 			c.mu.Lock()
 			c.rep.Notes = append(c.rep.Notes, fmt.Sprintf("pack %s is not in any index (left by an interrupted backup, or its index file is lost); the next backup indexes it again", id.Short()))
@@ -241,54 +316,55 @@ func (c *checker) checkPacks(ctx context.Context) error {
 			return nil
 		})
 	}
-	for id, p := range expected {
-		g.Go(func() error {
-			defer func() {
-				if c.opts.OnPack != nil {
-					c.opts.OnPack()
-				}
-			}()
-			size, ok := stored[id]
-			want := packSize(p)
-			var problem error
-			tampered := true // unless the problem is the store's
-			switch {
-			case !ok:
-				problem = fmt.Errorf("pack %s is missing", id.Short())
-			case c.opts.ReadData:
-				if size != want {
-					c.tamperf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
-				}
-				problem = c.readPack(gctx, p)
-				tampered = errors.Is(problem, blob.ErrCorrupt)
-			case size != want:
-				problem = fmt.Errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
-			default:
-				hdr, err := r.ReadPackHeader(gctx, id, size)
-				switch {
-				case err != nil:
-					problem, tampered = err, errors.Is(err, blob.ErrCorrupt)
-				case !sameEntries(hdr.Entries, p.Entries):
-					problem = fmt.Errorf("pack %s: header does not match the index", id.Short())
-				}
-			}
-			if problem != nil {
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				if tampered {
-					c.tamperf("%v", problem)
-				} else {
-					c.errorf("%v", problem)
-				}
-				for _, e := range p.Entries {
-					c.markBad(e.Handle(), problem.Error())
-				}
-			}
-			return nil
-		})
-	}
 	return g.Wait()
+}
+
+// checkPack checks indexed pack p, stored with size bytes (-1: not
+// stored), and marks its blobs bad if it has a problem.
+func (c *checker) checkPack(ctx context.Context, p index.Pack, size int64) error {
+	defer func() {
+		if c.opts.OnPack != nil {
+			c.opts.OnPack()
+		}
+	}()
+	id := p.ID
+	want := packSize(p)
+	var problem error
+	tampered := true // unless the problem is the store's
+	switch {
+	case size < 0:
+		problem = fmt.Errorf("pack %s is missing", id.Short())
+	case c.opts.ReadData:
+		if size != want {
+			c.tamperf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
+		}
+		problem = c.readPack(ctx, p)
+		tampered = errors.Is(problem, blob.ErrCorrupt)
+	case size != want:
+		problem = fmt.Errorf("pack %s has %d bytes, the index says %d (truncated or altered)", id.Short(), size, want)
+	default:
+		hdr, err := c.src.ReadPackHeader(ctx, id, size)
+		switch {
+		case err != nil:
+			problem, tampered = err, errors.Is(err, blob.ErrCorrupt)
+		case !sameEntries(hdr.Entries, p.Entries):
+			problem = fmt.Errorf("pack %s: header does not match the index", id.Short())
+		}
+	}
+	if problem != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if tampered {
+			c.tamperf("%v", problem)
+		} else {
+			c.errorf("%v", problem)
+		}
+		for _, e := range p.Entries {
+			c.markBad(e.Handle(), problem.Error())
+		}
+	}
+	return nil
 }
 
 // packSize is the size a pack with p's entries must have.
@@ -358,11 +434,15 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 
 // tree returns the damage below tree id, memoised across snapshots.
 func (c *checker) tree(ctx context.Context, id blob.ID) []Damage {
+	h := blob.Handle{Type: blob.Tree, ID: id}
+	ord, indexed := c.src.Index().Ordinal(h)
+	if indexed && c.clean.has(ord) {
+		return nil
+	}
 	if d, ok := c.memo[id]; ok {
 		return d
 	}
 	var out []Damage
-	h := blob.Handle{Type: blob.Tree, ID: id}
 	t, err := c.loadTree(ctx, h)
 	if err != nil {
 		c.errorf("%v", err)
@@ -387,7 +467,11 @@ func (c *checker) tree(ctx context.Context, id blob.ID) []Damage {
 			}
 		}
 	}
-	c.memo[id] = out
+	if indexed && len(out) == 0 {
+		c.clean.set(ord)
+	} else {
+		c.memo[id] = out
+	}
 	return out
 }
 

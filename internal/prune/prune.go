@@ -6,7 +6,6 @@
 package prune
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"github.com/kalaja/kalaja/internal/index"
 	"github.com/kalaja/kalaja/internal/ledger"
 	"github.com/kalaja/kalaja/internal/repo"
-	"github.com/kalaja/kalaja/internal/snapshot"
 	"github.com/kalaja/kalaja/internal/store"
 )
 
@@ -49,194 +47,6 @@ type Stats struct {
 	UnusedBytes int64 `json:"unused_bytes"`
 	CopyBytes   int64 `json:"copy_bytes"`  // used bytes copied out of packs to delete
 	FreedBytes  int64 `json:"freed_bytes"` // bytes of the packs to delete
-}
-
-// Plan is what Execute will do: which packs stay as they are, which are
-// copied, which deleted, and which index files are replaced.
-type Plan struct {
-	Keep, Repack, Delete []index.Pack
-	// Indexes are the index files to replace; their packs that stay are
-	// listed again in the new index.
-	Indexes []string
-	// listedBy maps each pack to the index files that list it.
-	listedBy map[blob.ID][]string
-	// used are the blobs Repack packs hold that must be copied.
-	used map[blob.Handle]bool
-	// snapshots are those the plan was made for, by ID.
-	snapshots map[string]bool
-	Stats     Stats
-}
-
-// NewPlan reads the index and the trees of snaps, the snapshots that stay,
-// and plans what to copy and delete. It refuses a repository with damage
-// it would make worse: an unreadable index file, a missing tree or blob,
-// or an indexed pack that is missing.
-func NewPlan(ctx context.Context, r *repo.Repository, snaps []*snapshot.Snapshot, o Options) (*Plan, error) {
-	files, err := r.IndexFiles(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w (run 'kalaja check')", err)
-	}
-	packStamps, err := stamps(ctx, r.Store(), store.Packs)
-	if err != nil {
-		return nil, err
-	}
-	indexStamps, err := stamps(ctx, r.Store(), store.Index)
-	if err != nil {
-		return nil, err
-	}
-	used, err := usedBlobs(ctx, r, snaps)
-	if err != nil {
-		return nil, err
-	}
-	recent := func(fi store.FileInfo) bool { return o.Now.Sub(fi.Stamp) < o.Grace }
-
-	p := &Plan{listedBy: map[blob.ID][]string{}, used: map[blob.Handle]bool{}, snapshots: map[string]bool{}}
-	for _, sn := range snaps {
-		p.snapshots[sn.ID.String()] = true
-	}
-	protected := map[blob.ID]bool{} // listed by an index file that stays
-	for name, packs := range files {
-		for _, id := range packs {
-			p.listedBy[id] = append(p.listedBy[id], name)
-		}
-		if recent(indexStamps[name]) {
-			for _, id := range packs {
-				protected[id] = true
-			}
-			continue
-		}
-		p.Indexes = append(p.Indexes, name)
-	}
-	slices.Sort(p.Indexes)
-	p.Stats.IndexFiles = len(p.Indexes)
-
-	packs := r.Index().ByPack()
-	ids := make([]blob.ID, 0, len(packs))
-	for id := range packs {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b blob.ID) int { return cmp.Compare(a.String(), b.String()) })
-	claimed := map[blob.Handle]bool{} // used blobs a pack that stays already holds
-	var candidates []index.Pack
-	for _, id := range ids {
-		pk := packs[id]
-		fi, ok := packStamps[id.String()]
-		if !ok {
-			return nil, fmt.Errorf("pack %s is indexed but missing from %s (run 'kalaja check')", id.Short(), r.Store().Location())
-		}
-		p.Stats.Packs++
-		if recent(fi) || protected[id] {
-			p.Stats.RecentPacks++
-			p.Keep = append(p.Keep, pk)
-			for _, e := range pk.Entries {
-				claimed[e.Handle()] = true
-			}
-			continue
-		}
-		candidates = append(candidates, pk)
-	}
-	// Packs that are most used claim their blobs first, so that the copy a
-	// previous prune made (whose source the store retained) is kept and the
-	// source deleted, rather than copied again.
-	unused := func(pk index.Pack) float64 {
-		var usedN, total int64
-		for _, e := range pk.Entries {
-			total += int64(e.Length)
-			if used[e.Handle()] {
-				usedN += int64(e.Length)
-			}
-		}
-		return float64(total-usedN) / float64(max(total, 1))
-	}
-	slices.SortStableFunc(candidates, func(a, b index.Pack) int { return cmp.Compare(unused(a), unused(b)) })
-	for _, pk := range candidates {
-		var usedN, total int64
-		for _, e := range pk.Entries {
-			total += int64(e.Length)
-			if used[e.Handle()] && !claimed[e.Handle()] {
-				usedN += int64(e.Length)
-			}
-		}
-		switch {
-		case usedN == 0:
-			p.Delete = append(p.Delete, pk)
-			p.Stats.FreedBytes += total
-		case float64(total-usedN) > o.MaxUnused*float64(total):
-			p.Repack = append(p.Repack, pk)
-			for _, e := range pk.Entries {
-				if h := e.Handle(); used[h] && !claimed[h] {
-					p.used[h], claimed[h] = true, true
-				}
-			}
-			p.Stats.CopyBytes += usedN
-			p.Stats.FreedBytes += total
-		default:
-			p.Keep = append(p.Keep, pk)
-			for _, e := range pk.Entries {
-				claimed[e.Handle()] = true
-			}
-		}
-		p.Stats.UsedBytes += usedN
-		p.Stats.UnusedBytes += total - usedN
-	}
-	p.Stats.KeptPacks, p.Stats.RepackPacks, p.Stats.DeletePacks = len(p.Keep), len(p.Repack), len(p.Delete)
-	p.Stats.UsedBlobs = len(used)
-	for h := range used {
-		if !claimed[h] {
-			return nil, fmt.Errorf("blob %v is used by a snapshot but no index lists it (run 'kalaja check')", h)
-		}
-	}
-	return p, nil
-}
-
-// stamps lists the objects of kind t by name.
-func stamps(ctx context.Context, st store.Lister, t store.FileType) (map[string]store.FileInfo, error) {
-	out := map[string]store.FileInfo{}
-	err := st.List(ctx, t, func(fi store.FileInfo) error {
-		out[fi.Name] = fi
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", t, err)
-	}
-	return out, nil
-}
-
-// usedBlobs returns every tree and data blob the snapshots reference.
-func usedBlobs(ctx context.Context, r *repo.Repository, snaps []*snapshot.Snapshot) (map[blob.Handle]bool, error) {
-	used := map[blob.Handle]bool{}
-	var walk func(id blob.ID, path string) error
-	walk = func(id blob.ID, path string) error {
-		h := blob.Handle{Type: blob.Tree, ID: id}
-		if used[h] {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		tree, err := r.LoadTree(ctx, id)
-		if err != nil {
-			return fmt.Errorf("tree %s of %s: %w (run 'kalaja check')", id.Short(), path, err)
-		}
-		used[h] = true
-		for _, n := range tree.Nodes {
-			for _, c := range n.Content {
-				used[blob.Handle{Type: blob.Data, ID: c}] = true
-			}
-			if n.Subtree != nil {
-				if err := walk(*n.Subtree, path+"/"+string(n.Name)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	for _, sn := range snaps {
-		if err := walk(sn.Tree, "snapshot "+sn.ID.Short()); err != nil {
-			return nil, err
-		}
-	}
-	return used, nil
 }
 
 // Kept is an object a Remover could not delete, and why.
@@ -304,8 +114,13 @@ func (d direct) Remove(ctx context.Context, req Request) ([]Kept, error) {
 	return kept, nil
 }
 
-// packsPerIndex bounds the packs one new index file lists.
-const packsPerIndex = 512
+// packsPerIndex and entriesPerIndex bound what one new index file lists:
+// the packs, and their blobs (so that a file of packs of many small trees
+// stays small).
+const (
+	packsPerIndex   = 512
+	entriesPerIndex = 1 << 17
+)
 
 // Result is what Execute did.
 type Result struct {
@@ -318,7 +133,9 @@ type Result struct {
 }
 
 // Execute carries out p: it copies the used blobs of Repack packs into new
-// packs, writes index files listing every pack that stays, and then
+// packs, writes index files listing every pack that stays of those the
+// replaced index files (Indexes) list, reading them again one at a time
+// (an error if one is gone), and then
 // deletes in two rounds, the old index files and then the packs that no
 // remaining index file lists. Each round has rm sign the administrator's
 // requests, stores them and appends to lg (as host) a removal record of
@@ -332,17 +149,15 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 	if err := p.copyUsed(ctx, r); err != nil {
 		return nil, err
 	}
-	for start := 0; start < len(p.Keep); start += packsPerIndex {
-		if _, err := r.SaveIndex(ctx, p.Keep[start:min(start+packsPerIndex, len(p.Keep))]); err != nil {
-			return nil, err
-		}
+	if err := p.writeIndex(ctx, r); err != nil {
+		return nil, err
 	}
 	var doomed []store.Handle
 	for _, name := range p.Indexes {
 		doomed = append(doomed, store.Handle{Type: store.Index, Name: name})
 	}
-	for _, pk := range slices.Concat(p.Repack, p.Delete) {
-		doomed = append(doomed, store.Handle{Type: store.Packs, Name: pk.ID.String()})
+	for _, id := range slices.Concat(p.Repack, p.Delete) {
+		doomed = append(doomed, store.Handle{Type: store.Packs, Name: id.String()})
 	}
 	now := time.Now()
 	res := &Result{}
@@ -372,8 +187,9 @@ func (p *Plan) Execute(ctx context.Context, r *repo.Repository, rm Remover, lg L
 	var packs []store.Handle
 	for _, h := range doomed[len(p.Indexes):] {
 		id, _ := blob.ParseID(h.Name)
+		i, _ := p.packs.find(id)
 		listed := false
-		for _, name := range p.listedBy[id] {
+		for _, name := range p.listedBy(i) {
 			listed = listed || stays[name]
 		}
 		if listed {
@@ -431,39 +247,106 @@ func (p *Plan) noNewSnapshot(ctx context.Context, st store.Lister) (string, erro
 	return "", nil
 }
 
-// reindex writes index files listing the planned packs of hs again.
-func (p *Plan) reindex(ctx context.Context, r *repo.Repository, hs []store.Handle) error {
-	keep := map[string]bool{}
-	for _, h := range hs {
-		keep[h.Name] = true
+// writeIndex writes new index files listing every pack that stays of
+// those the replaced index files list, reading those files again one at a
+// time.
+func (p *Plan) writeIndex(ctx context.Context, r *repo.Repository) error {
+	if len(p.Indexes) == 0 {
+		return nil
 	}
-	var packs []index.Pack
-	for _, pk := range slices.Concat(p.Repack, p.Delete) {
-		if keep[pk.ID.String()] {
-			packs = append(packs, pk)
+	replaced := make(map[string]bool, len(p.Indexes))
+	for _, name := range p.Indexes {
+		replaced[name] = true
+	}
+	written := newBitmap(len(p.packs))
+	var w indexWriter
+	read := 0
+	err := r.EachIndexFile(ctx, func(name string, packs []index.Pack) error {
+		if !replaced[name] {
+			return nil
+		}
+		read++
+		for _, pk := range packs {
+			i, ok := p.packs.find(pk.ID)
+			if !ok || written.has(uint64(i)) || (p.packs[i].state != keep && p.packs[i].state != recent) {
+				continue
+			}
+			written.set(uint64(i))
+			if err := w.add(ctx, r, pk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && read != len(p.Indexes) {
+		err = fmt.Errorf("%d of the %d index files to replace are gone: is another prune running?", len(p.Indexes)-read, len(p.Indexes))
+	}
+	if err == nil {
+		err = w.flush(ctx, r)
+	}
+	if err != nil {
+		return fmt.Errorf("write the new index: %w", err)
+	}
+	return nil
+}
+
+// indexWriter writes packs into index files of at most packsPerIndex packs
+// and about entriesPerIndex blobs.
+type indexWriter struct {
+	packs   []index.Pack
+	entries int
+}
+
+func (w *indexWriter) add(ctx context.Context, r *repo.Repository, pk index.Pack) error {
+	if len(w.packs) > 0 && (len(w.packs) == packsPerIndex || w.entries+len(pk.Entries) > entriesPerIndex) {
+		if err := w.flush(ctx, r); err != nil {
+			return err
 		}
 	}
-	for start := 0; start < len(packs); start += packsPerIndex {
-		if _, err := r.SaveIndex(ctx, packs[start:min(start+packsPerIndex, len(packs))]); err != nil {
+	w.packs = append(w.packs, pk)
+	w.entries += len(pk.Entries)
+	return nil
+}
+
+func (w *indexWriter) flush(ctx context.Context, r *repo.Repository) error {
+	if len(w.packs) == 0 {
+		return nil
+	}
+	_, err := r.SaveIndex(ctx, w.packs)
+	w.packs, w.entries = w.packs[:0], 0
+	return err
+}
+
+// reindex writes index files listing the planned packs of hs again, from
+// their headers.
+func (p *Plan) reindex(ctx context.Context, r *repo.Repository, hs []store.Handle) error {
+	var w indexWriter
+	for _, h := range hs {
+		id, _ := blob.ParseID(h.Name)
+		i, _ := p.packs.find(id)
+		pk, err := r.ReadPackHeader(ctx, id, p.packs[i].size)
+		if err == nil {
+			err = w.add(ctx, r, pk)
+		}
+		if err != nil {
 			return fmt.Errorf("index the packs kept for a new snapshot: %w", err)
 		}
+	}
+	if err := w.flush(ctx, r); err != nil {
+		return fmt.Errorf("index the packs kept for a new snapshot: %w", err)
 	}
 	return nil
 }
 
 // copyUsed saves the used blobs of the Repack packs again, into new packs,
-// with an index that holds only the packs that stay, so that the blobs are
-// not found already stored. The new packs' index files are written at the
-// end of the session.
+// with an empty index, so that the blobs are not found already stored
+// (Plan.copies copies each blob once, and none a pack that stays holds).
+// The new packs' index files are written at the end of the session.
 func (p *Plan) copyUsed(ctx context.Context, r *repo.Repository) error {
 	if len(p.Repack) == 0 {
 		return nil
 	}
-	x := index.New()
-	for _, pk := range p.Keep {
-		x.Add(pk)
-	}
-	r.SetIndex(x)
+	r.SetIndex(index.New())
 	r.StartWrites(ctx)
 	packer := r.NewPacker()
 	err := p.copyPacks(ctx, r, packer)
@@ -479,22 +362,32 @@ func (p *Plan) copyUsed(ctx context.Context, r *repo.Repository) error {
 	return nil
 }
 
+// copyPacks copies the used blobs each Repack pack claims, reading which
+// blobs it holds from its header, which must be the one indexed.
 func (p *Plan) copyPacks(ctx context.Context, r *repo.Repository, packer *repo.Packer) error {
 	var buf []byte
-	for _, pk := range p.Repack {
-		data, err := r.Store().Load(ctx, store.Handle{Type: store.Packs, Name: pk.ID.String()})
+	for _, id := range p.Repack {
+		i, _ := p.packs.find(id)
+		pk, err := r.ReadPackHeader(ctx, id, p.packs[i].size)
+		if err != nil {
+			return err
+		}
+		if entryDigest(p.seed, pk) != p.packs[i].digest {
+			return fmt.Errorf("pack %s: header does not match the index (run 'kalaja check'): %w", id.Short(), blob.ErrCorrupt)
+		}
+		data, err := r.Store().Load(ctx, store.Handle{Type: store.Packs, Name: id.String()})
 		if err != nil {
 			return err
 		}
 		for _, e := range pk.Entries {
-			if !p.used[e.Handle()] {
+			if !p.copies(i, e.Handle()) {
 				continue
 			}
 			end := int64(e.Offset) + int64(e.Length)
 			if end > int64(len(data)) {
-				return fmt.Errorf("blob %v lies past the end of pack %s: %w", e.Handle(), pk.ID.Short(), blob.ErrCorrupt)
+				return fmt.Errorf("blob %v lies past the end of pack %s: %w", e.Handle(), id.Short(), blob.ErrCorrupt)
 			}
-			loc := index.Location{Pack: pk.ID, Ephemeral: pk.Ephemeral, Entry: e}
+			loc := index.Location{Pack: id, Ephemeral: pk.Ephemeral, Entry: e}
 			buf, err = r.OpenBlob(loc, data[e.Offset:end], buf)
 			if err != nil {
 				return err
