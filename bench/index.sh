@@ -16,7 +16,8 @@
 # N). With restic on PATH (or in ~/go/bin) and BENCH_RESTIC_FILES set, also
 # restic's memory per blob (see below).
 #
-# Knobs (environment): BENCH_INDEX_N ("10 100", millions of chunks),
+# Knobs (environment): BENCH_INDEX_N ("10 100", millions of chunks; empty:
+# restic only),
 # BENCH_AVG (200, average stored chunk in KiB: 20 TiB of small files at 100
 # million; 512 is the default chunk size, 2.5 times as many packs),
 # BENCH_REPS (3), BENCH_DIR (/tmp/kalaja-bench-index), BENCH_MEM_LIMIT_MIB
@@ -39,7 +40,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/bench/lib.sh"
-NS=${BENCH_INDEX_N:-10 100}
+NS=${BENCH_INDEX_N-10 100}
 AVG=${BENCH_AVG:-200}
 REPS=${BENCH_REPS:-3}
 WORK=${BENCH_DIR:-/tmp/kalaja-bench-index}
@@ -173,8 +174,8 @@ done
 
 # restic's memory per blob: one repository, backups of RESTIC_FILES
 # (cumulative counts) tiny distinct files in folders of 1000; after each,
-# 'restic check' and a backup of the small folder, peak RSS; bytes per
-# blob is the slope between the first and the last.
+# 'restic check' and a backup of the small folder (warm page cache), peak
+# RSS; bytes per blob is the slope between the first and the last.
 RESTIC=$(command -v restic || echo "$HOME/go/bin/restic")
 if [[ -n $RESTIC_FILES && -x $RESTIC ]]; then
 	export RESTIC_PASSWORD=bench-index RESTIC_CACHE_DIR=$WORK/restic-cache
@@ -194,8 +195,7 @@ if [[ -n $RESTIC_FILES && -x $RESTIC ]]; then
 		blobs=$("$RESTIC" stats -q --json --mode raw-data --repo "$rr" | sed -n 's/.*"total_blob_count":\([0-9]*\).*/\1/p')
 		log "  $blobs blobs"
 		measure "restic-$blobs" 1 check "$WORK/logs/restic-check-$count.log" "$RESTIC" check -q --repo "$rr"
-		drop_caches
-		measure "restic-$blobs" 1 backup-cold "$WORK/logs/restic-backup-$count.log" "$RESTIC" backup -q --force --host bench --repo "$rr" "$WORK/src"
+		measure "restic-$blobs" 1 backup-warm "$WORK/logs/restic-backup-$count.log" "$RESTIC" backup -q --force --host bench --repo "$rr" "$WORK/src"
 	done
 fi
 
