@@ -113,14 +113,22 @@ func (w *Writer) Count() int { return len(w.entries) }
 // Finish writes the header and trailer and returns the pack's entries. The
 // Writer must not be used afterwards.
 func (w *Writer) Finish() ([]Entry, error) {
-	hdr := EncodeHeader(w.entries)
-	b := w.key.Seal(hdr[:0:0], crypto.HeaderNonce(), hdr, magic)
-	b = appendTrailer(b, w.eph, uint32(len(b)))
+	b := SealTail(w.key, w.eph, w.entries)
 	if _, err := w.w.Write(b); err != nil {
 		return nil, fmt.Errorf("write pack header: %w", err)
 	}
 	w.size += len(b)
 	return w.entries, nil
+}
+
+// SealTail returns the bytes that end a pack whose blobs are entries: the
+// header sealed under key, then the trailer naming the ephemeral public key
+// eph that key was agreed with (crypto.Keys.NewPackKey). Writer.Finish
+// writes it; bench/indexgen writes it after a hole in place of the blobs.
+func SealTail(key *crypto.PackKey, eph [crypto.KeySize]byte, entries []Entry) []byte {
+	hdr := EncodeHeader(entries)
+	b := key.Seal(hdr[:0:0], crypto.HeaderNonce(), hdr, magic)
+	return appendTrailer(b, eph, uint32(len(b)))
 }
 
 func appendTrailer(b []byte, eph [crypto.KeySize]byte, hdrLen uint32) []byte {
