@@ -3,7 +3,9 @@
 // mtime, ctime and inode are unchanged; file workers read and chunk the rest;
 // blob workers hash, deduplicate, compress, encrypt and pack every chunk and
 // tree. Each directory's tree is finished by its own goroutine as soon as its
-// children are, so the walk never waits for a directory to drain.
+// children are, so the walk does not wait for a directory to drain, unless
+// a bounded number of walked directories are still waiting for theirs:
+// memory is bounded by the directories in progress, not by the snapshot.
 //
 // Every file read is fingerprinted from its first block (Node.Format,
 // Node.High; unchanged files keep their parent's), and every finished
@@ -12,6 +14,7 @@
 package archiver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +75,8 @@ type Options struct {
 
 	// noHealth leaves out fingerprints and health, to measure their cost.
 	noHealth bool
+	// pendingDirs, if not 0, replaces maxPendingDirs, for tests.
+	pendingDirs int
 }
 
 // Progress counts work as it happens; read it from any goroutine.
@@ -81,6 +86,13 @@ type Progress struct {
 
 // fileWorkers read and chunk files; blob work is spread over all CPUs.
 const fileWorkers = 2
+
+// maxPendingDirs is how many directories may be walked without their
+// trees being saved yet: the walker waits for one of them to finish before
+// it hands over another. An incremental backup of unchanged files walks
+// faster than trees are encoded and saved; without the bound it would hold
+// the nodes and parent trees of every directory of the snapshot.
+const maxPendingDirs = 1024
 
 // readAhead is how much of each queued file the kernel is asked to read
 // before a worker gets to it.
@@ -109,6 +121,9 @@ type archiver struct {
 	bufs chan *[]byte
 
 	links map[[2]uint64]*fileResult // hard links seen, walker goroutine only
+	// dirSlots bounds the directories walked whose trees are not yet
+	// saved (see walkDir), and so the nodes and parent trees held.
+	dirSlots chan struct{}
 
 	health *health.Accumulator // nil with Options.noHealth
 
@@ -167,6 +182,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 		files:    make(chan fileJob, 64), // also bounds the files held open
 		chunks:   make(chan blobJob, runtime.GOMAXPROCS(0)),
 		links:    map[[2]uint64]*fileResult{},
+		dirSlots: make(chan struct{}, cmp.Or(opts.pendingDirs, maxPendingDirs)),
 		loadTree: opts.LoadTree,
 	}
 	if a.loadTree == nil {
@@ -510,7 +526,20 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 		nodes = append(nodes, n)
 	}
 	res := &dirResult{done: make(chan struct{})}
-	go a.finishDir(ctx, res, nodes, waits, hd)
+	// Every directory holding a slot has all its children walked, so it
+	// finishes without the walker: waiting here cannot deadlock.
+	slot := false
+	select {
+	case a.dirSlots <- struct{}{}:
+		slot = true
+	case <-ctx.Done():
+	}
+	go func() {
+		a.finishDir(ctx, res, nodes, waits, hd)
+		if slot {
+			<-a.dirSlots
+		}
+	}()
 	return res
 }
 

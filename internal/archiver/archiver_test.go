@@ -157,3 +157,54 @@ func TestTreesPackedApart(t *testing.T) {
 		t.Fatalf("%d packs of trees, %d of content", treePacks, dataPacks)
 	}
 }
+
+// TestPendingDirsBound: with room for one walked directory at a time, the
+// walker waits for each tree to be saved, and the tree of the folder backed
+// up, first and incremental, is the one an unbounded walk makes.
+func TestPendingDirsBound(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for i := range 40 {
+		p := filepath.Join(dir, fmt.Sprintf("a%d/b%d/f%d", i%4, i%7, i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newRepo(t)
+	// subtree is the ID of dir's tree in sn (its ancestors' times change
+	// as other tests write next to it).
+	subtree := func(sn *snapshot.Snapshot) blob.ID {
+		t.Helper()
+		id := sn.Tree
+		for _, part := range splitPath(dir) {
+			tree, err := r.LoadTree(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := tree.Find(part)
+			if n == nil || n.Subtree == nil {
+				t.Fatalf("snapshot lacks %s", part)
+			}
+			id = *n.Subtree
+		}
+		return id
+	}
+	first, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := subtree(first)
+	for _, parent := range []*snapshot.Snapshot{nil, first} {
+		got, err := Backup(ctx, r, []string{dir}, Options{Hostname: "h", Parent: parent, pendingDirs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := subtree(got); id != want {
+			t.Errorf("parent %v: tree %s, want %s", parent != nil, id.Short(), want.Short())
+		}
+		if parent != nil && got.Summary.FilesUnchanged != 40 {
+			t.Errorf("incremental: %d files unchanged, want 40", got.Summary.FilesUnchanged)
+		}
+	}
+}

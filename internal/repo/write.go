@@ -27,6 +27,12 @@ const (
 	// written during a backup; a crash loses at most that many packs' index
 	// entries, and the next backup re-indexes them (IndexOrphans).
 	packsPerIndex = 32
+	// entriesPerIndex is how many blob entries an index file written
+	// during a backup lists at most, unless one pack alone has more: packs
+	// of tiny files hold a hundred thousand blobs each, and the waiting
+	// entries and the file's encoding are held in memory until it is
+	// written.
+	entriesPerIndex = 1 << 18
 	// uploaders is the number of goroutines committing finished packs
 	// (fsync and rename for the local store), overlapping that wait with
 	// the packers' work.
@@ -41,6 +47,7 @@ type writer struct {
 	mu      sync.Mutex
 	pending map[blob.Handle]struct{} // reserved by a packer, not yet stored
 	unindex []index.Pack             // stored, not yet in an index file
+	entries int                      // blob entries in unindex
 	err     error
 }
 
@@ -84,7 +91,7 @@ func (w *writer) failed() error {
 }
 
 // storePack commits one finished pack, indexes its blobs, and writes an
-// index file when enough packs are waiting for one.
+// index file when enough packs or blob entries are waiting for one.
 func (r *Repository) storePack(f finished) {
 	w := r.w
 	if w.failed() != nil {
@@ -104,9 +111,10 @@ func (r *Repository) storePack(f finished) {
 		delete(w.pending, e.Handle())
 	}
 	w.unindex = append(w.unindex, f.p)
+	w.entries += len(f.p.Entries)
 	var batch []index.Pack
-	if len(w.unindex) >= packsPerIndex {
-		batch, w.unindex = w.unindex, nil
+	if len(w.unindex) >= packsPerIndex || w.entries >= entriesPerIndex {
+		batch, w.unindex, w.entries = w.unindex, nil, 0
 	}
 	w.mu.Unlock()
 	if batch != nil {
