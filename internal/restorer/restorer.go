@@ -5,8 +5,9 @@
 // blobs that lie next to each other in a pack are read with one call, and
 // all-zero blocks are skipped so sparse files stay sparse. A regular file
 // stays open from its creation until its last job ends, when its metadata
-// is applied through the open descriptor; directories get theirs, deepest
-// first, at the very end. Every blob is verified against its ID.
+// is applied through the open descriptor and its writeback started;
+// directories get theirs, deepest first, at the very end. Every blob is
+// verified against its ID.
 //
 // The restorer reads through Source, which *repo.Repository implements;
 // the content pipeline needs only its Blobs part.
