@@ -18,6 +18,10 @@
 # Knobs (environment): BENCH_SIZE (1GiB), BENCH_REPS (3), BENCH_SEED (1),
 # BENCH_FRACTION (0.1), BENCH_DIR (/tmp/kalaja-bench-recover). restic 0.19.1
 # is installed into BENCH_DIR/bin with go install when missing.
+# BENCH_BASE=REV (a git revision) adds two arms, full0 and inplace0: the
+# same full restore and repair in place by kalaja built from REV, set up
+# alike (the backups are made by this tree's kalaja in every arm), so that
+# a change is measured before and after in one run, under the same load.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +35,8 @@ mkdir -p "${BENCH_DIR:-/tmp/kalaja-bench-recover}"
 WORK=$(cd "${BENCH_DIR:-/tmp/kalaja-bench-recover}" && pwd -P)
 BIN=$WORK/bin
 KALAJA=$BIN/kalaja
+KALAJA0=$BIN/kalaja0
+BASE=${BENCH_BASE:-}
 RESTIC=$BIN/restic
 CORPUS=$WORK/corpus
 SRC=$WORK/src
@@ -44,6 +50,12 @@ RUNNING=
 mkdir -p "$BIN" "$LOGS"
 log "building kalaja and the corpus generator"
 (cd "$ROOT" && go build -o "$BIN/corpus" ./bench/corpus && go build -o "$KALAJA" ./cmd/kalaja) || fail "build"
+if [[ -n $BASE ]]; then
+	log "building kalaja at $BASE"
+	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"
+	(cd "$ROOT" && git archive "$BASE") | tar -x -C "$WORK/base-src" || fail "git archive $BASE"
+	(cd "$WORK/base-src" && go build -o "$KALAJA0" ./cmd/kalaja) || fail "build $BASE"
+fi
 if [[ ! -x $RESTIC ]]; then
 	log "installing restic 0.19.1"
 	GOBIN=$BIN go install github.com/restic/restic/cmd/restic@v0.19.1 || fail "go install restic"
@@ -95,8 +107,8 @@ restic_backup() {
 }
 
 dd_run() { dd if=/dev/zero of="$WORK/dd.img" bs=1M count=$((SOURCE_BYTES >> 20)) conv=fdatasync; }
-full_run() { "$KALAJA" restore -q --repo "$WORK/kalaja-repo" latest --target "$WORK/full"; }
-inplace_run() { "$KALAJA" recover -q --repo "$WORK/kalaja-repo" "$SRC" --in-place --quarantine "$WORK/quarantine/$rep-$RANDOM"; }
+full_run() { "${1:-$KALAJA}" restore -q --repo "$WORK/kalaja-repo" latest --target "$WORK/full"; }
+inplace_run() { "${1:-$KALAJA}" recover -q --repo "$WORK/kalaja-repo" "$SRC" --in-place --quarantine "$WORK/quarantine/$rep-$RANDOM"; }
 restic_run() { "$RESTIC" -r "$WORK/restic-repo" restore "latest:$SRC" --target "$SRC" --overwrite if-changed --delete; }
 
 : >"$RESULTS"
@@ -108,12 +120,15 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	kalaja_backup
 	"$RESTIC" -r "$WORK/restic-repo" init >"$LOGS/rep$rep-restic-init.log" 2>&1 || fail "restic init" "$LOGS/rep$rep-restic-init.log"
 	order=(dd full kalaja restic)
+	[[ -z $BASE ]] || order=(dd full kalaja full0 kalaja0 restic)
 	for ((i = 0; i < rep - 1; i++)); do order=("${order[@]:1}" "${order[0]}"); done
 	for tool in "${order[@]}"; do
 		case $tool in
 		dd) rm -f "$WORK/dd.img" && measure dd dd_run && rm -f "$WORK/dd.img" ;;
 		full) rm -rf "$WORK/full" && sync && measure full full_run && rm -rf "$WORK/full" ;;
+		full0) rm -rf "$WORK/full" && sync && measure full0 full_run "$KALAJA0" && rm -rf "$WORK/full" ;;
 		kalaja) fresh_src && kalaja_backup && damage && measure inplace inplace_run && check_src inplace ;;
+		kalaja0) fresh_src && kalaja_backup && damage && measure inplace0 inplace_run "$KALAJA0" && check_src inplace0 ;;
 		restic) fresh_src && restic_backup && damage && measure restic restic_run && check_src restic ;;
 		esac
 	done
@@ -134,9 +149,17 @@ awk -F'\t' -v s="$SOURCE_BYTES" '
 		printf "| dd of the corpus size, with fdatasync | %.2f | %.1f |\n", dd, s / 1e6 / dd
 		printf "| kalaja restore (full) + sync | %.2f | %.1f |\n", full, s / 1e6 / full
 		printf "| kalaja recover --in-place + sync | %.2f | |\n", inplace
-		printf "| restic restore --overwrite if-changed --delete + sync | %.2f | |\n\n", restic
+		printf "| restic restore --overwrite if-changed --delete + sync | %.2f | |\n", restic
+		if ("full0" in v) {
+			full0 = med(v["full0"]); inplace0 = med(v["inplace0"])
+			printf "| kalaja at '"$BASE"' restore (full) + sync | %.2f | %.1f |\n", full0, s / 1e6 / full0
+			printf "| kalaja at '"$BASE"' recover --in-place + sync | %.2f | |\n", inplace0
+		}
+		printf "\n"
 		r1 = dd / full; r2 = inplace / full; r3 = restic / inplace
 		printf "full restore / disk throughput: %.2f (target >= 0.90): %s\n", r1, (r1 >= 0.90 ? "PASS" : "FAIL")
 		printf "in-place / full restore time:   %.2f (target <= 0.25): %s\n", r2, (r2 <= 0.25 ? "PASS" : "FAIL")
 		printf "restic / kalaja in-place time:  %.2f (target >= 2.00): %s\n", r3, (r3 >= 2 ? "PASS" : "FAIL")
+		if ("full0" in v)
+			printf "at '"$BASE"': full / disk %.2f, in-place / full %.2f, restic / in-place %.2f\n", dd / full0, inplace0 / full0, restic / inplace0
 	}' "$RESULTS" | tee "$WORK/report.md"

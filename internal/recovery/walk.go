@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +27,8 @@ func (r *repair) walk(d *dir, tree *snapshot.Tree, made bool) error {
 	}
 	nodes := tree.Nodes
 	subs := make([]*subtree, len(nodes))
+	sa := startStatAhead(d.fd, names)
+	defer sa.stop()
 	defer func() {
 		for _, s := range subs {
 			if s != nil {
@@ -44,15 +48,16 @@ func (r *repair) walk(d *dir, tree *snapshot.Tree, made bool) error {
 		}
 		var n *snapshot.Node
 		var name string
+		listed := -1 // the index in names of name, if it was listed
 		switch {
 		case j == len(names) || i < len(nodes) && string(nodes[i].Name) < names[j]:
 			n, name = &nodes[i], string(nodes[i].Name)
 			i++
 		case i == len(nodes) || names[j] < string(nodes[i].Name):
-			name = names[j]
+			name, listed = names[j], j
 			j++
 		default:
-			n, name = &nodes[i], names[j]
+			n, name, listed = &nodes[i], names[j], j
 			i++
 			j++
 		}
@@ -71,7 +76,12 @@ func (r *repair) walk(d *dir, tree *snapshot.Tree, made bool) error {
 		var st *unix.Stat_t
 		if d.fd >= 0 && !made {
 			var err error
-			if st, err = lstatAt(d.fd, name); err != nil {
+			if listed >= 0 {
+				st, err = sa.get(listed)
+			} else {
+				st, err = lstatAt(d.fd, name)
+			}
+			if err != nil {
 				r.report(d.child(name), os.NewSyscallError("lstat", err))
 				continue
 			}
@@ -81,6 +91,68 @@ func (r *repair) walk(d *dir, tree *snapshot.Tree, made bool) error {
 		}
 	}
 	return nil
+}
+
+// statters is how many goroutines lstat the entries of one live folder
+// ahead of the walk.
+const statters = 4
+
+// statAhead lstats the entries of a live folder from several goroutines,
+// in the order the walk takes them, so that the inodes of a cold tree are
+// read from the disk several at a time instead of one after another. A
+// result may be older than the walk's turn at its entry, as any lstat is
+// by the time the walk acts on it: every action names the entry through
+// the folder's descriptor without following symlinks, and a content check
+// opens the file and compares it with the lstat.
+type statAhead struct {
+	fd      int
+	names   []string
+	res     []statResult
+	next    atomic.Int64
+	stopped atomic.Bool
+	wg      sync.WaitGroup
+}
+
+type statResult struct {
+	st   *unix.Stat_t
+	err  error
+	done chan struct{}
+}
+
+// startStatAhead starts lstatting names in the folder open as fd. Its stop
+// must be called before fd is closed.
+func startStatAhead(fd int, names []string) *statAhead {
+	sa := &statAhead{fd: fd, names: names, res: make([]statResult, len(names))}
+	for i := range sa.res {
+		sa.res[i].done = make(chan struct{})
+	}
+	for range min(statters, len(names)) {
+		sa.wg.Go(func() {
+			for !sa.stopped.Load() {
+				j := int(sa.next.Add(1) - 1)
+				if j >= len(names) {
+					return
+				}
+				r := &sa.res[j]
+				r.st, r.err = lstatAt(fd, names[j])
+				close(r.done)
+			}
+		})
+	}
+	return sa
+}
+
+// get returns the lstat of names[j] (nil if it no longer exists); it must
+// not be called after stop.
+func (sa *statAhead) get(j int) (*unix.Stat_t, error) {
+	<-sa.res[j].done
+	return sa.res[j].st, sa.res[j].err
+}
+
+// stop ends the goroutines and waits for them.
+func (sa *statAhead) stop() {
+	sa.stopped.Store(true)
+	sa.wg.Wait()
 }
 
 // ahead is how many entries ahead of itself a walk starts loading the
