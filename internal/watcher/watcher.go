@@ -541,8 +541,8 @@ func (w *Watcher) moveCanary(from, to string) {
 func (w *Watcher) observe(pid int, de *detect.Event) {
 	de.Time = w.cfg.Now()
 	if pid != 0 {
-		root, uid, comm, own := w.procs.actor(pid)
-		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm, Own: own}
+		root, uid, comm, exe, own := w.procs.actor(pid)
+		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm, Own: own, Exe: exe}
 	}
 	before := w.det.Raised()
 	a := w.det.Observe(*de)
@@ -601,7 +601,7 @@ func (w *Watcher) respond(a *detect.Alert) {
 // noteStopped remembers the paths of ev if its process is one this watcher
 // stopped, or of a group an alert stopped.
 func (w *Watcher) noteStopped(ev fswatch.Event) {
-	group, _, _, _ := w.procs.actor(ev.PID)
+	group, _, _, _, _ := w.procs.actor(ev.PID)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if g, ok := w.stopped[ev.PID]; ok {
