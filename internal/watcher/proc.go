@@ -243,6 +243,34 @@ func (p *procs) kin(pid int) string {
 	return strconv.FormatUint(id.dev, 16) + ":" + strconv.FormatUint(id.ino, 16)
 }
 
+// holdAncestors bounds the ancestors held with a suspect (see
+// forkers).
+const holdAncestors = 4
+
+// forkers returns the live ancestors of pid in its group (see chain), at
+// most holdAncestors, nearest first; none for a process in this
+// process's own group or an ancestor's. A suspect's parent in its group
+// may be forking the next workers (one short process per file): held
+// with it, what it starts inherits the hold.
+func (p *procs) forkers(pid int) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr := p.get(pid)
+	if pr == nil || p.ownGroups[pr.pgid] {
+		return nil
+	}
+	var out []int
+	for _, a := range p.chain(pid)[1:] {
+		if len(out) == holdAncestors {
+			break
+		}
+		if anc := p.get(a); anc != nil && anc.exited.IsZero() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // chain returns pid and its ancestors, up to (not including) a boundary:
 // PID 1 or 2, this process or an ancestor, or a process outside pid's
 // own process group when that group is not this process's. Called with

@@ -549,6 +549,9 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 	if a == nil {
 		if w.hold != nil && pid != 0 && w.det.Raised() != before {
 			w.hold.hold(pid)
+			for _, a := range w.procs.forkers(pid) {
+				w.hold.hold(a)
+			}
 		}
 		return
 	}
