@@ -389,19 +389,26 @@ func stoppedOrGone(pid int) bool {
 }
 
 // targets chooses what to stop for the processes whose events scored:
-// per tree (see chain), their lowest common ancestor (so a program that
-// forks a worker per file is stopped, not only its workers), moved up
-// while it has exited or is a zombie, but never above the tree's root.
-// With one live offender that is the offender itself: its parents,
-// which may be a shell or a test runner doing other work, are spared.
+// per tree (see chain), the highest live process of the tree's part in
+// their process group, where that group is not this process's or an
+// ancestor's (the job or the session an attack runs in: the program
+// that forks a worker per file is stopped with the worker whose first
+// file alerted, not only that worker); otherwise their lowest common
+// ancestor, moved up while it has exited or is a zombie, but never
+// above the tree's root, so that with one live offender in the
+// watcher's own job (a test runner's child) that is the offender itself.
 func (p *procs) targets(pids []int) []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	chains := map[int][][]int{} // root -> chains (pid first, root last)
+	own := map[int]bool{}       // root -> the tree is in this process's own group
 	for _, pid := range pids {
 		chain := p.chain(pid)
 		root := chain[len(chain)-1]
 		chains[root] = append(chains[root], chain)
+		if pr := p.get(pid); pr == nil || p.ownGroups[pr.pgid] {
+			own[root] = true
+		}
 	}
 	var out []int
 	for _, cs := range chains {
@@ -420,6 +427,14 @@ func (p *procs) targets(pids []int) []int {
 		i := 0
 		for i < len(common)-1 && !alive(common[i]) {
 			i++
+		}
+		if !own[cs[0][len(cs[0])-1]] {
+			for j := len(common) - 1; j > i; j-- {
+				if alive(common[j]) {
+					i = j
+					break
+				}
+			}
 		}
 		out = append(out, common[i])
 	}
