@@ -129,9 +129,7 @@ func TestDrill(t *testing.T) {
 		}
 		switch res.Kind {
 		case drill.KindAttack:
-			if !split(res.Scenario) {
-				damaged = append(damaged, float64(res.FilesDamaged))
-			}
+			damaged = append(damaged, float64(res.FilesDamaged))
 			if !res.Detected {
 				t.Errorf("%s was not detected (%d of %d files damaged)", res.Scenario, res.FilesDamaged, res.FilesTotal)
 			}
@@ -144,12 +142,7 @@ func TestDrill(t *testing.T) {
 			// wins it on a loaded machine too; without (no CAP_SYS_NICE)
 			// a loaded machine decides it, so it is only logged then.
 			if res.FilesDamaged > 10 {
-				if split(res.Scenario) {
-					// Eight workers start at once and each finishes its
-					// first file before the watcher has read any: the
-					// bound is not met yet (issue 18), so it is logged.
-					t.Logf("%s damaged %d files before it was stopped (target: at most 10)", res.Scenario, res.FilesDamaged)
-				} else if realtime {
+				if realtime {
 					t.Errorf("%s damaged %d files before it was stopped, want at most 10", res.Scenario, res.FilesDamaged)
 				} else {
 					t.Logf("%s damaged %d files before it was stopped (target: at most 10; no real-time priority here)", res.Scenario, res.FilesDamaged)
@@ -230,12 +223,6 @@ func TestDrillForce(t *testing.T) {
 	if len(entries) != 2 {
 		t.Errorf("the forced folder holds %v", entries)
 	}
-}
-
-// split reports whether scenario is a split attack, whose workers start
-// at once in sessions of their own.
-func split(scenario string) bool {
-	return scenario == drill.SplitSetsid || scenario == drill.SplitDetached
 }
 
 func signals(r drill.Result) []string {

@@ -69,6 +69,12 @@ type Actor struct {
 	// scored as any other, but neither implicated by its user's alerts
 	// nor locked down (see Observe).
 	Own bool
+	// Exe identifies the executable file the process runs (opaque to
+	// the detector; internal/watcher: device and inode), or "" when it
+	// is unknown or one many unrelated programs run (a shell, an
+	// interpreter, a system tool). The groups of one user running one
+	// such executable are scored together (see Observe).
+	Exe string
 }
 
 // Event is one file event with its features.
@@ -111,7 +117,7 @@ type Move struct {
 // Alert says which actor crossed its threshold, why, and what it touched.
 type Alert struct {
 	Time      time.Time `json:"time"`
-	Scope     string    `json:"scope"`     // "process tree", "user", or "unknown process" (no PID)
+	Scope     string    `json:"scope"`     // "process tree", "executable", "user", or "unknown process" (no PID)
 	PID       int       `json:"pid"`       // the process whose event crossed the threshold (0 if unknown)
 	Group     int       `json:"group"`     // its Actor.Group (0 if unknown)
 	PIDs      []int     `json:"pids"`      // every process whose events scored (the caller adds the ones it stopped)
@@ -194,7 +200,8 @@ type recent struct {
 type group struct {
 	key      int
 	uid      int
-	own      bool // Actor.Own
+	own      bool   // Actor.Own
+	exe      string // Actor.Exe of its latest event that named one
 	hits     []contrib
 	seen     map[[2]string]bool // (key, signal) already counted in the window
 	pids     map[int]string     // PID -> command
@@ -226,8 +233,12 @@ func New(cfg Config) (*Detector, error) {
 // that goes on (not stopped) alerts again once it has done as much more,
 // and Config.Cooldown has passed.
 //
-// An alert of a process tree or a user (the groups of one user together
-// crossing UserThreshold) implicates every group of that user with an
+// The groups of one user that run one executable (Actor.Exe) are also
+// scored together against Threshold (scope "executable"): the workers of
+// a split attack, each in a session of its own, are one program's.
+//
+// An alert of a process tree, an executable or a user (the groups of one
+// user together crossing UserThreshold) implicates every group of that user with an
 // event within Cooldown before it, and puts the user under lockdown
 // until Cooldown has passed since its last alert: any other group of
 // that user with an event in that time alerts at once (scope "user",
@@ -288,6 +299,19 @@ func (d *Detector) Observe(e Event) *Alert {
 	}
 	if g.score >= d.cfg.Threshold || e.Guarded {
 		return d.alert(e, d.userGroups(g.uid, e.Time, g), g.score, d.cfg.Threshold, "process tree")
+	}
+	if g.exe != "" {
+		var kin []*group
+		total := 0.0
+		for _, o := range d.groups {
+			if o.uid == g.uid && o.exe == g.exe && o.key != 0 && o.score > 0 && (o.alerted.IsZero() || e.Time.Sub(o.alerted) >= d.cfg.Cooldown) {
+				kin = append(kin, o)
+				total += o.score
+			}
+		}
+		if len(kin) > 1 && total >= d.cfg.Threshold {
+			return d.alert(e, d.userGroups(g.uid, e.Time, kin...), total, d.cfg.Threshold, "executable")
+		}
 	}
 	var user []*group
 	total := 0.0
@@ -716,6 +740,9 @@ func (d *Detector) group(a Actor, t time.Time) *group {
 	}
 	if a.PID != 0 {
 		g.pids[a.PID] = a.Command
+	}
+	if a.Exe != "" {
+		g.exe = a.Exe
 	}
 	g.last, g.lastPID = t, a.PID
 	return g

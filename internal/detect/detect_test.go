@@ -546,6 +546,7 @@ func TestLockdown(t *testing.T) {
 		at       time.Duration
 		pid, uid int
 		own      bool
+		exe      string
 		op       Op
 		file     string
 		old, new []byte
@@ -581,6 +582,22 @@ func TestLockdown(t *testing.T) {
 		{"nor implicated",
 			append([]ev{{at: -time.Second, pid: 8, uid: 1000, own: true, op: Create, file: "note.txt"}}, attack...),
 			[][]int{{7}}, []string{"process tree"}},
+		{"two sessions of one executable: their files add up",
+			[]ev{{pid: 7, uid: 1000, exe: "w", op: Write, file: "a.txt", old: doc, new: random(6000)},
+				{at: time.Second, pid: 8, uid: 1000, exe: "w", op: Write, file: "b.txt", old: doc, new: random(6000)}},
+			[][]int{{7, 8}}, []string{"executable"}},
+		{"but not of two executables",
+			[]ev{{pid: 7, uid: 1000, exe: "w", op: Write, file: "a.txt", old: doc, new: random(6000)},
+				{at: time.Second, pid: 8, uid: 1000, exe: "v", op: Write, file: "b.txt", old: doc, new: random(6000)}},
+			nil, nil},
+		{"nor of one executable run by two users",
+			[]ev{{pid: 7, uid: 1000, exe: "w", op: Write, file: "a.txt", old: doc, new: random(6000)},
+				{at: time.Second, pid: 8, uid: 1001, exe: "w", op: Write, file: "b.txt", old: doc, new: random(6000)}},
+			nil, nil},
+		{"nor of a shared executable",
+			[]ev{{pid: 7, uid: 1000, op: Write, file: "a.txt", old: doc, new: random(6000)},
+				{at: time.Second, pid: 8, uid: 1000, op: Write, file: "b.txt", old: doc, new: random(6000)}},
+			nil, nil},
 		{"the lockdown ends after the cooldown",
 			append(attack, ev{at: time.Minute, pid: 9, uid: 1000, op: Create, file: "note.txt"}),
 			[][]int{{7}}, []string{"process tree"}},
@@ -595,7 +612,7 @@ func TestLockdown(t *testing.T) {
 			var scopes []string
 			for _, e := range tt.events {
 				de := Event{Time: t0.Add(time.Hour + e.at), Op: e.op, Path: "/data/" + e.file,
-					Actor: Actor{PID: e.pid, Group: e.pid, UID: e.uid, Own: e.own}}
+					Actor: Actor{PID: e.pid, Group: e.pid, UID: e.uid, Own: e.own, Exe: e.exe}}
 				if e.old != nil {
 					de.Old = sample(e.old)
 				}

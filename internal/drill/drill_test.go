@@ -217,7 +217,10 @@ func testConfig(t *testing.T, sb *Sandbox, after time.Duration) Config {
 	cfg := Config{
 		Sandbox: sb, Child: testChild(), Env: os.Environ(),
 		Tree: Tree{Files: 40, Seed: 3}, BulkBytes: 4 << 20,
-		SlowInterval: 300 * time.Millisecond, Settle: 100 * time.Millisecond, Timeout: time.Minute,
+		SlowInterval: 300 * time.Millisecond, Settle: 100 * time.Millisecond,
+		// A safety net, not a bound: go-build took over a minute on a
+		// two-core machine at a load average of 35.
+		Timeout: 10 * time.Minute,
 	}
 	if after > 0 {
 		cfg.Watch = func(paths []string, onAlert func(Alert)) (Watcher, error) {

@@ -352,6 +352,10 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 	var output tail
 	cmd.Stdout, cmd.Stderr = &output, &output
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	// A process that outlives the command (a detached or stopped worker
+	// the kills below missed) would hold the output pipe open and Wait
+	// with it.
+	cmd.WaitDelay = 5 * time.Second
 	var alerts <-chan Alert
 	if w != nil {
 		alerts = w.alerts
@@ -396,6 +400,13 @@ func run(ctx context.Context, cmd *exec.Cmd, w *watching, cfg *Config, out *outc
 	}
 	if !finished {
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // fails only if the group is gone, which exited reports
+		// Before the wait: Wait also waits until the output pipe is
+		// closed, and a process of the attack outside its group holds
+		// it (a worker stopped by the watcher between its fork, where
+		// it called setsid, and its exec).
+		if err := killAttacks(cfg.Sandbox.Root()); err != nil {
+			return err
+		}
 		exitErr = <-exited
 	}
 	if err := killAttacks(cfg.Sandbox.Root()); err != nil {

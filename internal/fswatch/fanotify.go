@@ -40,6 +40,7 @@ type fanotify struct {
 	allDevs     bool              // mark block devices created later
 	loops       *loops            // which loop devices count
 	buf         []byte
+	key         []byte // path's buffer for folder cache keys
 	loop        loop
 }
 
@@ -448,14 +449,24 @@ func (s *fanotify) device(ev fanEvent, p string, pid int, out []Event) []Event {
 }
 
 func handleKey(id [8]byte, typ int32, h []byte) string {
-	return string(id[:]) + strconv.Itoa(int(typ)) + ":" + string(h)
+	return string(appendHandleKey(nil, id, typ, h))
+}
+
+// appendHandleKey appends the folder cache's key of a handle to b.
+func appendHandleKey(b []byte, id [8]byte, typ int32, h []byte) []byte {
+	b = append(b, id[:]...)
+	b = strconv.AppendInt(b, int64(typ), 10)
+	b = append(b, ':')
+	return append(b, h...)
 }
 
 // path resolves a directory record to the path of the entry it names, or
 // "" when the folder is gone and was not cached.
 func (s *fanotify) path(r fanRecord) string {
-	key := handleKey(r.fsid, r.handleType, r.handle)
-	dir, ok := s.dirs[key]
+	// The key is built in a buffer kept for it, and looked up without
+	// allocating: this runs for every event on the file system.
+	s.key = appendHandleKey(s.key[:0], r.fsid, r.handleType, r.handle)
+	dir, ok := s.dirs[string(s.key)]
 	if !ok {
 		mfd, ok := s.mounts[r.fsid]
 		if !ok {
@@ -473,12 +484,15 @@ func (s *fanotify) path(r fanRecord) string {
 		if len(s.dirs) >= maxDirCache {
 			clear(s.dirs)
 		}
-		s.dirs[key] = dir
+		s.dirs[string(s.key)] = dir
 	}
 	if r.name == "" || r.name == "." {
 		return dir
 	}
-	return filepath.Join(dir, r.name)
+	if dir == "/" {
+		return dir + r.name
+	}
+	return dir + "/" + r.name // a clean folder, and a name the kernel gave: no Clean needed
 }
 
 // forget drops cached folders at or below p (renamed or removed).

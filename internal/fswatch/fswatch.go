@@ -108,8 +108,9 @@ type Options struct {
 	Log     *slog.Logger // may be nil
 	// Realtime raises the OS thread that reads events and calls the
 	// handler to real-time priority (SCHED_FIFO) for news: while it waits
-	// in poll(2) for the first event after a quiet spell, and for linger
-	// after the handler asked to hurry (see Handler). On a busy machine
+	// in poll(2) for the first event after a quiet spell and for news
+	// after it, and for linger after the handler asked to hurry (see
+	// Handler). On a busy machine
 	// the handler then runs as soon as the kernel queues such an event,
 	// not after the writers' time slices, so what a process can damage
 	// before it is stopped is bounded by the detector, not by the
@@ -259,6 +260,12 @@ const (
 	gap    = 1 * time.Millisecond
 	maxGap = 4 * time.Millisecond
 	linger = 50 * time.Millisecond
+	// news is how long the reads stay at real-time priority after the
+	// first event of a quiet spell, whatever the batches raise: an attack
+	// whose first events raise nothing (ransom notes, its workers
+	// starting) is read on time on a loaded machine, where a reader at
+	// normal priority waits behind every runnable process.
+	news = 200 * time.Millisecond
 )
 
 // pacer chooses the wait between reads (see Pacing).
@@ -362,6 +369,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 	var last time.Time  // when the last event was read
 	var idled time.Time // when the handler last got an empty batch
 	hurry := false      // the handler asked for the next batch at once
+	quiet := true       // no event in the protected folders since the last wait or read
 	for {
 		if ctx.Err() != nil {
 			return nil // also when events never stop coming (a busy file system)
@@ -380,10 +388,12 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			thr.release()
 			prio.raise(0)
 			pace.reset()
+			quiet = true
 			ready, err := unix.Poll(fds, int(Idle/time.Millisecond))
 			if err != nil && err != unix.EINTR {
 				return fmt.Errorf("fswatch: poll %s: %w", l.kind, err)
 			}
+
 			if ready == 0 && ctx.Err() == nil {
 				handle(nil)
 				idled = time.Now()
@@ -405,6 +415,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			// The handler still gets its empty batch every Idle.
 			prio.raise(0)
 			pace.reset()
+			quiet = true
 			if last.Sub(idled) >= Idle {
 				handle(nil)
 				idled = last
@@ -413,6 +424,13 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 				pause(gap)
 			}
 			continue
+		}
+		if quiet {
+			// The first events in the protected folders after a wait or
+			// after other programs' events only: news, read at real-time
+			// priority for a while whatever they raise.
+			prio.raise(news)
+			quiet = false
 		}
 		if hurry = handle(batch); hurry {
 			prio.raise(linger)

@@ -2,7 +2,7 @@ package fswatch
 
 import (
 	"context"
-	"maps"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,11 +95,10 @@ func TestWatchSources(t *testing.T) {
 	}
 }
 
-// TestRealtimeForNews checks when the loop's thread runs at real-time
-// priority (Options.Realtime): for what wakes it from a wait (the first
-// event after a quiet spell), not for the events that follow it while it
-// paces its reads, and again for the batch after one the handler asked to
-// hurry for. Each file is written from the handler, so the order is fixed.
+// TestRealtimeForNews: the first event after a quiet spell is handled at
+// real-time priority, and so is every batch for news after it; then a
+// run of calm batches is handled at normal priority, until the handler
+// asks to hurry.
 func TestRealtimeForNews(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("real-time priority needs root")
@@ -117,14 +116,20 @@ func TestRealtimeForNews(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	policy := map[string]uint32{} // file -> the thread's policy when its first event was handled
+	type seen struct {
+		policy uint32
+		at     time.Time
+	}
+	policy := map[string]seen{} // file -> the thread's policy when its first event was handled, and when
+	paced := 0
+	var normal string // the first paced file handled at normal priority
 	err = src.Run(ctx, func(batch []Event) bool {
 		if len(batch) == 0 && len(policy) == 0 {
 			write("news") // after a wait in poll(2) that timed out
 		}
 		for _, e := range batch {
 			name := filepath.Base(e.Path)
-			if _, seen := policy[name]; seen || e.Path == dir {
+			if _, ok := policy[name]; ok || e.Path == dir {
 				continue
 			}
 			attr, err := unix.SchedGetAttr(0, 0)
@@ -133,16 +138,18 @@ func TestRealtimeForNews(t *testing.T) {
 				cancel()
 				return false
 			}
-			policy[name] = attr.Policy
-			switch name {
-			case "news":
-				write("paced")
-				return false
-			case "paced":
+			policy[name] = seen{attr.Policy, time.Now()}
+			switch {
+			case name == "hurried":
+				cancel()
+			case attr.Policy == unix.SCHED_NORMAL && name != "news":
+				normal = name
 				write("hurried")
 				return true
-			case "hurried":
-				cancel()
+			default:
+				paced++
+				write(fmt.Sprint("paced-", paced))
+				return false
 			}
 		}
 		return false
@@ -150,9 +157,17 @@ func TestRealtimeForNews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]uint32{"news": unix.SCHED_FIFO, "paced": unix.SCHED_NORMAL, "hurried": unix.SCHED_FIFO}
-	if !maps.Equal(policy, want) {
-		t.Errorf("policies (FIFO %d, normal %d) = %v, want %v", unix.SCHED_FIFO, unix.SCHED_NORMAL, policy, want)
+	if p := policy["news"]; p.policy != unix.SCHED_FIFO {
+		t.Errorf("the first event after a quiet spell was handled under policy %d, want FIFO (%d)", p.policy, unix.SCHED_FIFO)
+	}
+	if normal == "" {
+		t.Fatalf("no calm batch was handled at normal priority: %v", policy)
+	}
+	if d := policy[normal].at.Sub(policy["news"].at); d < news {
+		t.Errorf("%s was handled at normal priority %v after the news, want at least %v", normal, d, news)
+	}
+	if p := policy["hurried"]; p.policy != unix.SCHED_FIFO {
+		t.Errorf("the batch after a hurry was handled under policy %d, want FIFO (%d)", p.policy, unix.SCHED_FIFO)
 	}
 }
 

@@ -2,6 +2,7 @@ package fswatch
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
@@ -103,6 +104,50 @@ func TestUnescapeMount(t *testing.T) {
 	} {
 		if got := unescapeMount(in); got != want {
 			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestFanotifyPath: a cached folder's record resolves to the folder, and
+// its entries to their paths, also in the root folder.
+func TestFanotifyPath(t *testing.T) {
+	id := [8]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	h := []byte{0x81, 0x2a, 0, 0, 0x11, 0xc7, 0x9b, 0x3d}
+	root := []byte{2, 0, 0, 0, 0, 0, 0, 0}
+	s := &fanotify{dirs: map[string]string{
+		handleKey(id, 1, h):    "/srv/data/Documents",
+		handleKey(id, 1, root): "/",
+	}}
+	for _, tc := range []struct {
+		r    fanRecord
+		want string
+	}{
+		{fanRecord{fsid: id, handleType: 1, handle: h, name: "report.docx"}, "/srv/data/Documents/report.docx"},
+		{fanRecord{fsid: id, handleType: 1, handle: h, name: "."}, "/srv/data/Documents"},
+		{fanRecord{fsid: id, handleType: 1, handle: h}, "/srv/data/Documents"},
+		{fanRecord{fsid: id, handleType: 1, handle: root, name: "etc"}, "/etc"},
+		{fanRecord{fsid: id, handleType: 2, handle: h, name: "x"}, ""}, // another handle type, and no mount to open it
+	} {
+		if got := s.path(tc.r); got != tc.want {
+			t.Errorf("path(%+v) = %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkFanotifyPath is the folder lookup every event on a marked file
+// system costs.
+func BenchmarkFanotifyPath(b *testing.B) {
+	id := [8]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	h := []byte{0x81, 0x2a, 0, 0, 0x11, 0xc7, 0x9b, 0x3d}
+	s := &fanotify{dirs: map[string]string{handleKey(id, 1, h): "/srv/data/Documents/Projects/2024"}}
+	for i := range 5000 { // a cache of a few thousand folders
+		s.dirs[handleKey(id, 1, []byte{byte(i), byte(i >> 8), 0, 0, 1, 2, 3, 4})] = fmt.Sprint("/srv/data/d", i)
+	}
+	r := fanRecord{fsid: id, handleType: 1, handle: h, name: "minutes-2024-03.docx"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if s.path(r) == "" {
+			b.Fatal("not resolved")
 		}
 	}
 }

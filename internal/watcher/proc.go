@@ -18,12 +18,16 @@ import (
 
 // proc is what the table knows of one process.
 type proc struct {
-	ppid   int // parent at fork (kept when the parent dies and the kernel reparents)
-	pgid   int // process group
-	uid    int // -1 unknown
-	comm   string
-	exited time.Time
-	read   time.Time // last refreshed from /proc
+	ppid int // parent at fork (kept when the parent dies and the kernel reparents)
+	pgid int // process group
+	uid  int // -1 unknown
+	comm string
+	// exe is the executable's identity (see kin), known once exeRead;
+	// a fork inherits it, an exec clears it.
+	exe     string
+	exeRead bool
+	exited  time.Time
+	read    time.Time // last refreshed from /proc
 }
 
 // procs tracks processes: from the kernel's proc connector (fork, exec,
@@ -142,12 +146,12 @@ func (p *procs) apply(ev procEvent) {
 	case procFork:
 		c := &proc{ppid: ev.parentTGID, uid: -1}
 		if pp := p.table[ev.parentTGID]; pp != nil {
-			c.uid, c.comm, c.pgid = pp.uid, pp.comm, pp.pgid
+			c.uid, c.comm, c.pgid, c.exe, c.exeRead = pp.uid, pp.comm, pp.pgid, pp.exe, pp.exeRead
 		}
 		p.table[ev.pid] = c
 	case procExec:
 		if pr := p.table[ev.pid]; pr != nil {
-			pr.comm = ""
+			pr.comm, pr.exe, pr.exeRead = "", "", false
 		}
 	case procUID:
 		if pr := p.table[ev.pid]; pr != nil {
@@ -199,7 +203,8 @@ func (p *procs) get(pid int) *proc {
 	return pr
 }
 
-// actor returns the group pid is charged to, its user and command. The
+// actor returns the group pid is charged to, its user, command and
+// executable (see kin). The
 // group is the process group (a shell job, or everything a program that
 // called setsid forks), keyed by its ID, unless that is the group of this
 // process or of an ancestor (a test runner, a drill, a service manager):
@@ -208,18 +213,62 @@ func (p *procs) get(pid int) *proc {
 // workers it forks are one actor, and two programs started side by side
 // are two. Unknown parents end the walk. own reports a process of this
 // process's group or an ancestor's (see detect.Actor.Own).
-func (p *procs) actor(pid int) (group, uid int, comm string, own bool) {
+func (p *procs) actor(pid int) (group, uid int, comm, exe string, own bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.get(pid)
 	if pr == nil {
-		return pid, -1, "", false
+		return pid, -1, "", "", false
+	}
+	if !pr.exeRead && pr.exited.IsZero() {
+		pr.exe, pr.exeRead = p.kin(pid), true
 	}
 	if pr.pgid > 2 && !p.ownGroups[pr.pgid] {
-		return pr.pgid, pr.uid, pr.comm, false
+		return pr.pgid, pr.uid, pr.comm, pr.exe, false
 	}
 	c := p.chain(pid)
-	return c[len(c)-1], pr.uid, pr.comm, p.ownGroups[pr.pgid]
+	return c[len(c)-1], pr.uid, pr.comm, pr.exe, p.ownGroups[pr.pgid]
+}
+
+// kin returns the identity of the executable pid runs (device and inode)
+// for detect.Actor.Exe, or "" when it is unknown, this process's own, or
+// installed with the system (see systemDirs): many unrelated processes
+// run a shell or an interpreter, while the workers of one program run
+// its file.
+func (p *procs) kin(pid int) string {
+	id, path, ok := exeOf(pid)
+	if !ok || id == p.exe || system(path) {
+		return ""
+	}
+	return strconv.FormatUint(id.dev, 16) + ":" + strconv.FormatUint(id.ino, 16)
+}
+
+// holdAncestors bounds the ancestors held with a suspect (see
+// forkers).
+const holdAncestors = 4
+
+// forkers returns the live ancestors of pid in its group (see chain), at
+// most holdAncestors, nearest first; none for a process in this
+// process's own group or an ancestor's. A suspect's parent in its group
+// may be forking the next workers (one short process per file): held
+// with it, what it starts inherits the hold.
+func (p *procs) forkers(pid int) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr := p.get(pid)
+	if pr == nil || p.ownGroups[pr.pgid] {
+		return nil
+	}
+	var out []int
+	for _, a := range p.chain(pid)[1:] {
+		if len(out) == holdAncestors {
+			break
+		}
+		if anc := p.get(a); anc != nil && anc.exited.IsZero() {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // chain returns pid and its ancestors, up to (not including) a boundary:
@@ -340,19 +389,26 @@ func stoppedOrGone(pid int) bool {
 }
 
 // targets chooses what to stop for the processes whose events scored:
-// per tree (see chain), their lowest common ancestor (so a program that
-// forks a worker per file is stopped, not only its workers), moved up
-// while it has exited or is a zombie, but never above the tree's root.
-// With one live offender that is the offender itself: its parents,
-// which may be a shell or a test runner doing other work, are spared.
+// per tree (see chain), the highest live process of the tree's part in
+// their process group, where that group is not this process's or an
+// ancestor's (the job or the session an attack runs in: the program
+// that forks a worker per file is stopped with the worker whose first
+// file alerted, not only that worker); otherwise their lowest common
+// ancestor, moved up while it has exited or is a zombie, but never
+// above the tree's root, so that with one live offender in the
+// watcher's own job (a test runner's child) that is the offender itself.
 func (p *procs) targets(pids []int) []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	chains := map[int][][]int{} // root -> chains (pid first, root last)
+	own := map[int]bool{}       // root -> the tree is in this process's own group
 	for _, pid := range pids {
 		chain := p.chain(pid)
 		root := chain[len(chain)-1]
 		chains[root] = append(chains[root], chain)
+		if pr := p.get(pid); pr == nil || p.ownGroups[pr.pgid] {
+			own[root] = true
+		}
 	}
 	var out []int
 	for _, cs := range chains {
@@ -371,6 +427,14 @@ func (p *procs) targets(pids []int) []int {
 		i := 0
 		for i < len(common)-1 && !alive(common[i]) {
 			i++
+		}
+		if !own[cs[0][len(cs[0])-1]] {
+			for j := len(common) - 1; j > i; j-- {
+				if alive(common[j]) {
+					i = j
+					break
+				}
+			}
 		}
 		out = append(out, common[i])
 	}

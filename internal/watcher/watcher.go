@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kalaja/kalaja/internal/detect"
 	"github.com/kalaja/kalaja/internal/fswatch"
 )
@@ -88,11 +90,14 @@ type Watcher struct {
 	placed   []string
 	guard    *guard          // nil: nothing guarded
 	pending  map[string]bool // written files gone before they were sampled (renamed away)
-	hurry    bool            // the batch being handled asks for the next at once (see handle)
-	raised   uint64          // the detector's Raised after the last batch
-	ticked   time.Time       // when the proc connector was last drained
-	mu       sync.Mutex      // guards placed, stopped, after and syncs (used from any goroutine)
-	runOnce  sync.Once
+	// unwritten are files created and not (yet) written, by when: where a
+	// hard link puts content that already exists (see linked).
+	unwritten map[string]time.Time
+	hurry     bool       // the batch being handled asks for the next at once (see handle)
+	raised    uint64     // the detector's Raised after the last batch
+	ticked    time.Time  // when the proc connector was last drained
+	mu        sync.Mutex // guards placed, stopped, after and syncs (used from any goroutine)
+	runOnce   sync.Once
 
 	// stopped maps the processes this watcher stopped to their alert's
 	// group, and groups holds those groups; after the paths that events of
@@ -139,7 +144,7 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{},
+	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}, unwritten: map[string]time.Time{},
 		stopped: map[int]int{}, groups: map[int]bool{}, after: map[int][]string{}, unsettled: map[int]bool{},
 		syncs: map[string]chan struct{}{}}
 	if w.log == nil {
@@ -340,8 +345,15 @@ func (w *Watcher) one(ev fswatch.Event) {
 		w.log.Warn("the kernel dropped file events (queue overflow); some activity was not scored")
 		return
 	case fswatch.Create:
+		if !ev.Dir {
+			if len(w.unwritten) >= maxUnwritten {
+				clear(w.unwritten)
+			}
+			w.unwritten[ev.Path] = w.cfg.Now()
+		}
 		de = &detect.Event{Op: detect.Create, Path: ev.Path, Dir: ev.Dir}
 	case fswatch.Write:
+		delete(w.unwritten, ev.Path)
 		smp, ok := w.samples.read(ev.Path)
 		if !ok {
 			if _, err := os.Lstat(ev.Path); err != nil {
@@ -384,7 +396,12 @@ func (w *Watcher) one(ev fswatch.Event) {
 		old := w.samples.cache[ev.Path]
 		delete(w.samples.cache, ev.Path)
 		delete(w.pending, ev.Path)
-		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: w.copies(ev.Path, old)}
+		delete(w.unwritten, ev.Path)
+		copies := w.copies(ev.Path, old)
+		if len(copies) == 0 && !self {
+			copies = w.linked(ev.Path, old)
+		}
+		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: copies}
 	case fswatch.Rename:
 		w.rename(ev, self)
 		return
@@ -408,6 +425,50 @@ func (w *Watcher) copies(p string, old *detect.Sample) []string {
 	return slices.DeleteFunc(w.samples.copies(p, old), func(c string) bool { return w.canaries[c] })
 }
 
+// maxUnwritten bounds the files remembered as created and not written.
+const maxUnwritten = 256
+
+// linked returns the files created within FreshAge and never written
+// whose content equals old, the last sample of p, deleted: hard links
+// made to p before it was unlinked (an antivirus moving a file into
+// quarantine with link and unlink, rename through a temporary name). A
+// link adds a name to content that exists, so its creation brings no
+// close after writing and it is not sampled then; it is sampled here,
+// only when a deletion finds no copy in the cache, and compared by size
+// first. Such a file then holds the deleted file's content as a copy
+// does (detect.Event.Copies).
+func (w *Watcher) linked(p string, old *detect.Sample) []string {
+	want, ok := keyOf(old)
+	if !ok || len(w.unwritten) == 0 {
+		return nil
+	}
+	now := w.cfg.Now()
+	var out []string
+	for c, t := range w.unwritten {
+		if now.Sub(t) > w.cfg.Detect.FreshAge {
+			delete(w.unwritten, c)
+			continue
+		}
+		if c == p || w.canaries[c] {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(c, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != old.Size {
+			continue
+		}
+		smp, ok := w.samples.read(c)
+		if !ok {
+			continue
+		}
+		w.samples.put(c, smp)
+		delete(w.unwritten, c)
+		if k, ok := keyOf(smp); ok && k == want {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // rename handles a move: the cache and canary bookkeeping, the rename
 // itself, content written just before it (judged here if it could not be
 // read under the old name) and a file it replaced.
@@ -420,6 +481,10 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 			}
 		}
 		return
+	}
+	if t, ok := w.unwritten[ev.OldPath]; ok {
+		delete(w.unwritten, ev.OldPath)
+		w.unwritten[ev.Path] = t
 	}
 	replaced := w.samples.cache[ev.Path]
 	src := w.samples.cache[ev.OldPath]
@@ -476,14 +541,17 @@ func (w *Watcher) moveCanary(from, to string) {
 func (w *Watcher) observe(pid int, de *detect.Event) {
 	de.Time = w.cfg.Now()
 	if pid != 0 {
-		root, uid, comm, own := w.procs.actor(pid)
-		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm, Own: own}
+		root, uid, comm, exe, own := w.procs.actor(pid)
+		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm, Own: own, Exe: exe}
 	}
 	before := w.det.Raised()
 	a := w.det.Observe(*de)
 	if a == nil {
 		if w.hold != nil && pid != 0 && w.det.Raised() != before {
 			w.hold.hold(pid)
+			for _, a := range w.procs.forkers(pid) {
+				w.hold.hold(a)
+			}
 		}
 		return
 	}
@@ -536,7 +604,7 @@ func (w *Watcher) respond(a *detect.Alert) {
 // noteStopped remembers the paths of ev if its process is one this watcher
 // stopped, or of a group an alert stopped.
 func (w *Watcher) noteStopped(ev fswatch.Event) {
-	group, _, _, _ := w.procs.actor(ev.PID)
+	group, _, _, _, _ := w.procs.actor(ev.PID)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if g, ok := w.stopped[ev.PID]; ok {

@@ -145,6 +145,20 @@ func helper(mode, dir string) error {
 		return eachFile(dir, func(p string) error { time.Sleep(2 * time.Millisecond); return os.Remove(p) })
 	case "delete-one":
 		return os.Remove(dir)
+	case "quarantine": // each file of dir/folder* linked into dir/quarantine, then unlinked, as clamscan --move does
+		q := filepath.Join(dir, "quarantine")
+		folders, _ := filepath.Glob(filepath.Join(dir, "folder*"))
+		for _, f := range folders {
+			if err := eachFile(f, func(p string) error {
+				if err := os.Link(p, filepath.Join(q, filepath.Base(p))); err != nil {
+					return err
+				}
+				return os.Remove(p)
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "truncate":
 		return eachFile(dir, func(p string) error { time.Sleep(2 * time.Millisecond); return os.Truncate(p, 0) })
 	case "raw":
@@ -456,6 +470,35 @@ func TestWatchAttacks(t *testing.T) {
 				t.Errorf("%d files damaged before the stop", n)
 			}
 		})
+	}
+}
+
+// TestWatchQuarantine: moving files away by a hard link and an unlink of
+// the original (an antivirus quarantining them) deletes no content, and
+// raises no alert; deleting the links afterwards does, as deleting the
+// files would.
+func TestWatchQuarantine(t *testing.T) {
+	h := startWatcher(t, "fanotify", false, func(dir string) {
+		victims(t, dir, 40)
+		os.Mkdir(filepath.Join(dir, "quarantine"), 0o755)
+	})
+	h.kill.Store(true)
+	cmd := h.start("quarantine", h.dir)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("quarantine: %v", err)
+	}
+	if err := h.w.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	for _, a := range h.alerts {
+		t.Errorf("false alarm: %s (pid %d) score %g: %+v", a.Command, a.PID, a.Score, a.Signals)
+	}
+	h.mu.Unlock()
+	h.start("delete", filepath.Join(h.dir, "quarantine"))
+	a := h.waitAlert()
+	if !slices.ContainsFunc(a.Signals, func(hit detect.Hit) bool { return hit.Signal == string(detect.Deleted) }) {
+		t.Errorf("deleting the quarantined links: signals %+v, want delete", a.Signals)
 	}
 }
 
