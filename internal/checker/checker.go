@@ -116,17 +116,9 @@ type checker struct {
 	// clean are the trees with no damage below them, by ordinal
 	// (index.Index.Ordinal); memo holds the damage below the others
 	// (paths relative).
-	clean bitmap
+	clean index.Bitmap
 	memo  map[blob.ID][]Damage
 }
-
-// bitmap is a set of numbers below its length in bits.
-type bitmap []uint64
-
-func newBitmap(n int) bitmap { return make(bitmap, (n+63)/64) }
-
-func (b bitmap) set(i uint64)      { b[i/64] |= 1 << (i % 64) }
-func (b bitmap) has(i uint64) bool { return b[i/64]&(1<<(i%64)) != 0 }
 
 func (c *checker) errorf(format string, args ...any) {
 	c.mu.Lock()
@@ -175,7 +167,7 @@ func Check(ctx context.Context, src Source, opts Options) (*Report, error) {
 	if err := c.indexErrors(src.LoadIndex(ctx), reported); err != nil {
 		return nil, err
 	}
-	c.clean = newBitmap(src.Index().Len())
+	c.clean = index.NewBitmap(src.Index().Len())
 	if err := c.checkPacks(ctx, reported); err != nil {
 		return nil, err
 	}
@@ -257,7 +249,7 @@ func (c *checker) checkPacks(ctx context.Context, reported map[string]bool) erro
 	slices.SortFunc(stored, func(a, b storedPack) int { return bytes.Compare(a.id[:], b.id[:]) })
 	stored = slices.CompactFunc(stored, func(a, b storedPack) bool { return a.id == b.id })
 	c.rep.Packs = len(stored)
-	indexed := newBitmap(len(stored))
+	indexed := index.NewBitmap(len(stored))
 	missing := map[blob.ID]bool{} // indexed, not stored
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) + 2)
@@ -266,10 +258,10 @@ func (c *checker) checkPacks(ctx context.Context, reported map[string]bool) erro
 			i, ok := slices.BinarySearchFunc(stored, p.ID, func(s storedPack, id blob.ID) int { return bytes.Compare(s.id[:], id[:]) })
 			var size int64 = -1
 			switch {
-			case ok && indexed.has(uint64(i)), !ok && missing[p.ID]:
+			case ok && indexed.Has(uint64(i)), !ok && missing[p.ID]:
 				continue
 			case ok:
-				indexed.set(uint64(i))
+				indexed.Set(uint64(i))
 				size = stored[i].size
 			default:
 				missing[p.ID] = true
@@ -287,7 +279,7 @@ func (c *checker) checkPacks(ctx context.Context, reported map[string]bool) erro
 		}
 	}
 	for i, sp := range stored {
-		if indexed.has(uint64(i)) {
+		if indexed.Has(uint64(i)) {
 			continue
 		}
 		id := sp.id
@@ -436,7 +428,7 @@ func (c *checker) readPack(ctx context.Context, p index.Pack) error {
 func (c *checker) tree(ctx context.Context, id blob.ID) []Damage {
 	h := blob.Handle{Type: blob.Tree, ID: id}
 	ord, indexed := c.src.Index().Ordinal(h)
-	if indexed && c.clean.has(ord) {
+	if indexed && c.clean.Has(ord) {
 		return nil
 	}
 	if d, ok := c.memo[id]; ok {
@@ -468,7 +460,7 @@ func (c *checker) tree(ctx context.Context, id blob.ID) []Damage {
 		}
 	}
 	if indexed && len(out) == 0 {
-		c.clean.set(ord)
+		c.clean.Set(ord)
 	} else {
 		c.memo[id] = out
 	}

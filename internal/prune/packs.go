@@ -4,40 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
-	"math/bits"
 	"slices"
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/index"
 )
-
-// bitmap is a set of numbers below its length in bits: blobs by their
-// index.Index.Ordinal, or packs by their place in a packTable.
-type bitmap []uint64
-
-func newBitmap(n int) bitmap { return make(bitmap, (n+63)/64) }
-
-func (b bitmap) set(i uint64)      { b[i/64] |= 1 << (i % 64) }
-func (b bitmap) has(i uint64) bool { return b[i/64]&(1<<(i%64)) != 0 }
-
-// count returns the number of members.
-func (b bitmap) count() int {
-	n := 0
-	for _, w := range b {
-		n += bits.OnesCount64(w)
-	}
-	return n
-}
-
-// within reports whether every member of b is in c.
-func (b bitmap) within(c bitmap) bool {
-	for i, w := range b {
-		if w&^c[i] != 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // decision is what a plan does with a pack.
 type decision uint8

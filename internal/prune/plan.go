@@ -35,7 +35,7 @@ type Plan struct {
 	// moreFiles are the further index files that list a pack, by its
 	// place in packs.
 	moreFiles map[int][]uint32
-	used      bitmap // the blobs the snapshots use, by ordinal
+	used      index.Bitmap // the blobs the snapshots use, by ordinal
 	// claim holds, for each used blob stored in more than one pack, the
 	// place of the pack it is copied from, or noPack if it stays where
 	// it is.
@@ -134,15 +134,15 @@ func (p *Plan) listPacks(ctx context.Context, st store.Lister, recentAt func(tim
 }
 
 // markUsed sets p.used to every tree and data blob the snapshots
-// reference, and returns one that is not indexed, if any. The bitmap is
+// reference, and returns one that is not indexed, if any. The index.Bitmap is
 // also the set of trees already walked.
 func (p *Plan) markUsed(ctx context.Context, r *repo.Repository, snaps []*snapshot.Snapshot) (*blob.Handle, error) {
-	p.used = newBitmap(p.idx.Len())
+	p.used = index.NewBitmap(p.idx.Len())
 	var unindexed *blob.Handle
 	var walk func(id blob.ID, path string) error
 	walk = func(id blob.ID, path string) error {
 		n, indexed := p.idx.Ordinal(blob.Handle{Type: blob.Tree, ID: id})
-		if indexed && p.used.has(n) {
+		if indexed && p.used.Has(n) {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -153,13 +153,13 @@ func (p *Plan) markUsed(ctx context.Context, r *repo.Repository, snaps []*snapsh
 			return fmt.Errorf("tree %s of %s: %w (run 'kalaja check')", id.Short(), path, err)
 		}
 		if indexed {
-			p.used.set(n)
+			p.used.Set(n)
 		}
 		for _, nd := range tree.Nodes {
 			for _, c := range nd.Content {
 				h := blob.Handle{Type: blob.Data, ID: c}
 				if n, ok := p.idx.Ordinal(h); ok {
-					p.used.set(n)
+					p.used.Set(n)
 				} else if unindexed == nil {
 					unindexed = &h
 				}
@@ -184,7 +184,7 @@ func (p *Plan) markUsed(ctx context.Context, r *repo.Repository, snaps []*snapsh
 // sums, for each pack they list, the bytes of its blobs and of its used
 // blobs. It returns the set of used blobs stored in more than one pack, or
 // nil if there are none.
-func (p *Plan) readIndex(ctx context.Context, r *repo.Repository, indexStamps map[string]time.Time, recentAt func(time.Time) bool) (bitmap, error) {
+func (p *Plan) readIndex(ctx context.Context, r *repo.Repository, indexStamps map[string]time.Time, recentAt func(time.Time) bool) (index.Bitmap, error) {
 	t := newTally(p.idx.Len())
 	err := r.EachIndexFile(ctx, func(name string, packs []index.Pack) error {
 		if stamp, ok := indexStamps[name]; ok {
@@ -200,11 +200,13 @@ func (p *Plan) readIndex(ctx context.Context, r *repo.Repository, indexStamps ma
 
 // tally is what readIndex gathers beyond the packs' sums.
 type tally struct {
-	seen, dup bitmap   // blobs in a pack read, in more than one
-	missing   *blob.ID // the least indexed pack that is not stored
+	seen, dup index.Bitmap // blobs in a pack read, in more than one
+	missing   *blob.ID     // the least indexed pack that is not stored
 }
 
-func newTally(blobs int) *tally { return &tally{seen: newBitmap(blobs), dup: newBitmap(blobs)} }
+func newTally(blobs int) *tally {
+	return &tally{seen: index.NewBitmap(blobs), dup: index.NewBitmap(blobs)}
+}
 
 // tallyFile adds the index file name, stored within Options.Grace if
 // young, that lists packs.
@@ -235,11 +237,11 @@ func (p *Plan) tallyFile(t *tally, name string, young bool, packs []index.Pack) 
 			if !ok {
 				continue
 			}
-			if t.seen.has(n) {
-				t.dup.set(n)
+			if t.seen.Has(n) {
+				t.dup.Set(n)
 			}
-			t.seen.set(n)
-			if p.used.has(n) {
+			t.seen.Set(n)
+			if p.used.Has(n) {
 				pi.used += int64(e.Length)
 			}
 		}
@@ -249,19 +251,19 @@ func (p *Plan) tallyFile(t *tally, name string, young bool, packs []index.Pack) 
 // tallied checks what the index files read say against the store at
 // location and the snapshots, and returns the used blobs stored in more
 // than one pack, or nil.
-func (p *Plan) tallied(t *tally, location string) (bitmap, error) {
+func (p *Plan) tallied(t *tally, location string) (index.Bitmap, error) {
 	slices.Sort(p.Indexes)
 	p.Stats.IndexFiles = len(p.Indexes)
 	if t.missing != nil {
 		return nil, fmt.Errorf("pack %s is indexed but missing from %s (run 'kalaja check')", t.missing.Short(), location)
 	}
-	if !p.used.within(t.seen) {
+	if !p.used.Within(t.seen) {
 		return nil, fmt.Errorf("a blob a snapshot uses is indexed, but no index file read lists it in a stored pack (run 'kalaja check')")
 	}
 	for i := range t.dup {
 		t.dup[i] &= p.used[i]
 	}
-	if t.dup.count() == 0 {
+	if t.dup.Count() == 0 {
 		return nil, nil
 	}
 	return t.dup, nil
@@ -306,7 +308,7 @@ type holder struct {
 // dupHolders reads the index files again and returns every place of the
 // used blobs in dup, sorted by blob and then by the order in which packs
 // claim blobs.
-func (p *Plan) dupHolders(ctx context.Context, r *repo.Repository, dup bitmap, order []uint32) ([]holder, error) {
+func (p *Plan) dupHolders(ctx context.Context, r *repo.Repository, dup index.Bitmap, order []uint32) ([]holder, error) {
 	fileNo := make(map[string]uint32, len(p.files))
 	for f, name := range p.files {
 		fileNo[name] = uint32(f)
@@ -331,14 +333,14 @@ func (p *Plan) dupHolders(ctx context.Context, r *repo.Repository, dup bitmap, o
 
 // collector gathers the places of used blobs stored more than once.
 type collector struct {
-	dup  bitmap
-	rank []uint32 // by place in Plan.packs (holder.rank)
-	done bitmap   // packs whose first listing was read
+	dup  index.Bitmap
+	rank []uint32     // by place in Plan.packs (holder.rank)
+	done index.Bitmap // packs whose first listing was read
 	out  []holder
 }
 
-func (p *Plan) newCollector(dup bitmap, order []uint32) *collector {
-	c := &collector{dup: dup, rank: make([]uint32, len(p.packs)), done: newBitmap(len(p.packs))}
+func (p *Plan) newCollector(dup index.Bitmap, order []uint32) *collector {
+	c := &collector{dup: dup, rank: make([]uint32, len(p.packs)), done: index.NewBitmap(len(p.packs))}
 	for k, i := range order {
 		c.rank[i] = uint32(k) + 1
 	}
@@ -350,12 +352,12 @@ func (p *Plan) newCollector(dup bitmap, order []uint32) *collector {
 func (p *Plan) collect(c *collector, f uint32, packs []index.Pack) {
 	for _, pk := range packs {
 		i, ok := p.packs.find(pk.ID)
-		if !ok || p.packs[i].file != f || c.done.has(uint64(i)) {
+		if !ok || p.packs[i].file != f || c.done.Has(uint64(i)) {
 			continue
 		}
-		c.done.set(uint64(i))
+		c.done.Set(uint64(i))
 		for _, e := range pk.Entries {
-			if n, ok := p.idx.Ordinal(e.Handle()); ok && c.dup.has(n) {
+			if n, ok := p.idx.Ordinal(e.Handle()); ok && c.dup.Has(n) {
 				c.out = append(c.out, holder{n, c.rank[i], uint32(i), e.Length})
 			}
 		}
@@ -404,7 +406,7 @@ func (p *Plan) decide(o Options, order []uint32, holders []holder) {
 	p.Stats.RecentPacks = p.Stats.Packs - len(order)
 	p.Stats.RepackPacks, p.Stats.DeletePacks = len(p.Repack), len(p.Delete)
 	p.Stats.KeptPacks = p.Stats.Packs - p.Stats.RepackPacks - p.Stats.DeletePacks
-	p.Stats.UsedBlobs = p.used.count()
+	p.Stats.UsedBlobs = p.used.Count()
 	// A blob stored twice is copied from the pack that claims it, unless
 	// a pack that stays holds it too.
 	for _, g := range groups(holders) {
@@ -434,7 +436,7 @@ func groups(holders []holder) [][]holder {
 // h is used, and i is where it is claimed.
 func (p *Plan) copies(i int, h blob.Handle) bool {
 	n, ok := p.idx.Ordinal(h)
-	if !ok || !p.used.has(n) {
+	if !ok || !p.used.Has(n) {
 		return false
 	}
 	c, dup := p.claim[n]

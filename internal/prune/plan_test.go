@@ -188,10 +188,10 @@ func (m *model) plan(t *testing.T) (*Plan, map[blob.Handle]bool) {
 		p.packs = append(p.packs, packInfo{id: id, young: m.youngPack[id]})
 	}
 	slices.SortFunc(p.packs, func(a, b packInfo) int { return cmp.Compare(a.id.String(), b.id.String()) })
-	p.used = newBitmap(x.Len())
+	p.used = index.NewBitmap(x.Len())
 	for h := range m.used {
 		n, _ := x.Ordinal(h)
-		p.used.set(n)
+		p.used.Set(n)
 	}
 	tl := newTally(x.Len())
 	for f, packs := range m.files {

@@ -258,7 +258,7 @@ func (p *Plan) writeIndex(ctx context.Context, r *repo.Repository) error {
 	for _, name := range p.Indexes {
 		replaced[name] = true
 	}
-	written := newBitmap(len(p.packs))
+	written := index.NewBitmap(len(p.packs))
 	var w indexWriter
 	read := 0
 	err := r.EachIndexFile(ctx, func(name string, packs []index.Pack) error {
@@ -268,10 +268,10 @@ func (p *Plan) writeIndex(ctx context.Context, r *repo.Repository) error {
 		read++
 		for _, pk := range packs {
 			i, ok := p.packs.find(pk.ID)
-			if !ok || written.has(uint64(i)) || (p.packs[i].state != keep && p.packs[i].state != recent) {
+			if !ok || written.Has(uint64(i)) || (p.packs[i].state != keep && p.packs[i].state != recent) {
 				continue
 			}
-			written.set(uint64(i))
+			written.Set(uint64(i))
 			if err := w.add(ctx, r, pk); err != nil {
 				return err
 			}
