@@ -27,8 +27,9 @@
 # Root, for dropping the page cache.
 #
 # The repositories are generated once per N and average (stamp beside each)
-# and kept: 10 million take about 1 GB and a few minutes, 100 million about
-# 11 GB and half an hour. Prune rewrites their index files (today's prune
+# and kept: 10 million take 1-1.7 GB and a few minutes, 100 million 13 GB
+# and 12 minutes of CPU (44 on a busy machine). Do not run two of these on
+# one BENCH_DIR at once: they share its results, time and guard files. Prune rewrites their index files (today's prune
 # replaces every index file it finds) and the backups add small snapshots;
 # neither changes what the next run measures beyond that.
 #
@@ -121,9 +122,10 @@ measure() {
 		rss=over
 	elif ((rc != 0)); then
 		fail "$phase at N=$n failed (exit $rc)" "$out"
+	else
+		log "  $phase: ${secs}s, peak ${rss} KiB"
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$rep" "$phase" "$secs" "$rss" "${STARTUP:--}" >>"$RESULTS"
-	log "  $phase: ${secs}s, peak ${rss} KiB${STARTUP:+, start-up ${STARTUP}s}"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$rep" "$phase" "$secs" "$rss" - >>"$RESULTS"
 }
 
 # startup TRACE: seconds from kalaja's execve to its first open of a file
@@ -137,16 +139,14 @@ startup() {
 
 # backup N REP PHASE: one backup of the small folder, traced for start-up.
 backup() {
-	local n=$1 rep=$2 phase=$3 trace=$WORK/logs/strace-$1-$2-$3
-	STARTUP=
+	local n=$1 rep=$2 phase=$3 trace=$WORK/logs/strace-$1-$2-$3 up
 	measure "$n" "$rep" "$phase" "$WORK/logs/$phase-$n-$rep.log" \
 		strace -f --seccomp-bpf -e trace=execve,openat -ttt -o "$trace" \
 		"$K" backup -q --force --host bench --repo "$WORK/repo-$n" "$WORK/src"
-	STARTUP=$(startup "$trace")
+	up=$(startup "$trace")
 	# measure wrote the row before start-up was known: fill it in.
-	sed -i "\$s/-\$/$STARTUP/" "$RESULTS"
-	log "  $phase start-up: ${STARTUP}s"
-	STARTUP=
+	sed -i "\$s/-\$/$up/" "$RESULTS"
+	log "  $phase start-up: ${up}s"
 }
 
 for n in $NS; do
