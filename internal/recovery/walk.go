@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -94,8 +93,12 @@ func (r *repair) walk(d *dir, tree *snapshot.Tree, made bool) error {
 }
 
 // statters is how many goroutines lstat the entries of one live folder
-// ahead of the walk.
-const statters = 4
+// ahead of the walk, and statWindow how far ahead of it they may be: the
+// results waiting for the walk are bounded, however large the folder.
+const (
+	statters   = 4
+	statWindow = 64
+)
 
 // statAhead lstats the entries of a live folder from several goroutines,
 // in the order the walk takes them, so that the inodes of a cold tree are
@@ -105,53 +108,84 @@ const statters = 4
 // the folder's descriptor without following symlinks, and a content check
 // opens the file and compares it with the lstat.
 type statAhead struct {
-	fd      int
-	names   []string
-	res     []statResult
-	next    atomic.Int64
-	stopped atomic.Bool
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	cond     sync.Cond
+	next     int // the first index not yet claimed by a goroutine
+	consumed int // every index below is taken or passed over by the walk
+	stopped  bool
+	ring     [statWindow]statResult
+	wg       sync.WaitGroup
 }
 
 type statResult struct {
-	st   *unix.Stat_t
-	err  error
-	done chan struct{}
+	j   int // the index in names of the result, -1 for none
+	st  *unix.Stat_t
+	err error
 }
 
 // startStatAhead starts lstatting names in the folder open as fd. Its stop
 // must be called before fd is closed.
 func startStatAhead(fd int, names []string) *statAhead {
-	sa := &statAhead{fd: fd, names: names, res: make([]statResult, len(names))}
-	for i := range sa.res {
-		sa.res[i].done = make(chan struct{})
+	sa := &statAhead{}
+	sa.cond.L = &sa.mu
+	for i := range sa.ring {
+		sa.ring[i].j = -1
 	}
 	for range min(statters, len(names)) {
 		sa.wg.Go(func() {
-			for !sa.stopped.Load() {
-				j := int(sa.next.Add(1) - 1)
-				if j >= len(names) {
+			for {
+				sa.mu.Lock()
+				for !sa.stopped && sa.next < len(names) && sa.next >= sa.consumed+statWindow {
+					sa.cond.Wait()
+				}
+				sa.next = max(sa.next, sa.consumed) // what the walk passed over is not needed
+				if sa.stopped || sa.next >= len(names) {
+					sa.mu.Unlock()
 					return
 				}
-				r := &sa.res[j]
-				r.st, r.err = lstatAt(fd, names[j])
-				close(r.done)
+				j := sa.next
+				sa.next++
+				sa.mu.Unlock()
+				st, err := lstatAt(fd, names[j])
+				sa.mu.Lock()
+				if j >= sa.consumed { // else passed over, and its slot may be another's
+					sa.ring[j%statWindow] = statResult{j, st, err}
+					sa.cond.Broadcast()
+				}
+				sa.mu.Unlock()
 			}
 		})
 	}
 	return sa
 }
 
-// get returns the lstat of names[j] (nil if it no longer exists); it must
-// not be called after stop.
+// get returns the lstat of names[j] (nil if it no longer exists). Calls
+// must come in increasing j, each index at most once, and not after stop;
+// indexes not asked for are passed over.
 func (sa *statAhead) get(j int) (*unix.Stat_t, error) {
-	<-sa.res[j].done
-	return sa.res[j].st, sa.res[j].err
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if j > sa.consumed { // pass over what comes before, so j is in the window
+		sa.consumed = j
+		sa.cond.Broadcast()
+	}
+	r := &sa.ring[j%statWindow]
+	for r.j != j {
+		sa.cond.Wait()
+	}
+	st, err := r.st, r.err
+	*r = statResult{j: -1}
+	sa.consumed = j + 1
+	sa.cond.Broadcast()
+	return st, err
 }
 
 // stop ends the goroutines and waits for them.
 func (sa *statAhead) stop() {
-	sa.stopped.Store(true)
+	sa.mu.Lock()
+	sa.stopped = true
+	sa.cond.Broadcast()
+	sa.mu.Unlock()
 	sa.wg.Wait()
 }
 
