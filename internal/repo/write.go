@@ -27,11 +27,10 @@ const (
 	// written during a backup; a crash loses at most that many packs' index
 	// entries, and the next backup re-indexes them (IndexOrphans).
 	packsPerIndex = 32
-	// entriesPerIndex is how many blob entries an index file written
-	// during a backup lists at most, unless one pack alone has more: packs
-	// of tiny files hold a hundred thousand blobs each, and the waiting
-	// entries and the file's encoding are held in memory until it is
-	// written.
+	// entriesPerIndex is how many blob entries the packs waiting for an
+	// index file may hold before it is written (one pack may hold more):
+	// a pack of tiny files holds tens of thousands of blobs, and the
+	// waiting entries and the file's encoding are held in memory.
 	entriesPerIndex = 1 << 18
 	// uploaders is the number of goroutines committing finished packs
 	// (fsync and rename for the local store), overlapping that wait with
