@@ -246,6 +246,18 @@ func (bt *batch) write(dir string, older []*run) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A pack older runs hold keeps the entries they list (as Add ignores a
+	// pack already indexed): an index file and a later one that lists the
+	// same pack again (an orphan adopted twice) must not list its blobs
+	// twice.
+	known := make([]bool, len(bt.packs))
+	for k, p := range bt.packs {
+		for _, r := range older {
+			if _, ok, err := r.findPack(p.id); ok && err == nil {
+				known[k] = true
+			}
+		}
+	}
 	remap := make([]uint32, len(bt.packs))
 	for i := 0; i < len(order); {
 		p := bt.packs[order[i]]
@@ -261,6 +273,9 @@ func (bt *batch) write(dir string, older []*run) (string, error) {
 		for _, k := range order[i:j] {
 			remap[k] = n
 		}
+		for _, k := range order[i+1 : j] {
+			known[k] = true // listed again: the first listing's entries stay
+		}
 		i = j
 	}
 	// By handle, then in the order read (packs are numbered as read), so
@@ -275,6 +290,9 @@ func (bt *batch) write(dir string, older []*run) (string, error) {
 		return cmp.Compare(a.e.offset, b.e.offset)
 	})
 	for _, rec := range bt.recs {
+		if known[rec.pack] {
+			continue
+		}
 		rec.pack = remap[rec.pack]
 		add := b.add
 		if inRuns(older, rec.h) {
@@ -324,6 +342,9 @@ func merge(b *builder, in []*run) error {
 	for i, r := range in {
 		remap[i] = make([]uint32, r.npacks)
 	}
+	// owner is, per pack of the output, the oldest input that holds it:
+	// only its records of the pack are kept (see batch.write).
+	var owner []int
 	var pending packInfo
 	var pendingFrom [][2]int
 	flush := func() error {
@@ -331,8 +352,10 @@ func merge(b *builder, in []*run) error {
 			return nil
 		}
 		n, err := b.addPack(pending)
+		owner = append(owner, pendingFrom[0][0])
 		for _, f := range pendingFrom {
 			remap[f[0]][f[1]] = n
+			owner[n] = min(owner[n], f[0])
 		}
 		pendingFrom = pendingFrom[:0]
 		return err
@@ -381,8 +404,10 @@ func merge(b *builder, in []*run) error {
 			return err
 		}
 		rec.pack = remap[c.src][rec.pack]
-		if err := b.add(rec); err != nil {
-			return err
+		if owner[rec.pack] == c.src {
+			if err := b.add(rec); err != nil {
+				return err
+			}
 		}
 		c.pos++
 		if c.pos == c.r.main {
@@ -403,6 +428,9 @@ func merge(b *builder, in []*run) error {
 				return err
 			}
 			rec.pack = remap[i][rec.pack]
+			if owner[rec.pack] != i {
+				continue
+			}
 			if err := b.addExtra(rec); err != nil {
 				return err
 			}

@@ -755,3 +755,27 @@ func TestCacheKilled(t *testing.T) {
 	kill(40)
 	check(40, 10) // warm: the 10 new files only
 }
+
+// TestCachePackListedTwice: a pack listed by two index files (an orphan
+// adopted by two backups), read into different runs, in one batch, or
+// merged, lists its blobs once, as the in-memory index does.
+func TestCachePackListedTwice(t *testing.T) {
+	withBatch(t, 30)
+	rng := rand.New(rand.NewPCG(12, 12))
+	packs, pool := randomPacks(rng, 6, 10, nil)
+	dir := t.TempDir()
+	f := &files{byName: map[string][]Pack{"a0": packs[:3], "a1": packs[3:]}}
+	open(t, dir, f)
+	f.byName["b0"] = []Pack{packs[1], packs[4]}
+	f.byName["b1"] = []Pack{packs[1]}
+	x, _ := open(t, dir, f)
+	sameAnswers(t, x, reference(f), pool, packs, rng)
+	f.byName["c0"] = []Pack{packs[2], packs[0], packs[2]}
+	for i := range 8 {
+		f.byName[fmt.Sprint("d", i)] = []Pack{packs[i%6]}
+	}
+	x, _ = open(t, dir, f)
+	sameAnswers(t, x, reference(f), pool, packs, rng)
+	x, _ = open(t, t.TempDir(), f)
+	sameAnswers(t, x, reference(f), pool, packs, rng)
+}
