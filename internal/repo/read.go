@@ -68,8 +68,7 @@ func (e *IndexError) Unwrap() error { return e.Err }
 func (r *Repository) LoadIndex(ctx context.Context) error {
 	r.startUses(ctx)
 	if r.cacheDir == "" {
-		_, err := r.readIndex(ctx, func(string) bool { return true })
-		return err
+		return r.readIndex(ctx, func(string) bool { return true })
 	}
 	var names []string
 	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
@@ -83,7 +82,7 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return err
 		}
-		_, rerr := r.readIndex(ctx, func(string) bool { return true })
+		rerr := r.readIndex(ctx, func(string) bool { return true })
 		return errors.Join(fmt.Errorf("%w: the index is held in memory instead", err), rerr)
 	}
 	r.idx = x
@@ -95,16 +94,8 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	return err
 }
 
-// IndexFiles reads every index file into the index, as LoadIndex does
-// without a cache, and returns the packs each file it read lists, by file
-// name.
-func (r *Repository) IndexFiles(ctx context.Context) (map[string][]blob.ID, error) {
-	r.startUses(ctx)
-	return r.readIndex(ctx, func(string) bool { return true })
-}
-
 // RefreshIndex reads into the index the index files stored since this
-// Repository last read the index (LoadIndex, IndexFiles or RefreshIndex):
+// Repository last read the index (LoadIndex or RefreshIndex):
 // what other processes, such as backups, added meanwhile. They go to the
 // index's part in memory, not to the cache (the next LoadIndex adds them
 // there). Files that cannot be used are returned as with LoadIndex, and are
@@ -113,14 +104,13 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 	r.indexedMu.Lock()
 	read := maps.Clone(r.indexed)
 	r.indexedMu.Unlock()
-	_, err := r.readIndex(ctx, func(name string) bool { return !read[name] })
+	err := r.readIndex(ctx, func(name string) bool { return !read[name] })
 	return err
 }
 
 // readIndex reads the index files whose names want accepts into the
-// index (Add), and returns the packs each lists.
-func (r *Repository) readIndex(ctx context.Context, want func(name string) bool) (map[string][]blob.ID, error) {
-	files := map[string][]blob.ID{}
+// index (Add).
+func (r *Repository) readIndex(ctx context.Context, want func(name string) bool) error {
 	var names []string
 	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
 		if want(fi.Name) {
@@ -128,24 +118,17 @@ func (r *Repository) readIndex(ctx context.Context, want func(name string) bool)
 		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("list index: %w", err)
+		return fmt.Errorf("list index: %w", err)
 	}
-	err := r.readIndexFiles(ctx, names, func(name string, packs []index.Pack) error {
-		ids := make([]blob.ID, len(packs))
-		for i, p := range packs {
+	return r.readIndexFiles(ctx, names, func(name string, packs []index.Pack) error {
+		for _, p := range packs {
 			r.idx.Add(p)
-			ids[i] = p.ID
 		}
-		files[name] = ids
 		r.indexedMu.Lock()
 		r.indexed[name] = true
 		r.indexedMu.Unlock()
 		return nil
 	})
-	if err != nil && ctx.Err() != nil {
-		return nil, err
-	}
-	return files, err
 }
 
 // readIndexFiles reads the index files names, a few at a time, and calls fn
