@@ -379,7 +379,7 @@ func writeHolePack(r *repo.Repository, dir string, entries []pack.Entry) (index.
 		return p, err
 	}
 	if _, err := f.WriteAt(tail, dataLen); err != nil {
-		f.Close()
+		_ = f.Close() // the write failed: that is the error
 		return p, fmt.Errorf("write pack %s: %w", p.ID.Short(), err)
 	}
 	return p, f.Close()

@@ -57,7 +57,7 @@ func OpenCache(ctx context.Context, dir string, present []string, read ReadFunc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("index cache: %w", err)
 	}
-	defer lock.Close()
+	defer func() { _ = lock.Close() }() // closing drops the lock; nothing written
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return nil, nil, fmt.Errorf("index cache: lock: %w", err)
 	}
@@ -346,7 +346,7 @@ func openRun(path string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only; the mapping outlives it
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
