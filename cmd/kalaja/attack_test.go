@@ -512,8 +512,10 @@ func (v *victim) wrongPack(t *testing.T) outcome {
 	if o := s3Outcome("PutObject "+k, err); o.kind != "accepted" {
 		return o
 	}
-	// The next backup must not adopt it as an orphan of an interrupted
-	// backup: it does not hash to its name.
+	// The next backup that looks for orphans (due now: a day since the last
+	// look, say) must not adopt it as one of an interrupted backup: it does
+	// not hash to its name.
+	v.env.orphanScanDue()
 	if r := v.env.run("backup", v.src[0]); r.code != exitOK || !strings.Contains(r.stderr, "does not match its name") {
 		t.Errorf("backup after a pack was planted under a wrong name: exit %d\n%s", r.code, r.stderr)
 	}

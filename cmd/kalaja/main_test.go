@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -53,6 +54,26 @@ func newEnv(t testing.TB) *testEnv {
 func envAt(t testing.TB, repo string) *testEnv {
 	return &testEnv{t: t, repo: repo, vars: []string{"KALAJA_REPOSITORY=" + repo, "KALAJA_PASSWORD=test password",
 		"KALAJA_STATE_DIR=" + filepath.Join(t.TempDir(), "state"), "KALAJA_CACHE_DIR=" + filepath.Join(t.TempDir(), "cache")}}
+}
+
+// orphanScanDue makes the next backup list the store's packs for packs no
+// index lists, as it does a day after the last listing: it removes the
+// record of that listing from the client's cache.
+func (e *testEnv) orphanScanDue() {
+	e.t.Helper()
+	for _, v := range e.vars {
+		if dir, ok := strings.CutPrefix(v, "KALAJA_CACHE_DIR="); ok {
+			marks, err := filepath.Glob(filepath.Join(dir, "*", "backups", "scanned"))
+			if err != nil || len(marks) == 0 {
+				e.t.Fatalf("no record of a listing of packs in %s (%v)", dir, err)
+			}
+			for _, m := range marks {
+				if err := os.Remove(m); err != nil {
+					e.t.Fatal(err)
+				}
+			}
+		}
+	}
 }
 
 // result is what one run of kalaja did.

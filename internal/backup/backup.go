@@ -101,10 +101,23 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 			log.Warn("cleaning temporary files", "err", err)
 		}
 	}
-	if n, err := r.IndexOrphans(ctx); err != nil {
-		log.Warn("re-indexing packs (run 'kalaja check')", "err", err)
-	} else if n > 0 {
-		log.Info(fmt.Sprintf("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n))
+	mark, scan, err := markRun(r.CacheDir(), time.Now())
+	if err != nil {
+		log.Warn("the store's packs are listed at every backup", "err", err)
+	}
+	saved := false
+	defer func() { mark.end(saved) }()
+	if scan {
+		if n, err := r.IndexOrphans(ctx); err != nil {
+			log.Warn("re-indexing packs (run 'kalaja check')", "err", err)
+		} else {
+			if n > 0 {
+				log.Info(fmt.Sprintf("indexed %d packs no index listed (left by an interrupted backup, or stored by one still running)", n))
+			}
+			if err := mark.scanned(time.Now()); err != nil {
+				log.Warn("the store's packs will be listed again by the next backup", "err", err)
+			}
+		}
 	}
 	opts := archiver.Options{
 		Hostname: o.Host, Tags: o.Tags, Version: o.Version, Ledger: ref(latest),
@@ -139,6 +152,7 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 	if err != nil {
 		return nil, err
 	}
+	saved = true // every pack it stored is listed in an index file
 	res := &Result{Snapshot: sn, Checkpoint: latest}
 	if trees != nil {
 		e := &parentcache.Entry{Snapshot: sn, Trees: trees}

@@ -286,7 +286,16 @@ func (r *Repository) IndexCacheDir() string {
 	if r.cacheDir == "" {
 		return ""
 	}
-	return filepath.Join(r.cacheDir, r.cfg.ID.String(), "index")
+	return filepath.Join(r.CacheDir(), "index")
+}
+
+// CacheDir returns the directory of the repository's local caches,
+// <root>/<repository ID>, or "" without a cache (SetCacheDir).
+func (r *Repository) CacheDir() string {
+	if r.cacheDir == "" {
+		return ""
+	}
+	return filepath.Join(r.cacheDir, r.cfg.ID.String())
 }
 
 // KeyName returns the name of the key file that opened the repository.
