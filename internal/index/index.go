@@ -125,7 +125,8 @@ func (x *Index) corrupt(err error) {
 	}
 }
 
-// Every checkEvery lookups that find a blob in the runs, the index reads
+// Every checkEvery lookups in the runs (of blobs or packs, found or not),
+// the index reads
 // how much of the process's memory is mapped from files (/proc/self/statm);
 // above residentBound it gives the runs' pages back to the kernel
 // (run.dropPages). So a long stream of lookups (check, prune) keeps a
@@ -158,6 +159,7 @@ func (x *Index) releasePages() {
 // findRun looks h up in the runs, oldest first: the run's number, the
 // record and its position.
 func (x *Index) findRun(h blob.Handle) (int, record, int, bool) {
+	x.probed()
 	for i, r := range x.runs {
 		rec, pos, ok, err := r.find(h)
 		if err != nil {
@@ -165,17 +167,23 @@ func (x *Index) findRun(h blob.Handle) (int, record, int, bool) {
 			continue
 		}
 		if ok {
-			if x.runBytes > residentBound && x.probes.Add(1)%checkEvery == 0 {
-				x.releasePages()
-			}
 			return i, rec, pos, true
 		}
 	}
 	return 0, record{}, 0, false
 }
 
+// probed counts a lookup in the runs, and releases their pages every
+// checkEvery lookups if too many are resident.
+func (x *Index) probed() {
+	if x.runBytes > residentBound && x.probes.Add(1)%checkEvery == 0 {
+		x.releasePages()
+	}
+}
+
 // runPack finds pack id in the runs.
 func (x *Index) runPack(id blob.ID) (packInfo, bool) {
+	x.probed()
 	for _, r := range x.runs {
 		n, ok, err := r.findPack(id)
 		if err == nil && ok {
