@@ -33,8 +33,8 @@ type runMark struct {
 
 // markRun leaves this backup's mark in dir (a repository's cache
 // directory) and reports whether the backup should look for orphan packs:
-// always without a cache (dir ""), or when an earlier backup of this
-// client was interrupted, or when the last listing is older than
+// always without a cache (dir ""), or when another backup of this client
+// is running or was interrupted, or when the last listing is older than
 // orphanScanEvery or unknown. An error leaves no mark and asks for the
 // listing, as without a cache.
 func markRun(dir string, now time.Time) (*runMark, bool, error) {
@@ -49,19 +49,26 @@ func markRun(dir string, now time.Time) (*runMark, bool, error) {
 	if err != nil {
 		return &runMark{}, true, fmt.Errorf("backup marks: %w", err)
 	}
+	scan := false
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), "run-") {
 			continue
 		}
 		held, err := isHeld(filepath.Join(m.dir, e.Name()))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
+			continue // its backup just ended
+		}
+		if err != nil {
 			return &runMark{}, true, fmt.Errorf("backup marks: %w", err)
 		}
-		if err == nil && !held {
+		// Either way some packs may be listed by no index file yet: a
+		// running backup's, which this one may reuse, or an interrupted
+		// one's.
+		scan = true
+		if !held {
 			m.stale = append(m.stale, e.Name())
 		}
 	}
-	scan := len(m.stale) > 0
 	if fi, err := os.Stat(filepath.Join(m.dir, "scanned")); err != nil || now.Sub(fi.ModTime()) >= orphanScanEvery || fi.ModTime().After(now) {
 		scan = true
 	}

@@ -9,8 +9,9 @@ import (
 
 // TestMarkRun checks when a backup lists the store's packs for orphans:
 // without a cache always; with one, on first use, after an interrupted
-// backup (a mark nobody holds), and a day after the last listing; not
-// while another backup runs (a held mark) or right after a listing.
+// backup (a mark nobody holds), while another backup runs (a held mark:
+// its packs may be reused before it lists them), and a day after the last
+// listing; not right after a listing.
 func TestMarkRun(t *testing.T) {
 	now := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -45,7 +46,7 @@ func TestMarkRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { m.end(true) })
-		}, false},
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,22 +56,28 @@ func TestMarkRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer m.end(true)
 			if scan != tt.scan {
 				t.Fatalf("scan = %v, want %v", scan, tt.scan)
 			}
 			if err := m.scanned(now); err != nil {
 				t.Fatal(err)
 			}
-			// After a listing, only the marks of running backups remain.
+			m.end(true)
+			// After a listing, only the marks of running backups remain,
+			// and a listing is due again only because of them.
 			marks, _ := filepath.Glob(filepath.Join(dir, "backups", "run-*"))
 			for _, p := range marks {
 				if held, err := isHeld(p); err != nil || !held {
 					t.Errorf("mark %s left after the listing (held %v, %v)", filepath.Base(p), held, err)
 				}
 			}
-			if _, again, _ := markRun(dir, now); again {
-				t.Error("a listing is due right after one")
+			again, due, err := markRun(dir, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again.end(true)
+			if due != (len(marks) > 0) {
+				t.Errorf("right after a listing, with %d backups running: due %v", len(marks), due)
 			}
 		})
 	}
