@@ -20,8 +20,22 @@ func TestPruneRefuses(t *testing.T) {
 		want   string
 	}{
 		{"indexed pack missing", func(t *testing.T, f *fixture) []*snapshot.Snapshot {
-			// Every pack is indexed: remove one.
-			name := f.names(t, store.Packs)[0]
+			// Every pack is indexed: remove one of data (one of trees
+			// stops the walk of the snapshots first, with its own error).
+			r := f.open(t)
+			if err := r.LoadIndex(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			var name string
+			for _, n := range f.names(t, store.Packs) {
+				if id, err := blob.ParseID(n); err == nil && !r.Index().TreesOnly(id) {
+					name = n
+					break
+				}
+			}
+			if name == "" {
+				t.Fatal("no pack of data")
+			}
 			if err := f.st.Remove(t.Context(), store.Handle{Type: store.Packs, Name: name}); err != nil {
 				t.Fatal(err)
 			}
