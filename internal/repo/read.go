@@ -70,12 +70,9 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	if r.cacheDir == "" {
 		return r.readIndex(ctx, func(string) bool { return true })
 	}
-	var names []string
-	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
-		names = append(names, fi.Name)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("list index: %w", err)
+	names, err := r.indexNames(ctx, nil)
+	if err != nil {
+		return err
 	}
 	x, covered, err := index.OpenCache(ctx, r.IndexCacheDir(), names, r.readIndexFiles)
 	if x == nil {
@@ -111,14 +108,9 @@ func (r *Repository) RefreshIndex(ctx context.Context) error {
 // readIndex reads the index files whose names want accepts into the
 // index (Add).
 func (r *Repository) readIndex(ctx context.Context, want func(name string) bool) error {
-	var names []string
-	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
-		if want(fi.Name) {
-			names = append(names, fi.Name)
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("list index: %w", err)
+	names, err := r.indexNames(ctx, want)
+	if err != nil {
+		return err
 	}
 	return r.readIndexFiles(ctx, names, func(name string, packs []index.Pack) error {
 		for _, p := range packs {
@@ -131,21 +123,46 @@ func (r *Repository) readIndex(ctx context.Context, want func(name string) bool)
 	})
 }
 
-// readIndexFiles reads the index files names, a few at a time, and calls fn
-// with the packs of each, one call at a time (an index.ReadFunc). Files
-// that cannot be read, decrypted or decoded are skipped and returned as
-// *IndexError values joined in the error; an error from fn or ctx stops
-// the reading and is returned alone.
+// indexNames lists the store's index files whose names want (nil: all)
+// accepts.
+func (r *Repository) indexNames(ctx context.Context, want func(name string) bool) ([]string, error) {
+	var names []string
+	if err := r.st.List(ctx, store.Index, func(fi store.FileInfo) error {
+		if want == nil || want(fi.Name) {
+			names = append(names, fi.Name)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list index: %w", err)
+	}
+	return names, nil
+}
+
+// indexReaders returns how many index files readIndexFiles reads at once,
+// each then held decoded until fn has taken it: enough to keep the cores
+// and a remote store's latency busy, few enough that memory is a few index
+// files.
+func indexReaders() int { return min(2*runtime.GOMAXPROCS(0), 8) }
+
+// readIndexFiles reads the index files names, indexReaders() at a time,
+// and calls fn with the packs of each, one call at a time (an
+// index.ReadFunc). Files that cannot be read, decrypted or decoded are
+// skipped and returned as *IndexError values joined in the error; an error
+// from fn or ctx stops the reading (fn is not called again) and is
+// returned alone.
 func (r *Repository) readIndexFiles(ctx context.Context, names []string, fn func(name string, packs []index.Pack) error) error {
 	var mu sync.Mutex
 	var errs []error
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
+	g.SetLimit(indexReaders())
 	for _, name := range names {
 		g.Go(func() error {
 			packs, err := r.loadIndexFile(gctx, name)
 			mu.Lock()
 			defer mu.Unlock()
+			if gctx.Err() != nil {
+				return gctx.Err() // stopped: by fn, or ctx
+			}
 			if err != nil {
 				if gctx.Err() != nil {
 					return gctx.Err()
