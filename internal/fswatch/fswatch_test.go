@@ -26,24 +26,7 @@ func TestWatchSources(t *testing.T) {
 				}
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			events := make(chan Event, 1000)
-			done := make(chan error, 1)
-			go func() {
-				done <- src.Run(ctx, func(b []Event) bool {
-					for _, e := range b {
-						events <- e
-					}
-					return false
-				})
-			}()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-				src.Close()
-			}()
+			events := collect(t, src, 1000)
 			outside := t.TempDir()
 			script := `echo one > a.txt; mv a.txt b.txt; truncate -s 0 b.txt; mkdir sub; echo two > sub/c.txt; rm b.txt; echo x > "$OUT/elsewhere"; touch end`
 			cmd := exec.Command("sh", "-c", script)
@@ -221,24 +204,7 @@ func TestFanotifyGuardExec(t *testing.T) {
 	if err != nil {
 		t.Skipf("fanotify not available: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	events := make(chan Event, 100000)
-	done := make(chan error, 1)
-	go func() {
-		done <- src.Run(ctx, func(b []Event) bool {
-			for _, e := range b {
-				events <- e
-			}
-			return false
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		src.Close()
-	}()
+	events := collect(t, src, 100000)
 	cmd := exec.Command(exe, "-c", `echo x > "$G/pack"; mv "$G" "$G.old"; touch "$R/end"`)
 	cmd.Env = append(os.Environ(), "G="+guard, "R="+root)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -267,4 +233,30 @@ func TestFanotifyGuardExec(t *testing.T) {
 			t.Fatal("no event for end within a minute")
 		}
 	}
+}
+
+// collect runs src until the test ends, and returns the channel its events
+// arrive on (room for n). At the end src is stopped, a Run error fails the
+// test, and src is closed.
+func collect(t *testing.T, src Source, n int) <-chan Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan Event, n)
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(b []Event) bool {
+			for _, e := range b {
+				events <- e
+			}
+			return false
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		src.Close()
+	})
+	return events
 }
