@@ -155,32 +155,49 @@ func TestRealtimeForNews(t *testing.T) {
 }
 
 // TestPacer checks the waits between reads: gap after a quiet spell,
-// doubling with each calm batch in a row until it stays at maxGap; and gap
-// for linger after a score rose, however many calm batches come.
+// doubling with each calm batch in a row until it stays at maxGap; and
+// events read as they come for news after the first events of a quiet
+// spell and for linger after a score rose, neither cutting the other
+// short.
 func TestPacer(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	grows := func(t *testing.T, p *pacer, now time.Time) {
-		t.Helper()
-		want := gap
-		for i := range 10 {
-			if got := p.calmBatch(now); got != want {
-				t.Fatalf("calm batch %d: wait %v, want %v", i, got, want)
-			}
-			want = min(2*want, maxGap)
-		}
-	}
 	var p pacer
-	grows(t, &p, t0)
-	p.reset()
-	grows(t, &p, t0)
-
-	p.rose(t0)
+	want := gap
 	for i := range 10 {
-		if got := p.calmBatch(t0.Add(linger - time.Millisecond)); got != gap {
-			t.Fatalf("calm batch %d within linger of a rise: wait %v, want %v", i, got, gap)
+		if got := p.calmBatch(); got != want {
+			t.Fatalf("calm batch %d: wait %v, want %v", i, got, want)
+		}
+		want = min(2*want, maxGap)
+	}
+	p.reset()
+	if got := p.wait(); got != gap {
+		t.Errorf("after a quiet spell: wait %v, want %v", got, gap)
+	}
+	tests := []struct {
+		name  string
+		set   func(p *pacer)
+		at    time.Duration // after t0
+		eager bool
+	}{
+		{"nothing happened", func(*pacer) {}, 0, false},
+		{"within linger of a rise", func(p *pacer) { p.rose(t0) }, linger - time.Millisecond, true},
+		{"after linger of a rise", func(p *pacer) { p.rose(t0) }, linger, false},
+		{"within news", func(p *pacer) { p.news(t0) }, news - time.Millisecond, true},
+		{"after news", func(p *pacer) { p.news(t0) }, news, false},
+		{"a rise does not cut news short", func(p *pacer) { p.news(t0); p.rose(t0) }, news - time.Millisecond, true},
+		{"a rise late in news extends it", func(p *pacer) { p.news(t0); p.rose(t0.Add(news)) }, news + linger - time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		var p pacer
+		p.calm = 2
+		tt.set(&p)
+		if got := p.eagerAt(t0.Add(tt.at)); got != tt.eager {
+			t.Errorf("%s: read as they come %v, want %v", tt.name, got, tt.eager)
+		}
+		if tt.name != "nothing happened" && p.wait() != gap {
+			t.Errorf("%s: wait %v, want %v", tt.name, p.wait(), gap)
 		}
 	}
-	grows(t, &p, t0.Add(linger+time.Millisecond))
 }
 
 // TestFanotifyGuardExec checks that fanotify reports events in a guarded

@@ -258,7 +258,9 @@ func (w *Watcher) Canaries() []string {
 }
 
 // Run watches until ctx is done. ready is called (once) when the
-// marks/watches are in place and events will be seen. It samples the files
+// marks/watches are in place and the event thread is reading, so that an
+// event from then on is read as it comes, on a busy machine too; it is
+// called on that thread, and should return at once. It samples the files
 // already present first (bounded, see docs/design.md), so that their first
 // write can be compared with what they held. Run returns nil when ctx
 // ends it; it may be called once.
@@ -286,10 +288,17 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 	w.log.Info("watching", "paths", w.roots, "backend", name, "pids", w.src.PIDs(), "stop", canStop,
 		"canaries", len(w.placed), "files sampled", n, "guarded", w.Guarded())
 
+	handle := w.handle
 	if ready != nil {
-		ready()
+		handle = func(batch []fswatch.Event) bool {
+			if ready != nil {
+				ready() // the source's first call: it is reading
+				ready = nil
+			}
+			return w.handle(batch)
+		}
 	}
-	return w.src.Run(ctx, w.handle)
+	return w.src.Run(ctx, handle)
 }
 
 // handle processes one batch of events, in order, then drains the proc
