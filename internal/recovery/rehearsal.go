@@ -34,9 +34,10 @@ type Rehearsal struct {
 
 	mu       sync.Mutex
 	healing  sync.WaitGroup
-	healed   time.Time // when the last healing ended
-	heals    []error   // the healings' errors, since the last Healed
-	restored int       // the entries they restored
+	lastHeal chan struct{} // closed when the last healing started ended
+	healed   time.Time     // when the last healing ended
+	heals    []error       // the healings' errors, since the last Healed
+	restored int           // the entries they restored
 }
 
 // rehearsalHost is the host name the rehearsal's snapshots carry.
@@ -103,14 +104,33 @@ func (h *Rehearsal) Recover(ctx context.Context, root, quarantine string, a *det
 }
 
 // Heal starts healing, as kalaja watch --heal does, the paths alert a names
-// under roots but skip, in the background; Healed waits for it.
+// under roots but skip, in the background; Healed waits for it. As in
+// kalaja watch, healings run one at a time, in the order of their alerts:
+// the alerts of one attack name the same files.
 func (h *Rehearsal) Heal(ctx context.Context, a detect.Alert, w Watch, roots, skip []string, quarantine string) {
 	h.healing.Add(1)
+	h.mu.Lock()
+	prev, done := h.lastHeal, make(chan struct{})
+	h.lastHeal = done
+	h.mu.Unlock()
 	go func() {
 		defer h.healing.Done()
-		hl, err := Heal(ctx, h.r, h.lc, a, HealOptions{Host: h.host, Roots: roots, Skip: skip, Alerts: alertLog(a), Quarantine: quarantine, Watch: w})
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		var mu sync.Mutex
+		var problems []string
+		onError := func(path string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(problems) < 3 {
+				problems = append(problems, path+": "+err.Error())
+			}
+		}
+		hl, err := Heal(ctx, h.r, h.lc, a, HealOptions{Host: h.host, Roots: roots, Skip: skip, Alerts: alertLog(a), Quarantine: quarantine, Watch: w, OnError: onError})
 		if err == nil && hl.Healed.Errors > 0 {
-			err = fmt.Errorf("%d paths could not be healed", hl.Healed.Errors)
+			err = fmt.Errorf("%d paths could not be healed: %s", hl.Healed.Errors, strings.Join(problems, "; "))
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
