@@ -148,7 +148,14 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 			opts.SavedTree = func(id blob.ID, data []byte) { trees[id] = data }
 		}
 	}
+	// What the backup adds leaves memory for the index cache as its index
+	// files are stored: a first backup of millions of files stays within
+	// the cache's memory bound (docs/design.md 7.2).
+	r.Index().SetSpill(true)
 	sn, err := archiver.Backup(ctx, r, abs, opts)
+	if err := r.Index().SpillErr(); err != nil {
+		log.Warn("the backup's new index entries stayed in memory", "err", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -164,7 +164,7 @@ func (c *cacheUpdate) update(ctx context.Context, present []string, read ReadFun
 	for _, f := range c.files {
 		names = append(names, f...)
 	}
-	x := newWithRuns(c.runs, c.dir)
+	x := newWithRuns(c.runs, c.names, c.dir)
 	c.runs = nil
 	return x, names, readErr, nil
 }

@@ -300,8 +300,8 @@ func TestCacheIncremental(t *testing.T) {
 			}
 		}
 		sameAnswers(t, x, reference(f), pool, packs, rng)
-		if len(x.runs) > maxRuns {
-			t.Fatalf("%d runs", len(x.runs))
+		if len(x.rs.Load().runs) > maxRuns {
+			t.Fatalf("%d runs", len(x.rs.Load().runs))
 		}
 	}
 
@@ -330,8 +330,8 @@ func TestCacheIncremental(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != len(x.runs)+2 {
-		t.Fatalf("%d files in the cache for %d runs", len(entries), len(x.runs))
+	if len(entries) != len(x.rs.Load().runs)+2 {
+		t.Fatalf("%d files in the cache for %d runs", len(entries), len(x.rs.Load().runs))
 	}
 }
 
@@ -745,8 +745,8 @@ func TestCacheKilled(t *testing.T) {
 		}
 		sameAnswers(t, x, reference(f), pool, packs, rand.New(rand.NewPCG(1, 1)))
 		entries, _ = os.ReadDir(dir)
-		if len(entries) != len(x.runs)+2 {
-			t.Fatalf("%d files in the cache for %d runs", len(entries), len(x.runs))
+		if len(entries) != len(x.rs.Load().runs)+2 {
+			t.Fatalf("%d files in the cache for %d runs", len(entries), len(x.rs.Load().runs))
 		}
 	}
 	withBatch(t, 50)

@@ -57,8 +57,9 @@ func hasData(p Pack) bool {
 
 // Index is the blob index: the runs of a cache directory (OpenCache),
 // memory-mapped and never changed, and in front of them a delta in memory
-// holding what Add adds (everything, for an index made by New). It is safe
-// for concurrent use.
+// holding what Add adds (everything, for an index made by New), until
+// Persisted spills it into a run of its own. It is safe for concurrent
+// use.
 type Index struct {
 	mu     sync.RWMutex
 	packs  []packInfo
@@ -68,41 +69,72 @@ type Index struct {
 	// concurrent backups), so ByPack can list every pack in full.
 	dups map[blob.Handle][]entry
 
-	runs     []*run   // oldest first; immutable
-	base     []uint64 // Ordinal of each run's first record
-	runLen   uint64   // main records in all runs
-	runBytes int      // size of all runs
-	dir      string   // of the cache, "" without one
-	probes   atomic.Uint64
+	// rs is the runs, replaced (never changed) by a spill; runLen is its
+	// main records, under mu, as the delta's ordinals count from there.
+	rs     atomic.Pointer[runSet]
+	runLen uint64
+	dir    string // of the cache, "" without one
+	probes atomic.Uint64
+
+	// persisted are the delta's packs that index files store, and their
+	// entries, not yet spilled (see Persisted).
+	spillMu   sync.Mutex
+	spill     bool
+	spillErr  error
+	persisted []persistedFile
+	spillable int
 
 	errMu sync.Mutex
 	err   error // the first corruption found in a run
 }
 
-// New returns an empty index held in memory.
-func New() *Index {
-	return &Index{byPack: map[blob.ID]uint32{}, blobs: map[blob.Handle]entry{}, dups: map[blob.Handle][]entry{}}
+// runSet is the runs an Index looks blobs up in, oldest first.
+type runSet struct {
+	runs  []*run
+	names []string // their file names in the cache
+	base  []uint64 // Ordinal of each run's first record
+	n     uint64   // main records in all runs
+	bytes int      // size of all runs
 }
 
-// newWithRuns returns an index over runs (oldest first) of cache dir.
-func newWithRuns(runs []*run, dir string) *Index {
-	x := New()
-	x.runs, x.dir = runs, dir
+func newRunSet(runs []*run, names []string) *runSet {
+	rs := &runSet{runs: runs, names: names}
 	for _, r := range runs {
-		x.base = append(x.base, x.runLen)
-		x.runLen += uint64(r.main)
-		x.runBytes += len(r.b)
+		rs.base = append(rs.base, rs.n)
+		rs.n += uint64(r.main)
+		rs.bytes += len(r.b)
 	}
+	return rs
+}
+
+// with returns rs and after it r, named name.
+func (rs *runSet) with(r *run, name string) *runSet {
+	return newRunSet(append(slices.Clip(rs.runs), r), append(slices.Clip(rs.names), name))
+}
+
+// New returns an empty index held in memory.
+func New() *Index {
+	x := &Index{byPack: map[blob.ID]uint32{}, blobs: map[blob.Handle]entry{}, dups: map[blob.Handle][]entry{}}
+	x.rs.Store(&runSet{})
+	return x
+}
+
+// newWithRuns returns an index over runs (oldest first) of cache dir,
+// with their file names.
+func newWithRuns(runs []*run, names []string, dir string) *Index {
+	x := New()
+	rs := newRunSet(runs, names)
+	x.rs.Store(rs)
+	x.runLen, x.dir = rs.n, dir
 	return x
 }
 
 // Close unmaps the runs; the index must not be used afterwards. An index
 // made by New needs no Close.
 func (x *Index) Close() error {
-	for _, r := range x.runs {
+	for _, r := range x.rs.Swap(&runSet{}).runs {
 		r.close()
 	}
-	x.runs = nil
 	return nil
 }
 
@@ -151,40 +183,42 @@ func (x *Index) releasePages() {
 	if err != nil || shared*uint64(os.Getpagesize()) < residentBound {
 		return
 	}
-	for _, r := range x.runs {
+	for _, r := range x.rs.Load().runs {
 		r.dropPages()
 	}
 }
 
-// findRun looks h up in the runs, oldest first: the run's number, the
-// record and its position.
-func (x *Index) findRun(h blob.Handle) (int, record, int, bool) {
-	x.probed()
-	for i, r := range x.runs {
+// findRun looks h up in the runs, oldest first: the runs looked in, the
+// run's number, the record and its position.
+func (x *Index) findRun(h blob.Handle) (*runSet, int, record, int, bool) {
+	rs := x.rs.Load()
+	x.probed(rs)
+	for i, r := range rs.runs {
 		rec, pos, ok, err := r.find(h)
 		if err != nil {
 			x.corrupt(err)
 			continue
 		}
 		if ok {
-			return i, rec, pos, true
+			return rs, i, rec, pos, true
 		}
 	}
-	return 0, record{}, 0, false
+	return rs, 0, record{}, 0, false
 }
 
-// probed counts a lookup in the runs, and releases their pages every
+// probed counts a lookup in the runs rs, and releases their pages every
 // checkEvery lookups if too many are resident.
-func (x *Index) probed() {
-	if x.runBytes > residentBound && x.probes.Add(1)%checkEvery == 0 {
+func (x *Index) probed(rs *runSet) {
+	if rs.bytes > residentBound && x.probes.Add(1)%checkEvery == 0 {
 		x.releasePages()
 	}
 }
 
 // runPack finds pack id in the runs.
 func (x *Index) runPack(id blob.ID) (packInfo, bool) {
-	x.probed()
-	for _, r := range x.runs {
+	rs := x.rs.Load()
+	x.probed(rs)
+	for _, r := range rs.runs {
 		n, ok, err := r.findPack(id)
 		if err == nil && ok {
 			p, err := r.pack(n)
@@ -219,7 +253,7 @@ func (x *Index) Add(p Pack) {
 		ent := entry{n, e.Offset, e.Length, e.RawLength, uint32(len(x.blobs))}
 		if _, ok := x.blobs[h]; ok {
 			x.dups[h] = append(x.dups[h], ent)
-		} else if _, _, _, ok := x.findRun(h); ok {
+		} else if _, _, _, _, ok := x.findRun(h); ok {
 			x.dups[h] = append(x.dups[h], ent)
 		} else {
 			x.blobs[h] = ent
@@ -237,11 +271,11 @@ func (x *Index) Lookup(h blob.Handle) (Location, bool) {
 		return Location{p.id, p.eph, pack.Entry{Type: h.Type, ID: h.ID, Offset: e.offset, Length: e.length, RawLength: e.rawLength}}, true
 	}
 	x.mu.RUnlock()
-	i, rec, _, ok := x.findRun(h)
+	rs, i, rec, _, ok := x.findRun(h)
 	if !ok {
 		return Location{}, false
 	}
-	loc, err := x.runs[i].location(rec)
+	loc, err := rs.runs[i].location(rec)
 	if err != nil {
 		x.corrupt(err)
 		return Location{}, false
@@ -257,24 +291,30 @@ func (x *Index) Has(h blob.Handle) bool {
 	if ok {
 		return true
 	}
-	_, _, _, ok = x.findRun(h)
+	_, _, _, _, ok = x.findRun(h)
 	return ok
 }
 
 // Ordinal returns a number in [0, Len()) for h, and false if h is not
 // indexed. Distinct handles have distinct numbers, and a handle keeps its
 // number until the index is replaced (Add numbers only new handles, after
-// all others). The numbers are dense but for one gap per handle indexed
+// all others) or, for a handle held only in memory, until a spill (see
+// SetSpill). The numbers are dense but for one gap per handle indexed
 // in two runs of a cache (a blob stored twice by concurrent backups, whose
 // index files the cache read at different times), until the runs merge.
 func (x *Index) Ordinal(h blob.Handle) (uint64, bool) {
-	if i, _, pos, ok := x.findRun(h); ok {
-		return x.base[i] + uint64(pos), true
-	}
+	// Memory first: a spill publishes its run before it empties memory.
 	x.mu.RLock()
-	defer x.mu.RUnlock()
 	e, ok := x.blobs[h]
-	return x.runLen + uint64(e.ord), ok
+	n := x.runLen + uint64(e.ord)
+	x.mu.RUnlock()
+	if ok {
+		return n, true
+	}
+	if rs, i, _, pos, ok := x.findRun(h); ok {
+		return rs.base[i] + uint64(pos), true
+	}
+	return 0, false
 }
 
 // HasPack reports whether pack id is indexed.
@@ -325,7 +365,7 @@ func (x *Index) ByPack() map[blob.ID]Pack {
 		ip.Entries = append(ip.Entries, e)
 		out[p.id] = ip
 	}
-	for _, r := range x.runs {
+	for _, r := range x.rs.Load().runs {
 		for i := range r.npacks {
 			if p, err := r.pack(i); err == nil {
 				if _, ok := out[p.id]; !ok {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kalaja/kalaja/internal/blob"
+	"github.com/kalaja/kalaja/internal/index"
 	"github.com/kalaja/kalaja/internal/store"
 	"github.com/kalaja/kalaja/internal/store/local"
 )
@@ -208,4 +209,50 @@ func TestIndexCacheUnusable(t *testing.T) {
 		t.Fatal("no error for an unusable cache")
 	}
 	sameIndex(t, c, openCached(t, st, ""), hs)
+}
+
+// TestIndexSpill: with spilling on, what write sessions add leaves memory
+// for the cache once its index files are stored; lookups and loads go on
+// finding it, a session of the same blobs stores nothing, and the next
+// open reads none of those index files.
+func TestIndexSpill(t *testing.T) {
+	old := index.SpillRecords
+	index.SpillRecords = 30
+	t.Cleanup(func() { index.SpillRecords = old })
+	ctx := context.Background()
+	r, st := newRepo(t)
+	saveSession(t, r, "before", 10)
+	cs := &loadCounter{Local: st}
+	root := t.TempDir()
+	c := openCached(t, cs, root)
+	c.Index().SetSpill(true)
+	var hs []blob.Handle
+	for i := range 4 {
+		hs = append(hs, saveSession(t, c, fmt.Sprint("spilled", i), 20)...)
+	}
+	if err := c.Index().SpillErr(); err != nil {
+		t.Fatal(err)
+	}
+	sameIndex(t, c, openCached(t, st, ""), hs)
+	if n := len(c.Index().ByPack()); n != 5 {
+		t.Fatalf("%d packs indexed, want 5", n)
+	}
+	var names []string
+	if err := st.List(ctx, store.Index, func(fi store.FileInfo) error { names = append(names, fi.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	saveSession(t, c, "spilled2", 20)
+	var after []string
+	if err := st.List(ctx, store.Index, func(fi store.FileInfo) error { after = append(after, fi.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(names) {
+		t.Fatalf("a session of spilled blobs wrote an index file: %d -> %d", len(names), len(after))
+	}
+	cs.take()
+	c2 := openCached(t, cs, root)
+	if got := cs.take(); len(got) != 0 {
+		t.Fatalf("the open after the spills read %v", got)
+	}
+	sameIndex(t, c2, openCached(t, st, ""), hs)
 }

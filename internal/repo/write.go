@@ -117,9 +117,12 @@ func (r *Repository) storePack(f finished) {
 	}
 	w.mu.Unlock()
 	if batch != nil {
-		if _, err := r.SaveIndex(w.ctx, batch); err != nil {
+		id, err := r.SaveIndex(w.ctx, batch)
+		if err != nil {
 			w.setErr(err)
+			return
 		}
+		r.idx.Persisted(id.String(), batch) // may move them out of memory (index.SetSpill)
 	}
 }
 
@@ -135,9 +138,11 @@ func (r *Repository) FinishWrites() error {
 		return err
 	}
 	if len(w.unindex) > 0 {
-		if _, err := r.SaveIndex(w.ctx, w.unindex); err != nil {
+		id, err := r.SaveIndex(w.ctx, w.unindex)
+		if err != nil {
 			return err
 		}
+		r.idx.Persisted(id.String(), w.unindex)
 	}
 	return nil
 }
