@@ -568,8 +568,15 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 }
 
 // respond stops the implicated processes (if configured and possible),
-// logs the alert and hands it to OnAlert.
+// logs the alert and hands it to OnAlert. A raw write's alert names the
+// loop device; the file behind it is named too, read now: the device may
+// be detached before the alert is healed.
 func (w *Watcher) respond(a *detect.Alert) {
+	for _, p := range a.Paths() {
+		if b, ok := fswatch.BackingFile(p); ok && !slices.Contains(a.Files, b) {
+			a.Files = append(a.Files, b)
+		}
+	}
 	if w.cfg.Stop && w.src.PIDs() && len(a.PIDs) > 0 {
 		stopped, err := w.procs.stop(w.procs.targets(a.PIDs))
 		if more := w.procs.siblings(stopped); len(more) > 0 {

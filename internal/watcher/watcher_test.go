@@ -623,10 +623,10 @@ func TestWatchRawDisk(t *testing.T) {
 	}
 	// The image lies in the protected folder: a loop device counts only
 	// when the file behind it is protected.
-	var dev string
+	var dev, img string
 	h := startWatcherDevices(t, "fanotify", false, nil, func(dir string) {
 		victims(t, dir, 4)
-		img := filepath.Join(dir, "disk.img")
+		img = filepath.Join(dir, "disk.img")
 		if err := os.WriteFile(img, make([]byte, 8<<20), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -641,6 +641,10 @@ func TestWatchRawDisk(t *testing.T) {
 	a := h.waitAlert()
 	if a.Group != cmd.Process.Pid || len(a.Signals) == 0 || a.Signals[0].Signal != "raw_disk" {
 		t.Errorf("alert for group %d: %+v; want raw_disk for %d", a.Group, a.Signals, cmd.Process.Pid)
+	}
+	// Named at the alert, for healing after the device is detached.
+	if !slices.Contains(a.Files, img) {
+		t.Errorf("alert files %v do not name the image %s behind %s", a.Files, img, dev)
 	}
 	if s := waitStopped(cmd.Process.Pid); s != "T" {
 		t.Errorf("wiper state %q, want T", s)
