@@ -13,9 +13,10 @@ import (
 
 // SpillRecords is how many entries of persisted packs (see Persisted) the
 // part of an index in memory holds at most before they are spilled into
-// a run: with about 130 bytes an entry (the map's and the packs kept to
-// write the run), some 130 MiB.
-var SpillRecords = 1 << 20
+// a run: with about 300 bytes an entry in a backup's heap (the map's, the
+// packs kept to write the run, and the collector's slack), some 150 MiB,
+// and as much again while the run is written.
+var SpillRecords = 1 << 19
 
 // persistedFile is an index file that stores packs of the delta.
 type persistedFile struct {
