@@ -55,17 +55,24 @@ func spillRounds(t *testing.T, x *Index, f *files, rng *rand.Rand, rounds int, p
 	return packs, pool
 }
 
+// spillCache opens a cache of five index files of random packs, with
+// spilling on at 150 entries.
+func spillCache(t *testing.T, seed uint64) (x *Index, f *files, dir string, packs []Pack, pool []blob.Handle, rng *rand.Rand) {
+	withSpill(t, 150)
+	rng = rand.New(rand.NewPCG(seed, seed))
+	dir = t.TempDir()
+	packs, pool = randomPacks(rng, 20, 20, nil)
+	f = &files{byName: makeFiles(packs, 4, "a")}
+	x, _ = open(t, dir, f)
+	x.SetSpill(true)
+	return x, f, dir, packs, pool, rng
+}
+
 // TestSpill: a backup's packs, once their index files are stored, leave
 // memory for runs in the cache; lookups answer as before, during the
 // spill too, and the next open reads none of those index files again.
 func TestSpill(t *testing.T) {
-	withSpill(t, 150)
-	rng := rand.New(rand.NewPCG(9, 9))
-	dir := t.TempDir()
-	packs, pool := randomPacks(rng, 20, 20, nil)
-	f := &files{byName: makeFiles(packs, 4, "a")}
-	x, _ := open(t, dir, f)
-	x.SetSpill(true)
+	x, f, dir, packs, pool, rng := spillCache(t, 9)
 	packs, pool = spillRounds(t, x, f, rng, 10, "b", packs, pool)
 
 	// A pack added but not yet in an index file stays in memory, with
@@ -105,13 +112,7 @@ func TestSpill(t *testing.T) {
 // index was opened, a spill still serves the index, but the manifest does
 // not list its run, and the next open reads its index files.
 func TestSpillCacheChanged(t *testing.T) {
-	withSpill(t, 150)
-	rng := rand.New(rand.NewPCG(10, 10))
-	dir := t.TempDir()
-	packs, pool := randomPacks(rng, 20, 20, nil)
-	f := &files{byName: makeFiles(packs, 4, "a")}
-	x, _ := open(t, dir, f)
-	x.SetSpill(true)
+	x, f, dir, packs, pool, rng := spillCache(t, 10)
 
 	other, p2 := randomPacks(rng, 3, 20, pool)
 	pool, packs = p2, append(packs, other...)
