@@ -154,7 +154,7 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 	r.Index().SetSpill(true)
 	sn, err := archiver.Backup(ctx, r, abs, opts)
 	if err := r.Index().SpillErr(); err != nil {
-		log.Warn("the backup's new index entries stayed in memory", "err", err)
+		log.Warn("spilling the backup's new index entries into the cache", "err", err)
 	}
 	if err != nil {
 		return nil, err

@@ -64,7 +64,8 @@ func (x *Index) Persisted(name string, packs []Pack) {
 	}
 }
 
-// SpillErr returns why spilling stopped, or nil.
+// SpillErr returns the first problem of the spills, or nil: why spilling
+// stopped, or why a spilled run is not listed in the cache's manifest.
 func (x *Index) SpillErr() error {
 	x.spillMu.Lock()
 	defer x.spillMu.Unlock()
@@ -93,10 +94,10 @@ func (x *Index) spillFiles(files []persistedFile) error {
 		return err
 	}
 	next := rs.with(r, name)
-	if err := x.listRun(rs, next, files); err != nil {
+	if err := x.listRun(rs, next, files); err != nil && x.spillErr == nil {
 		// The run serves this index all the same; the cache reads the
 		// index files again at the next open.
-		x.corrupt(err)
+		x.spillErr = fmt.Errorf("index cache %s: a spilled run is not listed: %w", x.dir, err)
 	}
 	// Published before the entries leave memory: a lookup that misses
 	// them there finds them in the runs (see Lookup, Has, Ordinal).
