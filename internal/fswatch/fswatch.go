@@ -252,11 +252,9 @@ func blockDevices() []string {
 // last rose, every event is read as it comes, as when hurried. An
 // attack's first steps often raise nothing (ransom notes, its workers
 // starting), and while a paced reader waits for them to add up, the
-// workers of a split attack run on the other cores: measured with eight
-// of them, a reader pacing news let through up to 16 files before the
-// first alert where one reading news as it comes let through 6. A benign
-// program pays a wake-up per event for the first news of each quiet
-// spell. The price of pacing: an attack that starts amid a run of benign
+// workers of a split attack run on the other cores (docs/design.md,
+// "Pacing"). A benign program pays a wake-up per event for the first
+// news of each quiet spell. The price of pacing: an attack that starts amid a run of benign
 // events waits up to maxGap to be read, not gap.
 //
 // A read that finds nothing does not block at once: for linger after the
@@ -474,7 +472,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		if quiet {
 			// The first events in the protected folders after a wait or
 			// after other programs' events only: news, read at real-time
-			// priority and every gap for a while whatever they raise.
+			// priority and as it comes for a while whatever they raise.
 			prio.raise(news)
 			pace.news(last)
 			quiet = false
