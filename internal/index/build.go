@@ -237,6 +237,7 @@ func (bt *batch) add(p Pack) {
 // name. A handle that the main records of older hold goes to the extra
 // section, so that a handle is in the main records of one run only.
 func (bt *batch) write(dir string, older []*run) (string, error) {
+	readDirect(older)
 	order := make([]uint32, len(bt.packs))
 	for i := range order {
 		order[i] = uint32(i)

@@ -341,39 +341,47 @@ func (c *cacheUpdate) mergeFrom(from int) error {
 }
 
 // openRun maps the run file at path read-only and checks it (parseRun).
+// The run keeps the file open for its lookups' reads.
 func openRun(path string) (*run, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = f.Close() }() // read only; the mapping outlives it
 	fi, err := f.Stat()
 	if err != nil {
+		_ = f.Close()
 		return nil, err
 	}
 	if fi.Size() < runHeaderSize+fanoutSize || fi.Size() > 1<<46 {
+		_ = f.Close()
 		return nil, fmt.Errorf("run %s: size %d: %w", filepath.Base(path), fi.Size(), fs.ErrInvalid)
 	}
 	b, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
+		_ = f.Close()
 		return nil, fmt.Errorf("map run %s: %w", filepath.Base(path), err)
 	}
 	r, err := parseRun(b)
 	if err != nil {
 		_ = unix.Munmap(b)
+		_ = f.Close()
 		return nil, fmt.Errorf("run %s: %w", filepath.Base(path), err)
 	}
-	r.mapped = true
+	r.mapped, r.file = true, f
 	r.dropPages()                         // parseRun read the fan-out and filter through
-	_ = unix.Madvise(b, unix.MADV_RANDOM) // lookups: no read-ahead
+	_ = unix.Madvise(b, unix.MADV_RANDOM) // filter probes: no read-ahead
 	return r, nil
 }
 
-// close unmaps r.
+// close unmaps r and closes its file.
 func (r *run) close() {
 	if r.mapped {
 		_ = unix.Munmap(r.b)
 		r.mapped = false
+	}
+	if r.file != nil {
+		_ = r.file.Close()
+		r.file = nil
 	}
 }
 

@@ -196,6 +196,22 @@ func withBatch(t *testing.T, n int) {
 	t.Cleanup(func() { batchRecords = old })
 }
 
+// eachRead runs test with the lookups of runs reading through their
+// mappings and, with the resident bound at zero, from their files.
+func eachRead(t *testing.T, test func(t *testing.T)) {
+	for _, mode := range []struct {
+		name  string
+		bound int
+	}{{"mapped", residentBound}, {"direct", 0}} {
+		t.Run(mode.name, func(t *testing.T) {
+			old := residentBound
+			residentBound = mode.bound
+			t.Cleanup(func() { residentBound = old })
+			test(t)
+		})
+	}
+}
+
 func open(t *testing.T, dir string, f *files) (*Index, []string) {
 	t.Helper()
 	x, covered, err := OpenCache(context.Background(), dir, f.names(), f.read)
@@ -206,7 +222,9 @@ func open(t *testing.T, dir string, f *files) (*Index, []string) {
 	return x, covered
 }
 
-func TestCacheLookups(t *testing.T) {
+func TestCacheLookups(t *testing.T) { eachRead(t, testCacheLookups) }
+
+func testCacheLookups(t *testing.T) {
 	tests := []struct {
 		name                 string
 		npacks, perPack, per int
@@ -229,6 +247,11 @@ func TestCacheLookups(t *testing.T) {
 			if len(covered) != len(f.byName) {
 				t.Fatalf("covers %d files of %d", len(covered), len(f.byName))
 			}
+			for _, r := range x.rs.Load().runs {
+				if r.direct.Load() != (residentBound == 0) {
+					t.Fatalf("run direct = %v with the resident bound at %d", r.direct.Load(), residentBound)
+				}
+			}
 			ref := reference(f)
 			more, pool := randomPacks(rng, tt.delta, tt.perPack, pool)
 			for _, p := range more {
@@ -241,8 +264,10 @@ func TestCacheLookups(t *testing.T) {
 }
 
 // TestCacheCrowdedBuckets puts every blob in a few fan-out buckets, so
-// that lookups search buckets of thousands of records (run.narrow).
-func TestCacheCrowdedBuckets(t *testing.T) {
+// that lookups search buckets of thousands of records (run.search).
+func TestCacheCrowdedBuckets(t *testing.T) { eachRead(t, testCacheCrowdedBuckets) }
+
+func testCacheCrowdedBuckets(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 11))
 	packs, pool := randomPacks(rng, 40, 200, nil)
 	crowd := func(id *blob.ID) { id[0], id[1] = id[31]&1, 0xff*(id[30]&1) }
@@ -457,7 +482,9 @@ func TestCompactFrom(t *testing.T) {
 // TestRunRecordCorrupt flips a byte of one record of a mapped run: the
 // lookup of that blob says "not indexed" and Err reports it, never another
 // location; the next open rebuilds.
-func TestRunRecordCorrupt(t *testing.T) {
+func TestRunRecordCorrupt(t *testing.T) { eachRead(t, testRunRecordCorrupt) }
+
+func testRunRecordCorrupt(t *testing.T) {
 	rng := rand.New(rand.NewPCG(6, 6))
 	packs, pool := randomPacks(rng, 5, 10, nil)
 	f := &files{byName: makeFiles(packs, 5, "a")}
@@ -515,7 +542,9 @@ func mustRead(t *testing.T, path string) []byte {
 // boundaries of interest (each field of the header, the fan-out, the
 // filter, the pack table and records): every open answers right, rebuilding
 // from the index files what it cannot use.
-func TestCacheDamage(t *testing.T) {
+func TestCacheDamage(t *testing.T) { eachRead(t, testCacheDamage) }
+
+func testCacheDamage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	packs, pool := randomPacks(rng, 8, 10, nil)
 	f := &files{byName: makeFiles(packs, 2, "a")}

@@ -2,9 +2,9 @@
 //
 // An Index is either wholly in memory (New: a map entry of about 80 bytes
 // per blob) or a local cache of the repository's index files (OpenCache):
-// sorted runs of fixed-size records, memory-mapped read-only, each with a
-// fan-out table and a Bloom filter, plus a small delta in memory for what
-// this process adds. docs/design.md, section 7, specifies the run and
+// sorted runs of fixed-size records, each with a fan-out table and a Bloom
+// filter, memory-mapped read-only for scans and read with pread for
+// lookups, plus a small delta in memory for what this process adds. docs/design.md, section 7, specifies the run and
 // manifest formats and the memory bound.
 package index
 
@@ -14,8 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -74,7 +72,6 @@ type Index struct {
 	rs     atomic.Pointer[runSet]
 	runLen uint64
 	dir    string // of the cache, "" without one
-	probes atomic.Uint64
 
 	// persisted are the delta's packs that index files store, and their
 	// entries, not yet spilled (see Persisted).
@@ -94,7 +91,6 @@ type runSet struct {
 	names []string // their file names in the cache
 	base  []uint64 // Ordinal of each run's first record
 	n     uint64   // main records in all runs
-	bytes int      // size of all runs
 }
 
 func newRunSet(runs []*run, names []string) *runSet {
@@ -102,8 +98,8 @@ func newRunSet(runs []*run, names []string) *runSet {
 	for _, r := range runs {
 		rs.base = append(rs.base, rs.n)
 		rs.n += uint64(r.main)
-		rs.bytes += len(r.b)
 	}
+	readDirect(runs)
 	return rs
 }
 
@@ -157,42 +153,10 @@ func (x *Index) corrupt(err error) {
 	}
 }
 
-// Every checkEvery lookups in the runs (of blobs or packs, found or not),
-// the index reads
-// how much of the process's memory is mapped from files (/proc/self/statm);
-// above residentBound it gives the runs' pages back to the kernel
-// (run.dropPages). So a long stream of lookups (check, prune) keeps a
-// bounded resident set, and pays page faults only when its pages would
-// exceed the bound; smaller working sets stay resident.
-const (
-	checkEvery    = 1 << 12
-	residentBound = 256 << 20
-)
-
-// releasePages drops the runs' pages if too many are resident.
-func (x *Index) releasePages() {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return
-	}
-	shared, err := strconv.ParseUint(f[2], 10, 64)
-	if err != nil || shared*uint64(os.Getpagesize()) < residentBound {
-		return
-	}
-	for _, r := range x.rs.Load().runs {
-		r.dropPages()
-	}
-}
-
 // findRun looks h up in the runs, oldest first: the runs looked in, the
 // run's number, the record and its position.
 func (x *Index) findRun(h blob.Handle) (*runSet, int, record, int, bool) {
 	rs := x.rs.Load()
-	x.probed(rs)
 	for i, r := range rs.runs {
 		rec, pos, ok, err := r.find(h)
 		if err != nil {
@@ -206,28 +170,15 @@ func (x *Index) findRun(h blob.Handle) (*runSet, int, record, int, bool) {
 	return rs, 0, record{}, 0, false
 }
 
-// probed counts a lookup in the runs rs, and releases their pages every
-// checkEvery lookups if too many are resident.
-func (x *Index) probed(rs *runSet) {
-	if rs.bytes > residentBound && x.probes.Add(1)%checkEvery == 0 {
-		x.releasePages()
-	}
-}
-
 // runPack finds pack id in the runs.
 func (x *Index) runPack(id blob.ID) (packInfo, bool) {
-	rs := x.rs.Load()
-	x.probed(rs)
-	for _, r := range rs.runs {
-		n, ok, err := r.findPack(id)
-		if err == nil && ok {
-			p, err := r.pack(n)
-			if err == nil {
-				return p, true
-			}
-		}
+	for _, r := range x.rs.Load().runs {
+		p, ok, err := r.findPack(id)
 		if err != nil {
 			x.corrupt(err)
+		}
+		if ok {
+			return p, true
 		}
 	}
 	return packInfo{}, false

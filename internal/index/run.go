@@ -5,6 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/kalaja/kalaja/internal/blob"
 	"github.com/kalaja/kalaja/internal/pack"
@@ -73,12 +77,23 @@ func (h runHeader) packsOffset() uint64 {
 // run is an open run: b is the whole file, memory-mapped read-only (or, in
 // tests and fuzzing, any byte slice). Reading a record or a pack checks its
 // CRC: a bad one is an error, never a wrong answer.
+//
+// Scans (merges, ByPack) read records and packs through b. Lookups (find,
+// findPack, location) read them through b too, unless the run is direct
+// (readDirect): then from its file, with pread, a window of records at a
+// time. Random lookups through the mappings of runs larger than the
+// resident bound would fault pages in, with the pages around them, each
+// counting in the process's resident set; a direct run's lookups touch
+// only its fan-out and filter through the mapping.
 type run struct {
 	b                   []byte
-	mapped              bool // b is a mapping (openRun)
+	file                *os.File    // for direct reads (openRun); nil: read b
+	direct              atomic.Bool // lookups read file, not b
+	mapped              bool        // b is a mapping (openRun)
 	main, extra, npacks int
 	fanout, filter      []byte
 	packs, records      []byte // records: main then extra
+	packsAt, recordsAt  int    // their offsets in the file
 }
 
 // parseRun checks b's header, size, fan-out and filter and returns the run
@@ -106,10 +121,12 @@ func parseRun(b []byte) (*run, error) {
 		return nil, fmt.Errorf("run: counts do not match size %d: %w", n, blob.ErrCorrupt)
 	}
 	r := &run{b: b, main: int(h.main), extra: int(h.extra), npacks: int(h.packs)}
+	r.packsAt = int(h.packsOffset())
+	r.recordsAt = r.packsAt + r.npacks*packRecordSize
 	r.fanout = b[runHeaderSize : runHeaderSize+fanoutSize]
 	r.filter = b[runHeaderSize+fanoutSize : h.packsOffset()]
-	r.packs = b[h.packsOffset() : h.packsOffset()+h.packs*packRecordSize]
-	r.records = b[h.packsOffset()+h.packs*packRecordSize:]
+	r.packs = b[r.packsAt:r.recordsAt]
+	r.records = b[r.recordsAt:]
 	if crc(r.fanout) != h.fanoutCRC {
 		return nil, fmt.Errorf("run: fan-out checksum: %w", blob.ErrCorrupt)
 	}
@@ -162,33 +179,34 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 		return record{}, 0, false, nil
 	}
 	first, last, ok := r.bucket(h)
-	if !ok {
+	if !ok || first == last {
 		return record{}, 0, false, nil
 	}
-	lo, hi := r.narrow(h, first, last)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		switch r.compareID(mid, h) {
-		case 0:
-			rec, err := r.record(mid)
-			if err != nil {
-				return record{}, 0, false, err
-			}
-			if rec.h != h {
-				return record{}, 0, false, fmt.Errorf("run: record %d has type %v in the %v bucket: %w", mid, rec.h.Type, h.Type, blob.ErrCorrupt)
-			}
-			return rec, mid, true, nil
-		case -1:
-			lo = mid + 1
-		default:
-			hi = mid
+	// Blob IDs are uniform, so the third and fourth bytes of h's ID tell
+	// about where in its bucket it sits: the first window read is most
+	// often the last.
+	guess := first + int(uint64(last-first)*(uint64(h.ID[2])<<8|uint64(h.ID[3]))>>16)
+	buf := windows.Get().(*[window * packRecordSize]byte)
+	defer windows.Put(buf)
+	win, start, pos, found, err := r.search(r.recordsAt, recordSize, first, last, guess, h.ID[:], buf[:])
+	if err != nil {
+		return record{}, 0, false, err
+	}
+	if found {
+		rec, err := decodeRecord(win[(pos-start)*recordSize:], pos, r.npacks)
+		if err != nil {
+			return record{}, 0, false, err
 		}
+		if rec.h != h {
+			return record{}, 0, false, fmt.Errorf("run: record %d has type %v in the %v bucket: %w", pos, rec.h.Type, h.Type, blob.ErrCorrupt)
+		}
+		return rec, pos, true, nil
 	}
 	// A record of h whose ID was damaged would sit beside where h belongs:
 	// check those, so that damage is an error and not a silent miss.
-	for _, i := range []int{lo - 1, lo} {
-		if i >= first && i < last {
-			if _, err := r.record(i); err != nil {
+	for _, i := range []int{pos - 1, pos} {
+		if i >= first && i < last && i >= start && i < start+len(win)/recordSize {
+			if _, err := decodeRecord(win[(i-start)*recordSize:], i, r.npacks); err != nil {
 				return record{}, 0, false, err
 			}
 		}
@@ -196,30 +214,81 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 	return record{}, 0, false, nil
 }
 
-// compareID compares the blob ID of main record i with h's.
-func (r *run) compareID(i int, h blob.Handle) int {
-	return bytes.Compare(r.records[i*recordSize:i*recordSize+blob.IDSize], h.ID[:])
+// residentBound is the size of runs whose lookups read through the
+// mapping: up to it, every page of the runs may stay resident, as a warm
+// mapping answers a lookup several times faster than pread does. A
+// variable for tests.
+var residentBound = 256 << 20
+
+// readDirect makes the lookups of runs read from their files if together
+// they are larger than residentBound. A run once direct stays so.
+func readDirect(runs []*run) {
+	size := 0
+	for _, r := range runs {
+		size += len(r.b)
+	}
+	if size > residentBound {
+		for _, r := range runs {
+			r.direct.Store(true)
+		}
+	}
 }
 
-// narrow returns a part [lo, hi) of the bucket [first, last) where h would
-// be. Blob IDs are uniform, so the third and fourth bytes of h's ID tell
-// about where in its bucket it sits; a window around that guess, widened
-// in doubling steps until it brackets h, is most often within one page,
-// where a binary search of the bucket would touch several.
-func (r *run) narrow(h blob.Handle, first, last int) (int, int) {
-	n := last - first
-	if n <= 16 {
-		return first, last
+// window is how many records or packs a lookup reads at a time.
+const window = 64
+
+// windows holds buffers for the windows lookups read (a CRC check makes
+// a buffer on the stack escape).
+var windows = sync.Pool{New: func() any { return new([window * packRecordSize]byte) }}
+
+// search looks for the ID key among the items [first, last) of a table at
+// offset at of the run, items of size bytes sorted by the ID they start
+// with, reading a window of them at a time, the first around guess. It
+// returns the last window read (into buf when it is big enough), the
+// number of its first item, the position where key is or would be, and
+// whether it is there. The window holds the items on both sides of that
+// position that lie in [first, last).
+//
+// What the search knows is kept as: item lo is before key (or lo is
+// first), item hi-1 after it (or hi is last). A window that does not
+// bracket key narrows [lo, hi) past itself, and the next is read at its
+// middle; a range of at most a window is read whole.
+func (r *run) search(at, size, first, last, guess int, key, buf []byte) (win []byte, start, pos int, found bool, err error) {
+	lo, hi := first, last
+	for {
+		n := min(window, hi-lo)
+		start = min(max(lo, guess-n/2), hi-n)
+		if win, err = r.span(at+start*size, n*size, buf); err != nil {
+			return nil, 0, 0, false, err
+		}
+		id := func(i int) []byte { return win[i*size : i*size+blob.IDSize] }
+		switch {
+		case start > lo && bytes.Compare(id(0), key) > 0:
+			hi = start + 1
+		case start+n < hi && bytes.Compare(id(n-1), key) < 0:
+			lo = start + n - 1
+		default:
+			i, found := sort.Find(n, func(i int) int { return bytes.Compare(key, id(i)) })
+			return win, start, start + i, found, nil
+		}
+		guess = lo + (hi-lo)/2
 	}
-	g := first + int(uint64(n)*(uint64(h.ID[2])<<8|uint64(h.ID[3]))>>16)
-	lo, hi := g, g
-	for step := 4; lo > first && r.compareID(lo, h) > 0; step *= 2 {
-		lo = max(first, lo-step)
+}
+
+// span returns the n bytes at offset off of the run: read from its file
+// (into buf when it is big enough) if it is direct, else a part of b.
+func (r *run) span(off, n int, buf []byte) ([]byte, error) {
+	if r.file == nil || !r.direct.Load() {
+		return r.b[off : off+n], nil
 	}
-	for step := 4; hi < last-1 && r.compareID(hi, h) < 0; step *= 2 {
-		hi = min(last-1, hi+step)
+	if cap(buf) < n {
+		buf = make([]byte, n)
 	}
-	return lo, hi + 1
+	buf = buf[:n]
+	if _, err := r.file.ReadAt(buf, int64(off)); err != nil {
+		return nil, fmt.Errorf("run: read %d bytes at %d: %w", n, off, err)
+	}
+	return buf, nil
 }
 
 // record is one decoded record.
@@ -229,13 +298,18 @@ type record struct {
 	e    entry // e.pack is unused
 }
 
-// record decodes record i (main, then extra), checking its CRC and its pack
-// number.
+// record decodes record i (main, then extra) of the mapping.
 func (r *run) record(i int) (record, error) {
 	if i < 0 || i >= r.main+r.extra {
 		return record{}, fmt.Errorf("run: record %d of %d: %w", i, r.main+r.extra, blob.ErrCorrupt)
 	}
-	b := r.records[i*recordSize : (i+1)*recordSize]
+	return decodeRecord(r.records[i*recordSize:], i, r.npacks)
+}
+
+// decodeRecord decodes record i from b, checking its CRC and that its pack
+// number is below npacks.
+func decodeRecord(b []byte, i, npacks int) (record, error) {
+	b = b[:recordSize]
 	if binary.LittleEndian.Uint32(b[52:]) != crc(b[:52]) {
 		return record{}, fmt.Errorf("run: record %d checksum: %w", i, blob.ErrCorrupt)
 	}
@@ -244,8 +318,8 @@ func (r *run) record(i int) (record, error) {
 	rec.h.Type = blob.Type(b[32])
 	rec.pack = binary.LittleEndian.Uint32(b[36:])
 	rec.e = entry{offset: binary.LittleEndian.Uint32(b[40:]), length: binary.LittleEndian.Uint32(b[44:]), rawLength: binary.LittleEndian.Uint32(b[48:])}
-	if int(rec.pack) >= r.npacks {
-		return record{}, fmt.Errorf("run: record %d names pack %d of %d: %w", i, rec.pack, r.npacks, blob.ErrCorrupt)
+	if int(rec.pack) >= npacks {
+		return record{}, fmt.Errorf("run: record %d names pack %d of %d: %w", i, rec.pack, npacks, blob.ErrCorrupt)
 	}
 	return rec, nil
 }
@@ -260,12 +334,31 @@ func encodeRecord(b []byte, rec record) {
 	binary.LittleEndian.PutUint32(b[52:], crc(b[:52]))
 }
 
-// pack decodes pack n, checking its CRC.
+// pack decodes pack n of the mapping.
 func (r *run) pack(n int) (packInfo, error) {
 	if n < 0 || n >= r.npacks {
 		return packInfo{}, fmt.Errorf("run: pack %d of %d: %w", n, r.npacks, blob.ErrCorrupt)
 	}
-	b := r.packs[n*packRecordSize : (n+1)*packRecordSize]
+	return decodePack(r.packs[n*packRecordSize:], n)
+}
+
+// packAt reads and decodes pack n (a point read, see run).
+func (r *run) packAt(n int) (packInfo, error) {
+	if n < 0 || n >= r.npacks {
+		return packInfo{}, fmt.Errorf("run: pack %d of %d: %w", n, r.npacks, blob.ErrCorrupt)
+	}
+	buf := windows.Get().(*[window * packRecordSize]byte)
+	defer windows.Put(buf)
+	b, err := r.span(r.packsAt+n*packRecordSize, packRecordSize, buf[:])
+	if err != nil {
+		return packInfo{}, err
+	}
+	return decodePack(b, n)
+}
+
+// decodePack decodes pack n from b, checking its CRC.
+func decodePack(b []byte, n int) (packInfo, error) {
+	b = b[:packRecordSize]
 	if binary.LittleEndian.Uint32(b[68:]) != crc(b[:68]) {
 		return packInfo{}, fmt.Errorf("run: pack %d checksum: %w", n, blob.ErrCorrupt)
 	}
@@ -287,36 +380,35 @@ func encodePack(b []byte, p packInfo) {
 	binary.LittleEndian.PutUint32(b[68:], crc(b[:68]))
 }
 
-// findPack returns the number of pack id in the run.
-func (r *run) findPack(id blob.ID) (int, bool, error) {
-	lo, hi := 0, r.npacks
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		switch bytes.Compare(r.packs[mid*packRecordSize:mid*packRecordSize+blob.IDSize], id[:]) {
-		case 0:
-			if _, err := r.pack(mid); err != nil {
-				return 0, false, err
+// findPack returns pack id if the run holds it.
+func (r *run) findPack(id blob.ID) (packInfo, bool, error) {
+	if r.npacks == 0 {
+		return packInfo{}, false, nil
+	}
+	guess := int(uint64(r.npacks) * (uint64(id[0])<<8 | uint64(id[1])) >> 16)
+	buf := windows.Get().(*[window * packRecordSize]byte)
+	defer windows.Put(buf)
+	win, start, pos, found, err := r.search(r.packsAt, packRecordSize, 0, r.npacks, guess, id[:], buf[:])
+	if err != nil {
+		return packInfo{}, false, err
+	}
+	if found {
+		p, err := decodePack(win[(pos-start)*packRecordSize:], pos)
+		return p, err == nil, err
+	}
+	for _, i := range []int{pos - 1, pos} {
+		if i >= 0 && i < r.npacks && i >= start && i < start+len(win)/packRecordSize {
+			if _, err := decodePack(win[(i-start)*packRecordSize:], i); err != nil {
+				return packInfo{}, false, err
 			}
-			return mid, true, nil
-		case -1:
-			lo = mid + 1
-		default:
-			hi = mid
 		}
 	}
-	for _, i := range []int{lo - 1, lo} {
-		if i >= 0 && i < r.npacks {
-			if _, err := r.pack(i); err != nil {
-				return 0, false, err
-			}
-		}
-	}
-	return 0, false, nil
+	return packInfo{}, false, nil
 }
 
 // location returns the Location of record rec.
 func (r *run) location(rec record) (Location, error) {
-	p, err := r.pack(int(rec.pack))
+	p, err := r.packAt(int(rec.pack))
 	if err != nil {
 		return Location{}, err
 	}

@@ -71,7 +71,9 @@ func spillCache(t *testing.T, seed uint64) (x *Index, f *files, dir string, pack
 // TestSpill: a backup's packs, once their index files are stored, leave
 // memory for runs in the cache; lookups answer as before, during the
 // spill too, and the next open reads none of those index files again.
-func TestSpill(t *testing.T) {
+func TestSpill(t *testing.T) { eachRead(t, testSpill) }
+
+func testSpill(t *testing.T) {
 	x, f, dir, packs, pool, rng := spillCache(t, 9)
 	packs, pool = spillRounds(t, x, f, rng, 10, "b", packs, pool)
 

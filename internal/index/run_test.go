@@ -1,0 +1,82 @@
+package index
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/kalaja/kalaja/internal/blob"
+)
+
+// TestRunSearch checks the windowed search of a sorted table against a
+// binary search of it, for tables smaller and larger than a window, with
+// guesses that are right, wrong at either end, and out of the range, both
+// in memory and read from a file. When the key is absent, the window
+// holds the items on both sides of where it would be (find checks them).
+func TestRunSearch(t *testing.T) {
+	const size = 40 // an ID and 8 more bytes
+	for _, n := range []int{1, 2, window - 1, window, window + 1, 3 * window, 5000} {
+		rng := rand.New(rand.NewPCG(uint64(n), 1))
+		ids := make([]blob.ID, n)
+		for i := range ids {
+			fillRandom(rng, ids[i][:])
+		}
+		slices.SortFunc(ids, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
+		ids = slices.Compact(ids)
+		table := make([]byte, 0, len(ids)*size)
+		for _, id := range ids {
+			table = append(append(table, id[:]...), make([]byte, size-blob.IDSize)...)
+		}
+		path := filepath.Join(t.TempDir(), "table")
+		if err := os.WriteFile(path, table, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		// Keys: every ID, and one beside each (absent but for a collision).
+		var keys []blob.ID
+		for _, id := range ids {
+			k := id
+			k[31]++
+			keys = append(keys, id, k)
+		}
+		keys = append(keys, blob.ID{}, blob.ID{0: 0xff, 31: 0xff})
+		// The direct run's mapping is zeros: its answers come from the file.
+		direct := &run{b: make([]byte, len(table)), file: f}
+		direct.direct.Store(true)
+		for _, r := range []*run{{b: table}, direct} {
+			for _, guess := range []int{0, len(ids) - 1, len(ids) / 2, -10, len(ids) + 10} {
+				var buf [window * packRecordSize]byte
+				for _, k := range keys {
+					want, wantFound := slices.BinarySearchFunc(ids, k, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
+					g := guess
+					if guess == len(ids)/2 {
+						g = rng.IntN(len(ids))
+					}
+					win, start, pos, found, err := r.search(0, size, 0, len(ids), g, k[:], buf[:])
+					if err != nil {
+						t.Fatal(err)
+					}
+					if pos != want || found != wantFound {
+						t.Fatalf("n=%d file=%v guess %d: search(%x) = %d, %v; want %d, %v", n, r.file != nil, g, k[:4], pos, found, want, wantFound)
+					}
+					end := start + len(win)/size
+					if !bytes.Equal(win, table[start*size:end*size]) { // read from the file, or part of b
+						t.Fatalf("n=%d: window [%d, %d) is not the table's", n, start, end)
+					}
+					for _, i := range []int{pos - 1, pos} {
+						if !found && i >= 0 && i < len(ids) && (i < start || i >= end) {
+							t.Fatalf("n=%d guess %d: item %d beside position %d is not in the window [%d, %d)", n, g, i, pos, start, end)
+						}
+					}
+				}
+			}
+		}
+	}
+}
