@@ -21,6 +21,7 @@
 #   MANYFILES_TOOLS    "kalaja restic" (any subset)
 #   MANYFILES_CHANGES  files rewritten before the second incremental (1000)
 #   MANYFILES_NICE     niceness of everything measured (10)
+#   MANYFILES_RESTORE  false skips the restore and its comparison (true)
 #   KALAJA             a kalaja binary to use instead of building cmd/kalaja
 #
 # The page cache is not dropped: the trees' metadata stays warm, as on a
@@ -38,6 +39,7 @@ IMAGE_SIZE=${MANYFILES_IMAGE_SIZE:-60G}
 read -ra TOOLS <<<"${MANYFILES_TOOLS:-kalaja restic}"
 CHANGES=${MANYFILES_CHANGES:-1000}
 NICE=${MANYFILES_NICE:-10}
+RESTORE=${MANYFILES_RESTORE:-true}
 LIMIT_KIB=$((1024 * 1024)) # 1 GiB
 TOLERANCE=1.10             # per-file incremental time may be 10% above the reference (noise)
 RESTIC_VERSION=0.19.1
@@ -141,7 +143,7 @@ run_tool() { # n tool
 		measure "$n" kalaja incremental "$KALAJA_BIN" backup --repo "$repo" "$SRC"
 		change "$n" "$CHANGES"
 		measure "$n" kalaja changed "$KALAJA_BIN" backup --repo "$repo" "$SRC"
-		measure "$n" kalaja restore "$KALAJA_BIN" restore latest --repo "$repo" --target "$target"
+		[[ $RESTORE != true ]] || measure "$n" kalaja restore "$KALAJA_BIN" restore latest --repo "$repo" --target "$target"
 		;;
 	restic)
 		"$RESTIC_BIN" init --repo "$repo" >"$WORK/logs/$n-$tool-init.log" 2>&1 || fail "restic init" "$WORK/logs/$n-$tool-init.log"
@@ -149,9 +151,14 @@ run_tool() { # n tool
 		measure "$n" restic incremental "$RESTIC_BIN" --repo "$repo" backup "$SRC"
 		change "$n" "$CHANGES"
 		measure "$n" restic changed "$RESTIC_BIN" --repo "$repo" backup "$SRC"
-		measure "$n" restic restore "$RESTIC_BIN" --repo "$repo" restore latest --target "$target"
+		[[ $RESTORE != true ]] || measure "$n" restic restore "$RESTIC_BIN" --repo "$repo" restore latest --target "$target"
 		;;
 	esac
+	if [[ $RESTORE != true ]]; then
+		unchange
+		rm -rf "$repo"
+		return
+	fi
 	restored=$target$SRC
 	files=$(find "$restored" -type f | wc -l)
 	[[ $files == "$n" ]] || fail "$tool restored $files files of $n"
@@ -169,7 +176,7 @@ run_tool() { # n tool
 reuse() {
 	local sum
 	sum=$(sha256sum "$(binary_of "$2")" | cut -c1-16)
-	[[ $(awk -v n="$1" -v t="$2" -v s="$sum" '$1 == n && $2 == t && $8 == s' "$RESULTS" 2>/dev/null | wc -l) -ge 4 ]]
+	[[ $(awk -v n="$1" -v t="$2" -v s="$sum" '$1 == n && $2 == t && $8 == s' "$RESULTS" 2>/dev/null | wc -l) -ge $([[ $RESTORE == true ]] && echo 4 || echo 3) ]]
 }
 
 report() {

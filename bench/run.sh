@@ -4,7 +4,10 @@
 # timed under GNU time, every restore verified byte for byte. See README.md.
 #
 # Knobs (environment): BENCH_SIZE (1GiB), BENCH_REPS (3), BENCH_DIR
-# (/tmp/kalaja-bench), BENCH_TOOLS ("kalaja restic borg"), BENCH_SEED (1).
+# (/tmp/kalaja-bench), BENCH_TOOLS ("kalaja restic borg"), BENCH_SEED (1),
+# BENCH_KALAJA_BASE (another kalaja binary, say an older build, measured in
+# the same run as the tool "kalaja-base": the report's kalaja / peer table
+# then says whether a change made kalaja slower).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +17,11 @@ REPS=${BENCH_REPS:-3}
 SEED=${BENCH_SEED:-1}
 MUTATE_SEED=2
 read -ra TOOLS <<<"${BENCH_TOOLS:-kalaja restic borg}"
+KALAJA_BASE=${BENCH_KALAJA_BASE:-}
+if [[ -n $KALAJA_BASE ]]; then
+	[[ -x $KALAJA_BASE ]] || fail "BENCH_KALAJA_BASE: $KALAJA_BASE is not an executable"
+	TOOLS+=(kalaja-base)
+fi
 
 mkdir -p "${BENCH_DIR:-/tmp/kalaja-bench}"
 WORK=$(cd "${BENCH_DIR:-/tmp/kalaja-bench}" && pwd -P)
@@ -39,7 +47,7 @@ install_tools() {
 		case $tool in
 		restic) command -v restic >/dev/null || need+=(restic) ;;
 		borg) command -v borg >/dev/null || need+=(borgbackup) ;;
-		kalaja) ;;
+		kalaja | kalaja-base) ;;
 		*) fail "unknown tool '$tool' in BENCH_TOOLS (known: kalaja restic borg)" ;;
 		esac
 	done
@@ -71,6 +79,9 @@ source_bytes() { find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { pri
 
 repo_of() { echo "$STATE/$1/repo"; }
 
+# kalaja_of tool: the binary of kalaja or kalaja-base.
+kalaja_of() { if [[ $1 == kalaja-base ]]; then echo "$KALAJA_BASE"; else echo "$KALAJA"; fi; }
+
 init_repo() { # tool
 	local repo log=$LOGS/rep$rep-$1-init.log
 	repo=$(repo_of "$1")
@@ -78,7 +89,7 @@ init_repo() { # tool
 	case $1 in
 	restic) restic init --repo "$repo" "${RESTIC_INIT_FLAGS[@]}" ;;
 	borg) borg init --encryption=repokey-blake2 "$repo" ;;
-	kalaja) "$KALAJA" init --repo "$repo" ;;
+	kalaja | kalaja-base) "$(kalaja_of "$1")" init --repo "$repo" ;;
 	esac >"$log" 2>&1 || fail "$1 init (rep $rep)" "$log"
 	[[ -d $repo ]] || fail "$1 init did not create $repo" "$log"
 }
@@ -91,7 +102,7 @@ backup_cmd() { # tool archive-name
 	case $1 in
 	restic) CMD=(restic --repo "$repo" backup "$SRC") ;;
 	borg) CMD=(borg create --stats "$repo::$2" src) ;; # relative, from $WORK
-	kalaja) CMD=("$KALAJA" backup --repo "$repo" "$SRC") ;;
+	kalaja | kalaja-base) CMD=("$(kalaja_of "$1")" backup --repo "$repo" "$SRC") ;;
 	esac
 }
 
@@ -102,7 +113,7 @@ restore_cmd() { # tool target
 	case $1 in
 	restic) CMD=(restic --repo "$repo" restore latest --target "$2") ;;
 	borg) CMD=(borg extract "$repo::$(borg list --last 1 --short "$repo")") ;;
-	kalaja) CMD=("$KALAJA" restore latest --repo "$repo" --target "$2") ;;
+	kalaja | kalaja-base) CMD=("$(kalaja_of "$1")" restore latest --repo "$repo" --target "$2") ;;
 	esac
 }
 
@@ -120,7 +131,7 @@ list_snapshots() { # tool: a sanity check, not measured
 	case $1 in
 	restic) restic --repo "$repo" snapshots --json ;;
 	borg) borg list --json "$repo" ;;
-	kalaja) "$KALAJA" snapshots --repo "$repo" --json ;;
+	kalaja | kalaja-base) "$(kalaja_of "$1")" snapshots --repo "$repo" --json ;;
 	esac >"$log" 2>&1 || fail "$1 snapshots (rep $rep)" "$log"
 }
 
@@ -159,6 +170,7 @@ versions() {
 		restic) echo "- restic: $(restic version | head -n1); repository ${RESTIC_REPO_NOTE}" ;;
 		borg) echo "- borg: $(borg --version); repokey-blake2, default compression lz4" ;;
 		kalaja) echo "- kalaja: built from $ROOT (sha256 $(sha256sum "$KALAJA" | cut -c1-12)), default settings" ;;
+		kalaja-base) echo "- kalaja-base: $KALAJA_BASE (sha256 $(sha256sum "$KALAJA_BASE" | cut -c1-12)), default settings" ;;
 		esac
 	done
 }
