@@ -78,16 +78,17 @@ func (h runHeader) packsOffset() uint64 {
 // tests and fuzzing, any byte slice). Reading a record or a pack checks its
 // CRC: a bad one is an error, never a wrong answer.
 //
-// Scans (merges, ByPack) read records and packs through b. Lookups (find,
-// findPack, location) read them through b too, unless the run is direct
-// (readDirect): then from its file, with pread, a window of records at a
-// time. Random lookups through the mappings of runs larger than the
-// resident bound would fault pages in, with the pages around them, each
-// counting in the process's resident set; a direct run's lookups touch
-// only its fan-out and filter through the mapping.
+// Scans (merges, ByPack) read records and packs through b, and so do
+// lookups (find, findPack, location), but that a direct run's lookups
+// (readDirect) read its records from its file, with pread, a window of
+// records at a time. Random lookups through the mappings of runs larger
+// than the resident bound would fault pages in, with the pages around
+// them, each counting in the process's resident set; a direct run's
+// lookups touch only its fan-out, filter and pack table through the
+// mapping.
 type run struct {
 	b                   []byte
-	file                *os.File    // for direct reads (openRun); nil: read b
+	file                *os.File    // for direct reads (openRun); nil: none
 	direct              atomic.Bool // lookups read file, not b
 	mapped              bool        // b is a mapping (openRun)
 	main, extra, npacks int
@@ -186,9 +187,13 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 	// about where in its bucket it sits: the first window read is most
 	// often the last.
 	guess := first + int(uint64(last-first)*(uint64(h.ID[2])<<8|uint64(h.ID[3]))>>16)
-	buf := windows.Get().(*[window * packRecordSize]byte)
+	var table []byte // nil: read from the file
+	if r.file == nil || !r.direct.Load() {
+		table = r.records
+	}
+	buf := windows.Get().(*[window * recordSize]byte)
 	defer windows.Put(buf)
-	win, start, pos, found, err := r.search(r.recordsAt, recordSize, first, last, guess, h.ID[:], buf[:])
+	win, start, pos, found, err := r.search(table, r.recordsAt, recordSize, first, last, guess, h.ID[:], buf[:])
 	if err != nil {
 		return record{}, 0, false, err
 	}
@@ -237,28 +242,30 @@ func readDirect(runs []*run) {
 // window is how many records or packs a lookup reads at a time.
 const window = 64
 
-// windows holds buffers for the windows lookups read (a CRC check makes
-// a buffer on the stack escape).
-var windows = sync.Pool{New: func() any { return new([window * packRecordSize]byte) }}
+// windows holds buffers for the windows of records lookups read (a CRC
+// check makes a buffer on the stack escape).
+var windows = sync.Pool{New: func() any { return new([window * recordSize]byte) }}
 
-// search looks for the ID key among the items [first, last) of a table at
-// offset at of the run, items of size bytes sorted by the ID they start
-// with, reading a window of them at a time, the first around guess. It
-// returns the last window read (into buf when it is big enough), the
-// number of its first item, the position where key is or would be, and
-// whether it is there. The window holds the items on both sides of that
-// position that lie in [first, last).
+// search looks for the ID key among the items [first, last) of a table of
+// items of size bytes sorted by the ID they start with, a window of them
+// at a time, the first around guess. The table is table, or if that is
+// nil the run's file from offset at, read into buf. It returns the last
+// window, the number of its first item, the position where key is or
+// would be, and whether it is there. The window holds the items on both
+// sides of that position that lie in [first, last).
 //
 // What the search knows is kept as: item lo is before key (or lo is
 // first), item hi-1 after it (or hi is last). A window that does not
 // bracket key narrows [lo, hi) past itself, and the next is read at its
 // middle; a range of at most a window is read whole.
-func (r *run) search(at, size, first, last, guess int, key, buf []byte) (win []byte, start, pos int, found bool, err error) {
+func (r *run) search(table []byte, at, size, first, last, guess int, key, buf []byte) (win []byte, start, pos int, found bool, err error) {
 	lo, hi := first, last
 	for {
 		n := min(window, hi-lo)
 		start = min(max(lo, guess-n/2), hi-n)
-		if win, err = r.span(at+start*size, n*size, buf); err != nil {
+		if table != nil {
+			win = table[start*size : (start+n)*size]
+		} else if win, err = r.readAt(at+start*size, n*size, buf); err != nil {
 			return nil, 0, 0, false, err
 		}
 		id := func(i int) []byte { return win[i*size : i*size+blob.IDSize] }
@@ -275,12 +282,9 @@ func (r *run) search(at, size, first, last, guess int, key, buf []byte) (win []b
 	}
 }
 
-// span returns the n bytes at offset off of the run: read from its file
-// (into buf when it is big enough) if it is direct, else a part of b.
-func (r *run) span(off, n int, buf []byte) ([]byte, error) {
-	if r.file == nil || !r.direct.Load() {
-		return r.b[off : off+n], nil
-	}
+// readAt reads the n bytes at offset off of the run's file, into buf when
+// it is big enough.
+func (r *run) readAt(off, n int, buf []byte) ([]byte, error) {
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
@@ -342,20 +346,6 @@ func (r *run) pack(n int) (packInfo, error) {
 	return decodePack(r.packs[n*packRecordSize:], n)
 }
 
-// packAt reads and decodes pack n (a point read, see run).
-func (r *run) packAt(n int) (packInfo, error) {
-	if n < 0 || n >= r.npacks {
-		return packInfo{}, fmt.Errorf("run: pack %d of %d: %w", n, r.npacks, blob.ErrCorrupt)
-	}
-	buf := windows.Get().(*[window * packRecordSize]byte)
-	defer windows.Put(buf)
-	b, err := r.span(r.packsAt+n*packRecordSize, packRecordSize, buf[:])
-	if err != nil {
-		return packInfo{}, err
-	}
-	return decodePack(b, n)
-}
-
 // decodePack decodes pack n from b, checking its CRC.
 func decodePack(b []byte, n int) (packInfo, error) {
 	b = b[:packRecordSize]
@@ -386,12 +376,8 @@ func (r *run) findPack(id blob.ID) (packInfo, bool, error) {
 		return packInfo{}, false, nil
 	}
 	guess := int(uint64(r.npacks) * (uint64(id[0])<<8 | uint64(id[1])) >> 16)
-	buf := windows.Get().(*[window * packRecordSize]byte)
-	defer windows.Put(buf)
-	win, start, pos, found, err := r.search(r.packsAt, packRecordSize, 0, r.npacks, guess, id[:], buf[:])
-	if err != nil {
-		return packInfo{}, false, err
-	}
+	// Through the mapping, so search reads no file and fails no read.
+	win, start, pos, found, _ := r.search(r.packs, 0, packRecordSize, 0, r.npacks, guess, id[:], nil)
 	if found {
 		p, err := decodePack(win[(pos-start)*packRecordSize:], pos)
 		return p, err == nil, err
@@ -408,7 +394,7 @@ func (r *run) findPack(id blob.ID) (packInfo, bool, error) {
 
 // location returns the Location of record rec.
 func (r *run) location(rec record) (Location, error) {
-	p, err := r.packAt(int(rec.pack))
+	p, err := r.pack(int(rec.pack))
 	if err != nil {
 		return Location{}, err
 	}

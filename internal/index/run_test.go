@@ -47,10 +47,11 @@ func TestRunSearch(t *testing.T) {
 			keys = append(keys, id, k)
 		}
 		keys = append(keys, blob.ID{}, blob.ID{0: 0xff, 31: 0xff})
-		// The direct run's mapping is zeros: its answers come from the file.
-		direct := &run{b: make([]byte, len(table)), file: f}
-		direct.direct.Store(true)
-		for _, r := range []*run{{b: table}, direct} {
+		for _, src := range []struct {
+			table []byte
+			r     *run
+		}{{table, &run{}}, {nil, &run{file: f}}} {
+			r := src.r
 			for _, guess := range []int{0, len(ids) - 1, len(ids) / 2, -10, len(ids) + 10} {
 				var buf [window * packRecordSize]byte
 				for _, k := range keys {
@@ -59,7 +60,7 @@ func TestRunSearch(t *testing.T) {
 					if guess == len(ids)/2 {
 						g = rng.IntN(len(ids))
 					}
-					win, start, pos, found, err := r.search(0, size, 0, len(ids), g, k[:], buf[:])
+					win, start, pos, found, err := r.search(src.table, 0, size, 0, len(ids), g, k[:], buf[:])
 					if err != nil {
 						t.Fatal(err)
 					}
