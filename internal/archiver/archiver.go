@@ -467,8 +467,16 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 		sort.Strings(names)
 		hd.Partial = true // a folder above the paths: what else it holds is not backed up, not deleted
 	}
+	// Entries are looked up in the folder, not by their paths: in a tree
+	// of millions of files every component of a path costs a lookup in
+	// the kernel's caches.
+	dir := openDir(path)
+	if dir != unix.AT_FDCWD {
+		defer func() { _ = unix.Close(dir) }() // O_PATH, nothing to flush
+	}
 	var nodes []snapshot.Node
 	var waits []pending
+	var st unix.Stat_t
 	for _, name := range names {
 		if ctx.Err() != nil {
 			break
@@ -478,26 +486,28 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 			hd.Skipped = append(hd.Skipped, name)
 			continue
 		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			a.report(p, err)
-			hd.Skipped = append(hd.Skipped, name)
-			continue
-		}
-		n, err := nodeFromInfo(name, fi)
-		if err != nil {
-			a.report(p, err)
-			hd.Skipped = append(hd.Skipped, name)
-			continue
-		}
-		if n.Xattrs, err = readXattrs(p); err != nil {
-			a.report(p, err)
-			hd.Skipped = append(hd.Skipped, name)
-			continue
+		var n snapshot.Node
+		err := lstatAt(dir, name, p, &st)
+		if err == nil {
+			n, err = nodeFromStat(name, &st)
 		}
 		var pn *snapshot.Node
 		if parent != nil {
 			pn = parent.Find(name)
+		}
+		if err == nil {
+			// A file whose ctime is unchanged has its extended attributes
+			// unchanged: setting one changes the ctime.
+			if !a.opts.ReadAll && sameFile(&n, pn) {
+				n.Xattrs = pn.Xattrs
+			} else {
+				n.Xattrs, err = readXattrs(p)
+			}
+		}
+		if err != nil {
+			a.report(p, err)
+			hd.Skipped = append(hd.Skipped, name)
+			continue
 		}
 		switch n.Kind {
 		case snapshot.Symlink:
@@ -543,6 +553,41 @@ func (a *archiver) walkDir(ctx context.Context, path string, parent *snapshot.Tr
 	return res
 }
 
+// sameFile reports whether n, a file as lstat describes it now, is pn of
+// the parent snapshot unchanged: same size, times and inode. The change
+// time cannot be set from user space and moves with every write, chmod,
+// chown, rename into place and extended attribute change.
+func sameFile(n, pn *snapshot.Node) bool {
+	return pn != nil && n.Kind == snapshot.File && pn.Kind == snapshot.File && pn.Size == n.Size &&
+		pn.MTime == n.MTime && pn.CTime != nil && n.CTime != nil && *pn.CTime == *n.CTime && pn.Inode == n.Inode
+}
+
+// openDir opens folder path for looking its entries up (O_PATH), or
+// returns AT_FDCWD if it cannot: lstatAt then uses whole paths.
+func openDir(path string) int {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return unix.AT_FDCWD
+	}
+	return fd
+}
+
+// lstatAt lstats entry name of folder dir (openDir), whose path is p.
+func lstatAt(dir int, name, p string, st *unix.Stat_t) error {
+	if dir == unix.AT_FDCWD {
+		name = p
+	}
+	for {
+		err := unix.Fstatat(dir, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "lstat", Path: p, Err: err}
+			}
+			return nil
+		}
+	}
+}
+
 func readDirNames(path string) ([]string, error) {
 	d, err := os.Open(path)
 	if err != nil {
@@ -558,8 +603,7 @@ func readDirNames(path string) ([]string, error) {
 // unchanged, or submits it for reading and returns its future.
 func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.Node, pn *snapshot.Node) *fileResult {
 	a.totalFiles.Add(1)
-	if !a.opts.ReadAll && pn != nil && pn.Kind == snapshot.File && pn.Size == n.Size && pn.MTime == n.MTime &&
-		pn.CTime != nil && n.CTime != nil && *pn.CTime == *n.CTime && pn.Inode == n.Inode && a.repo.Reuse(blob.Data, pn.Content) {
+	if !a.opts.ReadAll && sameFile(n, pn) && a.repo.Reuse(blob.Data, pn.Content) {
 		n.Content = pn.Content
 		if a.health != nil {
 			n.Format, n.High = pn.Format, pn.High

@@ -3,21 +3,15 @@ package archiver
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/kalaja/kalaja/internal/snapshot"
 )
 
-// nodeFromInfo records what lstat says about name.
-func nodeFromInfo(name string, fi fs.FileInfo) (snapshot.Node, error) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return snapshot.Node{}, fmt.Errorf("%s: no stat information", name)
-	}
+// nodeFromStat records what lstat says about name.
+func nodeFromStat(name string, st *unix.Stat_t) (snapshot.Node, error) {
 	n := snapshot.Node{
 		Name:   snapshot.Name(name),
 		Mode:   st.Mode & 0o7777,

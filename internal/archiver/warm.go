@@ -28,16 +28,25 @@ func warm(ctx context.Context, paths []string) {
 		if ctx.Err() != nil {
 			return
 		}
-		entries, err := os.ReadDir(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return
 		}
+		defer func() { _ = f.Close() }() // a folder, read only
+		entries, err := f.ReadDir(-1)
+		if err != nil {
+			return
+		}
+		fd := int(f.Fd())
 		var st unix.Stat_t
 		for _, e := range entries {
-			sub := filepath.Join(p, e.Name())
-			_ = unix.Lstat(sub, &st) // only brings the inode into memory; errors are the walker's
-			if e.IsDir() && !g.TryGo(func() error { dir(sub); return nil }) {
-				dir(sub)
+			// Only brings the inode into memory; errors are the walker's.
+			_ = unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW)
+			if e.IsDir() {
+				sub := filepath.Join(p, e.Name())
+				if !g.TryGo(func() error { dir(sub); return nil }) {
+					dir(sub)
+				}
 			}
 		}
 	}
