@@ -118,7 +118,8 @@ func TestMain(m *testing.M) {
 
 // BenchmarkLookup looks up blobs that are indexed (hit) and that are not
 // (miss, the question a backup asks of every new chunk), in the runs of a
-// warm cache and, for comparison, in an index held in memory (New).
+// warm cache, through the mapping and with pread (direct), and, for
+// comparison, in an index held in memory (New).
 func BenchmarkLookup(b *testing.B) {
 	warmCache(b)
 	n := benchCache.n
@@ -149,6 +150,19 @@ func BenchmarkLookup(b *testing.B) {
 	}
 	run(b, "runs/hit", x, hits, true)
 	run(b, "runs/miss", x, misses, false)
+	b.Run("runs/direct", func(b *testing.B) {
+		// As past the resident bound: records read with pread.
+		old := residentBound
+		residentBound = 0
+		defer func() { residentBound = old }()
+		y, _, err := OpenCache(context.Background(), benchCache.dir, benchCache.names, benchCache.read)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer y.Close()
+		run(b, "hit", y, hits, true)
+		run(b, "miss", y, misses, false)
+	})
 	b.Run("runs/ordinal", func(b *testing.B) {
 		i := 0
 		for b.Loop() {

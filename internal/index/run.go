@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"sort"
 	"sync"
@@ -260,8 +261,12 @@ var windows = sync.Pool{New: func() any { return new([window * recordSize]byte) 
 // middle; a range of at most a window is read whole.
 func (r *run) search(table []byte, at, size, first, last, guess int, key, buf []byte) (win []byte, start, pos int, found bool, err error) {
 	lo, hi := first, last
+	// The guess's error is about half the square root of the items: the
+	// first window spans four times that, so that one read most often
+	// does, and reads no more than it needs to.
+	w := min(window, max(8, 2*int(math.Sqrt(float64(last-first)))))
 	for {
-		n := min(window, hi-lo)
+		n := min(w, hi-lo)
 		start = min(max(lo, guess-n/2), hi-n)
 		if table != nil {
 			win = table[start*size : (start+n)*size]
@@ -278,7 +283,7 @@ func (r *run) search(table []byte, at, size, first, last, guess int, key, buf []
 			i, found := sort.Find(n, func(i int) int { return bytes.Compare(key, id(i)) })
 			return win, start, start + i, found, nil
 		}
-		guess = lo + (hi-lo)/2
+		guess, w = lo+(hi-lo)/2, window
 	}
 }
 
