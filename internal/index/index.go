@@ -3,8 +3,9 @@
 // An Index is either wholly in memory (New: a map entry of about 80 bytes
 // per blob) or a local cache of the repository's index files (OpenCache):
 // sorted runs of fixed-size records, each with a fan-out table and a Bloom
-// filter, memory-mapped read-only for scans and read with pread for
-// lookups, plus a small delta in memory for what this process adds. docs/design.md, section 7, specifies the run and
+// filter, memory-mapped read-only (lookups in runs past a resident bound
+// read their records with pread), plus a small delta in memory for what
+// this process adds. docs/design.md, section 7, specifies the run and
 // manifest formats and the memory bound.
 package index
 
