@@ -194,30 +194,21 @@ func (r *run) find(h blob.Handle) (record, int, bool, error) {
 	}
 	buf := windows.Get().(*[window * recordSize]byte)
 	defer windows.Put(buf)
-	win, start, pos, found, err := r.search(table, r.recordsAt, recordSize, first, last, guess, h.ID[:], buf[:])
+	// A record of h whose ID was damaged would sit beside where h belongs:
+	// search checks those, so that damage is an error and not a silent miss.
+	check := func(b []byte, i int) error { _, err := decodeRecord(b, i, r.npacks); return err }
+	win, start, pos, found, err := r.search(table, r.recordsAt, recordSize, first, last, guess, h.ID[:], buf[:], check)
+	if err != nil || !found {
+		return record{}, 0, false, err
+	}
+	rec, err := decodeRecord(win[(pos-start)*recordSize:], pos, r.npacks)
 	if err != nil {
 		return record{}, 0, false, err
 	}
-	if found {
-		rec, err := decodeRecord(win[(pos-start)*recordSize:], pos, r.npacks)
-		if err != nil {
-			return record{}, 0, false, err
-		}
-		if rec.h != h {
-			return record{}, 0, false, fmt.Errorf("run: record %d has type %v in the %v bucket: %w", pos, rec.h.Type, h.Type, blob.ErrCorrupt)
-		}
-		return rec, pos, true, nil
+	if rec.h != h {
+		return record{}, 0, false, fmt.Errorf("run: record %d has type %v in the %v bucket: %w", pos, rec.h.Type, h.Type, blob.ErrCorrupt)
 	}
-	// A record of h whose ID was damaged would sit beside where h belongs:
-	// check those, so that damage is an error and not a silent miss.
-	for _, i := range []int{pos - 1, pos} {
-		if i >= first && i < last && i >= start && i < start+len(win)/recordSize {
-			if _, err := decodeRecord(win[(i-start)*recordSize:], i, r.npacks); err != nil {
-				return record{}, 0, false, err
-			}
-		}
-	}
-	return record{}, 0, false, nil
+	return rec, pos, true, nil
 }
 
 // residentBound is the size of runs whose lookups read through the
@@ -252,14 +243,15 @@ var windows = sync.Pool{New: func() any { return new([window * recordSize]byte) 
 // at a time, the first around guess. The table is table, or if that is
 // nil the run's file from offset at, read into buf. It returns the last
 // window, the number of its first item, the position where key is or
-// would be, and whether it is there. The window holds the items on both
-// sides of that position that lie in [first, last).
+// would be, and whether it is there. When key is not there, it calls check
+// with each item on either side of that position that lies in [first,
+// last), and returns the first error check returns.
 //
 // What the search knows is kept as: item lo is before key (or lo is
 // first), item hi-1 after it (or hi is last). A window that does not
 // bracket key narrows [lo, hi) past itself, and the next is read at its
 // middle; a range of at most a window is read whole.
-func (r *run) search(table []byte, at, size, first, last, guess int, key, buf []byte) (win []byte, start, pos int, found bool, err error) {
+func (r *run) search(table []byte, at, size, first, last, guess int, key, buf []byte, check func(item []byte, i int) error) (win []byte, start, pos int, found bool, err error) {
 	lo, hi := first, last
 	// The guess's error is about half the square root of the items: the
 	// first window spans four times that, so that one read most often
@@ -281,6 +273,17 @@ func (r *run) search(table []byte, at, size, first, last, guess int, key, buf []
 			lo = start + n - 1
 		default:
 			i, found := sort.Find(n, func(i int) int { return bytes.Compare(key, id(i)) })
+			if !found {
+				// The window holds them: item start is before key unless
+				// it is lo, and item start+n-1 after it unless it is hi-1.
+				for _, j := range []int{i - 1, i} {
+					if j >= 0 && j < n && start+j >= first && start+j < last {
+						if err := check(win[j*size:(j+1)*size], start+j); err != nil {
+							return nil, 0, 0, false, err
+						}
+					}
+				}
+			}
 			return win, start, start + i, found, nil
 		}
 		guess, w = lo+(hi-lo)/2, window
@@ -381,20 +384,14 @@ func (r *run) findPack(id blob.ID) (packInfo, bool, error) {
 		return packInfo{}, false, nil
 	}
 	guess := int(uint64(r.npacks) * (uint64(id[0])<<8 | uint64(id[1])) >> 16)
-	// Through the mapping, so search reads no file and fails no read.
-	win, start, pos, found, _ := r.search(r.packs, 0, packRecordSize, 0, r.npacks, guess, id[:], nil)
-	if found {
-		p, err := decodePack(win[(pos-start)*packRecordSize:], pos)
-		return p, err == nil, err
+	// Through the mapping, so search reads no file: only check fails.
+	check := func(b []byte, i int) error { _, err := decodePack(b, i); return err }
+	win, start, pos, found, err := r.search(r.packs, 0, packRecordSize, 0, r.npacks, guess, id[:], nil, check)
+	if err != nil || !found {
+		return packInfo{}, false, err
 	}
-	for _, i := range []int{pos - 1, pos} {
-		if i >= 0 && i < r.npacks && i >= start && i < start+len(win)/packRecordSize {
-			if _, err := decodePack(win[(i-start)*packRecordSize:], i); err != nil {
-				return packInfo{}, false, err
-			}
-		}
-	}
-	return packInfo{}, false, nil
+	p, err := decodePack(win[(pos-start)*packRecordSize:], pos)
+	return p, err == nil, err
 }
 
 // location returns the Location of record rec.
