@@ -83,9 +83,9 @@ type Source interface {
 	// handle (from Run's goroutine) with each batch, and with an empty
 	// batch at least every Idle while no event in the protected folders
 	// comes (events elsewhere on their file systems may), so that the
-	// caller can do its periodic work on the same thread (at the same
+	// caller can do its periodic work on the same goroutine (at the same
 	// priority). The first call, with an empty batch, comes before the
-	// first read, on the reading thread at the priority it reads news at:
+	// first read, at the priority the source reads news at:
 	// from then on an event is read as soon as the kernel queues it, so
 	// a caller that waits for it knows the source is reading, not only
 	// marked (on a busy machine a thread starting at normal priority may
@@ -111,8 +111,9 @@ type Options struct {
 	// fanotify); an empty non-nil slice means none.
 	Devices []string
 	Log     *slog.Logger // may be nil
-	// Realtime raises the OS thread that reads events and calls the
-	// handler to real-time priority (SCHED_FIFO) for news: while it waits
+	// Realtime raises the thread that reads events and calls the handler
+	// (whichever the runtime runs that goroutine on) to real-time
+	// priority (SCHED_FIFO) for news: while it waits
 	// in poll(2) for the first event after a quiet spell and for news
 	// after it, and for linger after the handler asked to hurry (see
 	// Handler). On a busy machine
@@ -341,19 +342,27 @@ const realtimePriority = 10
 // run reads the kernel's event buffers from f until ctx is done, has
 // decode turn each into Events appended to a batch, hands every non-empty
 // batch to handle, and paces long runs of writes in progress. It waits in
-// poll(2) on its own thread rather than in Go's network poller, so that
-// the kernel wakes it directly (see Options.Realtime); a pipe wakes it
-// when ctx is done.
+// poll(2) on the thread it runs on rather than in Go's network poller, so
+// that the kernel wakes it directly (see Options.Realtime); a pipe wakes
+// it when ctx is done.
 //
 // Its pauses and reads, which never block for long, bypass the runtime's
-// system-call bookkeeping (RawSyscall). The loop never yields its thread,
-// so after 10 ms Go's system monitor takes its P away from any system call
-// it is found in, and then polls every 20 µs; in Go 1.26 every such poll
-// holds the thread's way out of the system call, and a real-time thread
-// spins there, possibly while the monitor, preempted by it on the same
-// CPU, cannot finish. With raw calls the monitor sees a goroutine running
-// and backs off. The price: a stop-the-world of the garbage collector may
-// wait for a pause to end (at most maxGap).
+// system-call bookkeeping (RawSyscall). The loop never yields, so after
+// 10 ms Go's system monitor takes its P away from any system call it is
+// found in, and then polls every 20 µs; in Go 1.26 every such poll holds
+// the thread's way out of the system call, and a real-time thread spins
+// there, possibly while the monitor, preempted by it on the same CPU,
+// cannot finish. With raw calls the monitor sees a goroutine running. The
+// price: a stop-the-world of the garbage collector may wait for a pause to
+// end (at most maxGap).
+//
+// The goroutine is not locked to its thread. The monitor preempts a
+// goroutine that has run for 10 ms, and a locked one can only go on once
+// another thread of the runtime, at normal priority, has run the scheduler
+// and handed it its thread back: on a busy machine that took up to 110 ms,
+// while an attack ran unread. Unlocked, the preempted goroutine is picked
+// up again by the thread it left, still at real-time priority. Should the
+// runtime move it to another thread, priority follows it (see follow).
 func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, decode func(b []byte, batch []Event) []Event) error {
 	defer runtime.KeepAlive(f)
 	var fd int
@@ -374,8 +383,6 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 	stop := context.AfterFunc(ctx, func() { _, _ = unix.Write(wake[1], []byte{0}) })
 	defer stop()
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	var prio priority
 	if l.realtime {
 		if err := prio.permit(); err != nil {
@@ -384,7 +391,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			l.log.Info("event handling goes to real-time priority for the first event after a quiet spell and while a score rises", "policy", "SCHED_FIFO", "priority", realtimePriority)
 		}
 	}
-	// The thread goes back to the runtime's pool at normal priority.
+	// The thread goes back to the runtime at normal priority.
 	defer prio.lower()
 	prio.raise(0)
 	handle(nil) // reading from here on (see Source.Run)
@@ -401,6 +408,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 		if ctx.Err() != nil {
 			return nil // also when events never stop coming (a busy file system)
 		}
+		prio.follow()
 		n, err := rawRead(fd, buf)
 		switch {
 		case err == unix.EAGAIN && !hurry && time.Since(last) < linger:
@@ -477,6 +485,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			pace.news(last)
 			quiet = false
 		}
+		prio.follow() // the decoding may have taken the runtime's turn
 		if hurry = handle(batch); hurry {
 			prio.raise(linger)
 			pace.rose(last)
@@ -491,36 +500,40 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 }
 
 // priority switches the loop's thread between normal and real-time
-// priority (Options.Realtime).
+// priority (Options.Realtime). The loop's goroutine may be moved to
+// another thread by the runtime: follow moves the priority with it.
 type priority struct {
 	permitted bool      // real-time priority may be used
-	high      bool      // the thread is at real-time priority
+	tid       int       // the thread that was last set, and at which priority
+	high      bool      // that thread is at real-time priority
 	until     time.Time // when it goes back to normal, unless raised again
 }
 
-// permit checks that the thread may go to real-time priority, by going
-// there and back.
+// permit checks that the calling thread may go to real-time priority, by
+// going there and back.
 func (p *priority) permit() error {
-	if err := setPolicy(unix.SCHED_FIFO, realtimePriority); err != nil {
+	tid := gettid()
+	if err := setPolicy(tid, unix.SCHED_FIFO, realtimePriority); err != nil {
 		return err
 	}
 	// Should going back fail, the thread is known to be high, and the
 	// next settle tries again.
-	p.permitted, p.high = true, true
+	p.permitted, p.tid, p.high = true, tid, true
 	p.lower()
 	return nil
 }
 
-// raise puts the thread at real-time priority, to stay there for at
-// least hold.
+// raise puts the calling thread at real-time priority, to stay there for
+// at least hold.
 func (p *priority) raise(hold time.Duration) {
 	if !p.permitted {
 		return
 	}
+	p.follow()
 	if until := time.Now().Add(hold); until.After(p.until) {
 		p.until = until
 	}
-	if !p.high && setPolicy(unix.SCHED_FIFO, realtimePriority) == nil {
+	if !p.high && setPolicy(p.tid, unix.SCHED_FIFO, realtimePriority) == nil {
 		p.high = true
 	}
 }
@@ -534,14 +547,45 @@ func (p *priority) settle() {
 }
 
 func (p *priority) lower() {
-	if p.high && setPolicy(unix.SCHED_NORMAL, 0) == nil {
+	if p.high && setPolicy(p.tid, unix.SCHED_NORMAL, 0) == nil {
 		p.high = false
 	}
 }
 
-// setPolicy sets the scheduling policy of the calling thread.
-func setPolicy(policy uint32, prio uint32) error {
-	return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}, 0)
+// follow makes the calling thread the loop's: if the runtime moved the
+// goroutine to another thread while the one it left was at real-time
+// priority, that one goes back to normal (it now runs other goroutines)
+// and the calling one goes up.
+func (p *priority) follow() {
+	if !p.permitted {
+		return
+	}
+	tid := gettid()
+	if tid == p.tid {
+		return
+	}
+	if p.high {
+		p.lower()
+		p.tid = tid
+		p.high = setPolicy(tid, unix.SCHED_FIFO, realtimePriority) == nil
+		return
+	}
+	p.tid = tid
+}
+
+// setPolicy sets the scheduling policy of thread tid. The processes and
+// threads it starts do not inherit real-time priority
+// (SCHED_FLAG_RESET_ON_FORK): whichever goroutine runs on the loop's
+// thread between its turns may start a program.
+func setPolicy(tid int, policy uint32, prio uint32) error {
+	return unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio, Flags: unix.SCHED_FLAG_RESET_ON_FORK}, 0)
+}
+
+// gettid returns the calling thread's ID. Like pause, it is a raw system
+// call: see the comment on run.
+func gettid() int {
+	tid, _, _ := unix.RawSyscall(unix.SYS_GETTID, 0, 0, 0)
+	return int(tid)
 }
 
 // pause waits d in the system call, on the loop's own thread, rather than

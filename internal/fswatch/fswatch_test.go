@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -104,22 +105,28 @@ func TestRealtimeForNews(t *testing.T) {
 		at     time.Time
 	}
 	policy := map[string]seen{} // file -> the thread's policy when its first event was handled, and when
+	// The loop runs on this goroutine, kept on this thread so that the
+	// policy read in the handler is the one the loop set: the runtime
+	// moves an unlocked goroutine between threads, and priority follows
+	// it only at the loop's next turn (TestPriorityFollows).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	paced := 0
 	var normal string // the first paced file handled at normal priority
 	err = src.Run(ctx, func(batch []Event) bool {
 		if len(batch) == 0 && len(policy) == 0 {
 			write("news") // after a wait in poll(2) that timed out
 		}
+		attr, err := unix.SchedGetAttr(0, 0)
+		if err != nil {
+			t.Error(err)
+			cancel()
+			return false
+		}
 		for _, e := range batch {
 			name := filepath.Base(e.Path)
 			if _, ok := policy[name]; ok || e.Path == dir {
 				continue
-			}
-			attr, err := unix.SchedGetAttr(0, 0)
-			if err != nil {
-				t.Error(err)
-				cancel()
-				return false
 			}
 			policy[name] = seen{attr.Policy, time.Now()}
 			switch {
@@ -276,4 +283,69 @@ func collect(t *testing.T, src Source, n int) <-chan Event {
 		src.Close()
 	})
 	return events
+}
+
+// TestPriorityFollows: when the runtime moves the loop's goroutine to
+// another thread, real-time priority moves with it, the thread it left
+// goes back to normal, and a program the loop's thread starts does not
+// inherit real-time priority.
+func TestPriorityFollows(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("real-time priority needs root")
+	}
+	policy := func(tid int) uint32 {
+		t.Helper()
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			t.Fatalf("policy of thread %d: %v", tid, err)
+		}
+		return attr.Policy
+	}
+	var p priority
+	first := make(chan int)
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // the thread the loop ran on first
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := p.permit(); err != nil {
+			t.Errorf("real-time priority: %v", err)
+			first <- 0
+			return
+		}
+		p.raise(0)
+		first <- gettid()
+		<-done
+	}()
+	left := <-first
+	if left == 0 {
+		return
+	}
+	if got := policy(left); got != unix.SCHED_FIFO {
+		t.Fatalf("raised thread has policy %d, want FIFO (%d)", got, unix.SCHED_FIFO)
+	}
+
+	runtime.LockOSThread() // the thread the runtime moved the loop to
+	defer runtime.UnlockOSThread()
+	p.follow()
+	if got := policy(left); got != unix.SCHED_NORMAL {
+		t.Errorf("the thread the loop left has policy %d, want normal (%d)", got, unix.SCHED_NORMAL)
+	}
+	if got := policy(gettid()); got != unix.SCHED_FIFO {
+		t.Errorf("the thread the loop moved to has policy %d, want FIFO (%d)", got, unix.SCHED_FIFO)
+	}
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	child := policy(cmd.Process.Pid)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if child != unix.SCHED_NORMAL {
+		t.Errorf("a program started from the real-time thread has policy %d, want normal (%d)", child, unix.SCHED_NORMAL)
+	}
+	p.lower()
+	if got := policy(gettid()); got != unix.SCHED_NORMAL {
+		t.Errorf("after lower the thread has policy %d, want normal (%d)", got, unix.SCHED_NORMAL)
+	}
 }

@@ -21,9 +21,11 @@ import (
 // affinity back; so does one that exits. Not a signal: the parent of the
 // process (an interactive shell) sees nothing, as it would with SIGSTOP.
 //
-// hold is called only from the event thread (the source's Run
-// goroutine, locked to its OS thread), which is the thread it pins;
-// expire from any thread, but not concurrently with hold.
+// hold is called only from the source's Run goroutine, and pins the
+// thread that goroutine runs on (the event thread); the runtime may move
+// the goroutine to another thread, and the pin moves with it (see
+// follow). expire may be called from any goroutine, but not concurrently
+// with hold.
 type holder struct {
 	cpu      int               // the CPU suspects are held on, -1 while none is
 	self     int               // the event thread's TID, once pinned
@@ -60,13 +62,13 @@ func (h *holder) hold(pid int) {
 	}
 	until := h.now().Add(holdFor)
 	hp := h.held[pid]
+	if hp == nil && len(h.held) >= maxHeld {
+		return
+	}
+	if h.cpu < 0 && !h.pinSelf() || !h.follow() {
+		return
+	}
 	if hp == nil {
-		if len(h.held) >= maxHeld {
-			return
-		}
-		if h.cpu < 0 && !h.pinSelf() {
-			return
-		}
 		hp = &heldProc{masks: map[int]unix.CPUSet{}}
 		h.held[pid] = hp
 	}
@@ -83,6 +85,24 @@ func (h *holder) hold(pid int) {
 		}
 		hp.masks[tid] = old
 	}
+}
+
+// follow pins the calling thread to the CPU suspects are held on, if it
+// is not the thread pinned so far (the runtime moved the event
+// goroutine), and gives that one its own affinity back.
+func (h *holder) follow() bool {
+	tid := unix.Gettid()
+	if tid == h.self {
+		return true
+	}
+	var one unix.CPUSet
+	one.Set(h.cpu)
+	if h.set(0, &one) != nil {
+		return false
+	}
+	_ = h.set(h.self, &h.own) // fails when the thread is gone
+	h.self = tid
+	return true
 }
 
 // pinSelf pins the calling (event) thread to the CPU it runs on.

@@ -122,3 +122,49 @@ func TestHoldReleasesInherited(t *testing.T) {
 		t.Errorf("after the hold the held process's affinity is %v (%v), want %v", cur, err, all)
 	}
 }
+
+// TestHoldFollowsEventThread: when the runtime has moved the event
+// goroutine to another thread, the next hold pins that thread and gives
+// the one it left its own affinity back.
+func TestHoldFollowsEventThread(t *testing.T) {
+	sets := map[int]unix.CPUSet{}
+	h := newHolder()
+	h.set = func(tid int, s *unix.CPUSet) error {
+		if tid == 0 {
+			tid = unix.Gettid()
+		}
+		sets[tid] = *s
+		return nil
+	}
+	self := unix.Getpid()
+	h.tasks = func(int) []int { return nil }
+	done := make(chan struct{})
+	defer close(done)
+	holdOn := func() int { // holds from a thread of its own, kept till the end; returns it
+		tid := make(chan int)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			h.hold(self)
+			tid <- unix.Gettid()
+			<-done
+		}()
+		return <-tid
+	}
+	first := holdOn()
+	if h.cpu < 0 {
+		t.Skip("the thread could not be pinned")
+	}
+	var one unix.CPUSet
+	one.Set(h.cpu)
+	if sets[first] != one || h.self != first {
+		t.Fatalf("the first event thread %d has affinity %v (holder's %d), want %v", first, sets[first], h.self, one)
+	}
+	second := holdOn()
+	if sets[second] != one || h.self != second {
+		t.Errorf("the thread the goroutine moved to, %d, has affinity %v (holder's %d), want %v", second, sets[second], h.self, one)
+	}
+	if sets[first] != h.own {
+		t.Errorf("the thread it left has affinity %v, want its own %v", sets[first], h.own)
+	}
+}

@@ -30,13 +30,18 @@ func exeOf(pid int) (exeID, string, bool) {
 // shells and tools that many unrelated programs of one user run.
 var systemDirs = []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/snap/", "/nix/store/"}
 
-// siblings returns the live processes, other than pids and the protected
+// siblings finds the live processes, other than pids and the protected
 // ones, that run the same executable file as one of pids and belong to
 // the same user: the workers of a split attack that have not touched the
 // protected folders yet. Executables installed with the system (see
 // systemDirs: a shell, python, openssl) and this process's own are left
-// out, as many unrelated processes run them. It reads all of /proc.
-func (p *procs) siblings(pids []int) []int {
+// out, as many unrelated processes run them. It hands them to found in
+// two batches, each as soon as it is complete: first those among the
+// processes the proc connector reported (drained first), the workers a
+// program started lately, found without a scan; then the rest, from all
+// of /proc, which on a busy machine takes milliseconds the others would
+// use.
+func (p *procs) siblings(pids []int, found func([]int)) {
 	type key struct {
 		exe exeID
 		uid int
@@ -55,25 +60,48 @@ func (p *procs) siblings(pids []int) []int {
 		}
 	}
 	if len(wanted) == 0 {
-		return nil
+		return
+	}
+	pick := func(candidates []int) []int {
+		var out []int
+		for _, pid := range candidates {
+			if pid <= 2 || known[pid] || p.protected[pid] {
+				continue
+			}
+			known[pid] = true
+			id, _, ok := exeOf(pid)
+			if !ok {
+				continue
+			}
+			var buf [512]byte
+			if _, uid, err := readStat(pid, buf[:]); err == nil && wanted[key{id, uid}] {
+				out = append(out, pid)
+			}
+		}
+		return out
+	}
+	p.mu.Lock()
+	p.drain()
+	recent := make([]int, 0, len(p.table))
+	for pid, pr := range p.table {
+		if pr.exited.IsZero() {
+			recent = append(recent, pid)
+		}
+	}
+	p.mu.Unlock()
+	if out := pick(recent); len(out) > 0 {
+		found(out)
 	}
 	names, _ := filepath.Glob("/proc/[0-9]*")
-	var out []int
+	all := make([]int, 0, len(names))
 	for _, n := range names {
-		pid, err := strconv.Atoi(n[len("/proc/"):])
-		if err != nil || pid <= 2 || known[pid] || p.protected[pid] {
-			continue
-		}
-		id, _, ok := exeOf(pid)
-		if !ok {
-			continue
-		}
-		var buf [512]byte
-		if _, uid, err := readStat(pid, buf[:]); err == nil && wanted[key{id, uid}] {
-			out = append(out, pid)
+		if pid, err := strconv.Atoi(n[len("/proc/"):]); err == nil {
+			all = append(all, pid)
 		}
 	}
-	return out
+	if out := pick(all); len(out) > 0 {
+		found(out)
+	}
 }
 
 // system reports whether path lies in one of systemDirs.

@@ -579,11 +579,11 @@ func (w *Watcher) respond(a *detect.Alert) {
 	}
 	if w.cfg.Stop && w.src.PIDs() && len(a.PIDs) > 0 {
 		stopped, err := w.procs.stop(w.procs.targets(a.PIDs))
-		if more := w.procs.siblings(stopped); len(more) > 0 {
-			// Stopped after the offenders, who are the hurry.
+		// Stopped after the offenders, who are the hurry.
+		w.procs.siblings(stopped, func(more []int) {
 			s2, err2 := w.procs.stop(more)
 			stopped, err = append(stopped, s2...), errors.Join(err, err2)
-		}
+		})
 		a.Stopped = len(stopped) > 0
 		if err != nil {
 			a.StopError = err.Error()
