@@ -89,10 +89,11 @@ func (h *holder) hold(pid int) {
 
 // follow pins the calling thread to the CPU suspects are held on, if it
 // is not the thread pinned so far (the runtime moved the event
-// goroutine), and gives that one its own affinity back.
+// goroutine), and gives that one its own affinity back. It reports
+// whether the calling thread is pinned, or nothing is held.
 func (h *holder) follow() bool {
 	tid := unix.Gettid()
-	if tid == h.self {
+	if h.cpu < 0 || tid == h.self {
 		return true
 	}
 	var one unix.CPUSet

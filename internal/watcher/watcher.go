@@ -310,6 +310,9 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // nothing by a process that still has it open.
 func (w *Watcher) handle(batch []fswatch.Event) bool {
 	w.hurry = false
+	if w.hold != nil && len(batch) > 0 {
+		w.hold.follow() // the suspects must not run on a CPU the event thread left
+	}
 	for _, ev := range batch {
 		w.one(ev)
 	}
