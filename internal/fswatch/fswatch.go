@@ -485,7 +485,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 			pace.news(last)
 			quiet = false
 		}
-		prio.follow() // the decoding may have taken the runtime's turn
+		prio.follow() // the runtime may have moved the goroutine while it decoded
 		if hurry = handle(batch); hurry {
 			prio.raise(linger)
 			pace.rose(last)
@@ -504,7 +504,7 @@ func (l loop) run(ctx context.Context, f *os.File, buf []byte, handle Handler, d
 // another thread by the runtime: follow moves the priority with it.
 type priority struct {
 	permitted bool      // real-time priority may be used
-	tid       int       // the thread that was last set, and at which priority
+	tid       int       // the thread last seen running the loop
 	high      bool      // that thread is at real-time priority
 	until     time.Time // when it goes back to normal, unless raised again
 }
