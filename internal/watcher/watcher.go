@@ -258,9 +258,9 @@ func (w *Watcher) Canaries() []string {
 }
 
 // Run watches until ctx is done. ready is called (once) when the
-// marks/watches are in place and the event thread is reading, so that an
-// event from then on is read as it comes, on a busy machine too; it is
-// called on that thread, and should return at once. It samples the files
+// marks/watches are in place and the event goroutine is reading, so that
+// an event from then on is read as it comes, on a busy machine too; it is
+// called on that goroutine, and should return at once. It samples the files
 // already present first (bounded, see docs/design.md), so that their first
 // write can be compared with what they held. Run returns nil when ctx
 // ends it; it may be called once.
@@ -304,7 +304,7 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // handle processes one batch of events, in order, then drains the proc
 // connector when it has not for a while (an empty batch: no event came),
 // so that its socket does not overflow. Everything that takes the process table's lock runs here,
-// on the source's thread, so that a real-time handler never waits for a
+// on the source's goroutine, so that a real-time handler never waits for a
 // lock held by a thread of normal priority. It asks for the next batch at
 // once when the batch raised an actor's score, or a file was found cut to
 // nothing by a process that still has it open.
