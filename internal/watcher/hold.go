@@ -65,7 +65,7 @@ func (h *holder) hold(pid int) {
 	if hp == nil && len(h.held) >= maxHeld {
 		return
 	}
-	if h.cpu < 0 && !h.pinSelf() || !h.follow() {
+	if (h.cpu < 0 && !h.pinSelf()) || !h.follow() {
 		return
 	}
 	if hp == nil {
