@@ -20,8 +20,11 @@ import (
 type proc struct {
 	ppid int // parent at fork (kept when the parent dies and the kernel reparents)
 	pgid int // process group
-	uid  int // -1 unknown
-	comm string
+	// grouped reports pgid known, read from /proc or set by setsid; else
+	// it is the parent's, copied at fork (see inheritGroup).
+	grouped bool
+	uid     int // -1 unknown
+	comm    string
 	// exe is the executable's identity (see kin), known once exeRead;
 	// a fork inherits it, an exec clears it.
 	exe     string
@@ -62,7 +65,9 @@ func newProcs() *procs {
 		if err != nil {
 			break
 		}
-		p.ownGroups[info.pgid] = true
+		if info.pgid > 0 { // 0: a group outside this PID namespace, as unknown
+			p.ownGroups[info.pgid] = true
+		}
 		pid = info.ppid
 	}
 	return p
@@ -159,7 +164,7 @@ func (p *procs) apply(ev procEvent) {
 		}
 	case procSID:
 		if pr := p.table[ev.pid]; pr != nil {
-			pr.pgid = ev.pid // setsid makes a new process group too
+			pr.pgid, pr.grouped = ev.pid, true // setsid makes a new process group too
 		}
 	case procExit:
 		if pr := p.table[ev.pid]; pr != nil {
@@ -179,6 +184,15 @@ func (p *procs) tick() {
 // get returns what is known of pid, refreshed from /proc at most once a
 // second while the process lives. Called with p.mu held.
 func (p *procs) get(pid int) *proc {
+	pr := p.lookup(pid)
+	if pr != nil && !pr.grouped {
+		p.inheritGroup(pr)
+	}
+	return pr
+}
+
+// lookup is get without inheritGroup.
+func (p *procs) lookup(pid int) *proc {
 	pr := p.table[pid]
 	if pr != nil && (!pr.exited.IsZero() || time.Since(pr.read) < time.Second) {
 		return pr
@@ -195,12 +209,40 @@ func (p *procs) get(pid int) *proc {
 		pr = info
 		p.table[pid] = pr
 	} else {
-		pr.uid, pr.comm, pr.pgid, pr.read = info.uid, info.comm, info.pgid, info.read
+		pr.uid, pr.comm, pr.pgid, pr.grouped, pr.read = info.uid, info.comm, info.pgid, true, info.read
 		if pr.ppid == 0 {
 			pr.ppid = info.ppid
 		}
 	}
 	return pr
+}
+
+// inheritGroup gives pr, a process known only from the proc connector
+// (it exited before it was read), the process group of its nearest
+// ancestor whose group is known. A fork starts in its parent's group,
+// and the connector reports setsid but not setpgid: the group copied at
+// fork misses a parent's setpgid after it (a shell started in a group
+// of its own), and is unknown when the parent was not in the table.
+// Called with p.mu held.
+func (p *procs) inheritGroup(pr *proc) {
+	guessed := []*proc{pr}
+	for range 64 {
+		cur := guessed[len(guessed)-1]
+		if cur.ppid <= 0 {
+			return
+		}
+		par := p.lookup(cur.ppid)
+		if par == nil {
+			return
+		}
+		if par.grouped {
+			for _, g := range guessed {
+				g.pgid = par.pgid
+			}
+			return
+		}
+		guessed = append(guessed, par)
+	}
 }
 
 // actor returns the group pid is charged to, its user, command and
@@ -293,6 +335,10 @@ func (p *procs) chain(pid int) []int {
 	return chain
 }
 
+// errReaped is readProc's error for a process the kernel is releasing:
+// its /proc/PID/stat still reads, but with parent 0 and process group -1.
+var errReaped = errors.New("process exited and reaped")
+
 // readProc reads a live process's parent, process group, user and
 // command.
 func readProc(pid int) (*proc, error) {
@@ -301,18 +347,40 @@ func readProc(pid int) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	pr, err := parseStat(b)
+	if err != nil {
+		return nil, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	pr.uid, pr.read = uid, time.Now()
+	return pr, nil
+}
+
+// parseStat parses the start of a /proc/PID/stat: the command, parent
+// and process group. A dead or zombie process without a process group
+// is being released (the kernel no longer has its parent and group) and
+// is errReaped.
+func parseStat(b []byte) (*proc, error) {
 	// pid (comm) state ppid pgrp session ...
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
-		return nil, fmt.Errorf("bad /proc/%d/stat", pid)
+		return nil, errors.New("no command in parentheses")
 	}
 	f := strings.Fields(string(b[end+1 : min(len(b), end+64)]))
 	if len(f) < 3 {
-		return nil, fmt.Errorf("bad /proc/%d/stat", pid)
+		return nil, errors.New("short")
 	}
-	ppid, _ := strconv.Atoi(f[1])
-	pgid, _ := strconv.Atoi(f[2])
-	return &proc{ppid: ppid, pgid: pgid, uid: uid, comm: string(b[open+1 : end]), read: time.Now()}, nil
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return nil, fmt.Errorf("parent: %w", err)
+	}
+	pgid, err := strconv.Atoi(f[2])
+	if err != nil {
+		return nil, fmt.Errorf("process group: %w", err)
+	}
+	if pgid <= 0 && (f[0] == "X" || f[0] == "Z") {
+		return nil, errReaped
+	}
+	return &proc{ppid: ppid, pgid: pgid, grouped: true, comm: string(b[open+1 : end])}, nil
 }
 
 // readStat reads the start of /proc/PID/stat into buf (512 bytes hold the
