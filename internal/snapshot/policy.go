@@ -103,7 +103,8 @@ func (p Policy) Suspect(s Stamped) bool {
 }
 
 // Apply decides each snapshot of one group (forget groups by host and
-// paths), newest stamp first. A calendar rule keeps the newest snapshot of
+// paths), newest stamp first; equal stamps (stored within one tick of
+// the store's clock) are ordered by claimed time, then ID. A calendar rule keeps the newest snapshot of
 // each of its newest n periods that hold one. A snapshot without a stamp
 // is kept, as nothing says how old it is, and so is a suspect one.
 func (p Policy) Apply(list []Stamped, now time.Time) []Decision {
@@ -117,6 +118,9 @@ func (p Policy) Apply(list []Stamped, now time.Time) []Decision {
 	}
 	slices.SortStableFunc(out, func(a, b Decision) int {
 		if c := b.Stamp.Compare(a.Stamp); c != 0 {
+			return c
+		}
+		if c := b.Time.Compare(a.Time); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID.String(), b.ID.String())

@@ -126,6 +126,22 @@ func TestPolicyWithoutStamp(t *testing.T) {
 	}
 }
 
+// TestPolicyEqualStamps: snapshots stored within one tick of the store's
+// clock have equal stamps; the newer claimed time is the newer, whatever
+// their IDs.
+func TestPolicyEqualStamps(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, names := range [][]string{{"a", "b", "c"}, {"c", "b", "a"}, {"b", "c", "a"}} {
+		var list []Stamped
+		for i, name := range names {
+			list = append(list, stamped(name, now.Add(time.Duration(i-3)*time.Second), now)) // claims before the stamp: honest
+		}
+		if got := kept(t, Policy{Last: 1}, list, now, names); !slices.Equal(got, names[2:]) {
+			t.Errorf("claims in order %q, one stamp: kept %q, want the newest claim %q", names, got, names[2])
+		}
+	}
+}
+
 func TestApplyGroups(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	snap := func(name, host string, paths []string, age time.Duration) Stamped {
