@@ -31,16 +31,19 @@ type sampler struct {
 	// Its entries may be stale (a file since rewritten, moved or
 	// deleted): copies checks each against the cache and the disk.
 	byContent map[contentKey][]string
-	buf       []byte   // detect.MaxBlocks blocks, one after the other
-	blocks    [][]byte // slices of buf, reused
+	// ids holds the file each path was last read from (see
+	// Watcher.linked); cleared when full.
+	ids    map[string]fileID
+	buf    []byte   // detect.MaxBlocks blocks, one after the other
+	blocks [][]byte // slices of buf, reused
 }
 
 func newSampler() *sampler {
-	return &sampler{cache: map[string]*detect.Sample{}, byContent: map[contentKey][]string{}, buf: make([]byte, detect.MaxBlocks*detect.BlockSize)}
+	return &sampler{cache: map[string]*detect.Sample{}, byContent: map[contentKey][]string{}, ids: map[string]fileID{}, buf: make([]byte, detect.MaxBlocks*detect.BlockSize)}
 }
 
-// read samples the regular file at path; ok is false when it is gone or
-// not a regular file. It runs for every file written, so it goes straight
+// read samples the regular file at path, and remembers which file that
+// is (ids); ok is false when it is gone or not a regular file. It runs for every file written, so it goes straight
 // to the system calls: no *os.File, whose registration with the runtime's
 // poller would cost two more calls and an allocation per file, and a small
 // file (every block sampled) is read in one call.
@@ -54,6 +57,10 @@ func (s *sampler) read(path string) (*detect.Sample, bool) {
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, false
 	}
+	if len(s.ids) >= maxSamples {
+		clear(s.ids)
+	}
+	s.ids[path] = idOf(&st)
 	blocks := s.blocks[:0]
 	if st.Size <= int64(len(s.buf)) {
 		n, _ := pread(fd, s.buf[:st.Size], 0)
@@ -184,20 +191,44 @@ func (s *sampler) copies(path string, smp *detect.Sample) []string {
 	return out
 }
 
+// drop forgets path, deleted, and returns its last sample and file.
+func (s *sampler) drop(path string) (*detect.Sample, fileID, bool) {
+	smp := s.cache[path]
+	id, ok := s.ids[path]
+	delete(s.cache, path)
+	delete(s.ids, path)
+	return smp, id, ok
+}
+
 // move renames cached samples at or below from (a file or a folder).
 func (s *sampler) move(from, to string, dir bool) {
 	if !dir {
-		if smp, ok := s.cache[from]; ok {
-			delete(s.cache, from)
-			s.put(to, smp)
+		if smp, id, ok := s.drop(from); smp != nil || ok {
+			s.moved(to, smp, id, ok)
 		}
 		return
 	}
-	for p, smp := range s.cache {
+	for p := range s.cache {
 		if fswatch.Under(p, from) {
-			delete(s.cache, p)
-			s.put(to+p[len(from):], smp)
+			smp, id, ok := s.drop(p)
+			s.moved(to+p[len(from):], smp, id, ok)
 		}
+	}
+	for p := range s.ids { // read, not yet put
+		if fswatch.Under(p, from) {
+			_, id, ok := s.drop(p)
+			s.moved(to+p[len(from):], nil, id, ok)
+		}
+	}
+}
+
+// moved remembers what drop returned under a new path.
+func (s *sampler) moved(path string, smp *detect.Sample, id fileID, ok bool) {
+	if smp != nil {
+		s.put(path, smp)
+	}
+	if ok {
+		s.ids[path] = id
 	}
 }
 

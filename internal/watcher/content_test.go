@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSamplerCopies(t *testing.T) {
@@ -56,8 +58,49 @@ func TestSamplerCopies(t *testing.T) {
 	if got := s.copies(e, s.cache[e]); !slices.Equal(got, []string{c}) {
 		t.Errorf("copies of e before c's deletion is read: %v, want c", got)
 	}
-	delete(s.cache, c)
+	s.drop(c)
 	if got := s.copies(e, s.cache[e]); len(got) != 0 {
 		t.Errorf("copies of e after c's deletion: %v, want none", got)
+	}
+}
+
+// TestSamplerIDs: the sampler knows which file it last read at a path
+// through moves of the file and of its folder, until the path is dropped.
+func TestSamplerIDs(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := filepath.Join(sub, "a.txt")
+	if err := os.WriteFile(a, []byte("a report"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(a, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := idOf(&st)
+	s := newSampler()
+	smp, ok := s.read(a)
+	if !ok {
+		t.Fatal("read a")
+	}
+	s.put(a, smp)
+	b := filepath.Join(sub, "b.txt")
+	s.move(a, b, false)
+	moved := filepath.Join(dir, "moved")
+	s.move(sub, moved, true)
+	for _, p := range []string{a, b} {
+		if _, _, ok := s.drop(p); ok {
+			t.Errorf("%s: still known after the moves", p)
+		}
+	}
+	got, id, ok := s.drop(filepath.Join(moved, "b.txt"))
+	if !ok || id != want || got != smp {
+		t.Errorf("after moves: sample %p id %v known %v, want %p %v", got, id, ok, smp, want)
+	}
+	if _, _, ok := s.drop(filepath.Join(moved, "b.txt")); ok {
+		t.Error("known after it was dropped")
 	}
 }

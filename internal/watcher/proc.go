@@ -40,7 +40,7 @@ type proc struct {
 // stops process trees. Safe for concurrent use.
 type procs struct {
 	self      int
-	exe       exeID        // this process's executable (never a sibling, see siblings)
+	exe       fileID       // this process's executable (never a sibling, see siblings)
 	protected map[int]bool // this process and its ancestors: never stopped, never part of a tree
 	ownGroups map[int]bool // their process groups
 	mu        sync.Mutex

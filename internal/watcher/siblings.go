@@ -9,21 +9,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// exeID identifies an executable file.
-type exeID struct{ dev, ino uint64 }
+// fileID identifies a file: its device and inode.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(st *unix.Stat_t) fileID { return fileID{uint64(st.Dev), st.Ino} }
 
 // exeOf returns the executable pid runs, and its path.
-func exeOf(pid int) (exeID, string, bool) {
+func exeOf(pid int) (fileID, string, bool) {
 	link := "/proc/" + strconv.Itoa(pid) + "/exe"
 	var st unix.Stat_t
 	if unix.Stat(link, &st) != nil {
-		return exeID{}, "", false
+		return fileID{}, "", false
 	}
 	p, err := os.Readlink(link)
 	if err != nil {
-		return exeID{}, "", false
+		return fileID{}, "", false
 	}
-	return exeID{uint64(st.Dev), st.Ino}, p, true
+	return idOf(&st), p, true
 }
 
 // systemDirs hold the executables installed with the system: interpreters,
@@ -43,7 +45,7 @@ var systemDirs = []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib6
 // use.
 func (p *procs) siblings(pids []int, found func([]int)) {
 	type key struct {
-		exe exeID
+		exe fileID
 		uid int
 	}
 	wanted := map[key]bool{}

@@ -92,7 +92,7 @@ type Watcher struct {
 	pending  map[string]bool // written files gone before they were sampled (renamed away)
 	// unwritten are files created and not (yet) written, by when: where a
 	// hard link puts content that already exists (see linked).
-	unwritten map[string]time.Time
+	unwritten map[string]*newFile
 	hurry     bool       // the batch being handled asks for the next at once (see handle)
 	raised    uint64     // the detector's Raised after the last batch
 	ticked    time.Time  // when the proc connector was last drained
@@ -144,7 +144,7 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}, unwritten: map[string]time.Time{},
+	w := &Watcher{cfg: cfg, log: cfg.Logger, det: det, samples: newSampler(), canaries: map[string]bool{}, pending: map[string]bool{}, unwritten: map[string]*newFile{},
 		stopped: map[int]int{}, groups: map[int]bool{}, after: map[int][]string{}, unsettled: map[int]bool{},
 		syncs: map[string]chan struct{}{}}
 	if w.log == nil {
@@ -361,7 +361,7 @@ func (w *Watcher) one(ev fswatch.Event) {
 			if len(w.unwritten) >= maxUnwritten {
 				clear(w.unwritten)
 			}
-			w.unwritten[ev.Path] = w.cfg.Now()
+			w.unwritten[ev.Path] = &newFile{at: w.cfg.Now()}
 		}
 		de = &detect.Event{Op: detect.Create, Path: ev.Path, Dir: ev.Dir}
 	case fswatch.Write:
@@ -405,13 +405,12 @@ func (w *Watcher) one(ev fswatch.Event) {
 		if ev.Dir {
 			return
 		}
-		old := w.samples.cache[ev.Path]
-		delete(w.samples.cache, ev.Path)
+		old, id, known := w.samples.drop(ev.Path)
 		delete(w.pending, ev.Path)
 		delete(w.unwritten, ev.Path)
 		copies := w.copies(ev.Path, old)
-		if len(copies) == 0 && !self {
-			copies = w.linked(ev.Path, old)
+		if len(copies) == 0 && known && !self {
+			copies = w.linked(ev.Path, old, id)
 		}
 		de = &detect.Event{Op: detect.Delete, Path: ev.Path, Old: old, Copies: copies}
 	case fswatch.Rename:
@@ -440,32 +439,46 @@ func (w *Watcher) copies(p string, old *detect.Sample) []string {
 // maxUnwritten bounds the files remembered as created and not written.
 const maxUnwritten = 256
 
-// linked returns the files created within FreshAge and never written
-// whose content equals old, the last sample of p, deleted: hard links
-// made to p before it was unlinked (an antivirus moving a file into
-// quarantine with link and unlink, rename through a temporary name). A
-// link adds a name to content that exists, so its creation brings no
-// close after writing and it is not sampled then; it is sampled here,
-// only when a deletion finds no copy in the cache, and compared by size
-// first. Such a file then holds the deleted file's content as a copy
-// does (detect.Event.Copies).
-func (w *Watcher) linked(p string, old *detect.Sample) []string {
+// newFile is a file created and not (yet) written.
+type newFile struct {
+	at    time.Time
+	id    fileID // once known
+	known bool
+}
+
+// linked returns the files created within FreshAge and never written that
+// are the file id, last read at p, now deleted, if its content was old:
+// hard links made to p before it was unlinked (an antivirus moving a file
+// into quarantine with link and unlink, git finishing an object file, a
+// rename through a temporary name). A link adds a name to a file that
+// exists, so its creation brings no close after writing and it is not
+// sampled then; each such name is looked up once, when a deletion first
+// needs it, and sampled when it is the deleted file. Such a file then
+// holds the deleted file's content as a copy would.
+func (w *Watcher) linked(p string, old *detect.Sample, id fileID) []string {
 	want, ok := keyOf(old)
 	if !ok || len(w.unwritten) == 0 {
 		return nil
 	}
 	now := w.cfg.Now()
 	var out []string
-	for c, t := range w.unwritten {
-		if now.Sub(t) > w.cfg.Detect.FreshAge {
+	for c, f := range w.unwritten {
+		if now.Sub(f.at) > w.cfg.Detect.FreshAge {
 			delete(w.unwritten, c)
 			continue
 		}
 		if c == p || w.canaries[c] {
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(c, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != old.Size {
+		if !f.known {
+			var st unix.Stat_t
+			if err := unix.Lstat(c, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+				delete(w.unwritten, c) // gone, or not a file
+				continue
+			}
+			f.id, f.known = idOf(&st), true
+		}
+		if f.id != id {
 			continue
 		}
 		smp, ok := w.samples.read(c)
@@ -494,9 +507,10 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 		}
 		return
 	}
-	if t, ok := w.unwritten[ev.OldPath]; ok {
+	delete(w.unwritten, ev.Path) // replaced
+	if f, ok := w.unwritten[ev.OldPath]; ok {
 		delete(w.unwritten, ev.OldPath)
-		w.unwritten[ev.Path] = t
+		w.unwritten[ev.Path] = f
 	}
 	replaced := w.samples.cache[ev.Path]
 	src := w.samples.cache[ev.OldPath]
@@ -507,18 +521,23 @@ func (w *Watcher) rename(ev fswatch.Event, self bool) {
 	// file under the same name (a program saving document after document
 	// through one temporary name, whose events the kernel merged), caught
 	// half written.
+	reread := false
 	if written || src == nil || replaced != nil {
 		if smp, ok := w.samples.read(ev.Path); ok {
+			reread = true
 			if written {
 				w.judge(ev, self, &detect.Event{Op: detect.Write, Path: ev.OldPath, Old: src, New: smp, Canary: w.canaries[ev.OldPath] && canaryHit(ev.OldPath, src, smp)})
 			}
 			src = smp
 		}
 	}
-	delete(w.samples.cache, ev.OldPath)
-	if src != nil {
-		w.samples.put(ev.Path, src)
+	_, id, known := w.samples.drop(ev.OldPath)
+	if reread {
+		known = false // the read remembered the file now at ev.Path
+	} else {
+		delete(w.samples.ids, ev.Path) // the file it replaced
 	}
+	w.samples.moved(ev.Path, src, id, known)
 	canary := false
 	if w.canaries[ev.OldPath] {
 		if filepath.Base(ev.OldPath) == filepath.Base(ev.Path) && fswatch.InRoots(ev.Path, w.roots) {
