@@ -43,10 +43,11 @@ func newSampler() *sampler {
 }
 
 // read samples the regular file at path, and remembers which file that
-// is (ids); ok is false when it is gone or not a regular file. It runs for every file written, so it goes straight
-// to the system calls: no *os.File, whose registration with the runtime's
-// poller would cost two more calls and an allocation per file, and a small
-// file (every block sampled) is read in one call.
+// is (ids); ok is false when it is gone or not a regular file. It runs
+// for every file written, so it goes straight to the system calls: no
+// *os.File, whose registration with the runtime's poller would cost two
+// more calls and an allocation per file, and a small file (every block
+// sampled) is read in one call.
 func (s *sampler) read(path string) (*detect.Sample, bool) {
 	fd, err := openNoFollow(path)
 	if err != nil {
@@ -203,9 +204,8 @@ func (s *sampler) drop(path string) (*detect.Sample, fileID, bool) {
 // move renames cached samples at or below from (a file or a folder).
 func (s *sampler) move(from, to string, dir bool) {
 	if !dir {
-		if smp, id, ok := s.drop(from); smp != nil || ok {
-			s.moved(to, smp, id, ok)
-		}
+		smp, id, ok := s.drop(from)
+		s.moved(to, smp, id, ok)
 		return
 	}
 	for p := range s.cache {
