@@ -104,9 +104,10 @@ func (p Policy) Suspect(s Stamped) bool {
 
 // Apply decides each snapshot of one group (forget groups by host and
 // paths), newest stamp first; equal stamps (stored within one tick of
-// the store's clock) are ordered by claimed time, then ID. A calendar rule keeps the newest snapshot of
-// each of its newest n periods that hold one. A snapshot without a stamp
-// is kept, as nothing says how old it is, and so is a suspect one.
+// the store's clock) are ordered by claimed time, then ID. A calendar
+// rule keeps the newest snapshot of each of its newest n periods that
+// hold one. A snapshot without a stamp is kept, as nothing says how old
+// it is, and so is a suspect one.
 func (p Policy) Apply(list []Stamped, now time.Time) []Decision {
 	loc := p.Location
 	if loc == nil {

@@ -90,8 +90,8 @@ type Watcher struct {
 	placed   []string
 	guard    *guard          // nil: nothing guarded
 	pending  map[string]bool // written files gone before they were sampled (renamed away)
-	// unwritten are files created and not (yet) written, by when: where a
-	// hard link puts content that already exists (see linked).
+	// unwritten are files created and not (yet) written: where a hard
+	// link puts content that already exists (see linked).
 	unwritten map[string]*newFile
 	hurry     bool       // the batch being handled asks for the next at once (see handle)
 	raised    uint64     // the detector's Raised after the last batch
