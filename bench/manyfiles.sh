@@ -8,8 +8,9 @@
 #
 # Knobs (environment):
 #   MANYFILES_N        files in the tree (10000000)
-#   MANYFILES_REF_N    files in the reference tree (500000); 0 skips it. Its
-#                      results are reused while the binaries are unchanged.
+#   MANYFILES_REF_N    files in the reference tree (500000); 0 skips it
+#   MANYFILES_ROUNDS   unchanged incrementals of each tree (3), alternating
+#                      between the trees; the report takes the median
 #   MANYFILES_DIR      work directory (/tmp/kalaja-manyfiles): trees, repositories,
 #                      restores, logs, results.tsv
 #   MANYFILES_IMAGE    if set, an ext4 image file made for the run (sparse, with
@@ -40,6 +41,7 @@ read -ra TOOLS <<<"${MANYFILES_TOOLS:-kalaja restic}"
 CHANGES=${MANYFILES_CHANGES:-1000}
 NICE=${MANYFILES_NICE:-10}
 RESTORE=${MANYFILES_RESTORE:-true}
+ROUNDS=${MANYFILES_ROUNDS:-3}
 LIMIT_KIB=$((1024 * 1024)) # 1 GiB
 TOLERANCE=1.10             # per-file incremental time may be 10% above the reference (noise)
 RESTIC_VERSION=0.19.1
@@ -85,7 +87,7 @@ build() {
 	fi
 }
 
-# binary_of tool: the binary measured, for reusing the reference's results.
+# binary_of tool: the binary measured.
 binary_of() {
 	case $1 in
 	kalaja) echo "$KALAJA_BIN" ;;
@@ -93,17 +95,17 @@ binary_of() {
 	esac
 }
 
-# tree n: the tree of n files, generated once per generator.
+# tree n: generate the tree of n files once per generator; prints its path.
 tree() {
 	local n=$1 dir=$WORK/src-$1 stamp
 	stamp="n=$n generator=$(sha256sum "$GEN" | cut -c1-16)"
 	if [[ ! -f $dir.stamp || $(<"$dir.stamp") != "$stamp" ]]; then
 		log "generating $n files in $dir"
 		rm -rf "$dir" "$dir.stamp"
-		nice -n "$NICE" "$GEN" -n "$n" -dir "$dir"
+		nice -n "$NICE" "$GEN" -n "$n" -dir "$dir" >&2
 		echo "$stamp" >"$dir.stamp"
 	fi
-	SRC=$dir
+	echo "$dir"
 }
 
 # measure n tool phase cmd...: run cmd under GNU time, record and print a row.
@@ -115,94 +117,109 @@ measure() {
 		fail "$tool $phase ($n files): $*" "$log"
 	fi
 	read -r secs rss user sys <"$timing"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$tool" "$phase" "$secs" "$rss" "$user" "$sys" "$(sha256sum "$(binary_of "$tool")" | cut -c1-16)" >>"$RESULTS"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$RUN" "$n" "$tool" "$phase" "$secs" "$rss" "$user" "$sys" "$(sha256sum "$(binary_of "$tool")" | cut -c1-16)" >>"$RESULTS"
 	awk -v n="$n" -v t="$tool" -v p="$phase" -v s="$secs" -v m="$rss" -v u="$user" -v y="$sys" 'BEGIN {
 		printf "    %9d files  %-7s %-13s %8.1f s wall %8.1f s CPU %6.0f MiB RSS\n", n, t, p, s, u + y, m / 1024 }'
 }
 
-# change n k: append to k files of the tree (every n/k-th), so that their
-# size, mtime and content differ; unchange undoes it (but for the times).
+# change src n k: append to k files of the tree of n files (every n/k-th),
+# so that their size, mtime and content differ; unchange undoes it (but
+# for the times).
 change() {
-	local step=$(($1 / $2 > 0 ? $1 / $2 : 1))
-	find "$SRC" -type f | awk -v s="$step" 'NR % s == 1' | head -n "$2" >"$WORK/changed.list"
-	while read -r f; do printf 'changed' >>"$f"; done <"$WORK/changed.list"
+	local step=$(($2 / $3 > 0 ? $2 / $3 : 1))
+	find "$1" -type f | awk -v s="$step" 'NR % s == 1' | head -n "$3" >"$WORK/changed-$2.list"
+	while read -r f; do printf 'changed' >>"$f"; done <"$WORK/changed-$2.list"
 }
 
 unchange() {
-	while read -r f; do truncate -s -7 "$f"; done <"$WORK/changed.list"
+	while read -r f; do truncate -s -7 "$f"; done <"$WORK/changed-$1.list"
 }
 
-run_tool() { # n tool
-	local n=$1 tool=$2 repo=$WORK/repo-$2 target=$WORK/restore-$2 restored files
-	rm -rf "$repo" "$target" "$WORK/cache-$tool"
-	export KALAJA_CACHE_DIR=$WORK/cache-kalaja RESTIC_CACHE_DIR=$WORK/cache-restic
+# backup n tool phase: one backup of the tree of n files into tool's
+# repository for it.
+backup() {
+	local n=$1 tool=$2 repo=$WORK/repo-$2-$1 src=$WORK/src-$1
+	export KALAJA_CACHE_DIR=$WORK/cache-kalaja-$n RESTIC_CACHE_DIR=$WORK/cache-restic-$n
 	case $tool in
-	kalaja)
-		"$KALAJA_BIN" init --repo "$repo" >"$WORK/logs/$n-$tool-init.log" 2>&1 || fail "kalaja init" "$WORK/logs/$n-$tool-init.log"
-		measure "$n" kalaja backup "$KALAJA_BIN" backup --repo "$repo" "$SRC"
-		measure "$n" kalaja incremental "$KALAJA_BIN" backup --repo "$repo" "$SRC"
-		change "$n" "$CHANGES"
-		measure "$n" kalaja changed "$KALAJA_BIN" backup --repo "$repo" "$SRC"
-		[[ $RESTORE != true ]] || measure "$n" kalaja restore "$KALAJA_BIN" restore latest --repo "$repo" --target "$target"
-		;;
-	restic)
-		"$RESTIC_BIN" init --repo "$repo" >"$WORK/logs/$n-$tool-init.log" 2>&1 || fail "restic init" "$WORK/logs/$n-$tool-init.log"
-		measure "$n" restic backup "$RESTIC_BIN" --repo "$repo" backup "$SRC"
-		measure "$n" restic incremental "$RESTIC_BIN" --repo "$repo" backup "$SRC"
-		change "$n" "$CHANGES"
-		measure "$n" restic changed "$RESTIC_BIN" --repo "$repo" backup "$SRC"
-		[[ $RESTORE != true ]] || measure "$n" restic restore "$RESTIC_BIN" --repo "$repo" restore latest --target "$target"
-		;;
+	kalaja) measure "$n" kalaja "$3" "$KALAJA_BIN" backup --repo "$repo" "$src" ;;
+	restic) measure "$n" restic "$3" "$RESTIC_BIN" --repo "$repo" backup "$src" ;;
 	esac
-	if [[ $RESTORE != true ]]; then
-		unchange
-		rm -rf "$repo"
-		return
+}
+
+# first n tool: a new repository and the first backup into it.
+first() {
+	local n=$1 tool=$2 repo=$WORK/repo-$2-$1
+	rm -rf "$repo" "$WORK/cache-$tool-$n"
+	case $tool in
+	kalaja) "$KALAJA_BIN" init --repo "$repo" >"$WORK/logs/$n-$tool-init.log" 2>&1 || fail "kalaja init" "$WORK/logs/$n-$tool-init.log" ;;
+	restic) "$RESTIC_BIN" init --repo "$repo" >"$WORK/logs/$n-$tool-init.log" 2>&1 || fail "restic init" "$WORK/logs/$n-$tool-init.log" ;;
+	esac
+	backup "$n" "$tool" backup
+}
+
+# last n tool: a backup after a few changes, the restore and its check,
+# and the repository removed.
+last() {
+	local n=$1 tool=$2 repo=$WORK/repo-$2-$1 target=$WORK/restore-$2 src=$WORK/src-$1 restored files d
+	change "$src" "$n" "$CHANGES"
+	backup "$n" "$tool" changed
+	if [[ $RESTORE == true ]]; then
+		rm -rf "$target"
+		case $tool in
+		kalaja) measure "$n" kalaja restore "$KALAJA_BIN" restore latest --repo "$repo" --target "$target" ;;
+		restic) measure "$n" restic restore "$RESTIC_BIN" --repo "$repo" restore latest --target "$target" ;;
+		esac
+		restored=$target$src
+		files=$(find "$restored" -type f | wc -l)
+		[[ $files == "$n" ]] || fail "$tool restored $files files of $n"
+		# A full diff of ten million files costs more than the restore:
+		# compare the first and the last folder byte for byte, and count
+		# the rest.
+		for d in $(find "$src" -type f -printf '%h\n' | sed -n '1p;$p'); do
+			diff -rq --no-dereference "$d" "$target$d" >/dev/null || fail "RESTORE MISMATCH: $tool, folder $d"
+		done
 	fi
-	restored=$target$SRC
-	files=$(find "$restored" -type f | wc -l)
-	[[ $files == "$n" ]] || fail "$tool restored $files files of $n"
-	# A full diff of ten million files costs more than the restore: compare
-	# the first and the last folder byte for byte, and count the rest.
-	for d in $(find "$SRC" -type f -printf '%h\n' | sed -n '1p;$p'); do
-		diff -rq --no-dereference "$d" "$target$d" >/dev/null || fail "RESTORE MISMATCH: $tool, folder $d"
-	done
-	unchange
+	unchange "$n"
 	rm -rf "$repo" "$target"
 }
 
-# reuse n tool: whether results.tsv already holds all of tool's phases at
-# n files with the same binary.
-reuse() {
-	local sum
-	sum=$(sha256sum "$(binary_of "$2")" | cut -c1-16)
-	[[ $(awk -v n="$1" -v t="$2" -v s="$sum" '$1 == n && $2 == t && $8 == s' "$RESULTS" 2>/dev/null | wc -l) -ge $([[ $RESTORE == true ]] && echo 4 || echo 3) ]]
-}
-
+# report: this run's rows; for the incremental, the median of its rounds.
 report() {
 	echo
-	echo "Peak RSS limit 1 GiB; incremental time per unchanged file against $REF_N files (tolerance ${TOLERANCE}x):"
-	awk -v N="$N" -v R="$REF_N" -v L="$LIMIT_KIB" -v tol="$TOLERANCE" -F'\t' '
-		$1 == N || $1 == R { last[$1 FS $2 FS $3] = $0 }
+	echo "Peak RSS limit 1 GiB; incremental time per unchanged file, median of $ROUNDS rounds, against $REF_N files (tolerance ${TOLERANCE}x):"
+	awk -v run="$RUN" -v N="$N" -v R="$REF_N" -v L="$LIMIT_KIB" -v tol="$TOLERANCE" -F'\t' '
+		function median(s,   a, k, i, j, t) {
+			k = split(s, a, " ")
+			for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+			return k % 2 ? a[(k+1)/2] : (a[k/2] + a[k/2+1]) / 2
+		}
+		$1 != run { next }
+		{
+			k = $2 FS $3 FS $4
+			if (!(k in rss) || $6 > rss[k]) rss[k] = $6
+			wall[k] = wall[k] " " $5 / $2 * 1e6
+			cpu[k] = cpu[k] " " ($7 + $8) / $2 * 1e6
+			secs[k] = secs[k] " " $5
+			tools[$3] = 1
+		}
 		END {
-			for (k in last) {
-				split(last[k], f, FS)
-				if (f[1] != N) continue
-				printf "  %-7s %-12s %7.1f s  %6.0f MiB  %s\n", f[2], f[3], f[4], f[5] / 1024, (f[5] <= L ? "PASS" : "FAIL (> 1 GiB)")
-				if (f[3] == "incremental") {
-					per = f[4] / N * 1e6
-					cpu = (f[6] + f[7]) / N * 1e6
-					line = "  " f[2] " incremental per unchanged file: " sprintf("%.2f us wall, %.2f us CPU", per, cpu)
-					if (R > 0 && (R FS f[2] FS "incremental") in last) {
-						split(last[R FS f[2] FS "incremental"], g, FS)
-						ref = g[4] / R * 1e6
-						refcpu = (g[6] + g[7]) / R * 1e6
-						line = line sprintf(" (at %d files: %.2f us wall, %.2f us CPU; wall ratio %.2f) %s", R, ref, refcpu, per / ref, (per <= ref * tol ? "PASS" : "FAIL"))
-					}
-					inc[f[2]] = line
+			for (t in tools) {
+				for (p = 1; p <= 4; p++) {
+					phase = p == 1 ? "backup" : p == 2 ? "incremental" : p == 3 ? "changed" : "restore"
+					k = N FS t FS phase
+					if (!(k in rss)) continue
+					printf "  %-7s %-12s %7.1f s  %6.0f MiB  %s\n", t, phase, median(secs[k]), rss[k] / 1024, (rss[k] <= L ? "PASS" : "FAIL (> 1 GiB)")
 				}
+				k = N FS t FS "incremental"
+				if (!(k in wall)) continue
+				line = sprintf("  %s incremental per unchanged file: %.2f us wall (rounds:%s), %.2f us CPU", t, median(wall[k]), wall[k], median(cpu[k]))
+				r = R FS t FS "incremental"
+				if (R > 0 && R != N && (r in wall)) {
+					per = median(wall[k]); ref = median(wall[r])
+					line = line sprintf("; at %d files %.2f us wall (rounds:%s), %.2f us CPU; wall ratio %.2f %s", R, ref, wall[r], median(cpu[r]), per / ref, (per <= ref * tol ? "PASS" : "FAIL"))
+				}
+				print line
 			}
-			for (t in inc) print inc[t]
 		}' "$RESULTS" | sort
 }
 
@@ -211,20 +228,31 @@ main() {
 	mkdir -p "$WORK/logs"
 	build
 	RESULTS=$WORK/results.tsv
-	[[ -f $RESULTS ]] || printf 'files\ttool\tphase\tseconds\tpeak_rss_kib\tuser_s\tsys_s\tbinary\n' >"$RESULTS"
-	local n
+	RUN=$(date +%Y%m%dT%H%M%S)
+	[[ -f $RESULTS ]] || printf 'run\tfiles\ttool\tphase\tseconds\tpeak_rss_kib\tuser_s\tsys_s\tbinary\n' >"$RESULTS"
+	local sizes=() n tool r
 	for n in $REF_N $N; do
-		[[ $n == 0 ]] && continue
-		[[ $n == "$REF_N" && $n == "$N" && -n ${done_ref:-} ]] && continue
-		done_ref=1
-		tree "$n"
-		for tool in "${TOOLS[@]}"; do
-			if [[ $n == "$REF_N" && $n != "$N" ]] && reuse "$n" "$tool"; then
-				log "reusing $tool's results at $n files"
-				continue
-			fi
-			log "$tool, $n files"
-			run_tool "$n" "$tool"
+		[[ $n == 0 || " ${sizes[*]} " == *" $n "* ]] || sizes+=("$n")
+	done
+	for n in "${sizes[@]}"; do
+		tree "$n" >/dev/null
+	done
+	for tool in "${TOOLS[@]}"; do
+		for n in "${sizes[@]}"; do
+			log "$tool, $n files: first backup"
+			first "$n" "$tool"
+		done
+		# The sizes' incrementals alternate, so that each meets the
+		# machine and the caches as the other does.
+		for r in $(seq "$ROUNDS"); do
+			for n in "${sizes[@]}"; do
+				log "$tool, $n files: incremental, round $r of $ROUNDS"
+				backup "$n" "$tool" incremental
+			done
+		done
+		for n in "${sizes[@]}"; do
+			log "$tool, $n files: $CHANGES changed, restore"
+			last "$n" "$tool"
 		done
 	done
 	report
