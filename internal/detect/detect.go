@@ -381,6 +381,18 @@ func (d *Detector) userGroups(uid int, t time.Time, scored ...*group) []*group {
 // for the whole window.
 func (d *Detector) Raised() uint64 { return d.raised }
 
+// Score returns the score of a's process tree now: 0 for one without
+// evidence, and what its last alert started again from for one alerted.
+func (d *Detector) Score(a Actor) float64 {
+	if g := d.groups[d.key(a)]; g != nil {
+		return g.score
+	}
+	return 0
+}
+
+// Threshold returns the score at which a process tree alerts.
+func (d *Detector) Threshold() float64 { return d.cfg.Threshold }
+
 // signals returns the evidence one event adds.
 func (d *Detector) signals(g *group, e Event) []contrib {
 	var out []contrib

@@ -7,17 +7,19 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/detect"
 )
 
 // holder keeps suspects on the watcher's CPU (docs/design.md, "Holding a
-// suspect"). A process whose event raised its actor's score has its
-// threads' CPU affinity set to the CPU the watcher's event thread runs
-// on, and that thread is pinned there too. The event thread waits for
-// events at real-time priority, so from then on every event the suspect
-// causes preempts it, on the one CPU they share, until the event is read
-// and scored: the suspect cannot run ahead of the watcher on another core,
-// whatever the load, and an alert stops it within the files its threshold
-// needs. A suspect whose score stops rising for holdFor gets its own
+// suspect"). A process whose event raised its actor's score to holdShare
+// of the threshold (see suspect) has its threads' CPU affinity set to the
+// CPU the watcher's event thread runs on, and that thread is pinned there
+// too. The event thread waits for events at real-time priority, so from
+// then on every event the suspect causes preempts it, on the one CPU they
+// share, until the event is read and scored: the suspect cannot run ahead
+// of the watcher on another core, whatever the load, and an alert stops it
+// within the files its threshold needs. A suspect whose score stops rising for holdFor gets its own
 // affinity back; so does one that exits. Not a signal: the parent of the
 // process (an interactive shell) sees nothing, as it would with SIGSTOP.
 //
@@ -40,6 +42,21 @@ type holder struct {
 type heldProc struct {
 	masks map[int]unix.CPUSet // TID -> affinity before the hold
 	until time.Time
+}
+
+// holdShare is the share of the detector's threshold from which a process
+// tree whose score rose is held: more than one deleted or renamed file
+// (2.5 and 2 of 10 by default), so that a program replacing its files one
+// by one (git switching commits, a package upgrade), whose score rises and
+// is taken back file after file, keeps its own CPUs, while one damaged
+// file's content (4-5) or two deletions hold at once.
+const holdShare = 1.0 / 3
+
+// suspect reports whether the event d observed last, by actor a, makes a
+// suspect to hold: it raised a score (d.Raised was before when it came),
+// and a's process tree now scores holdShare of the threshold or more.
+func suspect(d *detect.Detector, a detect.Actor, before uint64) bool {
+	return d.Raised() != before && d.Score(a) >= holdShare*d.Threshold()
 }
 
 // holdFor is how long a suspect stays held after its score last rose.

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"bufio"
+	"crypto/rand"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/detect"
 )
 
 // TestHolder: a held process's threads go to the event thread's CPU,
@@ -166,5 +169,71 @@ func TestHoldFollowsEventThread(t *testing.T) {
 	}
 	if sets[first] != h.own {
 		t.Errorf("the thread it left has affinity %v, want its own %v", sets[first], h.own)
+	}
+}
+
+// TestSuspect: a program that replaces files one by one (git switching
+// commits: each file deleted, then written anew) raises its score and has
+// it taken back file after file, and is never held; one damaged file, or a
+// second deletion, holds the process.
+func TestSuspect(t *testing.T) {
+	analyze := func(b []byte) *detect.Sample {
+		var blocks [][]byte
+		for _, off := range detect.Offsets(int64(len(b))) {
+			blocks = append(blocks, b[off:min(int64(len(b)), off+detect.BlockSize)])
+		}
+		s := detect.Analyze(int64(len(b)), blocks)
+		return &s
+	}
+	text := func(i int) *detect.Sample {
+		return analyze([]byte(strings.Repeat(fmt.Sprintf("Revision %d of the council's budget for the water works. ", i), 200)))
+	}
+	noise := make([]byte, 9000)
+	if _, err := rand.Read(noise); err != nil {
+		t.Fatal(err)
+	}
+	type step struct {
+		op       detect.Op
+		old, new *detect.Sample
+	}
+	replace := []step{{detect.Delete, text(1), nil}, {detect.Create, nil, nil}, {detect.Write, nil, text(2)}}
+	tests := []struct {
+		name  string
+		file  []step // what happens to each file in turn
+		files int
+		held  int // the first file at whose events the process is held, 0 for never
+	}{
+		{"files replaced one by one", replace, 20, 0},
+		{"a file deleted", []step{{detect.Delete, text(1), nil}}, 1, 0},
+		{"files deleted", []step{{detect.Delete, text(1), nil}}, 5, 2},
+		{"files encrypted in place", []step{{detect.Write, text(1), analyze(noise)}}, 5, 1},
+		{"files cut to nothing", []step{{detect.Write, text(1), analyze(nil)}}, 5, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := detect.New(detect.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := detect.Actor{PID: 4000, Group: 4000, UID: 1000, Command: "worker"}
+			now := time.Date(2022, 7, 15, 10, 0, 0, 0, time.UTC)
+			held := 0
+			for i := 1; i <= tt.files && held == 0; i++ {
+				p := fmt.Sprintf("/srv/data/file%02d.txt", i)
+				for _, s := range tt.file {
+					now = now.Add(time.Millisecond)
+					before := d.Raised()
+					if al := d.Observe(detect.Event{Time: now, Actor: a, Op: s.op, Path: p, Old: s.old, New: s.new}); al != nil {
+						t.Fatalf("file %d: alert before a hold: %+v", i, al.Signals)
+					}
+					if suspect(d, a, before) && held == 0 {
+						held = i
+					}
+				}
+			}
+			if held != tt.held {
+				t.Errorf("held at file %d, want %d", held, tt.held)
+			}
+		})
 	}
 }

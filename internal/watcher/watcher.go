@@ -578,7 +578,7 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 	before := w.det.Raised()
 	a := w.det.Observe(*de)
 	if a == nil {
-		if w.hold != nil && pid != 0 && w.det.Raised() != before {
+		if w.hold != nil && pid != 0 && suspect(w.det, de.Actor, before) {
 			w.hold.hold(pid)
 			for _, a := range w.procs.forkers(pid) {
 				w.hold.hold(a)
