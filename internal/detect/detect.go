@@ -382,7 +382,7 @@ func (d *Detector) userGroups(uid int, t time.Time, scored ...*group) []*group {
 func (d *Detector) Raised() uint64 { return d.raised }
 
 // Score returns the score of a's process tree now: 0 for one without
-// evidence, and what its last alert started again from for one alerted.
+// evidence (an alert starts the trees it implicates again from zero).
 func (d *Detector) Score(a Actor) float64 {
 	if g := d.groups[d.key(a)]; g != nil {
 		return g.score

@@ -19,9 +19,10 @@ import (
 // then on every event the suspect causes preempts it, on the one CPU they
 // share, until the event is read and scored: the suspect cannot run ahead
 // of the watcher on another core, whatever the load, and an alert stops it
-// within the files its threshold needs. A suspect whose score stops rising for holdFor gets its own
-// affinity back; so does one that exits. Not a signal: the parent of the
-// process (an interactive shell) sees nothing, as it would with SIGSTOP.
+// within the files its threshold needs. A suspect whose score stops
+// rising for holdFor gets its own affinity back; so does one that exits.
+// Not a signal: the parent of the process (an interactive shell) sees
+// nothing, as it would with SIGSTOP.
 //
 // hold is called only from the source's Run goroutine, and pins the
 // thread that goroutine runs on (the event thread); the runtime may move
