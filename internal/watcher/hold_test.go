@@ -27,9 +27,17 @@ func TestHolder(t *testing.T) {
 	h.now = func() time.Time { return now }
 	h.set = func(tid int, s *unix.CPUSet) error { sets[tid] = *s; return nil }
 	// Affinities are set through the fake but read for real: the suspect
-	// is this process, so that reading its affinity succeeds.
-	self := unix.Getpid()
-	h.tasks = func(int) []int { return []int{self} }
+	// is a child process, so that reading its affinity succeeds, and its
+	// ID is never that of a thread of this process, which the holder
+	// pins and unpins as the event thread (each subtest's goroutine may
+	// run on another thread).
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	pid := child.Process.Pid
+	h.tasks = func(int) []int { return []int{pid} }
 
 	tests := []struct {
 		name     string
@@ -39,12 +47,12 @@ func TestHolder(t *testing.T) {
 		wantHeld int
 		pinned   bool
 	}{
-		{"first suspect pins", 0, []int{self}, false, 1, true},
+		{"first suspect pins", 0, []int{pid}, false, 1, true},
 		{"PID 1 is never held", 0, []int{1}, false, 1, true},
 		{"still held before the hold passes", holdFor / 2, nil, false, 1, true},
-		{"held again extends", 0, []int{self}, false, 1, true},
+		{"held again extends", 0, []int{pid}, false, 1, true},
 		{"released after the hold", holdFor + time.Millisecond, nil, false, 0, false},
-		{"forced release", 0, []int{self}, true, 0, false},
+		{"forced release", 0, []int{pid}, true, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +70,7 @@ func TestHolder(t *testing.T) {
 				t.Errorf("event thread pinned %v, want %v", pinned, tt.pinned)
 			}
 			if tt.pinned {
-				if s := sets[self]; s.Count() != 1 || !s.IsSet(h.cpu) {
+				if s := sets[pid]; s.Count() != 1 || !s.IsSet(h.cpu) {
 					t.Errorf("suspect's affinity %v, want only CPU %d", s, h.cpu)
 				}
 			}
