@@ -30,14 +30,22 @@ import (
 // follow). expire may be called from any goroutine, but not concurrently
 // with hold.
 type holder struct {
-	cpu      int               // the CPU suspects are held on, -1 while none is
-	self     int               // the event thread's TID, once pinned
-	own      unix.CPUSet       // the event thread's affinity before it was pinned
-	held     map[int]*heldProc // PID -> its saved state
-	now      func() time.Time  // clock
+	cpu      int                  // the CPU suspects are held on, -1 while none is
+	self     int                  // the event thread's TID, once pinned
+	own      unix.CPUSet          // the event thread's affinity before it was pinned
+	held     map[int]*heldProc    // PID -> its saved state
+	kin      map[kinKey]time.Time // the executables of suspects, with their users -> until
+	now      func() time.Time     // clock
 	set      func(tid int, s *unix.CPUSet) error
 	tasks    func(pid int) []int // the threads of pid
 	children func(pid int) []int // the child processes of pid
+}
+
+// kinKey identifies the processes of one user that run one executable of
+// their own (detect.Actor.Exe): the workers of one program.
+type kinKey struct {
+	uid int
+	exe string
 }
 
 type heldProc struct {
@@ -67,8 +75,8 @@ const holdFor = time.Second
 const maxHeld = 256
 
 func newHolder() *holder {
-	return &holder{cpu: -1, held: map[int]*heldProc{}, now: time.Now, set: unix.SchedSetaffinity, tasks: tasks,
-		children: childrenOf}
+	return &holder{cpu: -1, held: map[int]*heldProc{}, kin: map[kinKey]time.Time{}, now: time.Now, set: unix.SchedSetaffinity,
+		tasks: tasks, children: childrenOf}
 }
 
 // hold pins pid's threads to the event thread's CPU (pinning the event
@@ -103,6 +111,38 @@ func (h *holder) hold(pid int) {
 		}
 		hp.masks[tid] = old
 	}
+}
+
+// holds reports whether pid is held.
+func (h *holder) holds(pid int) bool { return h.held[pid] != nil }
+
+// holdKin records suspect a's user and executable, unless that is a
+// system one (a.Exe empty) or the user is unknown: until holdFor from now
+// the other processes of that user that run it are held too (see kinHeld),
+// the workers of a split attack (docs/design.md, "Split attacks") that have
+// not raised a score of their own yet. It reports whether they were not
+// held already.
+func (h *holder) holdKin(a detect.Actor) bool {
+	if a.Exe == "" || a.UID < 0 {
+		return false
+	}
+	k := kinKey{a.UID, a.Exe}
+	_, ok := h.kin[k]
+	if !ok && len(h.kin) >= maxHeld {
+		return false
+	}
+	h.kin[k] = h.now().Add(holdFor)
+	return !ok
+}
+
+// kinHeld reports whether a runs the executable of a suspect of its user
+// held within holdFor (see holdKin).
+func (h *holder) kinHeld(a detect.Actor) bool {
+	if a.Exe == "" || a.UID < 0 {
+		return false
+	}
+	until, ok := h.kin[kinKey{a.UID, a.Exe}]
+	return ok && h.now().Before(until)
 }
 
 // follow pins the calling thread to the CPU suspects are held on, if it
@@ -143,6 +183,11 @@ func (h *holder) pinSelf() bool {
 // and unpins the event thread once none is held.
 func (h *holder) expire(force bool) {
 	now := h.now()
+	for k, until := range h.kin {
+		if force || !now.Before(until) {
+			delete(h.kin, k)
+		}
+	}
 	for pid, hp := range h.held {
 		if !force && now.Before(hp.until) {
 			continue

@@ -245,3 +245,47 @@ func TestSuspect(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldKin: once a suspect is held, the processes of its user running
+// its executable are held at their events, until the hold passes; a
+// system executable (Exe empty) or an unknown user has no kin.
+func TestHoldKin(t *testing.T) {
+	now := time.Unix(1000, 0)
+	h := newHolder()
+	h.now = func() time.Time { return now }
+	worker := detect.Actor{PID: 4000, UID: 1000, Exe: "803:1a2b"}
+	tests := []struct {
+		name    string
+		advance time.Duration
+		suspect *detect.Actor
+		newKin  bool // holdKin's answer
+		a       detect.Actor
+		held    bool
+	}{
+		{"nothing held yet", 0, nil, false, worker, false},
+		{"a system executable has no kin", 0, &detect.Actor{PID: 10, UID: 1000}, false, detect.Actor{PID: 11, UID: 1000}, false},
+		{"an unknown user has no kin", 0, &detect.Actor{PID: 10, UID: -1, Exe: "803:1a2b"}, false, detect.Actor{PID: 11, UID: -1, Exe: "803:1a2b"}, false},
+		{"a suspect's worker", 0, &detect.Actor{PID: 10, UID: 1000, Exe: "803:1a2b"}, true, worker, true},
+		{"held again: not new", 0, &detect.Actor{PID: 12, UID: 1000, Exe: "803:1a2b"}, false, worker, true},
+		{"another user's process", 0, nil, false, detect.Actor{PID: 13, UID: 1001, Exe: "803:1a2b"}, false},
+		{"another executable", 0, nil, false, detect.Actor{PID: 14, UID: 1000, Exe: "803:ffff"}, false},
+		{"within the hold", holdFor - time.Millisecond, nil, false, worker, true},
+		{"after the hold", 2 * time.Millisecond, nil, false, worker, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = now.Add(tt.advance)
+			if tt.advance > 0 {
+				h.expire(false)
+			}
+			if tt.suspect != nil {
+				if got := h.holdKin(*tt.suspect); got != tt.newKin {
+					t.Errorf("holdKin(%+v) = %v, want %v", *tt.suspect, got, tt.newKin)
+				}
+			}
+			if got := h.kinHeld(tt.a); got != tt.held {
+				t.Errorf("kinHeld(%+v) = %v, want %v", tt.a, got, tt.held)
+			}
+		})
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/detect"
 )
 
 // proc is what the table knows of one process.
@@ -525,6 +527,13 @@ func alive(pid int) bool {
 // before children, repeating until no new descendant appears. Protected
 // processes (this one and its ancestors) and PIDs 1 and 2 are skipped. It
 // returns the processes stopped.
+//
+// The signal goes to each thread of a process too. Sent to the process
+// alone, the kernel hands it to one thread, usually the main one, which
+// then stops the others; when that thread waits for a CPU (the one this
+// real-time thread holds, where a suspect's threads are pinned), another
+// thread of the process goes on running on another CPU until it gets
+// there. Each thread with a stop of its own stops at once.
 func (p *procs) stop(pids []int) ([]int, error) {
 	stopped := map[int]bool{}
 	var errs []error
@@ -537,6 +546,9 @@ func (p *procs) stop(pids []int) ([]int, error) {
 				errs = append(errs, fmt.Errorf("stop %d: %w", pid, err))
 			}
 			return
+		}
+		for _, tid := range tasks(pid) {
+			_ = unix.Tgkill(pid, tid, unix.SIGSTOP) // fails when the thread is gone
 		}
 		stopped[pid] = true
 	}
@@ -658,4 +670,23 @@ func hasOpenForWrite(pid int, path string) bool {
 		}
 	}
 	return false
+}
+
+// kinOf returns the live processes other than a's that this table has
+// seen act, or forked from one that had, which run a's executable (see
+// kin) as a's user: the workers of a program a is one of. None when a's
+// executable is a system one or unknown.
+func (p *procs) kinOf(a detect.Actor) []int {
+	if a.Exe == "" || a.UID < 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int
+	for pid, pr := range p.table {
+		if pid != a.PID && pr.exeRead && pr.exe == a.Exe && pr.uid == a.UID && pr.exited.IsZero() && !p.protected[pid] {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

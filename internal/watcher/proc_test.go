@@ -3,10 +3,19 @@ package watcher
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kalaja/kalaja/internal/detect"
 )
 
 func TestParseStat(t *testing.T) {
@@ -101,5 +110,178 @@ func TestActorOfExited(t *testing.T) {
 		if group, _, _, _, own := p.actor(tc.pid); group != tc.group || own {
 			t.Errorf("actor(%d) = group %d, own %v; want group %d", tc.pid, group, own, tc.group)
 		}
+	}
+}
+
+// TestStopRunningThread: a process is stopped at once even when the
+// thread the kernel would hand a process-wide signal to waits for the CPU
+// the (real-time) event thread holds, while another of its threads runs
+// on another CPU: the hold pins suspects to that CPU, so this is how an
+// attack's worker may stand when it is stopped. The helper writes a byte
+// at a time to a pipe from a thread on CPU Y, its main thread asleep on
+// CPU X; this test holds CPU X at real-time priority, stops the helper,
+// and checks that no byte comes after the stop.
+func TestStopRunningThread(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs real-time priority (root)")
+	}
+	var own unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &own); err != nil {
+		t.Fatal(err)
+	}
+	var cpus []int
+	for c := 0; c < 1024 && len(cpus) < 2; c++ {
+		if own.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		t.Skip("needs two CPUs")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", fmt.Sprintf("%d,%d", cpus[0], cpus[1]))
+	cmd.Env = append(os.Environ(), "KALAJA_WATCH_HELPER=split-threads")
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var b [4096]byte
+	if _, err := r.Read(b[:1]); err != nil { // its writer runs
+		t.Fatal(err)
+	}
+	fd := int(r.Fd())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	written := func() int { // what came since the last call
+		n := 0
+		for {
+			m, err := unix.Read(fd, b[:])
+			if m <= 0 || err != nil {
+				return n
+			}
+			n += m
+		}
+	}
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var x unix.CPUSet
+	x.Set(cpus[0])
+	if err := unix.SchedSetaffinity(0, &x); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &own)
+	rt := func(policy, prio uint32) error {
+		return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}, 0)
+	}
+	if err := rt(unix.SCHED_FIFO, 10); err != nil {
+		t.Skipf("real-time priority: %v", err)
+	}
+	// From here until normal priority is back, this thread holds CPU X.
+	p := newProcs()
+	stopped, stopErr := p.stop([]int{cmd.Process.Pid})
+	start := time.Now()
+	spin := func(d time.Duration) {
+		for time.Since(start) < d {
+		}
+	}
+	spin(10 * time.Millisecond)
+	written()
+	spin(40 * time.Millisecond)
+	after := written()
+	if err := rt(unix.SCHED_NORMAL, 0); err != nil {
+		t.Fatal(err)
+	}
+	if stopErr != nil || len(stopped) != 1 {
+		t.Fatalf("stop: %v, %v", stopped, stopErr)
+	}
+	if after > 0 {
+		t.Errorf("the stopped process wrote %d bytes from 10 to 40 ms after its stop", after)
+	}
+}
+
+// splitThreads is the helper of TestStopRunningThread: cpus is "X,Y". Its
+// main thread sleeps on CPU X; another thread writes a byte to stdout
+// every few microseconds on CPU Y.
+func splitThreads(cpus string) error {
+	var x, y int
+	if _, err := fmt.Sscanf(cpus, "%d,%d", &x, &y); err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(x)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return err
+	}
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(y)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			errc <- err
+			return
+		}
+		for {
+			if _, err := unix.Write(1, []byte{1}); err != nil {
+				errc <- err
+				return
+			}
+			for start := time.Now(); time.Since(start) < 20*time.Microsecond; {
+			}
+		}
+	}()
+	return <-errc
+}
+
+// TestKinOf: the processes the table knows that run a process's own
+// executable as its user are its kin; the process itself, this one and
+// processes running another executable are not.
+func TestKinOf(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "worker") // a copy: this process's own executable has no kin
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := func(path string) int {
+		cmd := exec.Command(path, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "KALAJA_WATCH_HELPER=idle")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	w1, w2, other := start(exe), start(exe), start(os.Args[0])
+	p := newProcs()
+	actor := func(pid int) detect.Actor {
+		group, uid, comm, exe, own := p.actor(pid) // as an event of pid would
+		return detect.Actor{PID: pid, Group: group, UID: uid, Command: comm, Exe: exe, Own: own}
+	}
+	a1 := actor(w1)
+	if a1.Exe == "" {
+		t.Fatalf("the copied executable has no identity: %+v", a1)
+	}
+	if got := p.kinOf(a1); len(got) != 0 {
+		t.Errorf("kin before any other worker acted: %v", got)
+	}
+	actor(w2)
+	actor(other)
+	if got := p.kinOf(a1); !slices.Equal(got, []int{w2}) {
+		t.Errorf("kinOf(%d) = %v, want [%d]", w1, got, w2)
+	}
+	if got := p.kinOf(actor(other)); len(got) != 0 {
+		t.Errorf("kinOf(a process running this test's executable) = %v, want none", got)
 	}
 }

@@ -306,8 +306,9 @@ func (w *Watcher) Run(ctx context.Context, ready func()) error {
 // so that its socket does not overflow. Everything that takes the process table's lock runs here,
 // on the source's goroutine, so that a real-time handler never waits for a
 // lock held by a thread of normal priority. It asks for the next batch at
-// once when the batch raised an actor's score, or a file was found cut to
-// nothing by a process that still has it open.
+// once when the batch raised an actor's score, had an event of a held
+// suspect, or a file was found cut to nothing by a process that still has
+// it open.
 func (w *Watcher) handle(batch []fswatch.Event) bool {
 	w.hurry = false
 	if w.hold != nil && len(batch) > 0 {
@@ -338,6 +339,12 @@ func (w *Watcher) one(ev fswatch.Event) {
 	}
 	if !self && ev.PID != 0 && w.nstopped.Load() > 0 {
 		w.noteStopped(ev)
+	}
+	if w.hold != nil && w.hold.holds(ev.PID) {
+		// A suspect's next events are read at once, at real-time
+		// priority: paced at normal priority, the event thread would
+		// share the CPU the suspect is held on with everything else.
+		w.hurry = true
 	}
 	if w.guard != nil {
 		if ev.Op == fswatch.Exec {
@@ -578,10 +585,20 @@ func (w *Watcher) observe(pid int, de *detect.Event) {
 	before := w.det.Raised()
 	a := w.det.Observe(*de)
 	if a == nil {
-		if w.hold != nil && pid != 0 && suspect(w.det, de.Actor, before) {
-			w.hold.hold(pid)
-			for _, a := range w.procs.forkers(pid) {
-				w.hold.hold(a)
+		if w.hold != nil && pid != 0 {
+			switch {
+			case suspect(w.det, de.Actor, before):
+				w.hold.hold(pid)
+				for _, a := range w.procs.forkers(pid) {
+					w.hold.hold(a)
+				}
+				if w.hold.holdKin(de.Actor) {
+					for _, k := range w.procs.kinOf(de.Actor) {
+						w.hold.hold(k)
+					}
+				}
+			case w.hold.kinHeld(de.Actor):
+				w.hold.hold(pid)
 			}
 		}
 		return

@@ -130,6 +130,8 @@ func helper(mode, dir string) error {
 		return nil
 	case "guard-own":
 		return ownWork(dir)
+	case "split-threads": // see TestStopRunningThread; dir is "X,Y"
+		return splitThreads(dir)
 	case "idle": // a process running the watcher's executable that does nothing for a while
 		time.Sleep(time.Minute)
 		return nil
