@@ -120,7 +120,8 @@ func TestActorOfExited(t *testing.T) {
 // attack's worker may stand when it is stopped. The helper writes a byte
 // at a time to a pipe from a thread on CPU Y, its main thread asleep on
 // CPU X; this test holds CPU X at real-time priority, stops the helper,
-// and checks that no byte comes after the stop.
+// and checks that no byte comes after the stop, and that SIGCONT lets
+// the helper go on.
 func TestStopRunningThread(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs real-time priority (root)")
@@ -204,6 +205,16 @@ func TestStopRunningThread(t *testing.T) {
 	}
 	if after > 0 {
 		t.Errorf("the stopped process wrote %d bytes from 10 to 40 ms after its stop", after)
+	}
+	// An operator's kill -CONT resumes every thread: no stop is left
+	// pending on one of them.
+	if err := unix.Kill(cmd.Process.Pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); written() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the process did not run on after SIGCONT")
+		}
 	}
 }
 
