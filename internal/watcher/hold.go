@@ -48,6 +48,12 @@ type kinKey struct {
 	exe string
 }
 
+// kinKeyOf returns a's kinKey, and false when a has no kin: its executable
+// is a system one or unknown (a.Exe empty), or its user is unknown.
+func kinKeyOf(a detect.Actor) (kinKey, bool) {
+	return kinKey{a.UID, a.Exe}, a.Exe != "" && a.UID >= 0
+}
+
 type heldProc struct {
 	masks map[int]unix.CPUSet // TID -> affinity before the hold
 	until time.Time
@@ -123,10 +129,10 @@ func (h *holder) holds(pid int) bool { return h.held[pid] != nil }
 // not raised a score of their own yet. It reports whether they were not
 // held already.
 func (h *holder) holdKin(a detect.Actor) bool {
-	if a.Exe == "" || a.UID < 0 {
+	k, has := kinKeyOf(a)
+	if !has {
 		return false
 	}
-	k := kinKey{a.UID, a.Exe}
 	_, ok := h.kin[k]
 	if !ok && len(h.kin) >= maxHeld {
 		return false
@@ -138,10 +144,11 @@ func (h *holder) holdKin(a detect.Actor) bool {
 // kinHeld reports whether a runs the executable of a suspect of its user
 // held within holdFor (see holdKin).
 func (h *holder) kinHeld(a detect.Actor) bool {
-	if a.Exe == "" || a.UID < 0 {
+	k, has := kinKeyOf(a)
+	if !has {
 		return false
 	}
-	until, ok := h.kin[kinKey{a.UID, a.Exe}]
+	until, ok := h.kin[k]
 	return ok && h.now().Before(until)
 }
 

@@ -674,17 +674,18 @@ func hasOpenForWrite(pid int, path string) bool {
 
 // kinOf returns the live processes other than a's that this table has
 // seen act, or forked from one that had, which run a's executable (see
-// kin) as a's user: the workers of a program a is one of. None when a's
-// executable is a system one or unknown.
+// kin) as a's user: the workers of a program a is one of. None when a
+// has no kin (see kinKeyOf).
 func (p *procs) kinOf(a detect.Actor) []int {
-	if a.Exe == "" || a.UID < 0 {
+	k, has := kinKeyOf(a)
+	if !has {
 		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []int
 	for pid, pr := range p.table {
-		if pid != a.PID && pr.exeRead && pr.exe == a.Exe && pr.uid == a.UID && pr.exited.IsZero() && !p.protected[pid] {
+		if pid != a.PID && pr.exeRead && (kinKey{pr.uid, pr.exe}) == k && pr.exited.IsZero() && !p.protected[pid] {
 			out = append(out, pid)
 		}
 	}
