@@ -247,31 +247,32 @@ func (p *procs) inheritGroup(pr *proc) {
 	}
 }
 
-// actor returns the group pid is charged to, its user, command and
-// executable (see kin). The
+// actor returns the actor an event of pid is charged to: its group, user,
+// command and executable (see kin). The
 // group is the process group (a shell job, or everything a program that
 // called setsid forks), keyed by its ID, unless that is the group of this
 // process or of an ancestor (a test runner, a drill, a service manager):
 // then it is the process tree under the highest ancestor below this
 // process, its ancestors, or PID 1 or 2. Either way a program and the
 // workers it forks are one actor, and two programs started side by side
-// are two. Unknown parents end the walk. own reports a process of this
+// are two. Unknown parents end the walk. Own reports a process of this
 // process's group or an ancestor's (see detect.Actor.Own).
-func (p *procs) actor(pid int) (group, uid int, comm, exe string, own bool) {
+func (p *procs) actor(pid int) detect.Actor {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.get(pid)
 	if pr == nil {
-		return pid, -1, "", "", false
+		return detect.Actor{PID: pid, Group: pid, UID: -1}
 	}
 	if !pr.exeRead && pr.exited.IsZero() {
 		pr.exe, pr.exeRead = p.kin(pid), true
 	}
-	if pr.pgid > 2 && !p.ownGroups[pr.pgid] {
-		return pr.pgid, pr.uid, pr.comm, pr.exe, false
+	a := detect.Actor{PID: pid, Group: pr.pgid, UID: pr.uid, Command: pr.comm, Exe: pr.exe}
+	if pr.pgid <= 2 || p.ownGroups[pr.pgid] {
+		c := p.chain(pid)
+		a.Group, a.Own = c[len(c)-1], p.ownGroups[pr.pgid]
 	}
-	c := p.chain(pid)
-	return c[len(c)-1], pr.uid, pr.comm, pr.exe, p.ownGroups[pr.pgid]
+	return a
 }
 
 // kin returns the identity of the executable pid runs (device and inode)

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/kalaja/kalaja/internal/detect"
 )
 
 func TestParseStat(t *testing.T) {
@@ -107,8 +105,8 @@ func TestActorOfExited(t *testing.T) {
 		{1<<22 + 4, 1<<22 + 4},
 		{orphan, unseen},
 	} {
-		if group, _, _, _, own := p.actor(tc.pid); group != tc.group || own {
-			t.Errorf("actor(%d) = group %d, own %v; want group %d", tc.pid, group, own, tc.group)
+		if a := p.actor(tc.pid); a.Group != tc.group || a.Own {
+			t.Errorf("actor(%d) = group %d, own %v; want group %d", tc.pid, a.Group, a.Own, tc.group)
 		}
 	}
 }
@@ -276,23 +274,19 @@ func TestKinOf(t *testing.T) {
 	}
 	w1, w2, other := start(exe), start(exe), start(os.Args[0])
 	p := newProcs()
-	actor := func(pid int) detect.Actor {
-		group, uid, comm, exe, own := p.actor(pid) // as an event of pid would
-		return detect.Actor{PID: pid, Group: group, UID: uid, Command: comm, Exe: exe, Own: own}
-	}
-	a1 := actor(w1)
+	a1 := p.actor(w1) // as an event of w1 would
 	if a1.Exe == "" {
 		t.Fatalf("the copied executable has no identity: %+v", a1)
 	}
 	if got := p.kinOf(a1); len(got) != 0 {
 		t.Errorf("kin before any other worker acted: %v", got)
 	}
-	actor(w2)
-	actor(other)
+	p.actor(w2)
+	p.actor(other)
 	if got := p.kinOf(a1); !slices.Equal(got, []int{w2}) {
 		t.Errorf("kinOf(%d) = %v, want [%d]", w1, got, w2)
 	}
-	if got := p.kinOf(actor(other)); len(got) != 0 {
+	if got := p.kinOf(p.actor(other)); len(got) != 0 {
 		t.Errorf("kinOf(a process running this test's executable) = %v, want none", got)
 	}
 }

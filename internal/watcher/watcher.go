@@ -579,8 +579,7 @@ func (w *Watcher) moveCanary(from, to string) {
 func (w *Watcher) observe(pid int, de *detect.Event) {
 	de.Time = w.cfg.Now()
 	if pid != 0 {
-		root, uid, comm, exe, own := w.procs.actor(pid)
-		de.Actor = detect.Actor{PID: pid, Group: root, UID: uid, Command: comm, Own: own, Exe: exe}
+		de.Actor = w.procs.actor(pid)
 	}
 	before := w.det.Raised()
 	a := w.det.Observe(*de)
@@ -659,7 +658,7 @@ func (w *Watcher) respond(a *detect.Alert) {
 // noteStopped remembers the paths of ev if its process is one this watcher
 // stopped, or of a group an alert stopped.
 func (w *Watcher) noteStopped(ev fswatch.Event) {
-	group, _, _, _, _ := w.procs.actor(ev.PID)
+	group := w.procs.actor(ev.PID).Group
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if g, ok := w.stopped[ev.PID]; ok {
