@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 )
 
 // BenchmarkAnalyze measures the features of one file's sample: four full
@@ -67,5 +68,34 @@ func TestEntropy(t *testing.T) {
 	var none histogram
 	if got := none.entropy(0); got != 0 {
 		t.Errorf("entropy of nothing = %v, want 0", got)
+	}
+}
+
+// BenchmarkMoveAway measures the deletions of mv onto another file system:
+// one process has written a copy of each file there (a group's full list
+// of files written) and deletes the originals, each judged against the
+// copy it names and the files the group wrote.
+func BenchmarkMoveAway(b *testing.B) {
+	d, err := New(DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := Actor{PID: 100, Command: "mv", UID: 1000}
+	old := sample(text(3 * BlockSize))
+	t0 := time.Now()
+	const n = 4096
+	src := make([]string, n)
+	dst := make([]string, n)
+	for i := range n {
+		src[i] = fmt.Sprintf("/srv/registry/files/Documents/Finance/2026/report-%04d.odt", i)
+		dst[i] = "/media/usb/archive" + src[i]
+	}
+	i := 0
+	for b.Loop() {
+		t := t0.Add(time.Duration(i) * time.Millisecond)
+		d.Observe(Event{Op: Create, Path: dst[i%n], Actor: a, Time: t})
+		d.Observe(Event{Op: Write, Path: dst[i%n], New: old, Actor: a, Time: t})
+		d.Observe(Event{Op: Delete, Path: src[i%n], Old: old, Copies: []string{dst[i%n]}, Actor: a, Time: t})
+		i++
 	}
 }

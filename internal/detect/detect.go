@@ -602,11 +602,11 @@ func hashKey(s *Sample) string {
 func (g *group) kept(p string, old *Sample) bool {
 	for _, w := range g.wrote {
 		switch {
-		case w.path == p+".gz" && w.typ == "gzip":
+		case w.typ == "gzip" && joins(w.path, p, ".gz"):
 			if w.inner != Unknown && (old == nil || w.inner == old.Type) {
 				return true
 			}
-		case old != nil && old.Type == "gzip" && old.Inner != Unknown && w.path+".gz" == p:
+		case old != nil && old.Type == "gzip" && old.Inner != Unknown && joins(p, w.path, ".gz"):
 			if w.typ == old.Inner {
 				return true
 			}
@@ -692,7 +692,14 @@ func Valuable(p string, t Type, seen bool) bool {
 // replaces reports whether newPath looks like a transformed copy of old:
 // the same folder, and old's name plus an extension.
 func replaces(newPath, old string) bool {
-	return strings.HasPrefix(newPath, old+".") && !strings.Contains(newPath[len(old)+1:], "/")
+	ext, ok := strings.CutPrefix(newPath, old)
+	return ok && strings.HasPrefix(ext, ".") && !strings.Contains(ext, "/")
+}
+
+// joins reports whether s is a+b, without making a+b: the detector asks
+// it of every file a group recently wrote, at each deletion.
+func joins(s, a, b string) bool {
+	return len(s) == len(a)+len(b) && strings.HasPrefix(s, a) && strings.HasSuffix(s, b)
 }
 
 func appendRecent(list []recent, r recent) []recent {

@@ -630,3 +630,40 @@ func TestLockdown(t *testing.T) {
 		})
 	}
 }
+
+func TestReplaces(t *testing.T) {
+	for _, tc := range []struct {
+		newPath, old string
+		want         bool
+	}{
+		{"/d/report.odt.locked", "/d/report.odt", true},
+		{"/d/report.odt.", "/d/report.odt", true},
+		{"/d/report.odt", "/d/report.odt", false},
+		{"/d/report.odtx", "/d/report.odt", false},
+		{"/d/report.odt.d/x", "/d/report.odt", false},
+		{"/e/report.odt.locked", "/d/report.odt", false},
+		{"/d/r", "/d/report.odt", false},
+	} {
+		if got := replaces(tc.newPath, tc.old); got != tc.want {
+			t.Errorf("replaces(%q, %q) = %v, want %v", tc.newPath, tc.old, got, tc.want)
+		}
+	}
+}
+
+func TestJoins(t *testing.T) {
+	for _, tc := range []struct {
+		s, a, b string
+		want    bool
+	}{
+		{"/d/log.1.gz", "/d/log.1", ".gz", true},
+		{"/d/log.1", "/d/log.1", ".gz", false},
+		{"/d/log.1.gzz", "/d/log.1", ".gz", false},
+		{"/d/log.2.gz", "/d/log.1", ".gz", false},
+		{"/d/log.1.xz", "/d/log.1", ".gz", false},
+		{"", "", "", true},
+	} {
+		if got := joins(tc.s, tc.a, tc.b); got != tc.want {
+			t.Errorf("joins(%q, %q, %q) = %v, want %v", tc.s, tc.a, tc.b, got, tc.want)
+		}
+	}
+}
