@@ -667,3 +667,31 @@ func TestJoins(t *testing.T) {
 		}
 	}
 }
+
+// gunzipType keeps its reader between calls: what one file left in it,
+// an error or a half-read stream, must not change the next file's answer.
+func TestGunzipTypeReuse(t *testing.T) {
+	txt := gzipped(text(3 * BlockSize))
+	corrupt := append(append([]byte(nil), txt[:10]...), random(BlockSize)...)
+	cases := []struct {
+		name  string
+		first []byte
+		want  Type
+	}{
+		{"text", txt, TextType},
+		{"corrupt body", corrupt, Unknown},
+		{"cut header", txt[:5], Unknown},
+		{"empty member", gzipped(nil), EmptyType},
+		{"zeros", gzipped(make([]byte, BlockSize)), ZeroType},
+		{"random", gzipped(random(BlockSize)), Unknown},
+	}
+	for range 2 {
+		for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}, {1, 0, 2, 0, 4, 0, 3, 0}} {
+			for _, i := range order {
+				if got := gunzipType(cases[i].first); got != cases[i].want {
+					t.Errorf("%s after others: %q, want %q", cases[i].name, got, cases[i].want)
+				}
+			}
+		}
+	}
+}

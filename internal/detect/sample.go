@@ -125,22 +125,23 @@ func Analyze(size int64, blocks [][]byte) Sample {
 // followed by anything else) or holds unrecognised bytes. It decompresses
 // at most one block.
 func gunzipType(first []byte) Type {
-	zr, err := gzip.NewReader(bytes.NewReader(first))
-	if err != nil {
+	g := gunzippers.Get().(*gunzipper)
+	defer gunzippers.Put(g)
+	g.src.Reset(first)
+	if g.zr.Reset(&g.src) != nil {
 		return Unknown
 	}
-	head := make([]byte, BlockSize)
-	n, err := io.ReadFull(zr, head)
+	n, err := io.ReadFull(&g.zr, g.head[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return Unknown // corrupt, or first cut before the end of a member
 	}
 	if n == 0 {
-		if err == io.EOF && zr.Close() == nil {
+		if err == io.EOF && g.zr.Close() == nil {
 			return EmptyType
 		}
 		return Unknown
 	}
-	head = head[:n]
+	head := g.head[:n]
 	h := countBytes(head)
 	e := h.entropy(n)
 	if int(h[0]) == n {
@@ -148,6 +149,17 @@ func gunzipType(first []byte) Type {
 	}
 	return typeOf(head, &h, float64(float32(e)))
 }
+
+// A gunzipper is what gunzipType needs, kept between calls: a gzip reader
+// reset for each file keeps its decompressor's 32 KiB window instead of
+// allocating one per sampled .gz (a log rotation samples hundreds).
+type gunzipper struct {
+	src  bytes.Reader
+	zr   gzip.Reader
+	head [BlockSize]byte
+}
+
+var gunzippers = sync.Pool{New: func() any { return new(gunzipper) }}
 
 // Judge returns what Analyze(size, [][]byte{first}) reports of a file's
 // first block, its Type and Blocks[0].High, without hashing the block or
