@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,8 +21,16 @@ type Overhead struct {
 	// Without and With are the workload's median wall-clock seconds.
 	Without float64 `json:"seconds_without"`
 	With    float64 `json:"seconds_with"`
-	// Slowdown is With/Without - 1.
-	Slowdown float64 `json:"slowdown"`
+	// Slowdown is With/Without - 1. SlowdownLow and SlowdownHigh bound
+	// it at 90% confidence (see slowdownInterval): a workload of a second
+	// on a busy or virtual machine varies from run to run by more than
+	// the slowdown measured.
+	Slowdown     float64 `json:"slowdown"`
+	SlowdownLow  float64 `json:"slowdown_low"`
+	SlowdownHigh float64 `json:"slowdown_high"`
+	// RunsWithout and RunsWith are each run's wall-clock seconds.
+	RunsWithout []float64 `json:"runs_without"`
+	RunsWith    []float64 `json:"runs_with"`
 	// WatcherCPU is the median CPU seconds the watch process used while
 	// the workload ran; WatcherCores is that over With: the average share
 	// of one core it kept busy.
@@ -111,9 +121,11 @@ func MeasureOverhead(ctx context.Context, cfg Config, reps int) (*OverheadReport
 				rss = append(rss, float64(out.peakRSS))
 			}
 		}
+		o.RunsWithout, o.RunsWith = slices.Clone(wall[0]), slices.Clone(wall[1])
 		o.Without, o.With = median(wall[0]), median(wall[1])
 		if o.Without > 0 {
 			o.Slowdown = o.With/o.Without - 1
+			o.SlowdownLow, o.SlowdownHigh = slowdownInterval(wall[0], wall[1])
 		}
 		o.WatcherCPU = median(cpu)
 		if o.With > 0 {
@@ -130,6 +142,36 @@ func MeasureOverhead(ctx context.Context, cfg Config, reps int) (*OverheadReport
 	return rep, nil
 }
 
+// slowdownInterval returns a 90% confidence interval of the slowdown
+// median(with)/median(without) - 1: the 5th and 95th percentiles of that
+// ratio over resamples of each arm's runs (the percentile bootstrap). The
+// resampling is seeded, so one set of runs always gives one interval.
+// Both arms need runs; with one run each the interval is the point.
+func slowdownInterval(without, with []float64) (lo, hi float64) {
+	const resamples = 2000
+	rng := rand.New(rand.NewPCG(1, 2))
+	draw := func(dst, src []float64) []float64 {
+		dst = dst[:0]
+		for range src {
+			dst = append(dst, src[rng.IntN(len(src))])
+		}
+		return dst
+	}
+	var a, b []float64
+	ratios := make([]float64, 0, resamples)
+	for range resamples {
+		a, b = draw(a, without), draw(b, with)
+		if m := median(a); m > 0 {
+			ratios = append(ratios, median(b)/m-1)
+		}
+	}
+	if len(ratios) == 0 {
+		return 0, 0
+	}
+	slices.Sort(ratios)
+	return ratios[len(ratios)*5/100], ratios[(len(ratios)*95-1)/100]
+}
+
 // WriteTable writes the overhead report as an aligned table.
 func (r *OverheadReport) WriteTable(w io.Writer) error {
 	if _, err := fmt.Fprintf(w, "watcher overhead (backend %s): %d files per run, %s dataset; medians of %d runs with and without\n\n",
@@ -137,12 +179,12 @@ func (r *OverheadReport) WriteTable(w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKLOAD\tWITHOUT\tWITH\tSLOWDOWN\tWATCHER CPU\tWATCHER PEAK RSS\tALERTS\t")
+	fmt.Fprintln(tw, "WORKLOAD\tWITHOUT\tWITH\tSLOWDOWN\t90% INTERVAL\tWATCHER CPU\tWATCHER PEAK RSS\tALERTS\t")
 	for _, o := range r.Results {
-		fmt.Fprintf(tw, "%s\t%.2f s\t%.2f s\t%+.1f%%\t%.2f s (%.0f%% of a core)\t%s\t%d\t\n", o.Workload, o.Without, o.With,
-			100*o.Slowdown, o.WatcherCPU, 100*o.WatcherCores, fmtMiB(o.WatcherRSS), o.Alerts)
+		fmt.Fprintf(tw, "%s\t%.2f s\t%.2f s\t%+.1f%%\t%+.1f%% to %+.1f%%\t%.2f s (%.0f%% of a core)\t%s\t%d\t\n", o.Workload, o.Without, o.With,
+			100*o.Slowdown, 100*o.SlowdownLow, 100*o.SlowdownHigh, o.WatcherCPU, 100*o.WatcherCores, fmtMiB(o.WatcherRSS), o.Alerts)
 	}
-	fmt.Fprintf(tw, "total\t%.2f s\t%.2f s\t%+.1f%%\t\t\t\t\n", r.Without, r.With, 100*r.Slowdown)
+	fmt.Fprintf(tw, "total\t%.2f s\t%.2f s\t%+.1f%%\t\t\t\t\t\n", r.Without, r.With, 100*r.Slowdown)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
