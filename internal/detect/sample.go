@@ -126,7 +126,10 @@ func Analyze(size int64, blocks [][]byte) Sample {
 // at most one block.
 func gunzipType(first []byte) Type {
 	g := gunzippers.Get().(*gunzipper)
-	defer gunzippers.Put(g)
+	defer func() {
+		g.src.Reset(nil) // the pool must not keep the caller's buffer
+		gunzippers.Put(g)
+	}()
 	g.src.Reset(first)
 	if g.zr.Reset(&g.src) != nil {
 		return Unknown
