@@ -59,6 +59,13 @@ type Options struct {
 	// ReadAll reads every file, even those the parent says are unchanged;
 	// the parent is still what the snapshot's health is judged against.
 	ReadAll bool
+	// TrustParent takes an unchanged file's content from Parent without
+	// looking its blobs up in the index: the caller knows that no pack
+	// was deleted since Parent was stored whole (see backup.Run). The
+	// backup then fails if a prune stores a request while it runs
+	// (repo.ReuseTrusted). Without it, a file whose blobs are not all
+	// indexed is read and stored again.
+	TrustParent bool
 	// Baseline holds the health records of the host's earlier clean
 	// snapshots of the same paths (the newest 10 or fewer), against which
 	// the new snapshot's health is judged (see internal/health).
@@ -197,6 +204,9 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	}
 
 	r.StartWrites(ctx)
+	if opts.TrustParent && opts.Parent != nil && !opts.ReadAll {
+		r.ReuseTrusted()
+	}
 	var fileWG, blobWG sync.WaitGroup
 	a.trees = r.NewPacker()
 	packers := make([]*repo.Packer, runtime.GOMAXPROCS(0))
@@ -603,7 +613,7 @@ func readDirNames(path string) ([]string, error) {
 // unchanged, or submits it for reading and returns its future.
 func (a *archiver) scheduleFile(ctx context.Context, path string, n *snapshot.Node, pn *snapshot.Node) *fileResult {
 	a.totalFiles.Add(1)
-	if !a.opts.ReadAll && sameFile(n, pn) && a.repo.Reuse(blob.Data, pn.Content) {
+	if !a.opts.ReadAll && sameFile(n, pn) && (a.opts.TrustParent || a.repo.Reuse(blob.Data, pn.Content)) {
 		n.Content = pn.Content
 		if a.health != nil {
 			n.Format, n.High = pn.Format, pn.High

@@ -61,6 +61,9 @@ type Result struct {
 	Snapshot *snapshot.Snapshot
 	// Checkpoint is the ledger checkpoint that records the snapshot.
 	Checkpoint ledger.Checkpoint
+	// TrustedParent reports that unchanged files took the parent's
+	// content without index lookups (see verified.go).
+	TrustedParent bool
 }
 
 // Run backs paths up into r. Its snapshot's ledger record carries the
@@ -148,6 +151,12 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 			opts.SavedTree = func(id blob.ID, data []byte) { trees[id] = data }
 		}
 	}
+	if opts.Parent != nil && !opts.ReadAll {
+		if seen, ok := r.Removals(); ok && trusted(r.CacheDir(), opts.Parent.ID, seen) {
+			opts.TrustParent = true
+			log.Debug("no pack was deleted since the parent snapshot was stored: unchanged files take its content without index lookups", "parent", opts.Parent.ID.Short())
+		}
+	}
 	// What the backup adds leaves memory for the index cache as its index
 	// files are stored: a first backup of millions of files stays within
 	// the cache's memory bound (docs/design.md 7.2).
@@ -160,7 +169,10 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 		return nil, err
 	}
 	saved = true // every pack it stored is listed in an index file
-	res := &Result{Snapshot: sn, Checkpoint: latest}
+	res := &Result{Snapshot: sn, Checkpoint: latest, TrustedParent: opts.TrustParent}
+	if err := recordVerified(r.CacheDir(), sn.ID, r.CheckedRemovals()); err != nil {
+		log.Warn("the next backup looks up every unchanged file's content in the index", "err", err)
+	}
 	if trees != nil {
 		e := &parentcache.Entry{Snapshot: sn, Trees: trees}
 		if sn.Health != nil && sn.Health.Status == snapshot.Clean {

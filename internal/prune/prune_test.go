@@ -36,6 +36,7 @@ type fixture struct {
 	old, new *snapshot.Snapshot
 	shared   string
 	big      string // old's own file
+	oldDir   string
 	newDir   string
 }
 
@@ -56,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	write(t, oldDir, "shared", f.shared)
 	write(t, newDir, "shared", f.shared)
 	write(t, newDir, "own", randomBytes(1<<20))
-	f.newDir = newDir
+	f.oldDir, f.newDir = oldDir, newDir
 	// One blob worker, so that each backup stores exactly one pack of
 	// content and one of trees.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
@@ -363,6 +364,60 @@ func TestPruneDuringBackup(t *testing.T) {
 				return
 			}
 			t.Logf("backup added %d blobs", sn.Summary.BlobsAdded)
+			rep, err := checker.Check(ctx, f.open(t), checker.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() {
+				t.Fatalf("the backup acknowledged snapshot %s, but check finds: errors %q, damage %+v", sn.ID.Short(), rep.Errors, rep.Damaged)
+			}
+		})
+	}
+}
+
+// TestPruneDuringTrustedBackup is the same fault for a backup that takes
+// unchanged files from its parent without looking their blobs up
+// (archiver.Options.TrustParent): the parent is old, forgotten since
+// the backup chose it, and prune deletes old's pack, which holds the
+// unchanged big file, while the backup runs. Not having looked the big
+// file up, the backup does not know it uses that pack: it must fail on
+// the request prune stored, or store a snapshot that checks whole.
+func TestPruneDuringTrustedBackup(t *testing.T) {
+	for _, at := range []store.FileType{store.Index, store.Snapshots} {
+		t.Run(string(at), func(t *testing.T) {
+			f := newFixture(t)
+			ctx := t.Context()
+			// A new file, so that the backup's tree is its own, not old's.
+			write(t, f.oldDir, "extra", randomBytes(4<<10))
+			pruned := false
+			st := &hooked{Local: f.st, at: at, hook: func() {
+				_, res, err := Run(ctx, f.open(t), &removed{st: f.st}, RunOptions{Options: Options{MaxUnused: 0.2, Now: time.Now()}, Remover: f.direct(t), Host: "admin"})
+				if err != nil {
+					t.Errorf("prune during the backup: %v", err)
+					return
+				}
+				pruned = slices.ContainsFunc(res.Removed, func(h store.Handle) bool { return h.Type == store.Packs })
+			}}
+			r, err := repo.Open(ctx, st, []byte("pw"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sn, err := archiver.Backup(ctx, r, []string{f.oldDir}, archiver.Options{Hostname: "h", Parent: f.old, TrustParent: true})
+			if !pruned {
+				t.Fatal("prune deleted no pack during the backup: the test does not test")
+			}
+			if err != nil {
+				if !errors.Is(err, repo.ErrPruned) {
+					t.Errorf("backup error %v does not wrap repo.ErrPruned", err)
+				}
+				return
+			}
+			if sn.Summary.FilesUnchanged == 0 {
+				t.Fatal("the backup took no file from its parent: the test does not test")
+			}
 			rep, err := checker.Check(ctx, f.open(t), checker.Options{})
 			if err != nil {
 				t.Fatal(err)

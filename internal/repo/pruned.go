@@ -2,9 +2,14 @@ package repo
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -28,6 +33,13 @@ type uses struct {
 	mu     sync.Mutex
 	packs  map[blob.ID]struct{}
 	before map[string]bool // nil: the listing failed, every request is new
+	// seen is the digest of the requests listed at the start (""
+	// when that listing failed), checked that of the requests the last
+	// CheckPruned that passed listed (see RemovalsDigest).
+	seen, checked string
+	// unlooked: the session took a parent's content without looking
+	// its blobs up (ReuseTrusted), so it knows no pack of theirs.
+	unlooked atomic.Bool
 }
 
 // startUses begins tracking, listing the requests stored so far. A listing
@@ -40,8 +52,59 @@ func (r *Repository) startUses(ctx context.Context) {
 		return nil
 	}); err != nil {
 		u.before = nil
+	} else {
+		u.seen = RemovalsDigest(slices.Collect(maps.Keys(u.before)))
 	}
 	r.uses = u
+}
+
+// RemovalsDigest returns the digest of a set of administrator's requests
+// (docs/design.md, "Trusted parents"): the SHA-256, in hex, of their
+// names sorted and each followed by a newline. Any request stored, or
+// removed, changes it.
+func RemovalsDigest(names []string) string {
+	sorted := slices.Sorted(slices.Values(names))
+	h := sha256.New()
+	for _, n := range sorted {
+		h.Write([]byte(n + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Removals returns the digest of the administrator's requests stored when
+// this session began (RemovalsDigest); ok is false when they could not be
+// listed. Prune stores a request before it deletes a pack, so while this
+// digest stays what it was when a snapshot was checked whole
+// (CheckedRemovals), no pack has been deleted since.
+func (r *Repository) Removals() (digest string, ok bool) {
+	if r.uses == nil || r.uses.before == nil {
+		return "", false
+	}
+	return r.uses.seen, true
+}
+
+// CheckedRemovals returns the digest of the requests listed by the last
+// CheckPruned that passed, or "" if none did or it could not list them:
+// the snapshot stored by a session that ends with such a check is whole
+// as of those requests.
+func (r *Repository) CheckedRemovals() string {
+	if r.uses == nil {
+		return ""
+	}
+	r.uses.mu.Lock()
+	defer r.uses.mu.Unlock()
+	return r.uses.checked
+}
+
+// ReuseTrusted records that the session takes the content of unchanged
+// files from a parent snapshot without looking its blobs up (Reuse), the
+// caller knowing that no pack was deleted since that snapshot was stored
+// whole (Removals). Not knowing the packs that content is in, CheckPruned
+// then fails on any request stored since the session began.
+func (r *Repository) ReuseTrusted() {
+	if r.uses != nil {
+		r.uses.unlooked.Store(true)
+	}
 }
 
 // use records that the session depends on pack id.
@@ -80,8 +143,11 @@ func (r *Repository) SetAdminKey(v note.Verifier) { r.admin = v }
 
 // CheckPruned returns an error wrapping ErrPruned if an administrator's
 // request stored since this repository read its index names a pack that
-// the current session used or stored. A request that cannot be read or
-// opened is passed over. A failing listing is an error, unless the
+// the current session used or stored, or any request to delete packs
+// stored since if the session reused content unlooked (ReuseTrusted). A
+// request that cannot be read or opened is passed over. When the check
+// passes, CheckedRemovals returns the digest of the requests it listed.
+// A failing listing is an error, unless the
 // listing at the start failed too (a server of an earlier version, which
 // has no ledger/removals): then nothing can be checked.
 func (r *Repository) CheckPruned(ctx context.Context) error {
@@ -89,8 +155,9 @@ func (r *Repository) CheckPruned(ctx context.Context) error {
 	if u == nil {
 		return nil
 	}
-	var fresh []string
+	var all, fresh []string
 	if err := r.st.List(ctx, store.LedgerRemovals, func(fi store.FileInfo) error {
+		all = append(all, fi.Name)
 		if !u.before[fi.Name] {
 			fresh = append(fresh, fi.Name)
 		}
@@ -118,6 +185,9 @@ func (r *Repository) CheckPruned(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
+		if u.unlooked.Load() && len(req.Delete) > 0 {
+			return fmt.Errorf("%w: the administrator's request %s was stored since this backup began, and the backup took unchanged files from its parent snapshot without looking up the packs that hold them", ErrPruned, name[:8])
+		}
 		u.mu.Lock()
 		var hit string
 		for _, h := range req.Delete {
@@ -132,5 +202,8 @@ func (r *Repository) CheckPruned(ctx context.Context) error {
 			return fmt.Errorf("%w: pack %s is named by the administrator's request %s, stored since this backup began", ErrPruned, hit[:8], name[:8])
 		}
 	}
+	u.mu.Lock()
+	u.checked = RemovalsDigest(all)
+	u.mu.Unlock()
 	return nil
 }
