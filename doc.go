@@ -34,7 +34,7 @@
 //	internal/outbox      the host's on-disk queue of alerts and heartbeats for the vault, and its sender: in order, exactly once with the server's ack
 //	internal/alert       where alerts go: JSON lines on stdout and in an alert log, syslog, webhook; reading the log back
 //	internal/parentcache a write-only host's own last snapshot and its trees, sealed at rest, for incremental backups
-//	internal/backup      the backup use case: ledger check, archive, ledger record; protective snapshots after alerts
+//	internal/backup      the backup use case: ledger check, trusted parent, archive, ledger record; protective snapshots after alerts
 //	internal/drill       attack and benign workload simulators in a sandbox folder, for kalaja drill
 //	internal/recovery    back to the last clean snapshot: health with alerts, the choice, in-place repair into a quarantine, verified; stopped holders
 //	cmd/kalaja           the command line: one file per subcommand
