@@ -143,8 +143,8 @@ func (r *Repository) SetAdminKey(v note.Verifier) { r.admin = v }
 
 // CheckPruned returns an error wrapping ErrPruned if an administrator's
 // request stored since this repository read its index names a pack that
-// the current session used or stored, or any request to delete packs
-// stored since if the session reused content unlooked (ReuseTrusted). A
+// the current session used or stored, or, if the session reused content
+// unlooked (ReuseTrusted), any such request that deletes anything. A
 // request that cannot be read or opened is passed over. When the check
 // passes, CheckedRemovals returns the digest of the requests it listed.
 // A failing listing is an error, unless the
