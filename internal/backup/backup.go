@@ -152,7 +152,7 @@ func Run(ctx context.Context, r *repo.Repository, lc *ledger.Client, paths []str
 		}
 	}
 	if opts.Parent != nil && !opts.ReadAll {
-		if seen, ok := r.Removals(); ok && trusted(r.CacheDir(), opts.Parent.ID, seen) {
+		if trusted(r.CacheDir(), opts.Parent.ID, r.Removals()) {
 			opts.TrustParent = true
 			log.Debug("no pack was deleted since the parent snapshot was stored: unchanged files take its content without index lookups", "parent", opts.Parent.ID.Short())
 		}

@@ -18,12 +18,13 @@ import (
 // administrator's removal requests its last check listed
 // (repo.CheckedRemovals), in <cache>/<repository ID>/backups/verified: the
 // line verifiedHeader, then one line per snapshot, "<snapshot ID>
-// <digest>", both in hex, newest last, at most maxVerified. A backup whose parent is listed there with
-// the digest of the requests stored now (repo.Removals) knows that no
-// pack was deleted since the parent was stored, and takes unchanged
-// files' content from it without an index lookup per file
-// (archiver.Options.TrustParent). The file is the client's own record,
-// like the index cache: missing, unreadable or damaged, it trusts nothing.
+// <digest>", both in hex, newest last, at most maxVerified. A backup
+// whose parent is listed there with the digest of the requests stored now
+// (repo.Removals) knows that no pack was deleted since the parent was
+// stored, and takes unchanged files' content from it without an index
+// lookup per file (archiver.Options.TrustParent). The file is the
+// client's own record, like the index cache: missing, unreadable or
+// damaged, it trusts nothing.
 const (
 	verifiedName   = "verified"
 	verifiedHeader = "kalaja-verified/v1"

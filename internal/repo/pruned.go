@@ -33,10 +33,9 @@ type uses struct {
 	mu     sync.Mutex
 	packs  map[blob.ID]struct{}
 	before map[string]bool // nil: the listing failed, every request is new
-	// seen is the digest of the requests listed at the start (""
-	// when that listing failed), checked that of the requests the last
-	// CheckPruned that passed listed (see RemovalsDigest).
-	seen, checked string
+	// checked is the digest of the requests the last CheckPruned that
+	// passed listed (see RemovalsDigest).
+	checked string
 	// unlooked: the session took a parent's content without looking
 	// its blobs up (ReuseTrusted), so it knows no pack of theirs.
 	unlooked atomic.Bool
@@ -52,8 +51,6 @@ func (r *Repository) startUses(ctx context.Context) {
 		return nil
 	}); err != nil {
 		u.before = nil
-	} else {
-		u.seen = RemovalsDigest(slices.Collect(maps.Keys(u.before)))
 	}
 	r.uses = u
 }
@@ -72,15 +69,15 @@ func RemovalsDigest(names []string) string {
 }
 
 // Removals returns the digest of the administrator's requests stored when
-// this session began (RemovalsDigest); ok is false when they could not be
+// this session began (RemovalsDigest), or "" when they could not be
 // listed. Prune stores a request before it deletes a pack, so while this
 // digest stays what it was when a snapshot was checked whole
 // (CheckedRemovals), no pack has been deleted since.
-func (r *Repository) Removals() (digest string, ok bool) {
+func (r *Repository) Removals() string {
 	if r.uses == nil || r.uses.before == nil {
-		return "", false
+		return ""
 	}
-	return r.uses.seen, true
+	return RemovalsDigest(slices.Collect(maps.Keys(r.uses.before)))
 }
 
 // CheckedRemovals returns the digest of the requests listed by the last
